@@ -1,0 +1,1 @@
+"""Cross-region replication for DynamoDB tables."""

@@ -1,0 +1,86 @@
+"""The conflict rule (DESIGN §3) as one ConditionExpression for PutItem.
+
+The expression is specialised on what is known about the incoming write
+(tombstone or live, re-create or not, its origin, the target's region), so every
+constant comparison is settled here and only stored attributes are left to
+DynamoDB. DynamoDB rejects redundant parentheses, so expressions are built as a
+small tree and parenthesised only where precedence (NOT > AND > OR) needs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from replicator.models import Incoming, Meta, Mode
+
+_OR, _AND, _NOT, _ATOM = 1, 2, 3, 4
+
+
+@dataclass(frozen=True, slots=True)
+class Expr:
+    text: str
+    precedence: int = _ATOM
+
+    def __or__(self, other: Expr) -> Expr:
+        return Expr(f"{_wrap(self, _OR)} OR {_wrap(other, _OR)}", _OR)
+
+    def __and__(self, other: Expr) -> Expr:
+        return Expr(f"{_wrap(self, _AND)} AND {_wrap(other, _AND)}", _AND)
+
+    def __invert__(self) -> Expr:
+        return Expr(f"NOT {_wrap(self, _NOT + 1)}", _NOT)
+
+
+def _wrap(expr: Expr, precedence: int) -> str:
+    return f"({expr.text})" if expr.precedence < precedence else expr.text
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    expression: str
+    names: dict[str, str]
+    values: dict[str, dict[str, Any]]
+
+
+def build_condition(incoming: Incoming, *, meta: Meta, here: str, mode: Mode) -> Condition:
+    """The condition under which a PutItem of ``incoming`` into region ``here`` applies."""
+    version_missing = Expr("attribute_not_exists(#v)") | ~Expr("attribute_type(#v, :n)")
+    replicated = Expr("#rv = #v") & Expr("attribute_type(#ro, :str)")
+    seq_older = Expr("attribute_not_exists(#rs)") | Expr("#rs < :s")
+    from_incoming_origin = replicated & Expr("#ro = :o")
+
+    origin_older = replicated & Expr("#ro < :o")
+    if here < incoming.origin:
+        origin_older = origin_older | ~replicated
+    if incoming.tombstone:
+        tail = Expr("attribute_not_exists(#rd)") | origin_older
+    else:
+        tail = Expr("attribute_not_exists(#rd)") & origin_older
+    key_greater = Expr("#v < :v") | Expr("#v = :v") & tail
+    fence_passes = ~from_incoming_origin | seq_older
+    condition = version_missing | key_greater & fence_passes
+
+    if mode is Mode.ONE_WAY and incoming.recreate:
+        recreate = from_incoming_origin & seq_older
+        if here == incoming.origin:
+            recreate = recreate | ~replicated
+        condition = condition | recreate
+
+    return Condition(
+        expression=condition.text,
+        names={
+            "#v": meta.version,
+            "#rv": meta.rep_version,
+            "#ro": meta.origin,
+            "#rs": meta.seq,
+            "#rd": meta.deleted,
+        },
+        values={
+            ":v": {"N": str(incoming.version)},
+            ":o": {"S": incoming.origin},
+            ":s": {"S": incoming.seq},
+            ":n": {"S": "N"},
+            ":str": {"S": "S"},
+        },
+    )

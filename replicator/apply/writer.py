@@ -1,0 +1,81 @@
+"""One conditional PutItem per change: the conflict rule applied by DynamoDB itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from replicator.apply.condition import build_condition
+from replicator.apply.rule import decide
+from replicator.aws import classify, is_conditional_check_failed
+from replicator.models import Change, Meta, Mode, Outcome, WireItem, stored_from_item
+
+
+def target_item(change: Change, *, meta: Meta, expires_at: int) -> WireItem:
+    """The item written to a target: user data plus fresh metadata, or a tombstone."""
+    incoming = change.incoming
+    stamp: WireItem = {
+        meta.version: {"N": str(incoming.version)},
+        meta.origin: {"S": incoming.origin},
+        meta.rep_version: {"N": str(incoming.version)},
+        meta.seq: {"S": incoming.seq},
+    }
+    if change.item is None:
+        return {
+            **change.keys,
+            **stamp,
+            meta.deleted: {"BOOL": True},
+            meta.expires: {"N": str(expires_at)},
+        }
+    user_data = {k: v for k, v in change.item.items() if not k.startswith(meta.prefix)}
+    return {**user_data, **stamp}
+
+
+class ConditionalWriter:
+    """Writes changes into one target table with the LWW condition."""
+
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        *,
+        region: str,
+        meta: Meta,
+        mode: Mode,
+        tombstone_ttl_seconds: int,
+    ) -> None:
+        self._client = client
+        self.table = table
+        self.region = region
+        self._meta = meta
+        self._mode = mode
+        self._ttl = tombstone_ttl_seconds
+
+    async def put(self, change: Change, *, now: float) -> Outcome:
+        """Apply ``change``; ConditionalCheckFailed becomes SUPERSEDED or DUPLICATE.
+
+        Raises an ``AwsError`` (with ``retryable``) for anything else.
+        """
+        condition = build_condition(
+            change.incoming, meta=self._meta, here=self.region, mode=self._mode
+        )
+        item = target_item(change, meta=self._meta, expires_at=int(now) + self._ttl)
+        try:
+            await self._client.put_item(
+                TableName=self.table,
+                Item=item,
+                ConditionExpression=condition.expression,
+                ExpressionAttributeNames=condition.names,
+                ExpressionAttributeValues=condition.values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not is_conditional_check_failed(exc):
+                raise classify(exc) from exc
+            stored = stored_from_item(exc.response.get("Item"), self._meta)
+            verdict = decide(stored, change.incoming, here=self.region, mode=self._mode)
+            return Outcome.DUPLICATE if verdict is Outcome.DUPLICATE else Outcome.SUPERSEDED
+        except Exception as exc:
+            raise classify(exc) from exc
+        return Outcome.APPLIED

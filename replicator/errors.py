@@ -1,0 +1,64 @@
+"""Every error replicator raises, in one tree.
+
+    ReplicatorError
+    ├── ConfigError              bad replicator.yaml or CLI input (exit code 2)
+    ├── AwsError                 an AWS call failed; ``retryable`` says whether to try again
+    │   ├── ThrottledError       throughput exceeded / request limit (retryable)
+    │   ├── ExpiredIteratorError shard iterator older than 15 minutes: re-seek
+    │   ├── TrimmedDataError     records were trimmed before we read them: data loss alarm
+    │   └── ResourceNotFound     table, stream or shard does not exist
+    ├── RecordError              a stream record that cannot be applied (goes to the DLQ)
+    └── EmbeddedBackendError     the embedded moto server did not start
+
+Only ``replicator.aws`` reads botocore error codes and maps them into this tree.
+"""
+
+from __future__ import annotations
+
+
+class ReplicatorError(Exception):
+    """Base of every error raised by replicator."""
+
+
+class ConfigError(ReplicatorError):
+    """Invalid configuration; the message is one line naming the field and the fix."""
+
+
+class AwsError(ReplicatorError):
+    """An AWS request failed."""
+
+    def __init__(self, message: str, *, code: str = "", retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+class ThrottledError(AwsError):
+    """The request was throttled; always retryable."""
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message, code=code, retryable=True)
+
+
+class ExpiredIteratorError(AwsError):
+    """The shard iterator expired; seek again after the last sequence number read."""
+
+
+class TrimmedDataError(AwsError):
+    """Records past the stream's 24 h retention were trimmed before they were read."""
+
+
+class ResourceNotFound(AwsError):
+    """A table, stream or shard does not exist."""
+
+
+class RecordError(ReplicatorError):
+    """A stream record cannot be applied; ``reason`` is stored with it in the DLQ."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class EmbeddedBackendError(ReplicatorError):
+    """The embedded DynamoDB (moto server) failed to start."""

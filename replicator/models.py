@@ -1,0 +1,148 @@
+"""Values that flow through the pipeline: item metadata, changes, outcomes."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+# A DynamoDB item or key in the low-level wire format: {"name": {"S": "value"}}.
+WireItem = dict[str, dict[str, Any]]
+# A key made hashable, for grouping changes per item: (("pk", "S", "a"), ...).
+ItemKey = tuple[tuple[str, str, str], ...]
+
+SEQ_DIGITS = 40
+
+
+def pad_seq(sequence_number: str) -> str:
+    """Zero-pad a stream SequenceNumber so that string order is numeric order."""
+    return sequence_number.zfill(SEQ_DIGITS)
+
+
+def item_key(keys: WireItem) -> ItemKey:
+    """A hashable identity for the item whose key attributes are ``keys``."""
+    parts = []
+    for name in sorted(keys):
+        ((type_, value),) = keys[name].items()
+        parts.append((name, type_, str(value)))
+    return tuple(parts)
+
+
+class Mode(enum.StrEnum):
+    ONE_WAY = "one-way"
+    ACTIVE_ACTIVE = "active-active"
+
+
+class Outcome(enum.StrEnum):
+    APPLIED = "applied"
+    SUPERSEDED = "superseded"
+    DUPLICATE = "duplicate"
+    DEAD_LETTERED = "dead_lettered"
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """Names of the metadata attributes, derived from the configured prefix."""
+
+    version: str
+    prefix: str = "_rep_"
+
+    @property
+    def origin(self) -> str:
+        return f"{self.prefix}origin"
+
+    @property
+    def rep_version(self) -> str:
+        return f"{self.prefix}version"
+
+    @property
+    def seq(self) -> str:
+        return f"{self.prefix}seq"
+
+    @property
+    def deleted(self) -> str:
+        return f"{self.prefix}deleted"
+
+    @property
+    def expires(self) -> str:
+        return f"{self.prefix}expires"
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What the conflict rule needs to know about an item already in a table."""
+
+    version: Decimal | None  # None: absent or not a number, older than anything
+    tombstone: bool
+    rep_origin: str | None
+    rep_version: Decimal | None
+    seq: str  # padded; "" when absent
+
+    @property
+    def replicated(self) -> bool:
+        """Written by the replicator and not changed locally since."""
+        return (
+            self.version is not None
+            and self.rep_version == self.version
+            and self.rep_origin is not None
+        )
+
+    def origin(self, here: str) -> str:
+        """Region of the write that produced this state (``here`` for a local write)."""
+        if self.replicated and self.rep_origin is not None:
+            return self.rep_origin
+        return here
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A write the replicator wants to apply to a target."""
+
+    version: Decimal
+    tombstone: bool
+    origin: str
+    seq: str  # padded
+    recreate: bool = False
+
+
+def number(attribute: dict[str, Any] | None) -> Decimal | None:
+    """The value of a wire-format number attribute, None when absent or not a number."""
+    if attribute is None or "N" not in attribute:
+        return None
+    return Decimal(attribute["N"])
+
+
+def stored_from_item(item: WireItem | None, meta: Meta) -> Stored | None:
+    """Read the conflict-relevant state out of a stored item (None: nothing stored)."""
+    if item is None:
+        return None
+    origin = item.get(meta.origin)
+    seq = item.get(meta.seq)
+    return Stored(
+        version=number(item.get(meta.version)),
+        tombstone=meta.deleted in item,
+        rep_origin=origin["S"] if origin and "S" in origin else None,
+        rep_version=number(item.get(meta.rep_version)),
+        seq=seq["S"] if seq and "S" in seq else "",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One write to replicate: a live item (``item``) or a tombstone (``item`` is None).
+
+    ``keys`` holds the key attributes; ``created_at`` is the stream record's
+    ApproximateCreationDateTime in epoch seconds, used for lag.
+    """
+
+    keys: WireItem
+    incoming: Incoming
+    item: WireItem | None
+    sequence_number: str
+    created_at: float
+    record: dict[str, Any]
+
+    @property
+    def key(self) -> ItemKey:
+        return item_key(self.keys)

@@ -1,0 +1,43 @@
+"""Shared fixtures: one moto server per region for the whole test session (per xdist worker)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from replicator.embedded import EMBEDDED_CREDENTIALS, MotoServer, embedded_backend
+
+REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _embedded_credentials() -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in EMBEDDED_CREDENTIALS}
+    os.environ.update(EMBEDDED_CREDENTIALS)
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def moto_servers() -> Iterator[dict[str, MotoServer]]:
+    with embedded_backend(REGIONS) as servers:
+        yield servers
+
+
+@pytest.fixture(scope="session")
+def endpoints(moto_servers: dict[str, MotoServer]) -> dict[str, str]:
+    """Region -> endpoint URL of its moto server."""
+    return {region: server.endpoint for region, server in moto_servers.items()}
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A table name no other test uses."""
+    return f"t-{uuid.uuid4().hex[:12]}"
