@@ -47,6 +47,7 @@ RETRYABLE_CODES = frozenset(
         "ItemCollectionSizeLimitExceededException",
     }
 )
+RECORD_FAULT_CODES = frozenset({"ValidationException", "SerializationException"})
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
 
 # Retries are ours (jittered, bounded, counted); botocore's own would hide throttling.
@@ -84,7 +85,8 @@ def classify(exc: BaseException) -> AwsError:
         if code == "ResourceNotFoundException":
             return ResourceNotFound(message, code=code, retryable=False)
         retryable = code in RETRYABLE_CODES or status >= 500
-        return AwsError(message, code=code, retryable=retryable)
+        record_fault = code in RECORD_FAULT_CODES
+        return AwsError(message, code=code, retryable=retryable, record_fault=record_fault)
     if isinstance(
         exc,
         EndpointConnectionError

@@ -8,6 +8,7 @@
     │   ├── TrimmedDataError     records were trimmed before we read them: data loss alarm
     │   └── ResourceNotFound     table, stream or shard does not exist
     ├── RecordError              a stream record that cannot be applied (goes to the DLQ)
+    ├── ShutdownInterrupted      a retry loop gave up because the service is stopping
     └── EmbeddedBackendError     the embedded moto server did not start
 
 Only ``replicator.aws`` reads botocore error codes and maps them into this tree.
@@ -27,10 +28,15 @@ class ConfigError(ReplicatorError):
 class AwsError(ReplicatorError):
     """An AWS request failed."""
 
-    def __init__(self, message: str, *, code: str = "", retryable: bool = False) -> None:
+    def __init__(
+        self, message: str, *, code: str = "", retryable: bool = False, record_fault: bool = False
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.retryable = retryable
+        # The request was refused because of the record itself (too large, bad types):
+        # retrying cannot help, the record goes to the DLQ.
+        self.record_fault = record_fault
 
 
 class ThrottledError(AwsError):
@@ -58,6 +64,10 @@ class RecordError(ReplicatorError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class ShutdownInterrupted(ReplicatorError):
+    """Work was abandoned for shutdown before it completed; nothing was checkpointed past it."""
 
 
 class EmbeddedBackendError(ReplicatorError):

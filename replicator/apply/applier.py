@@ -1,0 +1,125 @@
+"""Applies changes to one target: serial per key, parallel across keys, bounded.
+
+One ``TargetApplier`` exists per target table and is shared by every shard that
+feeds it, so ``max_concurrency`` and ``max_writes_per_second`` bound the target
+as a whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from asyncio_throttle.throttler import Throttler
+
+from replicator.backoff import Backoff, pause
+from replicator.checkpoint import TargetRef
+from replicator.errors import AwsError, ShutdownInterrupted
+from replicator.models import Change, ItemKey, Outcome
+from replicator.telemetry.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class ChangeWriter(Protocol):
+    async def put(self, change: Change, *, now: float) -> Outcome: ...
+
+
+class DeadLetterSink(Protocol):
+    async def put(
+        self, *, source_table: str, target: TargetRef, record: dict[str, Any], reason: str
+    ) -> None: ...
+
+
+class TargetApplier:
+    def __init__(
+        self,
+        writer: ChangeWriter,
+        dlq: DeadLetterSink,
+        *,
+        target: TargetRef,
+        metrics: Metrics,
+        max_concurrency: int,
+        max_writes_per_second: float | None = None,
+        backoff: Backoff | None = None,
+        stop: asyncio.Event | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.target = target
+        self._writer = writer
+        self._dlq = dlq
+        self._metrics = metrics
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._throttler = (
+            Throttler(rate_limit=max(1, round(max_writes_per_second)), period=1.0)
+            if max_writes_per_second
+            else None
+        )
+        self._backoff = backoff or Backoff()
+        self._stop = stop
+        self._clock = clock
+        self.in_flight = 0
+
+    async def apply(
+        self,
+        source_table: str,
+        per_key: Mapping[ItemKey, list[Change]],
+        dead: Iterable[tuple[dict[str, Any], str]] = (),
+    ) -> None:
+        """Apply every change (or dead-letter it); return when all are settled."""
+        for record, reason in dead:
+            await self.dead_letter(source_table, record, reason)
+        async with asyncio.TaskGroup() as group:
+            for changes in per_key.values():
+                await self._slots.acquire()
+                group.create_task(self._apply_key(source_table, changes))
+
+    async def _apply_key(self, source_table: str, changes: list[Change]) -> None:
+        try:
+            for change in changes:
+                outcome = await self._apply_one(source_table, change)
+                self._metrics.outcome(source_table, self.target, outcome)
+                if outcome is Outcome.APPLIED:
+                    self._metrics.lag(source_table, self.target, self._clock() - change.created_at)
+        finally:
+            self._slots.release()
+
+    async def _apply_one(self, source_table: str, change: Change) -> Outcome:
+        attempt = 0
+        while True:
+            try:
+                async with self._rate_limited():
+                    return await self._writer.put(change, now=self._clock())
+            except AwsError as exc:
+                if exc.record_fault:
+                    await self.dead_letter(source_table, change.record, f"{exc.code}: {exc}")
+                    return Outcome.DEAD_LETTERED
+                if not exc.retryable:
+                    raise
+                self._metrics.retried(exc.code or "retryable")
+                log.warning("retrying write to %s after %s (attempt %d)", self.target, exc, attempt)
+            if await pause(self._backoff.delay(attempt), self._stop):
+                raise ShutdownInterrupted(f"write to {self.target} abandoned for shutdown")
+            attempt += 1
+
+    async def dead_letter(self, source_table: str, record: dict[str, Any], reason: str) -> None:
+        log.error("dead-lettering record for %s: %s", self.target, reason)
+        await self._dlq.put(
+            source_table=source_table, target=self.target, record=record, reason=reason
+        )
+
+    @contextlib.asynccontextmanager
+    async def _rate_limited(self) -> AsyncIterator[None]:
+        self.in_flight += 1
+        try:
+            if self._throttler is None:
+                yield
+            else:
+                async with self._throttler:
+                    yield
+        finally:
+            self.in_flight -= 1

@@ -1,0 +1,137 @@
+"""The ``replicator`` command: parses arguments and calls library functions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from replicator.config import Config, load_config
+from replicator.errors import ConfigError, ReplicatorError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Cross-region replication for DynamoDB tables (last writer wins, tombstoned deletes).",
+)
+console = Console()
+errors = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="Path to replicator.yaml.", show_default=False)
+]
+EXIT_CONFIG = 2
+T = TypeVar("T")
+
+
+def _load(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        errors.print(f"[red]config error[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_CONFIG) from exc
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def validate(config: ConfigOption) -> None:
+    """Check a config file; print the first mistake per field and exit 2 if any."""
+    loaded = _load(config)
+    targets = sum(len(p.targets) for p in loaded.pairs)
+    console.print(f"{config}: ok ({len(loaded.pairs)} table(s), {targets} target(s))")
+
+
+@app.command()
+def run(
+    config: ConfigOption,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+) -> None:
+    """Replicate until SIGTERM/SIGINT, then drain in-flight writes, checkpoint and exit 0."""
+    from replicator.service import run_service
+    from replicator.telemetry.metrics import Metrics
+
+    loaded = _load(config)
+    _logging(log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_service(loaded, stop=stop, metrics=Metrics())
+
+    _run_reporting_errors(main())
+
+
+@app.command()
+def verify(
+    config: ConfigOption,
+    show: Annotated[int, typer.Option(help="How many differing keys to list.", min=0)] = 10,
+) -> None:
+    """Compare source and targets (tombstone-aware); exit 1 if any key differs."""
+    from replicator.tools.verify import verify as verify_tables
+
+    loaded = _load(config)
+    report = _run_reporting_errors(verify_tables(loaded))
+    for difference in report.differences[:show]:
+        console.print(f"  {difference}", highlight=False)
+    count = len(report.differences)
+    console.print(f"{count} differences ({report.compared} keys compared)")
+    if count:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    duration: Annotated[
+        float, typer.Option(help="Seconds of load before verifying.", min=1, max=3600)
+    ] = 30,
+    keys: Annotated[int, typer.Option(help="Size of the hot key set.", min=1, max=100_000)] = 200,
+) -> None:
+    """Embedded two-region demo: load with conflicts and deletes, live view, then verify."""
+    from replicator.demo import run_demo
+
+    result = _run_reporting_errors_sync(
+        lambda: run_demo(duration=duration, keys=keys, console=console)
+    )
+    snapshot = result.snapshot
+    console.print(
+        f"load: {result.load.operations} writes ({dict(result.load.counts)}); "
+        f"replicator read {snapshot.records_read} stream records"
+    )
+    for difference in result.report.differences[:10]:
+        console.print(f"  {difference}", highlight=False)
+    count = len(result.report.differences)
+    console.print(f"verify: {count} differences ({result.report.compared} keys compared)")
+    if count:
+        raise typer.Exit(1)
+
+
+def _run_reporting_errors(coroutine: Coroutine[Any, Any, T]) -> T:
+    return _run_reporting_errors_sync(lambda: asyncio.run(coroutine))
+
+
+def _run_reporting_errors_sync(call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except ConfigError as exc:
+        errors.print(f"[red]config error[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_CONFIG) from exc
+    except ReplicatorError as exc:
+        errors.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from exc
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,179 @@
+"""``replicator demo``: replication between two embedded regions in one minute.
+
+Starts one moto server per region, creates an ``orders`` table with a stream in
+the source region and its replica (TTL on ``_rep_expires``) in the target region,
+runs the replicator in-process, drives versioned load with conflicts, deletes and
+re-creates, shows a live view, then verifies that both sides agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from replicator.aws import Clients
+from replicator.config import Config, parse_config
+from replicator.embedded import EMBEDDED_CREDENTIALS, embedded_backend
+from replicator.loadgen import LoadGenerator, LoadStats
+from replicator.models import Outcome
+from replicator.service import run_service
+from replicator.tables import ensure_table
+from replicator.telemetry.metrics import Metrics, Snapshot
+from replicator.tools.verify import Report, verify
+
+SOURCE_REGION = "us-east-1"
+TARGET_REGION = "eu-west-1"
+TABLE = "orders"
+DRAIN_QUIET_SECONDS = 2.0
+DRAIN_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    load: LoadStats
+    snapshot: Snapshot
+    report: Report
+
+
+def demo_config(endpoints: dict[str, str]) -> Config:
+    return parse_config(
+        {
+            "source_region": SOURCE_REGION,
+            "endpoints": endpoints,
+            "pairs": [
+                {
+                    "source_table": TABLE,
+                    "version_attribute": "version",
+                    "targets": [{"region": TARGET_REGION, "table": TABLE}],
+                    "max_concurrency": 32,
+                }
+            ],
+        },
+        source="demo",
+    )
+
+
+async def create_demo_tables(config: Config) -> None:
+    clients = Clients(config.endpoints)
+    try:
+        key = [("pk", "HASH", "S")]
+        source = await clients.get("dynamodb", SOURCE_REGION)
+        await ensure_table(source, TABLE, key, stream=True)
+        target = await clients.get("dynamodb", TARGET_REGION)
+        await ensure_table(target, TABLE, key, ttl_attribute=f"{config.metadata_prefix}expires")
+    finally:
+        await clients.aclose()
+
+
+def live_view(snapshot: Snapshot, previous: Snapshot | None, load: LoadStats, left: float) -> Table:
+    elapsed = snapshot.taken_at - previous.taken_at if previous else 0.0
+    rate = (snapshot.records_read - previous.records_read) / elapsed if previous and elapsed else 0
+    table = Table(title=f"replicator demo: {SOURCE_REGION} -> {TARGET_REGION}", min_width=60)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    lag = next(iter(snapshot.pairs.values()), {})
+    rows = [
+        ("load: writes / conflicts", f"{load.operations} / {load.counts['conflict']}"),
+        ("stream records read", f"{snapshot.records_read}"),
+        ("records/s", f"{rate:,.0f}"),
+        ("applied", f"{snapshot.total(Outcome.APPLIED)}"),
+        ("superseded", f"{snapshot.total(Outcome.SUPERSEDED)}"),
+        ("duplicate", f"{snapshot.total(Outcome.DUPLICATE)}"),
+        ("dead-lettered (DLQ)", f"{snapshot.total(Outcome.DEAD_LETTERED)}"),
+        ("retries", f"{snapshot.retries}"),
+        (
+            "lag last / p50 / p99 (ms)",
+            " / ".join(_ms(lag.get(k)) for k in ("lag_last", "lag_p50", "lag_p99")),
+        ),
+        ("time left (s)", f"{max(0.0, left):.0f}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def _ms(seconds: float | int | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:,.0f}"
+
+
+async def _drain(metrics: Metrics) -> None:
+    """Wait until the pipeline has read nothing new for a while (bounded)."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
+    last, quiet_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        read = metrics.snapshot().records_read
+        if read != last:
+            last, quiet_since = read, time.monotonic()
+        elif time.monotonic() - quiet_since >= DRAIN_QUIET_SECONDS:
+            return
+        await asyncio.sleep(0.2)
+
+
+async def run_demo_async(
+    endpoints: dict[str, str], *, duration: float, keys: int, console: Console
+) -> DemoResult:
+    config = demo_config(endpoints)
+    await create_demo_tables(config)
+    metrics, stop_service, stop_load = Metrics(), asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop_load.set)
+    clients = Clients(config.endpoints)
+    try:
+        service = asyncio.create_task(run_service(config, stop=stop_service, metrics=metrics))
+        generator = LoadGenerator(await clients.get("dynamodb", SOURCE_REGION), TABLE, keys=keys)
+        ends = time.monotonic() + duration
+        load = asyncio.create_task(
+            generator.run(operations=10**9, deadline=ends, concurrency=8, stop=stop_load)
+        )
+        previous: Snapshot | None = None
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            while not load.done():
+                if service.done():
+                    stop_load.set()  # the service failed: stop loading, surface its error
+                snapshot = metrics.snapshot()
+                live.update(live_view(snapshot, previous, generator.stats, ends - time.monotonic()))
+                previous = snapshot
+                await asyncio.wait(
+                    {load, service}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
+                )
+            live.update(
+                Group(
+                    live_view(metrics.snapshot(), previous, generator.stats, 0),
+                    Text("load finished, draining the stream ..."),
+                )
+            )
+            await load
+            await _drain(metrics)
+        stop_service.set()
+        await service
+        console.print("verifying: scanning both regions ...")
+        report = await verify(config, on_progress=lambda m: console.print(f"  {m}"))
+        return DemoResult(generator.stats, metrics.snapshot(), report)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        stop_service.set()
+        await clients.aclose()
+
+
+@contextlib.contextmanager
+def demo_backend() -> Iterator[dict[str, str]]:
+    with embedded_backend([SOURCE_REGION, TARGET_REGION]) as servers:
+        yield {region: server.endpoint for region, server in servers.items()}
+
+
+def run_demo(*, duration: float, keys: int, console: Console) -> DemoResult:
+    """Run the whole demo; moto servers are stopped whatever happens."""
+    console.print(f"starting embedded DynamoDB for {SOURCE_REGION} and {TARGET_REGION} ...")
+    os.environ.update(EMBEDDED_CREDENTIALS)
+    with demo_backend() as endpoints:
+        return asyncio.run(run_demo_async(endpoints, duration=duration, keys=keys, console=console))

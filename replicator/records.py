@@ -1,0 +1,113 @@
+"""From stream records to changes: filter first, then coalesce (DESIGN §4).
+
+Pure functions only; the pipeline feeds them decoded batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from replicator.errors import RecordError
+from replicator.models import Change, Incoming, ItemKey, Meta, number, pad_seq, stored_from_item
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """A record that is deliberately not replicated, and why."""
+
+    reason: str  # echo | local-tombstone | tombstone-expiry | remove-of-nothing
+
+
+ECHO = Skip("echo")
+LOCAL_TOMBSTONE = Skip("local-tombstone")
+TOMBSTONE_EXPIRY = Skip("tombstone-expiry")
+REMOVE_OF_NOTHING = Skip("remove-of-nothing")
+
+
+def epoch_seconds(value: Any) -> float:
+    """ApproximateCreationDateTime as epoch seconds (botocore gives a datetime)."""
+    if isinstance(value, dt.datetime):
+        return value.timestamp()
+    if isinstance(value, int | float | Decimal):
+        return float(value)
+    raise RecordError(f"ApproximateCreationDateTime is not a time: {value!r}")
+
+
+def to_change(record: dict[str, Any], *, here: str, meta: Meta) -> Change | Skip:
+    """Decide what one stream record of region ``here`` means for the targets.
+
+    Raises ``RecordError`` for a record that cannot be applied (it goes to the DLQ).
+    """
+    body = record.get("dynamodb")
+    if not isinstance(body, dict) or "Keys" not in body or "SequenceNumber" not in body:
+        raise RecordError("stream record has no dynamodb.Keys / SequenceNumber")
+    event = record.get("eventName")
+    old = body.get("OldImage")
+    if event == "REMOVE":
+        if old is None:
+            return REMOVE_OF_NOTHING
+        if meta.deleted in old:
+            return TOMBSTONE_EXPIRY
+        version = number(old.get(meta.version))
+        if version is None:
+            raise RecordError(f"deleted item has no numeric version attribute {meta.version!r}")
+        return _change(record, body, Incoming(version, True, here, _seq(body)), item=None)
+    if event not in ("INSERT", "MODIFY"):
+        raise RecordError(f"unknown eventName {event!r}")
+    new = body.get("NewImage")
+    if new is None:
+        raise RecordError("record has no NewImage: set the stream view type to NEW_AND_OLD_IMAGES")
+    stored = stored_from_item(new, meta)
+    if stored is None or stored.origin(here) != here:
+        return ECHO
+    if stored.tombstone:
+        return LOCAL_TOMBSTONE
+    if stored.version is None:
+        raise RecordError(f"item has no numeric version attribute {meta.version!r}")
+    recreate = old is None or meta.deleted in old
+    incoming = Incoming(stored.version, False, here, _seq(body), recreate)
+    return _change(record, body, incoming, item=new)
+
+
+def _seq(body: dict[str, Any]) -> str:
+    return pad_seq(str(body["SequenceNumber"]))
+
+
+def _change(
+    record: dict[str, Any], body: dict[str, Any], incoming: Incoming, *, item: Any
+) -> Change:
+    return Change(
+        keys=body["Keys"],
+        incoming=incoming,
+        item=item,
+        sequence_number=str(body["SequenceNumber"]),
+        created_at=epoch_seconds(body.get("ApproximateCreationDateTime", 0)),
+        record=record,
+    )
+
+
+def coalesce(changes: Iterable[Change]) -> dict[ItemKey, list[Change]]:
+    """Per key, in stream order: each run of consecutive writes becomes its last write.
+
+    The survivor carries the re-create flag if any write of its run was one. A REMOVE
+    (tombstone) is never merged with anything, so runs never cross it.
+    """
+    per_key: dict[ItemKey, list[Change]] = {}
+    for change in changes:
+        run = per_key.setdefault(change.key, [])
+        last = run[-1] if run else None
+        if last is None or last.incoming.tombstone or change.incoming.tombstone:
+            run.append(change)
+            continue
+        survivor = change
+        if last.incoming.recreate and not change.incoming.recreate:
+            survivor = dataclasses.replace(
+                change, incoming=dataclasses.replace(change.incoming, recreate=True)
+            )
+        run[-1] = survivor
+    return per_key
