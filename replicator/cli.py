@@ -58,6 +58,7 @@ def run(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Replicate until SIGTERM/SIGINT, then drain in-flight writes, checkpoint and exit 0."""
+    from replicator.models import Outcome
     from replicator.service import run_service
     from replicator.telemetry.metrics import Metrics
 
@@ -69,7 +70,13 @@ def run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_service(loaded, stop=stop, metrics=Metrics())
+        metrics = Metrics()
+        await run_service(loaded, stop=stop, metrics=metrics)
+        snapshot = metrics.snapshot()
+        counts = " ".join(f"{o.value}={snapshot.total(o)}" for o in Outcome)
+        logging.getLogger("replicator").info(
+            "summary: read=%d %s retries=%d", snapshot.records_read, counts, snapshot.retries
+        )
 
     _run_reporting_errors(main())
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
@@ -174,6 +176,11 @@ def demo_backend() -> Iterator[dict[str, str]]:
 def run_demo(*, duration: float, keys: int, console: Console) -> DemoResult:
     """Run the whole demo; moto servers are stopped whatever happens."""
     console.print(f"starting embedded DynamoDB for {SOURCE_REGION} and {TARGET_REGION} ...")
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
     os.environ.update(EMBEDDED_CREDENTIALS)
     with demo_backend() as endpoints:
         return asyncio.run(run_demo_async(endpoints, duration=duration, keys=keys, console=console))

@@ -93,7 +93,7 @@ class LoadGenerator:
     async def _write(
         self, op: str, key: str, version: int, *, expected: int | None, rng: random.Random
     ) -> None:
-        item = {
+        item: dict[str, dict[str, Any]] = {
             self.key_name: {"S": key},
             self.version_attribute: {"N": str(version)},
             "amount": {"N": str(rng.randrange(1_000_000))},

@@ -133,9 +133,9 @@ class PairPipeline:
         target = applier.target
         while (work := await queue.get()) is not None:
             changes, dead = work.changes, work.dead
-            if (checkpoint := self._sequence(shard_id, target)) is not None:
+            if (applied_up_to := self._sequence(shard_id, target)) is not None:
                 # This lane is ahead of the shard's slowest lane: skip what it applied.
-                done = pad_seq(checkpoint)
+                done = pad_seq(applied_up_to)
                 changes = [c for c in changes if c.incoming.seq > done]
                 dead = [(r, why) for r, why in dead if _after(_seq_of(r), done)]
             try:

@@ -73,6 +73,7 @@ class TargetApplier:
         """Apply every change (or dead-letter it); return when all are settled."""
         for record, reason in dead:
             await self.dead_letter(source_table, record, reason)
+            self._metrics.outcome(source_table, self.target, Outcome.DEAD_LETTERED)
         async with asyncio.TaskGroup() as group:
             for changes in per_key.values():
                 await self._slots.acquire()

@@ -49,10 +49,12 @@ def ready_shards(shards: Iterable[Shard], finished: set[str], started: set[str])
     """
     ordered = lineage_order(shards)
     listed = {shard.shard_id for shard in ordered}
+    done = finished | started
     return [
         shard
         for shard in ordered
-        if shard.shard_id not in started
-        and shard.shard_id not in finished
-        and (shard.parent_id is None or shard.parent_id in finished or shard.parent_id not in listed)
+        if shard.shard_id not in done
+        and (
+            shard.parent_id is None or shard.parent_id in finished or shard.parent_id not in listed
+        )
     ]

@@ -53,8 +53,7 @@ class StreamSource(Protocol):
         """An iterator just after sequence ``after``, or at the trim horizon when None."""
         ...
 
-    async def get_records(self, iterator: str, *, limit: int = MAX_RECORDS_PER_CALL) -> Page:
-        ...
+    async def get_records(self, iterator: str, *, limit: int = MAX_RECORDS_PER_CALL) -> Page: ...
 
 
 class DynamoDBStreamSource:
@@ -112,7 +111,8 @@ class DynamoDBStreamSource:
             answer = await self._streams.get_records(ShardIterator=iterator, Limit=limit)
         except Exception as exc:
             raise classify(exc) from exc
-        return Page(records=list(answer.get("Records", [])), next_iterator=answer.get("NextShardIterator"))
+        records = list(answer.get("Records", []))
+        return Page(records=records, next_iterator=answer.get("NextShardIterator"))
 
 
 def _shard(raw: dict[str, Any]) -> Shard:

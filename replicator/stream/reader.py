@@ -1,0 +1,178 @@
+"""``ShardReader``: reads one shard from a checkpoint to its end, surviving what streams do.
+
+- empty reads back off (jittered, exponential, capped) and the backoff resets on data;
+- throttling and retryable errors are retried with jittered exponential backoff;
+- an expired iterator re-seeks just after the last sequence number delivered;
+- trimmed data (records lost before we read them) raises the alarm through
+  ``on_trimmed`` and an ERROR log, then reading continues from the trim horizon;
+- anything else propagates.
+
+Every wait wakes as soon as ``stop`` is set. Records are delivered at least once: a
+duplicate range from the stream is passed on, the conflict rule makes it harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from replicator.backoff import Backoff, pause
+from replicator.errors import AwsError, ExpiredIteratorError, ThrottledError, TrimmedDataError
+from replicator.stream.source import MAX_RECORDS_PER_CALL, StreamSource
+
+log = logging.getLogger(__name__)
+
+IDLE_BACKOFF = Backoff(base=0.05, cap=1.0)
+RETRY_BACKOFF = Backoff(base=0.1, cap=5.0)
+
+Wait = Callable[[float, asyncio.Event], Awaitable[bool]]
+"""Waits ``seconds`` or until the event is set; True when it was set."""
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Records of one GetRecords page, in stream order.
+
+    ``last_sequence`` is the highest sequence number delivered so far, None for an
+    empty batch; a checkpoint there is safe once the batch is applied. The last batch
+    of a closed shard has ``shard_ended`` set (and may be empty).
+    """
+
+    shard_id: str
+    records: list[dict[str, Any]]
+    last_sequence: str | None
+    shard_ended: bool
+
+
+def _ignore(*_: object) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderHooks:
+    """Where telemetry plugs in; every hook defaults to doing nothing."""
+
+    on_get_records: Callable[[], None] = _ignore
+    on_retry: Callable[[str], None] = _ignore  # reason: throttled | retryable | expired-iterator
+    on_trimmed: Callable[[str, str], None] = _ignore  # (shard_id, detail): the data-loss alarm
+
+
+class ShardReader:
+    """Reads one shard, starting just after ``after`` (the trim horizon when None)."""
+
+    def __init__(
+        self,
+        source: StreamSource,
+        stream_arn: str,
+        shard_id: str,
+        *,
+        after: str | None = None,
+        stop: asyncio.Event,
+        hooks: ReaderHooks | None = None,
+        idle_backoff: Backoff = IDLE_BACKOFF,
+        retry_backoff: Backoff = RETRY_BACKOFF,
+        limit: int = MAX_RECORDS_PER_CALL,
+        rng: random.Random | None = None,
+        wait: Wait = pause,
+    ) -> None:
+        self.shard_id = shard_id
+        self._source = source
+        self._stream_arn = stream_arn
+        self._position = after
+        self._stop = stop
+        self._hooks = hooks or ReaderHooks()
+        self._idle_backoff = idle_backoff
+        self._retry_backoff = retry_backoff
+        self._limit = limit
+        self._rng = rng or random.Random()
+        self._wait = wait
+
+    @property
+    def position(self) -> str | None:
+        """The last sequence number delivered (or the starting checkpoint); None: trim horizon."""
+        return self._position
+
+    async def batches(self) -> AsyncGenerator[Batch, None]:
+        """Batches until the shard ends or ``stop`` is set; never yields an empty open batch."""
+        iterator: str | None = None
+        idle = 0
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                if iterator is None:
+                    iterator = await self._source.iterator(
+                        self._stream_arn, self.shard_id, after=self._position
+                    )
+                self._hooks.on_get_records()
+                page = await self._source.get_records(iterator, limit=self._limit)
+            except AwsError as exc:
+                failures += 1
+                reseek, delay = self._recover(exc, failures)
+                if reseek:
+                    iterator = None
+                if delay > 0 and await self._wait(delay, self._stop):
+                    return
+                continue
+            if self._stop.is_set():
+                # Not yielded, so never checkpointed: a restart reads these records again.
+                return
+            failures = 0
+            iterator = page.next_iterator
+            if page.records:
+                idle = 0
+                self._advance(page.records)
+            ended = iterator is None
+            if page.records or ended:
+                last = self._position if page.records else None
+                yield Batch(self.shard_id, page.records, last, ended)
+            if ended:
+                return
+            if not page.records:
+                delay = self._idle_backoff.delay(idle, self._rng)
+                idle += 1
+                if await self._wait(delay, self._stop):
+                    return
+
+    def _recover(self, exc: AwsError, failures: int) -> tuple[bool, float]:
+        """What to do after a failed call: (seek a new iterator?, seconds to wait first)."""
+        # Expiry and trimming are answered by a fresh iterator, not by waiting; only if
+        # that keeps failing does the backoff apply, so a broken source cannot spin.
+        repeated = self._retry_backoff.delay(failures - 2, self._rng) if failures > 1 else 0.0
+        if isinstance(exc, ExpiredIteratorError):
+            self._hooks.on_retry("expired-iterator")
+            log.info("shard %s: iterator expired, re-seeking at %s", self.shard_id, self._position)
+            return True, repeated
+        if isinstance(exc, TrimmedDataError):
+            where = "TRIM_HORIZON" if self._position is None else f"after {self._position}"
+            detail = f"position {where}: {exc}"
+            self._hooks.on_trimmed(self.shard_id, detail)
+            log.error(
+                "shard %s: records trimmed before they were read (%s); "
+                "continuing from the trim horizon, data in between is lost",
+                self.shard_id,
+                detail,
+            )
+            self._position = None
+            return True, repeated
+        if not exc.retryable:
+            raise exc
+        delay = self._retry_backoff.delay(failures - 1, self._rng)
+        if isinstance(exc, ThrottledError):
+            self._hooks.on_retry("throttled")
+            log.debug("shard %s: throttled, retrying in %.3f s", self.shard_id, delay)
+            return False, delay
+        # A stale iterator looks like a 5xx on moto, so a fresh one costs little and may cure it.
+        self._hooks.on_retry("retryable")
+        log.warning("shard %s: %s, retrying in %.3f s", self.shard_id, exc, delay)
+        return True, delay
+
+    def _advance(self, records: list[dict[str, Any]]) -> None:
+        # A duplicated range may be older than what was delivered: never move backwards.
+        # The stream's own spelling is kept: it goes back to AFTER_SEQUENCE_NUMBER as is.
+        newest = max((str(r["dynamodb"]["SequenceNumber"]) for r in records), key=int)
+        if self._position is None or int(newest) > int(self._position):
+            self._position = newest

@@ -1,0 +1,40 @@
+"""Bad configuration reaches the operator as one line naming the field, and exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import cli
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.mark.parametrize("command", ["validate", "run", "verify"])
+def test_every_command_rejects_a_bad_config_with_exit_code_2(command: str, tmp_path: Path) -> None:
+    path = tmp_path / "replicator.yaml"
+    path.write_text(
+        "source_region: us-east-1\n"
+        "pairs:\n"
+        "  - source_table: orders\n"
+        "    tombstone_ttl: 1h\n"
+        "    targets: [{region: eu-west-1, table: orders}]\n"
+    )
+    result = cli(command, "-c", str(path))
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "pairs[0].tombstone_ttl" in lines[0]
+
+
+def test_a_missing_config_file_is_exit_code_2(tmp_path: Path) -> None:
+    result = cli("validate", "-c", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "nope.yaml" in result.stderr
+
+
+def test_the_example_config_validates() -> None:
+    result = cli("validate", "-c", "examples/replicator.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
