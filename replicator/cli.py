@@ -59,8 +59,7 @@ def run(
 ) -> None:
     """Replicate until SIGTERM/SIGINT, then drain in-flight writes, checkpoint and exit 0."""
     from replicator.models import Outcome
-    from replicator.service import run_service
-    from replicator.telemetry.metrics import Metrics
+    from replicator.service import metrics_for, run_service
 
     loaded = _load(config)
     _logging(log_level)
@@ -70,13 +69,16 @@ def run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        metrics = Metrics()
-        await run_service(loaded, stop=stop, metrics=metrics)
-        snapshot = metrics.snapshot()
-        counts = " ".join(f"{o.value}={snapshot.total(o)}" for o in Outcome)
-        logging.getLogger("replicator").info(
-            "summary: read=%d %s retries=%d", snapshot.records_read, counts, snapshot.retries
-        )
+        metrics = metrics_for(loaded)
+        try:
+            await run_service(loaded, stop=stop, metrics=metrics)
+        finally:
+            figures = " ".join(
+                f"{name}={metrics.total(name)}"
+                for name in ("records_read", *(o.value for o in Outcome), "retries")
+            )
+            logging.getLogger("replicator").info("summary: %s", figures)
+            metrics.shutdown()
 
     _run_reporting_errors(main())
 
@@ -105,17 +107,21 @@ def demo(
         float, typer.Option(help="Seconds of load before verifying.", min=1, max=3600)
     ] = 30,
     keys: Annotated[int, typer.Option(help="Size of the hot key set.", min=1, max=100_000)] = 200,
+    web_port: Annotated[
+        int, typer.Option(help="Dashboard port on 127.0.0.1 (0: any free port).", min=0, max=65535)
+    ] = 8080,
 ) -> None:
     """Embedded two-region demo: load with conflicts and deletes, live view, then verify."""
     from replicator.demo import run_demo
 
     result = _run_reporting_errors_sync(
-        lambda: run_demo(duration=duration, keys=keys, console=console)
+        lambda: run_demo(duration=duration, keys=keys, console=console, web_port=web_port)
     )
-    snapshot = result.snapshot
+    counts = ", ".join(f"{op} {n}" for op, n in sorted(result.load.counts.items()))
     console.print(
-        f"load: {result.load.operations} writes ({dict(result.load.counts)}); "
-        f"replicator read {snapshot.records_read} stream records"
+        f"load: {result.load.operations} writes ({counts}); replicator read "
+        f"{result.totals['records_read']} stream records, dead-lettered "
+        f"{result.totals['dead_lettered']} (see the DLQ table for reasons)"
     )
     for difference in result.report.differences[:10]:
         console.print(f"  {difference}", highlight=False)
@@ -123,6 +129,28 @@ def demo(
     console.print(f"verify: {count} differences ({result.report.compared} keys compared)")
     if count:
         raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    config: ConfigOption,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Service base URL (default: http://<web.host>:<web.port>)."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.", min=0.1)] = 5,
+) -> None:
+    """Print the running service's lag, heartbeat, outcomes and shards; exit 1 if it is down."""
+    from replicator.tools.status import fetch_status, render_status, status_url, unreachable_hint
+
+    loaded = _load(config)
+    endpoint = _run_reporting_errors_sync(lambda: status_url(loaded.web, url))
+    hint = "" if url else unreachable_hint(loaded.web, str(config))
+    document = _run_reporting_errors_sync(
+        lambda: fetch_status(endpoint, hint=hint, timeout=timeout)
+    )
+    for part in render_status(document):
+        console.print(part)
 
 
 def _run_reporting_errors(coroutine: Coroutine[Any, Any, T]) -> T:

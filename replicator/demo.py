@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -27,10 +28,9 @@ from replicator.aws import Clients
 from replicator.config import Config, parse_config
 from replicator.embedded import EMBEDDED_CREDENTIALS, embedded_backend
 from replicator.loadgen import LoadGenerator, LoadStats
-from replicator.models import Outcome
-from replicator.service import run_service
+from replicator.service import metrics_for, run_service
 from replicator.tables import ensure_table
-from replicator.telemetry.metrics import Metrics, Snapshot
+from replicator.telemetry.metrics import Metrics
 from replicator.tools.verify import Report, verify
 
 SOURCE_REGION = "us-east-1"
@@ -38,20 +38,23 @@ TARGET_REGION = "eu-west-1"
 TABLE = "orders"
 DRAIN_QUIET_SECONDS = 2.0
 DRAIN_TIMEOUT_SECONDS = 60.0
+DEFAULT_WEB_PORT = 8080
 
 
 @dataclass(frozen=True)
 class DemoResult:
     load: LoadStats
-    snapshot: Snapshot
+    totals: dict[str, Any]
     report: Report
 
 
-def demo_config(endpoints: dict[str, str]) -> Config:
+def demo_config(endpoints: dict[str, str], web_port: int | None = DEFAULT_WEB_PORT) -> Config:
+    web = {"enabled": False} if web_port is None else {"enabled": True, "port": web_port}
     return parse_config(
         {
             "source_region": SOURCE_REGION,
             "endpoints": endpoints,
+            "web": web,
             "pairs": [
                 {
                     "source_table": TABLE,
@@ -77,25 +80,27 @@ async def create_demo_tables(config: Config) -> None:
         await clients.aclose()
 
 
-def live_view(snapshot: Snapshot, previous: Snapshot | None, load: LoadStats, left: float) -> Table:
-    elapsed = snapshot.taken_at - previous.taken_at if previous else 0.0
-    rate = (snapshot.records_read - previous.records_read) / elapsed if previous and elapsed else 0
+def live_view(status: dict[str, Any], load: LoadStats, left: float) -> Table:
+    totals = status["totals"]
+    pair = status["pairs"][0] if status["pairs"] else {}
+    lag = pair.get("lag_seconds", {})
+    heartbeat = pair.get("heartbeat", {})
     table = Table(title=f"replicator demo: {SOURCE_REGION} -> {TARGET_REGION}", min_width=60)
     table.add_column("figure")
     table.add_column("value", justify="right")
-    lag = next(iter(snapshot.pairs.values()), {})
     rows = [
         ("load: writes / conflicts", f"{load.operations} / {load.counts['conflict']}"),
-        ("stream records read", f"{snapshot.records_read}"),
-        ("records/s", f"{rate:,.0f}"),
-        ("applied", f"{snapshot.total(Outcome.APPLIED)}"),
-        ("superseded", f"{snapshot.total(Outcome.SUPERSEDED)}"),
-        ("duplicate", f"{snapshot.total(Outcome.DUPLICATE)}"),
-        ("dead-lettered (DLQ)", f"{snapshot.total(Outcome.DEAD_LETTERED)}"),
-        ("retries", f"{snapshot.retries}"),
+        ("stream records read", f"{totals['records_read']}"),
+        ("applied records/s", f"{pair.get('throughput_per_second', 0):,.0f}"),
+        ("applied", f"{totals['applied']}"),
+        ("superseded", f"{totals['superseded']}"),
+        ("duplicate", f"{totals['duplicate']}"),
+        ("dead-lettered (DLQ)", f"{totals['dead_lettered']}"),
+        ("retries", f"{totals['retries']}"),
+        ("lag last / p50 / p99 (ms)", " / ".join(_ms(lag.get(k)) for k in ("last", "p50", "p99"))),
         (
-            "lag last / p50 / p99 (ms)",
-            " / ".join(_ms(lag.get(k)) for k in ("lag_last", "lag_p50", "lag_p99")),
+            "heartbeat lag / age (ms)",
+            f"{_ms(heartbeat.get('lag_seconds'))} / {_ms(heartbeat.get('age_seconds'))}",
         ),
         ("time left (s)", f"{max(0.0, left):.0f}"),
     ]
@@ -108,63 +113,78 @@ def _ms(seconds: float | int | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:,.0f}"
 
 
-async def _drain(metrics: Metrics) -> None:
-    """Wait until the pipeline has read nothing new for a while (bounded)."""
+async def _drain(metrics: Metrics, since: float) -> None:
+    """Wait (bounded) until a heartbeat written after ``since`` has reached the target.
+
+    Stream order then guarantees every earlier write was read; verify's re-reads
+    cover the last batch still in flight.
+    """
     deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
-    last, quiet_since = -1, time.monotonic()
     while time.monotonic() < deadline:
-        read = metrics.snapshot().records_read
-        if read != last:
-            last, quiet_since = read, time.monotonic()
-        elif time.monotonic() - quiet_since >= DRAIN_QUIET_SECONDS:
+        pairs = metrics.status()["pairs"]
+        age = pairs[0]["heartbeat"]["age_seconds"] if pairs else None
+        if age is not None and age <= time.time() - since:
             return
         await asyncio.sleep(0.2)
 
 
 async def run_demo_async(
-    endpoints: dict[str, str], *, duration: float, keys: int, console: Console
+    endpoints: dict[str, str],
+    *,
+    duration: float,
+    keys: int,
+    console: Console,
+    web_port: int | None = DEFAULT_WEB_PORT,
 ) -> DemoResult:
-    config = demo_config(endpoints)
+    config = demo_config(endpoints, web_port)
     await create_demo_tables(config)
-    metrics, stop_service, stop_load = Metrics(), asyncio.Event(), asyncio.Event()
+    metrics = metrics_for(config)
+    stop_service, stop_load = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop_load.set)
     clients = Clients(config.endpoints)
     try:
-        service = asyncio.create_task(run_service(config, stop=stop_service, metrics=metrics))
+        service = asyncio.create_task(
+            run_service(
+                config,
+                stop=stop_service,
+                metrics=metrics,
+                on_web_started=lambda url: console.print(f"dashboard: {url}/", highlight=False),
+            )
+        )
         generator = LoadGenerator(await clients.get("dynamodb", SOURCE_REGION), TABLE, keys=keys)
         ends = time.monotonic() + duration
         load = asyncio.create_task(
             generator.run(operations=10**9, deadline=ends, concurrency=8, stop=stop_load)
         )
-        previous: Snapshot | None = None
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             while not load.done():
                 if service.done():
                     stop_load.set()  # the service failed: stop loading, surface its error
-                snapshot = metrics.snapshot()
-                live.update(live_view(snapshot, previous, generator.stats, ends - time.monotonic()))
-                previous = snapshot
+                live.update(live_view(metrics.status(), generator.stats, ends - time.monotonic()))
                 await asyncio.wait(
                     {load, service}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
                 )
+            await load
+            load_ended = time.time()
             live.update(
                 Group(
-                    live_view(metrics.snapshot(), previous, generator.stats, 0),
+                    live_view(metrics.status(), generator.stats, 0),
                     Text("load finished, draining the stream ..."),
                 )
             )
-            await load
-            await _drain(metrics)
+            await _drain(metrics, load_ended)
+            live.update(live_view(metrics.status(), generator.stats, 0))
         stop_service.set()
         await service
         console.print("verifying: scanning both regions ...")
         report = await verify(config, on_progress=lambda m: console.print(f"  {m}"))
-        return DemoResult(generator.stats, metrics.snapshot(), report)
+        return DemoResult(generator.stats, metrics.status()["totals"], report)
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         stop_service.set()
         await clients.aclose()
+        metrics.shutdown()
 
 
 @contextlib.contextmanager
@@ -173,7 +193,9 @@ def demo_backend() -> Iterator[dict[str, str]]:
         yield {region: server.endpoint for region, server in servers.items()}
 
 
-def run_demo(*, duration: float, keys: int, console: Console) -> DemoResult:
+def run_demo(
+    *, duration: float, keys: int, console: Console, web_port: int | None = DEFAULT_WEB_PORT
+) -> DemoResult:
     """Run the whole demo; moto servers are stopped whatever happens."""
     console.print(f"starting embedded DynamoDB for {SOURCE_REGION} and {TARGET_REGION} ...")
     logging.basicConfig(
@@ -183,4 +205,8 @@ def run_demo(*, duration: float, keys: int, console: Console) -> DemoResult:
     )
     os.environ.update(EMBEDDED_CREDENTIALS)
     with demo_backend() as endpoints:
-        return asyncio.run(run_demo_async(endpoints, duration=duration, keys=keys, console=console))
+        return asyncio.run(
+            run_demo_async(
+                endpoints, duration=duration, keys=keys, console=console, web_port=web_port
+            )
+        )

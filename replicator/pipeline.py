@@ -17,13 +17,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from replicator.apply.applier import TargetApplier
+from replicator.backoff import Backoff
 from replicator.checkpoint import Checkpoint, CheckpointStore, TargetRef
 from replicator.errors import RecordError, ShutdownInterrupted
 from replicator.models import Change, Meta, pad_seq
-from replicator.records import Skip, coalesce, to_change
+from replicator.records import Skip, coalesce, epoch_seconds, to_change
 from replicator.stream.lineage import lineage_order, ready_shards
-from replicator.stream.reader import Batch, ReaderHooks, ShardReader
-from replicator.stream.source import Shard, StreamSource
+from replicator.stream.reader import (
+    IDLE_BACKOFF,
+    RETRY_BACKOFF,
+    Batch,
+    ReaderHooks,
+    ShardReader,
+)
+from replicator.stream.source import MAX_RECORDS_PER_CALL, Shard, StreamSource
 from replicator.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -53,10 +60,32 @@ class PairPipeline:
     checkpoints: CheckpointStore
     metrics: Metrics
     stop: asyncio.Event
-    hooks: ReaderHooks = field(default_factory=ReaderHooks)
+    hooks: ReaderHooks | None = None  # default: report to ``metrics``
     discovery_interval: float = DISCOVERY_INTERVAL_SECONDS
+    idle_backoff: Backoff = IDLE_BACKOFF
+    retry_backoff: Backoff = RETRY_BACKOFF
+    records_per_call: int = MAX_RECORDS_PER_CALL
     _positions: dict[tuple[str, TargetRef], Checkpoint] = field(default_factory=dict)
     _shard_done: asyncio.Event = field(default_factory=asyncio.Event)
+    _queues: dict[TargetRef, list[asyncio.Queue[Decoded | None]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        table = self.source_table
+        if self.hooks is None:
+            self.hooks = ReaderHooks(
+                on_get_records=lambda: self.metrics.get_records_call(table),
+                on_retry=self.metrics.retried,
+                on_trimmed=lambda shard_id, _detail: self.metrics.trimmed(table, shard_id),
+            )
+        for applier in self.appliers:
+            self.metrics.register_pair(
+                table,
+                applier.target,
+                in_flight=lambda a=applier: a.in_flight,  # type: ignore[misc]
+                queue_depth=lambda t=applier.target: sum(  # type: ignore[misc]
+                    q.qsize() for q in self._queues.get(t, [])
+                ),
+            )
 
     async def run(self) -> None:
         stream_arn = await self.source.stream_arn(self.source_table)
@@ -70,6 +99,8 @@ class PairPipeline:
                 for shard in ready_shards(shards, finished, started):
                     started.add(shard.shard_id)
                     group.create_task(self._consume(stream_arn, shard, finished))
+                unread = ready_shards(shards, finished, started)
+                self.metrics.shards_without_reader(self.source_table, len(unread))
                 await self._wait_for_discovery()
 
     async def _wait_for_discovery(self) -> None:
@@ -95,9 +126,37 @@ class PairPipeline:
         starts = [self._sequence(shard.shard_id, a.target) for a in lanes]
         after = None if None in starts else min(starts, key=lambda s: pad_seq(s or ""))
         reader = ShardReader(
-            self.source, stream_arn, shard.shard_id, after=after, stop=self.stop, hooks=self.hooks
+            self.source,
+            stream_arn,
+            shard.shard_id,
+            after=after,
+            stop=self.stop,
+            hooks=self.hooks,
+            idle_backoff=self.idle_backoff,
+            retry_backoff=self.retry_backoff,
+            limit=self.records_per_call,
         )
         queues = {a.target: asyncio.Queue[Decoded | None](QUEUED_BATCHES_PER_LANE) for a in lanes}
+        for target, queue in queues.items():
+            self._queues.setdefault(target, []).append(queue)
+            self.metrics.shard(self.source_table, shard.shard_id, target, reading=True)
+        try:
+            await self._read(reader, queues, lanes, shard)
+        finally:
+            for target, queue in queues.items():
+                self._queues[target].remove(queue)
+                self.metrics.shard(self.source_table, shard.shard_id, target, reading=False)
+        if self._all_ended(shard.shard_id):
+            finished.add(shard.shard_id)
+            self._shard_done.set()
+
+    async def _read(
+        self,
+        reader: ShardReader,
+        queues: dict[TargetRef, asyncio.Queue[Decoded | None]],
+        lanes: list[TargetApplier],
+        shard: Shard,
+    ) -> None:
         async with asyncio.TaskGroup() as group:
             for applier in lanes:
                 group.create_task(self._lane(shard.shard_id, applier, queues[applier.target]))
@@ -107,9 +166,6 @@ class PairPipeline:
                     await queue.put(decoded)
             for queue in queues.values():
                 await queue.put(None)
-        if self._all_ended(shard.shard_id):
-            finished.add(shard.shard_id)
-            self._shard_done.set()
 
     def _decode(self, batch: Batch) -> Decoded:
         changes: list[Change] = []
@@ -124,7 +180,14 @@ class PairPipeline:
                 self.metrics.skipped(self.source_table, result.reason)
             else:
                 changes.append(result)
-        self.metrics.records_read(self.source_table, len(batch.records))
+        newest = batch.records[-1].get("dynamodb", {}) if batch.records else {}
+        created = newest.get("ApproximateCreationDateTime") if isinstance(newest, dict) else None
+        self.metrics.records_read(
+            self.source_table,
+            len(batch.records),
+            newest_created_at=epoch_seconds(created) if created is not None else None,
+            shard_id=batch.shard_id,
+        )
         return Decoded(batch, changes, dead)
 
     async def _lane(
@@ -149,6 +212,13 @@ class PairPipeline:
             checkpoint = Checkpoint(shard_id, target, sequence, work.batch.shard_ended)
             await self.checkpoints.save(self.source_table, checkpoint)
             self._positions[(shard_id, target)] = checkpoint
+            self.metrics.shard(
+                self.source_table,
+                shard_id,
+                target,
+                checkpoint=sequence,
+                ended=checkpoint.shard_ended,
+            )
 
     def _sequence(self, shard_id: str, target: TargetRef) -> str | None:
         checkpoint = self._positions.get((shard_id, target))

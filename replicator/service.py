@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 
 from replicator.apply.applier import TargetApplier
 from replicator.apply.writer import ConditionalWriter
 from replicator.aws import Clients
+from replicator.backoff import pause
 from replicator.checkpoint import CheckpointStore, TargetRef
 from replicator.config import Config, Pair
 from replicator.dlq import DeadLetterQueue
 from replicator.models import Meta
 from replicator.pipeline import PairPipeline
-from replicator.stream.reader import ReaderHooks
 from replicator.stream.source import DynamoDBStreamSource
-from replicator.tables import CONTROL_KEY, ensure_table, require_table
+from replicator.tables import CONTROL_KEY, describe, ensure_table, key_schema_of, require_table
+from replicator.telemetry.heartbeat import HeartbeatWriter, heartbeat_key
 from replicator.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -35,11 +38,6 @@ async def build_pipelines(
     checkpoints = CheckpointStore(home, config.control_table)
     dlq = DeadLetterQueue(home, config.dlq_table)
     source = DynamoDBStreamSource(home, await clients.get("dynamodbstreams", config.source_region))
-    hooks = ReaderHooks(
-        on_get_records=lambda: None,
-        on_retry=metrics.retried,
-        on_trimmed=lambda shard_id, detail: metrics.trimmed("", shard_id),
-    )
     pipelines = []
     for pair in config.pairs:
         await require_table(home, pair.source_table, config.source_region, stream=True)
@@ -65,6 +63,7 @@ async def build_pipelines(
                     max_concurrency=pair.max_concurrency,
                     max_writes_per_second=pair.max_writes_per_second,
                     stop=stop,
+                    heartbeat_prefix=config.heartbeat.key_prefix,
                 )
             )
         pipelines.append(
@@ -77,21 +76,81 @@ async def build_pipelines(
                 checkpoints=checkpoints,
                 metrics=metrics,
                 stop=stop,
-                hooks=hooks,
             )
         )
     return pipelines
 
 
-async def run_service(config: Config, *, stop: asyncio.Event, metrics: Metrics) -> None:
-    """Replicate until ``stop`` is set, then drain, checkpoint and return."""
+def metrics_for(config: Config) -> Metrics:
+    heartbeat = config.heartbeat
+    return Metrics(
+        source_region=config.source_region,
+        mode=config.mode.value,
+        heartbeat_max_age=heartbeat.ready_max_age_seconds if heartbeat.enabled else None,
+    )
+
+
+async def heartbeat_writers(config: Config, clients: Clients) -> list[HeartbeatWriter]:
+    """One canary writer per source table whose key schema can name it."""
+    if not config.heartbeat.enabled:
+        return []
+    home = await clients.get("dynamodb", config.source_region)
+    writers = []
+    for pair in config.pairs:
+        description = await describe(home, pair.source_table)
+        schema = key_schema_of(description) if description else []
+        key = heartbeat_key(schema, config.heartbeat.key_prefix, config.source_region)
+        if key is None:
+            log.warning("no heartbeat for %s: its partition key is not a string", pair.source_table)
+            continue
+        writers.append(
+            HeartbeatWriter(
+                home,
+                pair.source_table,
+                key,
+                version_attribute=pair.version_attribute,
+                interval=config.heartbeat.interval_seconds,
+            )
+        )
+    return writers
+
+
+async def sample_history(metrics: Metrics, stop: asyncio.Event) -> None:
+    while not await pause(1.0, stop):
+        metrics.sample()
+
+
+async def run_service(
+    config: Config,
+    *,
+    stop: asyncio.Event,
+    metrics: Metrics,
+    on_web_started: Callable[[str], None] | None = None,
+) -> None:
+    """Replicate until ``stop`` is set, then drain, checkpoint and return.
+
+    With ``web.enabled`` the dashboard, ``/metrics`` and the status API are served
+    for as long as the pipelines run.
+    """
     clients = Clients(config.endpoints)
     try:
         pipelines = await build_pipelines(config, clients, metrics=metrics, stop=stop)
-        log.info("replicating %d table(s) from %s", len(pipelines), config.source_region)
-        async with asyncio.TaskGroup() as group:
-            for pipeline in pipelines:
-                group.create_task(pipeline.run())
+        beats = await heartbeat_writers(config, clients)
+        async with contextlib.AsyncExitStack() as stack:
+            if config.web.enabled:
+                from replicator.web.server import serve
+
+                url = await stack.enter_async_context(serve(config.web, metrics))
+                log.info("dashboard and /metrics on %s", url)
+                if on_web_started:
+                    on_web_started(url)
+            log.info("replicating %d table(s) from %s", len(pipelines), config.source_region)
+            async with asyncio.TaskGroup() as group:
+                for pipeline in pipelines:
+                    group.create_task(pipeline.run())
+                for beat in beats:
+                    group.create_task(beat.run(stop))
+                group.create_task(sample_history(metrics, stop))
         log.info("stopped: every lane drained and checkpointed")
     finally:
         await clients.aclose()

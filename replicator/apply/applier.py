@@ -20,6 +20,7 @@ from replicator.backoff import Backoff, pause
 from replicator.checkpoint import TargetRef
 from replicator.errors import AwsError, ShutdownInterrupted
 from replicator.models import Change, ItemKey, Outcome
+from replicator.telemetry.heartbeat import sent_at
 from replicator.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class TargetApplier:
         backoff: Backoff | None = None,
         stop: asyncio.Event | None = None,
         clock: Callable[[], float] = time.time,
+        heartbeat_prefix: str | None = None,
     ) -> None:
         self.target = target
         self._writer = writer
@@ -62,6 +64,7 @@ class TargetApplier:
         self._backoff = backoff or Backoff()
         self._stop = stop
         self._clock = clock
+        self._heartbeat_prefix = heartbeat_prefix
         self.in_flight = 0
 
     async def apply(
@@ -85,7 +88,7 @@ class TargetApplier:
                 outcome = await self._apply_one(source_table, change)
                 self._metrics.outcome(source_table, self.target, outcome)
                 if outcome is Outcome.APPLIED:
-                    self._metrics.lag(source_table, self.target, self._clock() - change.created_at)
+                    self._observe_lag(source_table, change)
         finally:
             self._slots.release()
 
@@ -106,6 +109,14 @@ class TargetApplier:
             if await pause(self._backoff.delay(attempt), self._stop):
                 raise ShutdownInterrupted(f"write to {self.target} abandoned for shutdown")
             attempt += 1
+
+    def _observe_lag(self, source_table: str, change: Change) -> None:
+        now = self._clock()
+        self._metrics.lag(source_table, self.target, now - change.created_at)
+        if self._heartbeat_prefix is not None:
+            beat = sent_at(change, self._heartbeat_prefix)
+            if beat is not None:
+                self._metrics.heartbeat(source_table, self.target, sent_at=beat, lag=now - beat)
 
     async def dead_letter(self, source_table: str, record: dict[str, Any], reason: str) -> None:
         log.error("dead-lettering record for %s: %s", self.target, reason)

@@ -1,112 +1,408 @@
-"""Replication figures, counted in one place.
+"""Replication figures, counted in one place and exported three ways.
 
-Every component reports through ``Metrics``; the live terminal view, the status
-API and the exporters read from it.
+Components report events to ``Metrics``; it feeds OpenTelemetry instruments (read
+by the Prometheus exporter for ``/metrics``) and keeps the small in-process state
+behind ``/api/status``, the dashboard's history, readiness and the demo's live view.
+Metric names are listed in docs/telemetry-contract.md.
 """
 
 from __future__ import annotations
 
 import collections
-import statistics
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from importlib.metadata import version
+from typing import Any
+
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from prometheus_client import CollectorRegistry, generate_latest
 
 from replicator.checkpoint import TargetRef
 from replicator.models import Outcome
 
-LAG_WINDOW = 4096
+LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900)
+LAG_WINDOW_SECONDS = 60.0
+HISTORY_SAMPLES = 600  # one a second: ten minutes of dashboard chart
+PairKey = tuple[str, TargetRef]
+
+
+def _labels(source_table: str, target: TargetRef) -> dict[str, str]:
+    return {
+        "source_table": source_table,
+        "target_region": target.region,
+        "target_table": target.table,
+    }
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 @dataclass
-class PairFigures:
-    """Counters for one (source table, target)."""
-
+class PairState:
     outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
-    lags: collections.deque[float] = field(
-        default_factory=lambda: collections.deque(maxlen=LAG_WINDOW)
+    lags: collections.deque[tuple[float, float]] = field(
+        default_factory=lambda: collections.deque(maxlen=8192)
     )
-    last_lag: float | None = None
+    heartbeat_lag: float | None = None
+    heartbeat_sent_at: float | None = None
+    settled_at_last_sample: int = 0
+    throughput: float = 0.0
+    in_flight: Callable[[], int] = lambda: 0
+    queue_depth: Callable[[], int] = lambda: 0
 
-    def lag_quantile(self, q: float) -> float | None:
-        if not self.lags:
-            return None
-        ordered = sorted(self.lags)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    def recent_lags(self, now: float) -> list[float]:
+        return [lag for at, lag in self.lags if at >= now - LAG_WINDOW_SECONDS]
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    taken_at: float
-    records_read: int
-    skipped: dict[str, int]
-    retries: int
-    trimmed: int
-    version_regressions: int
-    pairs: dict[tuple[str, str], dict[str, float | int | None]]
-
-    def total(self, outcome: Outcome) -> int:
-        return sum(int(p.get(outcome.value) or 0) for p in self.pairs.values())
+@dataclass
+class ShardState:
+    checkpoint: str | None = None
+    ended: bool = False
+    reading: bool = False
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        source_region: str = "",
+        mode: str = "one-way",
+        heartbeat_max_age: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
-        self._pairs: dict[tuple[str, str], PairFigures] = collections.defaultdict(PairFigures)
-        self._read = 0
+        self._started_at = clock()
+        self._service = {"source_region": source_region, "mode": mode}
+        self._heartbeat_max_age = heartbeat_max_age
+        self._pairs: dict[PairKey, PairState] = {}
+        self._shards: dict[tuple[str, str, TargetRef], ShardState] = {}
+        self._without_reader: dict[str, int] = {}
+        self._totals: collections.Counter[str] = collections.Counter()
         self._skipped: collections.Counter[str] = collections.Counter()
-        self._retries = 0
-        self._trimmed = 0
-        self._regressions = 0
+        self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY_SAMPLES)
+        self.registry = CollectorRegistry()
+        self._provider = MeterProvider(
+            metric_readers=[PrometheusMetricReader(registry=self.registry)],
+            views=[
+                View(
+                    instrument_name="replicator_replication_lag_seconds",
+                    aggregation=ExplicitBucketHistogramAggregation(LAG_BUCKETS),
+                )
+            ],
+        )
+        meter = self._provider.get_meter("replicator")
+        self._lag = meter.create_histogram(
+            "replicator_replication_lag_seconds",
+            unit="s",
+            description="Apply time minus the stream record's ApproximateCreationDateTime.",
+        )
+        self._counters = {
+            name: meter.create_counter(f"replicator_{name}", description=text)
+            for name, text in {
+                "records_applied": "Writes applied on a target.",
+                "records_superseded": "Writes refused because the target held a newer state.",
+                "records_duplicate": "Redelivered writes the target already held.",
+                "records_dead_lettered": "Records sent to the DLQ with a reason.",
+                "version_regressions": "Active-active re-creates that lost to their own tombstone.",
+                "records_retried": "Write or read attempts retried after a retryable error.",
+                "records_throttled": "Requests refused by throttling.",
+                "records_read": "Stream records read.",
+                "records_skipped": "Stream records deliberately not replicated (echo, expiry).",
+                "get_records_calls": "GetRecords requests.",
+                "trimmed_data": "Stream ranges trimmed before they were read: data loss alarm.",
+            }.items()
+        }
+        self._iterator_age = meter.create_gauge(
+            "replicator_iterator_age_seconds", unit="s", description="Age of the last record read."
+        )
+        for name, callback, text in (
+            (
+                "replicator_heartbeat_lag_seconds",
+                self._observe_heartbeat_lag,
+                "Last heartbeat lag.",
+            ),
+            (
+                "replicator_heartbeat_age_seconds",
+                self._observe_heartbeat_age,
+                "Age of the newest heartbeat applied.",
+            ),
+            (
+                "replicator_in_flight_writes",
+                self._observe_in_flight,
+                "Conditional writes in flight.",
+            ),
+            ("replicator_queue_depth", self._observe_queue_depth, "Batches queued per lane."),
+            ("replicator_shards_owned", self._observe_shards_owned, "Shards with a reader."),
+            (
+                "replicator_shards_without_reader",
+                self._observe_without_reader,
+                "Readable shards nobody reads.",
+            ),
+        ):
+            meter.create_observable_gauge(name, callbacks=[callback], description=text)
+
+    # -- events -----------------------------------------------------------------------
+
+    def register_pair(
+        self,
+        source_table: str,
+        target: TargetRef,
+        *,
+        in_flight: Callable[[], int] | None = None,
+        queue_depth: Callable[[], int] | None = None,
+    ) -> None:
+        with self._lock:
+            state = self._pairs.setdefault((source_table, target), PairState())
+            if in_flight:
+                state.in_flight = in_flight
+            if queue_depth:
+                state.queue_depth = queue_depth
 
     def outcome(self, source_table: str, target: TargetRef, outcome: Outcome) -> None:
         with self._lock:
-            self._pairs[(source_table, str(target))].outcomes[outcome.value] += 1
+            self._pair(source_table, target).outcomes[outcome.value] += 1
+            self._totals[outcome.value] += 1
+        self._counters[f"records_{outcome.value}"].add(1, _labels(source_table, target))
 
     def lag(self, source_table: str, target: TargetRef, seconds: float) -> None:
         with self._lock:
-            figures = self._pairs[(source_table, str(target))]
-            figures.lags.append(seconds)
-            figures.last_lag = seconds
+            self._pair(source_table, target).lags.append((self._clock(), seconds))
+        self._lag.record(max(0.0, seconds), _labels(source_table, target))
 
-    def records_read(self, source_table: str, count: int) -> None:
+    def heartbeat(
+        self, source_table: str, target: TargetRef, *, sent_at: float, lag: float
+    ) -> None:
         with self._lock:
-            self._read += count
+            state = self._pair(source_table, target)
+            if state.heartbeat_sent_at is None or sent_at >= state.heartbeat_sent_at:
+                state.heartbeat_sent_at, state.heartbeat_lag = sent_at, max(0.0, lag)
+
+    def records_read(
+        self,
+        source_table: str,
+        count: int,
+        *,
+        newest_created_at: float | None = None,
+        shard_id: str = "",
+    ) -> None:
+        with self._lock:
+            self._totals["records_read"] += count
+        self._counters["records_read"].add(count, {"source_table": source_table})
+        if newest_created_at is not None:
+            age = max(0.0, self._clock() - newest_created_at)
+            self._iterator_age.set(age, {"source_table": source_table, "shard_id": shard_id})
+
+    def get_records_call(self, source_table: str) -> None:
+        self._counters["get_records_calls"].add(1, {"source_table": source_table})
 
     def skipped(self, source_table: str, reason: str) -> None:
         with self._lock:
             self._skipped[reason] += 1
+        self._counters["records_skipped"].add(1, {"source_table": source_table, "reason": reason})
 
     def retried(self, reason: str) -> None:
         with self._lock:
-            self._retries += 1
+            self._totals["retries"] += 1
+        self._counters["records_retried"].add(1, {"reason": reason})
+        if reason.startswith("throttl") or "Throughput" in reason or "Throttl" in reason:
+            self._counters["records_throttled"].add(1, {"reason": reason})
 
     def trimmed(self, source_table: str, shard_id: str) -> None:
         with self._lock:
-            self._trimmed += 1
+            self._totals["trimmed"] += 1
+        self._counters["trimmed_data"].add(1, {"source_table": source_table, "shard_id": shard_id})
 
     def version_regression(self, source_table: str, target: TargetRef) -> None:
         with self._lock:
-            self._regressions += 1
+            self._totals["version_regressions"] += 1
+        self._counters["version_regressions"].add(1, _labels(source_table, target))
 
-    def snapshot(self) -> Snapshot:
+    def shard(
+        self,
+        source_table: str,
+        shard_id: str,
+        target: TargetRef,
+        *,
+        reading: bool | None = None,
+        checkpoint: str | None = None,
+        ended: bool | None = None,
+    ) -> None:
         with self._lock:
-            pairs: dict[tuple[str, str], dict[str, float | int | None]] = {}
-            for key, figures in self._pairs.items():
-                row: dict[str, float | int | None] = {
-                    o.value: figures.outcomes[o.value] for o in Outcome
-                }
-                row["lag_last"] = figures.last_lag
-                row["lag_p50"] = figures.lag_quantile(0.5)
-                row["lag_p99"] = figures.lag_quantile(0.99)
-                row["lag_mean"] = statistics.fmean(figures.lags) if figures.lags else None
-                pairs[key] = row
-            return Snapshot(
-                taken_at=time.time(),
-                records_read=self._read,
-                skipped=dict(self._skipped),
-                retries=self._retries,
-                trimmed=self._trimmed,
-                version_regressions=self._regressions,
-                pairs=pairs,
+            state = self._shards.setdefault((source_table, shard_id, target), ShardState())
+            if reading is not None:
+                state.reading = reading
+            if checkpoint is not None:
+                state.checkpoint = checkpoint
+            if ended is not None:
+                state.ended = ended
+
+    def shards_without_reader(self, source_table: str, count: int) -> None:
+        with self._lock:
+            self._without_reader[source_table] = count
+
+    def _pair(self, source_table: str, target: TargetRef) -> PairState:
+        return self._pairs.setdefault((source_table, target), PairState())
+
+    # -- observable gauges ------------------------------------------------------------
+
+    def _per_pair(self, value: Callable[[PairState, float], float | None]) -> Iterable[Observation]:
+        now = self._clock()
+        with self._lock:
+            items = list(self._pairs.items())
+        for (source_table, target), state in items:
+            figure = value(state, now)
+            if figure is not None:
+                yield Observation(figure, _labels(source_table, target))
+
+    def _observe_heartbeat_lag(self, _: CallbackOptions) -> Iterable[Observation]:
+        return self._per_pair(lambda state, now: state.heartbeat_lag)
+
+    def _observe_heartbeat_age(self, _: CallbackOptions) -> Iterable[Observation]:
+        return self._per_pair(self._heartbeat_age)
+
+    def _observe_in_flight(self, _: CallbackOptions) -> Iterable[Observation]:
+        return self._per_pair(lambda state, now: state.in_flight())
+
+    def _observe_queue_depth(self, _: CallbackOptions) -> Iterable[Observation]:
+        return self._per_pair(lambda state, now: state.queue_depth())
+
+    def _observe_shards_owned(self, _: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            owned = collections.Counter(
+                table for (table, shard, _t), s in self._shards.items() if s.reading
             )
+            tables = {table for table, _ in self._pairs} | set(owned)
+        return [Observation(owned[t], {"source_table": t}) for t in sorted(tables)]
+
+    def _observe_without_reader(self, _: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            counts = dict(self._without_reader)
+        return [Observation(n, {"source_table": t}) for t, n in sorted(counts.items())]
+
+    def _heartbeat_age(self, state: PairState, now: float) -> float:
+        # Before the first heartbeat arrives the age counts from start-up, so a pipeline
+        # that never delivers anything reads as stalled, never as "lag 0".
+        return now - (state.heartbeat_sent_at or self._started_at)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def prometheus_text(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def total(self, name: str) -> int:
+        with self._lock:
+            return self._totals[name]
+
+    def sample(self) -> None:
+        """Append one point per pair to the dashboard history (call once a second)."""
+        now = self._clock()
+        point: dict[str, Any] = {"t": now, "pairs": {}}
+        with self._lock:
+            for (source_table, target), state in self._pairs.items():
+                settled = sum(state.outcomes.values())
+                elapsed = now - self._history[-1]["t"] if self._history else 0.0
+                if elapsed > 0:
+                    state.throughput = (settled - state.settled_at_last_sample) / elapsed
+                state.settled_at_last_sample = settled
+                recent = state.recent_lags(now)
+                point["pairs"][f"{source_table} -> {target}"] = {
+                    "p50": _quantile(recent, 0.5),
+                    "p99": _quantile(recent, 0.99),
+                    "heartbeat_lag": state.heartbeat_lag,
+                    "throughput": round(state.throughput, 3),
+                }
+            self._history.append(point)
+
+    def ready(self) -> tuple[bool, str]:
+        now = self._clock()
+        with self._lock:
+            waiting = sum(self._without_reader.values())
+            if waiting:
+                return False, f"{waiting} shard(s) have no reader"
+            if self._heartbeat_max_age is not None:
+                for (source_table, target), state in self._pairs.items():
+                    age = self._heartbeat_age(state, now)
+                    if age > self._heartbeat_max_age:
+                        return False, (
+                            f"heartbeat {source_table} -> {target} is {age:.1f} s old "
+                            f"(limit {self._heartbeat_max_age:.0f} s)"
+                        )
+        return True, "ok"
+
+    def status(self) -> dict[str, Any]:
+        """The ``/api/status`` document (schema in docs/telemetry-contract.md)."""
+        now = self._clock()
+        with self._lock:
+            pairs = []
+            for (source_table, target), state in self._pairs.items():
+                recent = state.recent_lags(now)
+                pairs.append(
+                    {
+                        "source_table": source_table,
+                        "target": str(target),
+                        "target_region": target.region,
+                        "target_table": target.table,
+                        **{o.value: state.outcomes[o.value] for o in Outcome},
+                        "in_flight": state.in_flight(),
+                        "throughput_per_second": round(state.throughput, 3),
+                        "lag_seconds": {
+                            "last": state.lags[-1][1] if state.lags else None,
+                            "p50": _quantile(recent, 0.5),
+                            "p99": _quantile(recent, 0.99),
+                        },
+                        "heartbeat": {
+                            "lag_seconds": state.heartbeat_lag,
+                            "age_seconds": round(self._heartbeat_age(state, now), 3),
+                        },
+                    }
+                )
+            shards = [
+                {
+                    "source_table": table,
+                    "shard_id": shard_id,
+                    "target": str(target),
+                    "checkpoint": s.checkpoint,
+                    "ended": s.ended,
+                    "reading": s.reading,
+                }
+                for (table, shard_id, target), s in sorted(
+                    self._shards.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2]))
+                )
+            ]
+            totals: dict[str, Any] = {
+                name: self._totals[name]
+                for name in (
+                    "records_read",
+                    *(o.value for o in Outcome),
+                    "retries",
+                    "trimmed",
+                    "version_regressions",
+                )
+            }
+            totals["skipped"] = dict(self._skipped)
+            history = list(self._history)
+        return {
+            "service": {
+                **self._service,
+                "started_at": self._started_at,
+                "now": now,
+                "version": version("replicator"),
+            },
+            "totals": totals,
+            "pairs": pairs,
+            "shards": shards,
+            "history": history,
+        }
+
+    def shutdown(self) -> None:
+        self._provider.shutdown()

@@ -1,0 +1,93 @@
+"""The heartbeat canary: a timestamped item written into each source table.
+
+It is replicated like any other item; when the applier writes it to a target,
+``now - its timestamp`` is the lag in milliseconds, and the age of the newest one
+applied keeps growing while replication stalls (DESIGN §7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from replicator.aws import classify
+from replicator.backoff import pause
+from replicator.errors import AwsError
+from replicator.models import Change, WireItem
+
+log = logging.getLogger(__name__)
+
+SENT_AT_ATTRIBUTE = "heartbeat_ms"
+
+
+def heartbeat_key(
+    key_schema: list[tuple[str, str, str]], prefix: str, region: str
+) -> WireItem | None:
+    """The heartbeat item's key for a table, one per source region.
+
+    None when the partition key is not a string (the canary cannot be named there).
+    """
+    name = f"{prefix}#{region}"
+    key: WireItem = {}
+    for attribute, kind, type_ in key_schema:
+        if kind == "HASH" and type_ != "S":
+            return None
+        key[attribute] = (
+            {"S": name} if type_ == "S" else {"N": "0"} if type_ == "N" else {"B": name.encode()}
+        )
+    return key
+
+
+def sent_at(change: Change, prefix: str) -> float | None:
+    """When the heartbeat carried by ``change`` was written (None: not a heartbeat)."""
+    if change.item is None or not any(
+        str(value.get("S", "")).startswith(prefix) for value in change.keys.values()
+    ):
+        return None
+    stamp = change.item.get(SENT_AT_ATTRIBUTE, {}).get("N")
+    return int(stamp) / 1000 if stamp is not None else None
+
+
+class HeartbeatWriter:
+    """Writes the canary every ``interval`` seconds until ``stop`` is set."""
+
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        key: WireItem,
+        *,
+        version_attribute: str,
+        interval: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._table = table
+        self._key = key
+        self._version = version_attribute
+        self._interval = interval
+        self._clock = clock
+
+    async def beat(self) -> None:
+        millis = str(int(self._clock() * 1000))
+        try:
+            await self._client.put_item(
+                TableName=self._table,
+                Item={**self._key, self._version: {"N": millis}, SENT_AT_ATTRIBUTE: {"N": millis}},
+            )
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.beat()
+            except AwsError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning("heartbeat write to %s failed: %s", self._table, exc)
+            if await pause(self._interval, stop):
+                return
