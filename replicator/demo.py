@@ -177,7 +177,7 @@ async def run_demo_async(
             live.update(live_view(metrics.status(), generator.stats, 0))
         stop_service.set()
         await service
-        console.print("verifying: scanning both regions ...")
+        console.print("\nverifying: scanning both regions ...")
         report = await verify(config, on_progress=lambda m: console.print(f"  {m}"))
         return DemoResult(generator.stats, metrics.status()["totals"], report)
     finally:

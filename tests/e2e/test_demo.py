@@ -1,0 +1,66 @@
+"""``replicator demo`` ends with 0 differences and never leaves a moto server behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import CLI
+
+pytestmark = pytest.mark.slow
+
+
+def processes_marked(marker: str) -> list[int]:
+    """PIDs whose environment carries ``marker`` (the demo's moto servers inherit it)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (proc / "environ").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def start_demo(*args: str) -> tuple[subprocess.Popen[str], str]:
+    marker = f"REPLICATOR_TEST_MARK={uuid.uuid4().hex}"
+    name, value = marker.split("=")
+    process = subprocess.Popen(
+        [*CLI, "demo", "--web-port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, name: value, "COLUMNS": "120"},
+    )
+    return process, marker
+
+
+@pytest.mark.timeout(180)
+def test_demo_verifies_0_differences_and_stops_its_servers() -> None:
+    process, marker = start_demo("--duration", "6", "--keys", "50")
+    output, _ = process.communicate(timeout=150)
+    assert process.returncode == 0, output
+    assert "verify: 0 differences" in output
+    assert "dashboard: http://127.0.0.1:" in output
+    assert processes_marked(marker) == []
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_ends_the_load_early_still_verifies_and_stops_its_servers() -> None:
+    process, marker = start_demo("--duration", "600", "--keys", "50")
+    assert process.stdout is not None
+    for line in process.stdout:  # the dashboard line means the replicator is running
+        if line.startswith("dashboard:"):
+            break
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=150)
+    assert process.returncode == 0, output
+    assert "verify: 0 differences" in output
+    assert processes_marked(marker) == []
