@@ -14,7 +14,7 @@ from replicator.backoff import pause
 from replicator.checkpoint import CheckpointStore, TargetRef
 from replicator.config import Config, Pair
 from replicator.dlq import DeadLetterQueue
-from replicator.models import Meta
+from replicator.models import Change, Meta
 from replicator.pipeline import PairPipeline
 from replicator.stream.source import DynamoDBStreamSource
 from replicator.tables import CONTROL_KEY, describe, ensure_table, key_schema_of, require_table
@@ -22,6 +22,27 @@ from replicator.telemetry.heartbeat import HeartbeatWriter, heartbeat_key
 from replicator.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+
+def regression_reporter(
+    metrics: Metrics, source_table: str, target: TargetRef
+) -> Callable[[Change], None]:
+    """Counts and logs an active-active re-create that lost to its own origin's tombstone."""
+
+    def report(change: Change) -> None:
+        metrics.version_regression(source_table, target)
+        key = ", ".join(f"{name}={value}" for name, _, value in change.key)
+        log.error(
+            "version regression on %s key %s: re-created at version %s below its tombstone in "
+            "%s; in active-active mode a key's version must never go back (continue from the "
+            "tombstone's version)",
+            source_table,
+            key,
+            change.incoming.version,
+            target,
+        )
+
+    return report
 
 
 def meta_for(config: Config, pair: Pair) -> Meta:
@@ -53,6 +74,9 @@ async def build_pipelines(
                 meta=meta,
                 mode=config.mode,
                 tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
+                on_version_regression=regression_reporter(
+                    metrics, pair.source_table, TargetRef(target.region, target.table)
+                ),
             )
             appliers.append(
                 TargetApplier(

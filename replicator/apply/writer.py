@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from replicator.apply.condition import build_condition
-from replicator.apply.rule import decide
+from replicator.apply.rule import decide, is_version_regression
 from replicator.aws import classify, is_conditional_check_failed
 from replicator.models import Change, Meta, Mode, Outcome, WireItem, stored_from_item
 
@@ -44,6 +45,7 @@ class ConditionalWriter:
         meta: Meta,
         mode: Mode,
         tombstone_ttl_seconds: int,
+        on_version_regression: Callable[[Change], None] | None = None,
     ) -> None:
         self._client = client
         self.table = table
@@ -51,6 +53,7 @@ class ConditionalWriter:
         self._meta = meta
         self._mode = mode
         self._ttl = tombstone_ttl_seconds
+        self._on_regression = on_version_regression
 
     async def put(self, change: Change, *, now: float) -> Outcome:
         """Apply ``change``; ConditionalCheckFailed becomes SUPERSEDED or DUPLICATE.
@@ -75,6 +78,10 @@ class ConditionalWriter:
                 raise classify(exc) from exc
             stored = stored_from_item(exc.response.get("Item"), self._meta)
             verdict = decide(stored, change.incoming, here=self.region, mode=self._mode)
+            if self._on_regression and is_version_regression(
+                stored, change.incoming, here=self.region, mode=self._mode
+            ):
+                self._on_regression(change)
             return Outcome.DUPLICATE if verdict is Outcome.DUPLICATE else Outcome.SUPERSEDED
         except Exception as exc:
             raise classify(exc) from exc

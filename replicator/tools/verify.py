@@ -18,7 +18,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from replicator.aws import Clients, classify
 from replicator.config import Config, Pair
 from replicator.errors import ConfigError
-from replicator.models import ItemKey, Meta, WireItem, item_key
+from replicator.models import ItemKey, Meta, WireItem, item_key, number
 from replicator.service import meta_for
 from replicator.tables import describe, key_schema_of
 
@@ -35,11 +35,11 @@ class Difference:
     source_table: str
     target: str
     key: ItemKey
-    kind: str  # missing | extra | stale
+    kind: str  # missing | extra | stale | resurrected | version regression
 
     def __str__(self) -> str:
         key = ", ".join(f"{name}={value}" for name, _, value in self.key)
-        return f"{self.kind:8} {self.source_table} -> {self.target}  {key}"
+        return f"{self.kind:18} {self.source_table} -> {self.target}  {key}"
 
 
 @dataclass
@@ -59,14 +59,26 @@ def is_heartbeat(key: ItemKey, heartbeat_prefix: str) -> bool:
     return any(value.startswith(heartbeat_prefix) for _, _, value in key)
 
 
-def kind_of(source: Visible, target: Visible) -> str | None:
-    if source == target:
+def kind_of(source: WireItem | None, target: WireItem | None, meta: Meta) -> str | None:
+    """How the target differs from the source as readers see them (None: it does not)."""
+    seen_source, seen_target = visible(source, meta), visible(target, meta)
+    if seen_source == seen_target:
         return None
-    if target is None:
-        return "missing"
-    if source is None:
-        return "extra"
+    if seen_target is None:
+        return "version regression" if _regressed(source, target, meta) else "missing"
+    if seen_source is None:
+        return "resurrected" if source is not None and meta.deleted in source else "extra"
     return "stale"
+
+
+def _regressed(source: WireItem | None, target: WireItem | None, meta: Meta) -> bool:
+    # The source re-created the key below the version of the tombstone the target holds:
+    # the active-active contract was broken and last-writer-wins keeps the delete.
+    if source is None or target is None or meta.deleted not in target:
+        return False
+    live = number(source.get(meta.version))
+    dead = number(target.get(meta.version))
+    return live is not None and dead is not None and live <= dead
 
 
 async def scan_all(client: Any, table: str, key_names: list[str]) -> dict[ItemKey, WireItem]:
@@ -134,33 +146,30 @@ async def verify_pair(
         target_items = await scan_all(target_client, target.table, key_names)
         keys = {k for k in source_items.keys() | target_items.keys() if not is_heartbeat(k, prefix)}
         report.compared += len(keys)
-        states = {
-            k: (
-                visible(source_items.get(k), meta),
-                visible(target_items.get(k), meta),
-            )
-            for k in keys
-        }
-        suspects = {k: state for k, state in states.items() if kind_of(*state)}
+        states = {k: (source_items.get(k), target_items.get(k)) for k in keys}
+        suspects = {k: state for k, state in states.items() if kind_of(*state, meta)}
         for round_ in range(RECHECK_ROUNDS):
             if not suspects:
                 break
             if round_:
                 await asyncio.sleep(recheck_delay)
             on_progress(f"re-reading {len(suspects)} differing key(s), round {round_ + 1}")
-            fresh: dict[ItemKey, tuple[Visible, Visible]] = {}
+            fresh: dict[ItemKey, tuple[WireItem | None, WireItem | None]] = {}
             for k in suspects:
                 state = (
-                    visible(await get_item(source_client, pair.source_table, k), meta),
-                    visible(await get_item(target_client, target.table, k), meta),
+                    await get_item(source_client, pair.source_table, k),
+                    await get_item(target_client, target.table, k),
                 )
-                if kind_of(*state):
+                if kind_of(*state, meta):
                     fresh[k] = state
             suspects = fresh
         for k, state in sorted(suspects.items()):
             report.differences.append(
                 Difference(
-                    pair.source_table, f"{target.region}/{target.table}", k, kind_of(*state) or ""
+                    pair.source_table,
+                    f"{target.region}/{target.table}",
+                    k,
+                    kind_of(*state, meta) or "",
                 )
             )
     return report
