@@ -20,7 +20,7 @@ from replicator.apply.applier import TargetApplier
 from replicator.backoff import Backoff
 from replicator.checkpoint import Checkpoint, CheckpointStore, TargetRef
 from replicator.errors import RecordError, ShutdownInterrupted
-from replicator.models import Change, Meta, pad_seq
+from replicator.models import Change, Meta, Outcome, pad_seq
 from replicator.records import Skip, coalesce, epoch_seconds, to_change
 from replicator.stream.lineage import lineage_order, ready_shards
 from replicator.stream.reader import (
@@ -65,6 +65,9 @@ class PairPipeline:
     idle_backoff: Backoff = IDLE_BACKOFF
     retry_backoff: Backoff = RETRY_BACKOFF
     records_per_call: int = MAX_RECORDS_PER_CALL
+    # Active-active: the lane writing this region's own deletes as local tombstones
+    # into the source table (DESIGN §4 rule 6). It takes tombstones only.
+    local_target: TargetRef | None = None
     _positions: dict[tuple[str, TargetRef], Checkpoint] = field(default_factory=dict)
     _shard_done: asyncio.Event = field(default_factory=asyncio.Event)
     _queues: dict[TargetRef, list[asyncio.Queue[Decoded | None]]] = field(default_factory=dict)
@@ -196,17 +199,24 @@ class PairPipeline:
         target = applier.target
         while (work := await queue.get()) is not None:
             changes, dead = work.changes, work.dead
+            if target == self.local_target:
+                changes = [c for c in changes if c.incoming.tombstone]
+                dead = []  # dead-lettered once per real target, not for the local copy
             if (applied_up_to := self._sequence(shard_id, target)) is not None:
-                # This lane is ahead of the shard's slowest lane: skip what it applied.
+                # Records this lane already settled: it is ahead of the shard's slowest
+                # lane after a restart, or the stream delivered a range again.
                 done = pad_seq(applied_up_to)
                 changes = [c for c in changes if c.incoming.seq > done]
                 dead = [(r, why) for r, why in dead if _after(_seq_of(r), done)]
-            try:
-                await applier.apply(self.source_table, coalesce(changes), dead)
-            except ShutdownInterrupted:
-                log.info(
-                    "lane %s/%s stopped mid-batch; resumes from its checkpoint", shard_id, target
-                )
+                redelivered = len(work.changes) - len(changes) + len(work.dead) - len(dead)
+                for _ in range(redelivered):
+                    self.metrics.outcome(self.source_table, target, Outcome.DUPLICATE)
+            if not await self._apply(shard_id, applier, changes, dead):
+                # Nothing after the interrupted batch may be applied or checkpointed; keep
+                # taking batches until the reader (stopping too) ends the lane, so that it
+                # never waits forever for room in this queue.
+                while await queue.get() is not None:
+                    pass
                 return
             sequence = work.batch.last_sequence or self._sequence(shard_id, target)
             checkpoint = Checkpoint(shard_id, target, sequence, work.batch.shard_ended)
@@ -219,6 +229,27 @@ class PairPipeline:
                 checkpoint=sequence,
                 ended=checkpoint.shard_ended,
             )
+
+    async def _apply(
+        self,
+        shard_id: str,
+        applier: TargetApplier,
+        changes: list[Change],
+        dead: list[tuple[dict[str, Any], str]],
+    ) -> bool:
+        """Settle one batch on one lane; False when shutdown interrupted it."""
+        interrupted = False
+        try:
+            await applier.apply(self.source_table, coalesce(changes), dead)
+        except* ShutdownInterrupted:
+            # The applier's task group wraps it; anything else in the group propagates.
+            interrupted = True
+            log.info(
+                "lane %s/%s stopped mid-batch; resumes from its checkpoint",
+                shard_id,
+                applier.target,
+            )
+        return not interrupted
 
     def _sequence(self, shard_id: str, target: TargetRef) -> str | None:
         checkpoint = self._positions.get((shard_id, target))

@@ -14,7 +14,7 @@ from replicator.backoff import pause
 from replicator.checkpoint import CheckpointStore, TargetRef
 from replicator.config import Config, Pair
 from replicator.dlq import DeadLetterQueue
-from replicator.models import Change, Meta
+from replicator.models import Change, Meta, Mode
 from replicator.pipeline import PairPipeline
 from replicator.stream.source import DynamoDBStreamSource
 from replicator.tables import CONTROL_KEY, describe, ensure_table, key_schema_of, require_table
@@ -63,8 +63,13 @@ async def build_pipelines(
     for pair in config.pairs:
         await require_table(home, pair.source_table, config.source_region, stream=True)
         meta = meta_for(config, pair)
+        targets = [TargetRef(t.region, t.table) for t in pair.targets]
+        local = None
+        if config.mode is Mode.ACTIVE_ACTIVE:
+            local = TargetRef(config.source_region, pair.source_table)
+            targets.append(local)
         appliers = []
-        for target in pair.targets:
+        for target in targets:
             client = await clients.get("dynamodb", target.region)
             await require_table(client, target.table, target.region)
             writer = ConditionalWriter(
@@ -74,15 +79,13 @@ async def build_pipelines(
                 meta=meta,
                 mode=config.mode,
                 tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
-                on_version_regression=regression_reporter(
-                    metrics, pair.source_table, TargetRef(target.region, target.table)
-                ),
+                on_version_regression=regression_reporter(metrics, pair.source_table, target),
             )
             appliers.append(
                 TargetApplier(
                     writer,
                     dlq,
-                    target=TargetRef(target.region, target.table),
+                    target=target,
                     metrics=metrics,
                     max_concurrency=pair.max_concurrency,
                     max_writes_per_second=pair.max_writes_per_second,
@@ -100,6 +103,7 @@ async def build_pipelines(
                 checkpoints=checkpoints,
                 metrics=metrics,
                 stop=stop,
+                local_target=local,
             )
         )
     return pipelines
