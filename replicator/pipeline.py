@@ -183,12 +183,10 @@ class PairPipeline:
                 self.metrics.skipped(self.source_table, result.reason)
             else:
                 changes.append(result)
-        newest = batch.records[-1].get("dynamodb", {}) if batch.records else {}
-        created = newest.get("ApproximateCreationDateTime") if isinstance(newest, dict) else None
         self.metrics.records_read(
             self.source_table,
             len(batch.records),
-            newest_created_at=epoch_seconds(created) if created is not None else None,
+            newest_created_at=_created_at(batch.records[-1]) if batch.records else None,
             shard_id=batch.shard_id,
         )
         return Decoded(batch, changes, dead)
@@ -206,9 +204,10 @@ class PairPipeline:
                 # Records this lane already settled: it is ahead of the shard's slowest
                 # lane after a restart, or the stream delivered a range again.
                 done = pad_seq(applied_up_to)
-                changes = [c for c in changes if c.incoming.seq > done]
-                dead = [(r, why) for r, why in dead if _after(_seq_of(r), done)]
-                redelivered = len(work.changes) - len(changes) + len(work.dead) - len(dead)
+                fresh = [c for c in changes if c.incoming.seq > done]
+                fresh_dead = [(r, why) for r, why in dead if _after(_seq_of(r), done)]
+                redelivered = len(changes) - len(fresh) + len(dead) - len(fresh_dead)
+                changes, dead = fresh, fresh_dead
                 for _ in range(redelivered):
                     self.metrics.outcome(self.source_table, target, Outcome.DUPLICATE)
             if not await self._apply(shard_id, applier, changes, dead):
@@ -258,6 +257,19 @@ class PairPipeline:
     def _ended(self, shard_id: str, target: TargetRef) -> bool:
         checkpoint = self._positions.get((shard_id, target))
         return checkpoint is not None and checkpoint.shard_ended
+
+
+def _created_at(record: dict[str, Any]) -> float | None:
+    # For the iterator age only: a record whose time is unreadable is dead-lettered
+    # by ``to_change``, it must not stop the reader here.
+    body = record.get("dynamodb")
+    created = body.get("ApproximateCreationDateTime") if isinstance(body, dict) else None
+    if created is None:
+        return None
+    try:
+        return epoch_seconds(created)
+    except RecordError:
+        return None
 
 
 def _seq_of(record: dict[str, Any]) -> str:

@@ -1,0 +1,666 @@
+"""The whole PairPipeline against what a stream and a target do to it (DESIGN §4, §5, §8).
+
+The stream is ``FakeStream`` (splits, expired iterators, trimming and duplicates are
+what moto cannot do), targets are in-memory tables written with the pure conflict
+rule, and checkpoints are the real ``CheckpointStore`` on the embedded moto backend.
+Tests wait on conditions (every fake notifies a shared ``Signal``), never on sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from replicator.apply.applier import TargetApplier
+from replicator.aws import Clients
+from replicator.backoff import Backoff
+from replicator.checkpoint import Checkpoint, TargetRef
+from replicator.errors import AwsError, ThrottledError
+from replicator.models import ItemKey, Meta, Mode, Outcome, item_key, pad_seq
+from replicator.pipeline import QUEUED_BATCHES_PER_LANE, PairPipeline
+from replicator.stream.fake import FakeStream, stream_record
+from replicator.stream.source import MAX_RECORDS_PER_CALL, Page
+from replicator.tables import CONTROL_KEY, ensure_table
+from replicator.telemetry.metrics import Metrics
+from tests.fakes import (
+    DeadLetters,
+    Event,
+    RecordingCheckpoints,
+    Saved,
+    Seek,
+    Signal,
+    TableWriter,
+    Write,
+    replay,
+)
+
+HERE = "us-east-1"
+EU = TargetRef("eu-west-1", "orders")
+AP = TargetRef("ap-southeast-2", "orders")
+META = Meta(version="version")
+SHARD = "shard-0000"
+TINY = Backoff(base=0.001, cap=0.005)
+STOP_TIMEOUT = 5.0
+
+
+class ScriptedStream(FakeStream):
+    """A FakeStream that runs ``before_get_records(n)`` before its n-th GetRecords call
+    and notes every iterator request in the journal."""
+
+    def __init__(self, table: str, journal: list[Event]) -> None:
+        super().__init__(table, region=HERE, shard_id=SHARD)
+        self.before_get_records: Callable[[int], None] | None = None
+        self._journal = journal
+
+    async def iterator(self, stream_arn: str, shard_id: str, *, after: str | None) -> str:
+        self._journal.append(Seek(shard_id))
+        return await super().iterator(stream_arn, shard_id, after=after)
+
+    async def get_records(self, iterator: str, *, limit: int = MAX_RECORDS_PER_CALL) -> Page:
+        if self.before_get_records is not None:
+            self.before_get_records(self.get_records_calls + 1)
+        return await super().get_records(iterator, limit=limit)
+
+
+@dataclass
+class Rig:
+    """One source stream, its targets, DLQ and checkpoints; builds pipelines over them."""
+
+    stream: ScriptedStream
+    control_client: Any
+    control_table: str
+    signal: Signal
+    journal: list[Event]
+    dlq: DeadLetters
+    checkpoints: RecordingCheckpoints = field(init=False)
+    writers: dict[TargetRef, TableWriter] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.restart_checkpoints()
+
+    def restart_checkpoints(self) -> None:
+        """A fresh store over the same control table, as a restarted process has."""
+        self.checkpoints = RecordingCheckpoints(
+            self.control_client, self.control_table, signal=self.signal, journal=self.journal
+        )
+
+    def writer(
+        self, target: TargetRef, *, turns: int = 0, mode: Mode = Mode.ONE_WAY
+    ) -> TableWriter:
+        writer = TableWriter(
+            target, meta=META, mode=mode, signal=self.signal, journal=self.journal, turns=turns
+        )
+        self.writers[target] = writer
+        return writer
+
+    def pipeline(
+        self,
+        metrics: Metrics,
+        *,
+        targets: Sequence[TargetRef] = (EU,),
+        max_concurrency: int = 8,
+        records_per_call: int = MAX_RECORDS_PER_CALL,
+        local_target: TargetRef | None = None,
+    ) -> PairPipeline:
+        stop = asyncio.Event()
+        appliers = [
+            TargetApplier(
+                self.writers.get(target) or self.writer(target),
+                self.dlq,
+                target=target,
+                metrics=metrics,
+                max_concurrency=max_concurrency,
+                backoff=TINY,
+                stop=stop,
+            )
+            for target in targets
+        ]
+        return PairPipeline(
+            source_table=self.stream.table,
+            region=HERE,
+            meta=META,
+            source=self.stream,
+            appliers=appliers,
+            checkpoints=self.checkpoints,
+            metrics=metrics,
+            stop=stop,
+            discovery_interval=0.02,
+            idle_backoff=TINY,
+            retry_backoff=TINY,
+            records_per_call=records_per_call,
+            local_target=local_target,
+        )
+
+    @contextlib.asynccontextmanager
+    async def running(self, pipeline: PairPipeline) -> AsyncIterator[asyncio.Task[None]]:
+        """Run ``pipeline``; on exit stop it and require ``run()`` to return promptly."""
+        self.task = asyncio.create_task(pipeline.run())
+        try:
+            yield self.task
+        finally:
+            pipeline.stop.set()
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await self.task
+
+    async def until(self, condition: Callable[[], bool], *, within: float = 5.0) -> None:
+        await self.signal.until(condition, within=within, watch=self.task)
+
+    def checkpointed(self, shard_id: str, sequence: str, *targets: TargetRef) -> Callable[[], bool]:
+        """A condition: every target's checkpoint of ``shard_id`` is at ``sequence`` or past."""
+
+        def reached() -> bool:
+            for target in targets or tuple(self.writers):
+                checkpoint = self.checkpoints.latest(shard_id, target)
+                if checkpoint is None or checkpoint.sequence_number is None:
+                    return False
+                if pad_seq(checkpoint.sequence_number) < pad_seq(sequence):
+                    return False
+            return True
+
+        return reached
+
+    def ended(self, shard_id: str, *targets: TargetRef) -> Callable[[], bool]:
+        def reached() -> bool:
+            return all(
+                (cp := self.checkpoints.latest(shard_id, t)) is not None and cp.shard_ended
+                for t in targets or tuple(self.writers)
+            )
+
+        return reached
+
+    def expected(
+        self,
+        records: Iterable[dict[str, Any]],
+        target: TargetRef = EU,
+        mode: Mode = Mode.ONE_WAY,
+    ) -> Any:
+        ordered = sorted(records, key=lambda r: int(r["dynamodb"]["SequenceNumber"]))
+        return replay(ordered, here=HERE, target_region=target.region, meta=META, mode=mode)
+
+
+@pytest.fixture
+async def control_client(endpoints: dict[str, str]) -> AsyncIterator[Any]:
+    clients = Clients(endpoints)
+    try:
+        yield await clients.get("dynamodb", HERE)
+    finally:
+        await clients.aclose()
+
+
+@pytest.fixture
+async def rig(control_client: Any, unique_name: str) -> Rig:
+    await ensure_table(control_client, unique_name, CONTROL_KEY)
+    signal = Signal()
+    journal: list[Event] = []
+    return Rig(
+        stream=ScriptedStream(f"src-{unique_name}", journal),
+        control_client=control_client,
+        control_table=unique_name,
+        signal=signal,
+        journal=journal,
+        dlq=DeadLetters(signal),
+    )
+
+
+@pytest.fixture
+def new_metrics() -> Iterable[Callable[[], Metrics]]:
+    made: list[Metrics] = []
+
+    def make() -> Metrics:
+        made.append(Metrics(source_region=HERE))
+        return made[-1]
+
+    yield make
+    for metrics in made:
+        metrics.shutdown()
+
+
+@pytest.fixture
+def metrics(new_metrics: Callable[[], Metrics]) -> Metrics:
+    return new_metrics()
+
+
+def key(name: str) -> dict[str, str]:
+    return {"pk": name}
+
+
+def ikey(name: str) -> ItemKey:
+    return item_key({"pk": {"S": name}})
+
+
+def seq(record: dict[str, Any]) -> str:
+    return str(record["dynamodb"]["SequenceNumber"])
+
+
+def versions(state: dict[ItemKey, Any]) -> dict[str, tuple[int, bool]]:
+    """Per key name: (version, tombstone), the visible outcome an operator compares."""
+    return {k[0][2]: (int(s.version), s.tombstone) for k, s in state.items()}
+
+
+def garbled_time(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with a creation time that is not a time (a type error: DLQ)."""
+    return {**record, "dynamodb": {**record["dynamodb"], "ApproximateCreationDateTime": "soon"}}
+
+
+def history(stream: FakeStream, keys: Sequence[str], rounds: int) -> list[dict[str, Any]]:
+    """Interleaved per-key histories: updates, deletes and re-creates (version reset)."""
+    records: list[dict[str, Any]] = []
+    live: dict[str, int] = {}
+    for step in range(rounds):
+        for name in keys:
+            version = live.get(name)
+            if version is None:
+                records.append(stream.insert(key(name), {"version": 1, "step": step}))
+                live[name] = 1
+            elif (step + len(name)) % 3 == 2:
+                records.append(stream.remove(key(name), {"version": version}))
+                del live[name]
+            else:
+                new = {"version": version + 1, "step": step}
+                records.append(stream.modify(key(name), {"version": version}, new))
+                live[name] = version + 1
+    return records
+
+
+# -- 1. shard lineage -------------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("split", ["before-start", "while-running"])
+async def test_children_are_read_only_after_the_parent_is_applied_and_checkpointed(
+    rig: Rig, metrics: Metrics, split: str
+) -> None:
+    stream = rig.stream
+    parent = [
+        stream.insert(key("a"), {"version": 1}),
+        stream.insert(key("b"), {"version": 1}),
+        stream.modify(key("a"), {"version": 1}, {"version": 2}),
+    ]
+    pipeline = rig.pipeline(metrics, targets=(EU, AP))
+
+    def split_and_write() -> list[dict[str, Any]]:
+        stream.split(SHARD, ["child-1", "child-2"])
+        return [
+            stream.modify(key("a"), {"version": 2}, {"version": 3}, shard_id="child-1"),
+            stream.modify(key("b"), {"version": 1}, {"version": 2}, shard_id="child-2"),
+            stream.insert(key("c"), {"version": 1}, shard_id="child-2"),
+        ]
+
+    children = split_and_write() if split == "before-start" else []
+    async with rig.running(pipeline):
+        if split == "while-running":
+            await rig.until(rig.checkpointed(SHARD, seq(parent[-1])))
+            children = split_and_write()
+        await rig.until(rig.checkpointed("child-1", seq(children[0])))
+        await rig.until(rig.checkpointed("child-2", seq(children[2])))
+
+    child_sequences = {seq(r) for r in children}
+    first_child_read = next(
+        i
+        for i, e in enumerate(rig.journal)
+        if isinstance(e, Seek) and e.shard_id in ("child-1", "child-2")
+    )
+    first_child_write = next(
+        i
+        for i, e in enumerate(rig.journal)
+        if isinstance(e, Write) and e.sequence_number in child_sequences
+    )
+    parent_ended = [
+        i
+        for i, e in enumerate(rig.journal)
+        if isinstance(e, Saved) and e.checkpoint.shard_id == SHARD and e.checkpoint.shard_ended
+    ]
+    assert len(parent_ended) == 2, "the parent ends once per target"
+    assert max(parent_ended) < first_child_read < first_child_write, (
+        "a child shard was read before its parent was applied and checkpointed everywhere"
+    )
+    for target in (EU, AP):
+        state = rig.writers[target].state()
+        assert versions(state) == {"a": (3, False), "b": (2, False), "c": (1, False)}
+        assert state == rig.expected(parent + children, target)
+
+
+# -- 2. expired iterators ---------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+async def test_expired_iterators_mid_stream_lose_and_reorder_nothing(
+    rig: Rig, metrics: Metrics
+) -> None:
+    stream = rig.stream
+    records = history(stream, ["a", "bb", "ccc", "dddd"], rounds=8)
+    # Every third GetRecords finds its iterator expired: the reader must re-seek after
+    # the last record it delivered, neither skipping nor repeating a range.
+    expiries = 0
+
+    def expire(call: int) -> None:
+        nonlocal expiries
+        if call % 3 == 0:
+            expiries += 1
+            stream.expire_iterators()
+
+    stream.before_get_records = expire
+    writer = rig.writer(EU)
+    async with rig.running(rig.pipeline(metrics, records_per_call=3)):
+        await rig.until(rig.checkpointed(SHARD, seq(records[-1])))
+
+    assert expiries >= len(records) // 3 // 2, "the script expired iterators mid-stream"
+    assert metrics.total("retries") >= expiries
+    assert writer.state() == rig.expected(records)
+    for written in writer.sequences_by_key().values():
+        assert written == sorted(set(written)), "a key was written out of stream order"
+    assert metrics.total("records_read") == len(records), "a range was read twice"
+
+
+# -- 3. trimmed data --------------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+async def test_trimmed_data_raises_the_alarm_and_replication_goes_on(
+    rig: Rig, metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = rig.stream
+    records = [stream.insert(key(f"k{i}"), {"version": 1}) for i in range(10)]
+    # The third read finds k4..k6 trimmed away (the reader fell 24 h behind).
+    stream.before_get_records = lambda call: (
+        stream.trim(SHARD, seq(records[7])) if call == 3 else None
+    )
+    writer = rig.writer(EU)
+    with caplog.at_level(logging.ERROR, logger="replicator"):
+        async with rig.running(rig.pipeline(metrics, records_per_call=2)):
+            await rig.until(rig.checkpointed(SHARD, seq(records[-1])))
+            later = stream.insert(key("later"), {"version": 1})
+            await rig.until(rig.checkpointed(SHARD, seq(later)))
+
+    assert metrics.total("trimmed") == 1, "the data-loss alarm did not fire"
+    assert any(SHARD in r.getMessage() and "trimmed" in r.getMessage() for r in caplog.records)
+    written = {k[0][2] for k in writer.state()}
+    assert written == {"k0", "k1", "k2", "k3", "k7", "k8", "k9", "later"}
+
+
+# -- 4. write throttling ----------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+async def test_throttled_writes_are_retried_counted_and_all_applied(
+    rig: Rig, metrics: Metrics
+) -> None:
+    stream = rig.stream
+    records = [stream.insert(key(f"k{i}"), {"version": i + 1}) for i in range(6)]
+    writer = rig.writer(EU)
+    throttled = ThrottledError("slow down", code="ProvisionedThroughputExceededException")
+    writer.fail_next(throttled, times=7)
+    async with rig.running(rig.pipeline(metrics)):
+        await rig.until(rig.checkpointed(SHARD, seq(records[-1])))
+
+    assert metrics.total("retries") == 7
+    assert metrics.total(Outcome.APPLIED.value) == 6
+    assert writer.attempts == 6 + 7
+    assert writer.state() == rig.expected(records)
+
+
+# -- 5. poison records ------------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+async def test_poison_records_go_to_the_dlq_with_a_reason_and_the_checkpoint_passes_them(
+    rig: Rig, metrics: Metrics
+) -> None:
+    stream = rig.stream
+    writer = rig.writer(EU)
+    too_big = AwsError(
+        "Item size has exceeded the maximum", code="ValidationException", record_fault=True
+    )
+    writer.fail_key({"pk": {"S": "big"}}, too_big)
+    records = [
+        stream.insert(key("a"), {"version": 1}),
+        stream.insert(key("big"), {"version": 1}),
+        stream.insert(key("text"), {"version": "seven"}),
+        stream.insert(key("b"), {"version": 1}),
+        stream.insert(key("none"), {"data": "no version at all"}),
+        stream.put(SHARD, garbled_time(stream_record("INSERT", key("when"), new={"version": 1}))),
+    ]
+    async with rig.running(rig.pipeline(metrics)):
+        await rig.until(rig.checkpointed(SHARD, seq(records[-1])))
+
+    reasons = {e.sequence_number: e.reason for e in rig.dlq.entries}
+    assert set(reasons) == {seq(records[i]) for i in (1, 2, 4, 5)}
+    assert "ValidationException" in reasons[seq(records[1])]
+    assert "numeric version" in reasons[seq(records[2])]
+    assert "numeric version" in reasons[seq(records[4])]
+    assert "ApproximateCreationDateTime" in reasons[seq(records[5])]
+    assert all(e.target == EU and e.record["dynamodb"]["Keys"] for e in rig.dlq.entries)
+    assert metrics.total(Outcome.DEAD_LETTERED.value) == 4
+    assert versions(writer.state()) == {"a": (1, False), "b": (1, False)}
+
+
+# -- 6. graceful stop -------------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+async def test_stop_drains_the_batch_in_flight_checkpoints_it_and_reads_no_more(
+    rig: Rig, metrics: Metrics
+) -> None:
+    stream = rig.stream
+    records = [stream.insert(key(f"k{i}"), {"version": 1}) for i in range(5)]
+    writer = rig.writer(EU)
+    writer.hold()
+    pipeline = rig.pipeline(metrics)
+    async with rig.running(pipeline) as run:
+        await rig.until(lambda: writer.held == len(records))
+        pipeline.stop.set()
+        unread = [stream.insert(key(f"late{i}"), {"version": 1}) for i in range(3)]
+        writer.release()
+        async with asyncio.timeout(STOP_TIMEOUT):
+            await run
+
+    assert [w.sequence_number for w in writer.writes] == [seq(r) for r in records]
+    assert not {seq(r) for r in unread} & {w.sequence_number for w in writer.writes}
+    assert rig.checkpoints.latest(SHARD, EU) == Checkpoint(SHARD, EU, seq(records[-1]), False)
+    stored = await rig.checkpoints.load(stream.table)
+    assert stored[(SHARD, EU)].sequence_number == seq(records[-1])
+
+
+@pytest.mark.timeout(30)
+async def test_stop_while_writes_are_throttled_and_lanes_are_full_returns_without_checkpoint(
+    rig: Rig, new_metrics: Callable[[], Metrics]
+) -> None:
+    stream = rig.stream
+    records = [stream.insert(key(f"k{i}"), {"version": 1}) for i in range(8)]
+    writer = rig.writer(EU)
+    writer.fail_all(ThrottledError("slow down", code="ThrottlingException"))
+    # One record per batch: batch 1 retries forever, 2..5 fill the lane, the reader
+    # waits to queue batch 6. Shutdown must still drain and return.
+    metrics = new_metrics()
+    async with rig.running(rig.pipeline(metrics, records_per_call=1)):
+        # Every retry notifies, so this is re-checked until batch 6 is read and decoded.
+        await rig.until(
+            lambda: (
+                metrics.total("records_read") >= QUEUED_BATCHES_PER_LANE + 2
+                and writer.attempts >= 3
+            )
+        )
+
+    assert writer.writes == []
+    assert rig.checkpoints.saved == []
+
+    writer.heal()
+    async with rig.running(rig.pipeline(new_metrics())):
+        await rig.until(rig.checkpointed(SHARD, seq(records[-1])))
+    assert writer.state() == rig.expected(records)
+
+
+# -- 7. restart from checkpoint ---------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+async def test_restart_reads_only_past_the_checkpoint(
+    rig: Rig, new_metrics: Callable[[], Metrics]
+) -> None:
+    stream = rig.stream
+    first = [stream.insert(key(f"k{i}"), {"version": 1}) for i in range(4)]
+    writer = rig.writer(EU)
+    async with rig.running(rig.pipeline(new_metrics())):
+        await rig.until(rig.checkpointed(SHARD, seq(first[-1])))
+
+    second = [
+        stream.modify(key("k0"), {"version": 1}, {"version": 2}),
+        stream.insert(key("k9"), {"version": 1}),
+        stream.remove(key("k1"), {"version": 1}),
+    ]
+    writes_before = len(writer.writes)
+    # A fresh process: a new pipeline whose positions come only from the control table.
+    rig.restart_checkpoints()
+    metrics = new_metrics()
+    async with rig.running(rig.pipeline(metrics)):
+        await rig.until(rig.checkpointed(SHARD, seq(second[-1])))
+
+    assert metrics.total("records_read") == len(second)
+    assert [w.sequence_number for w in writer.writes[writes_before:]] == [seq(r) for r in second]
+    assert writer.state() == rig.expected(first + second)
+
+
+@pytest.mark.timeout(30)
+async def test_restart_after_an_interrupted_batch_redelivers_it_as_duplicates(
+    rig: Rig, new_metrics: Callable[[], Metrics]
+) -> None:
+    stream = rig.stream
+    records = [stream.insert(key(f"k{i}"), {"version": 1}) for i in range(5)]
+    writer = rig.writer(EU)
+    writer.fail_all(ThrottledError("slow down", code="ThrottlingException"), after=2)
+    async with rig.running(rig.pipeline(new_metrics(), max_concurrency=1)):
+        await rig.until(lambda: len(writer.writes) == 2 and writer.attempts >= 4)
+    assert rig.checkpoints.saved == [], "a half-applied batch must not be checkpointed"
+
+    writer.heal()
+    metrics = new_metrics()
+    async with rig.running(rig.pipeline(metrics, max_concurrency=1)):
+        await rig.until(rig.checkpointed(SHARD, seq(records[-1])))
+
+    assert metrics.total(Outcome.DUPLICATE.value) == 2
+    assert metrics.total(Outcome.APPLIED.value) == 3
+    assert writer.state() == rig.expected(records)
+
+
+# -- 8. duplicate delivery --------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+async def test_duplicate_delivery_is_counted_and_changes_nothing(
+    rig: Rig, metrics: Metrics
+) -> None:
+    stream = rig.stream
+    first = [
+        stream.insert(key("a"), {"version": 1}),
+        stream.insert(key("b"), {"version": 1}),
+        stream.modify(key("a"), {"version": 1}, {"version": 2}),
+        stream.remove(key("b"), {"version": 1}),
+    ]
+    writer = rig.writer(EU)
+    async with rig.running(rig.pipeline(metrics)):
+        await rig.until(rig.checkpointed(SHARD, seq(first[-1])))
+        assert stream.duplicate(SHARD, seq(first[0]), seq(first[-1])) == 4
+        second = [stream.modify(key("a"), {"version": 2}, {"version": 3})]
+        await rig.until(rig.checkpointed(SHARD, seq(second[-1])))
+
+    assert metrics.total("records_read") == len(first) * 2 + len(second)
+    assert metrics.total(Outcome.DUPLICATE.value) == len(first)
+    written = [w.sequence_number for w in writer.writes]
+    assert len(written) == len(set(written)), "a redelivered record was written again"
+    assert metrics.total(Outcome.APPLIED.value) == len(writer.applied())
+    assert writer.state() == rig.expected(first + second)
+    assert versions(writer.state()) == {"a": (3, False), "b": (1, True)}
+
+
+@pytest.mark.timeout(30)
+async def test_duplicates_are_counted_per_lane_and_the_local_tombstone_lane_counts_its_own(
+    rig: Rig, metrics: Metrics
+) -> None:
+    stream = rig.stream
+    local = TargetRef(HERE, stream.table)
+    first = [
+        stream.insert(key("a"), {"version": 1}),
+        stream.insert(key("b"), {"version": 1}),
+        stream.modify(key("a"), {"version": 1}, {"version": 2}),
+        stream.remove(key("b"), {"version": 1}),
+    ]
+    remote = rig.writer(EU, mode=Mode.ACTIVE_ACTIVE)
+    tombstones = rig.writer(local, mode=Mode.ACTIVE_ACTIVE)
+    pipeline = rig.pipeline(metrics, targets=(EU, local), local_target=local)
+    async with rig.running(pipeline):
+        await rig.until(rig.checkpointed(SHARD, seq(first[-1]), EU, local))
+        stream.duplicate(SHARD, seq(first[0]), seq(first[-1]))
+        later = stream.insert(key("c"), {"version": 1})
+        await rig.until(rig.checkpointed(SHARD, seq(later), EU, local))
+
+    duplicates = {p["target"]: p["duplicate"] for p in metrics.status()["pairs"]}
+    # The local lane only ever takes this region's deletes: one of the four replayed.
+    assert duplicates == {str(EU): len(first), str(local): 1}
+    assert versions(tombstones.state()) == {"b": (1, True)}
+    assert remote.state() == rig.expected([*first, later], EU, Mode.ACTIVE_ACTIVE)
+
+
+# -- 9. a slow target -------------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+async def test_a_slow_target_neither_holds_back_the_other_checkpoint_nor_grows_memory(
+    rig: Rig, metrics: Metrics
+) -> None:
+    stream = rig.stream
+    records = [stream.insert(key(f"k{i}"), {"version": 1}) for i in range(12)]
+    fast, slow = rig.writer(EU), rig.writer(AP)
+    slow.hold()
+    pipeline = rig.pipeline(metrics, targets=(EU, AP), records_per_call=1)
+    async with rig.running(pipeline):
+        # The slow lane holds batch 1 and has QUEUED_BATCHES_PER_LANE more queued: by
+        # then the fast target has applied and checkpointed those batches on its own.
+        await rig.until(lambda: slow.held == 1)
+        await rig.until(rig.checkpointed(SHARD, seq(records[QUEUED_BATCHES_PER_LANE]), EU))
+        stored = await rig.checkpoints.load(stream.table)
+        assert (SHARD, AP) not in stored
+        fast_position = stored[(SHARD, EU)].sequence_number
+        assert fast_position is not None
+        assert int(fast_position) >= int(seq(records[QUEUED_BATCHES_PER_LANE]))
+        # The reader now waits for room in the slow lane rather than buffering ahead.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(
+                stream.wait_for_get_records(QUEUED_BATCHES_PER_LANE + 3), timeout=0.3
+            )
+        assert metrics.total("records_read") <= QUEUED_BATCHES_PER_LANE + 2
+        assert len(fast.writes) <= QUEUED_BATCHES_PER_LANE + 2
+
+        slow.release()
+        await rig.until(rig.checkpointed(SHARD, seq(records[-1]), EU, AP))
+
+    for target in (EU, AP):
+        assert rig.writers[target].state() == rig.expected(records, target)
+
+
+# -- 10. order per key, parallel across keys --------------------------------------------
+
+
+@pytest.mark.timeout(30)
+async def test_writes_are_serial_per_key_in_stream_order_and_parallel_across_keys(
+    rig: Rig, metrics: Metrics
+) -> None:
+    stream = rig.stream
+    records = history(stream, [f"key{i}" for i in range(8)], rounds=9)
+    writer = rig.writer(EU, turns=3)
+    async with rig.running(rig.pipeline(metrics, max_concurrency=3, records_per_call=20)):
+        await rig.until(rig.checkpointed(SHARD, seq(records[-1])))
+
+    assert writer.same_key_overlaps == 0, "two writes to one key were in flight together"
+    per_key = writer.sequences_by_key()
+    assert any(len(written) > 4 for written in per_key.values())
+    for written in per_key.values():
+        assert written == sorted(written), "a key was written out of stream order"
+    assert 1 < writer.max_in_flight <= 3
+    assert writer.state() == rig.expected(records)
