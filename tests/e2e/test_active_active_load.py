@@ -41,7 +41,17 @@ def present(state: dict[str, dict[str, object] | None]) -> dict[str, dict[str, o
     return {k: v for k, v in state.items() if v is not None}
 
 
-@pytest.mark.timeout(LOAD_SECONDS + 240)
+async def describe_divergence(mesh: Mesh, expected: dict[str, dict[str, object]]) -> str:
+    lines = []
+    for region in REGIONS:
+        state = present(await visible_state(mesh, region))
+        for key in sorted(state.keys() | expected.keys()):
+            if state.get(key) != expected.get(key):
+                lines.append(f"{region} {key}: has {state.get(key)}, winner {expected.get(key)}")
+    return "regions did not converge to the LWW winner:\n" + "\n".join(lines[:20])
+
+
+@pytest.mark.timeout(LOAD_SECONDS + 360)
 async def test_concurrent_writers_in_three_regions_converge_to_the_lww_winner(
     endpoints: dict[str, str], unique_name: str
 ) -> None:
@@ -63,9 +73,12 @@ async def test_concurrent_writers_in_three_regions_converge_to_the_lww_winner(
             states = [present(await visible_state(mesh, r)) for r in REGIONS]
             return all(state == expected for state in states)
 
-        await wait_until(
-            all_regions_hold_the_winner, within=120, what="every region to hold the LWW winner"
-        )
+        try:
+            await wait_until(
+                all_regions_hold_the_winner, within=240, what="every region to hold the winner"
+            )
+        except AssertionError as timed_out:
+            raise AssertionError(await describe_divergence(mesh, expected)) from timed_out
         await mesh.assert_converged()
         for region, load in zip(REGIONS, loads, strict=True):
             local_writes = sum(1 for w in load.log)
