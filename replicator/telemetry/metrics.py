@@ -12,62 +12,18 @@ import collections
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any
 
-from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 
 from replicator.checkpoint import TargetRef
 from replicator.models import Outcome
+from replicator.telemetry.instruments import build_instruments
+from replicator.telemetry.state import PairKey, PairState, ShardState, labels, quantile
 
-LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900)
-LAG_WINDOW_SECONDS = 60.0
 HISTORY_SAMPLES = 600  # one a second: ten minutes of dashboard chart
-PairKey = tuple[str, TargetRef]
-
-
-def _labels(source_table: str, target: TargetRef) -> dict[str, str]:
-    return {
-        "source_table": source_table,
-        "target_region": target.region,
-        "target_table": target.table,
-    }
-
-
-def _quantile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-@dataclass
-class PairState:
-    outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
-    lags: collections.deque[tuple[float, float]] = field(
-        default_factory=lambda: collections.deque(maxlen=8192)
-    )
-    heartbeat_lag: float | None = None
-    heartbeat_sent_at: float | None = None
-    settled_at_last_sample: int = 0
-    throughput: float = 0.0
-    in_flight: Callable[[], int] = lambda: 0
-    queue_depth: Callable[[], int] = lambda: 0
-
-    def recent_lags(self, now: float) -> list[float]:
-        return [lag for at, lag in self.lags if at >= now - LAG_WINDOW_SECONDS]
-
-
-@dataclass
-class ShardState:
-    checkpoint: str | None = None
-    ended: bool = False
-    reading: bool = False
 
 
 class Metrics:
@@ -90,66 +46,20 @@ class Metrics:
         self._totals: collections.Counter[str] = collections.Counter()
         self._skipped: collections.Counter[str] = collections.Counter()
         self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY_SAMPLES)
-        self.registry = CollectorRegistry()
-        self._provider = MeterProvider(
-            metric_readers=[PrometheusMetricReader(registry=self.registry)],
-            views=[
-                View(
-                    instrument_name="replicator_replication_lag_seconds",
-                    aggregation=ExplicitBucketHistogramAggregation(LAG_BUCKETS),
-                )
-            ],
+        self._otel = build_instruments(
+            {
+                "replicator_heartbeat_lag_seconds": self._observe_heartbeat_lag,
+                "replicator_heartbeat_age_seconds": self._observe_heartbeat_age,
+                "replicator_in_flight_writes": self._observe_in_flight,
+                "replicator_queue_depth": self._observe_queue_depth,
+                "replicator_shards_owned": self._observe_shards_owned,
+                "replicator_shards_without_reader": self._observe_without_reader,
+            }
         )
-        meter = self._provider.get_meter("replicator")
-        self._lag = meter.create_histogram(
-            "replicator_replication_lag_seconds",
-            unit="s",
-            description="Apply time minus the stream record's ApproximateCreationDateTime.",
-        )
-        self._counters = {
-            name: meter.create_counter(f"replicator_{name}", description=text)
-            for name, text in {
-                "records_applied": "Writes applied on a target.",
-                "records_superseded": "Writes refused because the target held a newer state.",
-                "records_duplicate": "Redelivered writes the target already held.",
-                "records_dead_lettered": "Records sent to the DLQ with a reason.",
-                "version_regressions": "Active-active re-creates that lost to their own tombstone.",
-                "records_retried": "Write or read attempts retried after a retryable error.",
-                "records_throttled": "Requests refused by throttling.",
-                "records_read": "Stream records read.",
-                "records_skipped": "Stream records deliberately not replicated (echo, expiry).",
-                "get_records_calls": "GetRecords requests.",
-                "trimmed_data": "Stream ranges trimmed before they were read: data loss alarm.",
-            }.items()
-        }
-        self._iterator_age = meter.create_gauge(
-            "replicator_iterator_age_seconds", unit="s", description="Age of the last record read."
-        )
-        for name, callback, text in (
-            (
-                "replicator_heartbeat_lag_seconds",
-                self._observe_heartbeat_lag,
-                "Last heartbeat lag.",
-            ),
-            (
-                "replicator_heartbeat_age_seconds",
-                self._observe_heartbeat_age,
-                "Age of the newest heartbeat applied.",
-            ),
-            (
-                "replicator_in_flight_writes",
-                self._observe_in_flight,
-                "Conditional writes in flight.",
-            ),
-            ("replicator_queue_depth", self._observe_queue_depth, "Batches queued per lane."),
-            ("replicator_shards_owned", self._observe_shards_owned, "Shards with a reader."),
-            (
-                "replicator_shards_without_reader",
-                self._observe_without_reader,
-                "Readable shards nobody reads.",
-            ),
-        ):
-            meter.create_observable_gauge(name, callbacks=[callback], description=text)
+        self.registry = self._otel.registry
+        self._lag = self._otel.lag
+        self._counters = self._otel.counters
+        self._iterator_age = self._otel.iterator_age
 
     # -- events -----------------------------------------------------------------------
 
@@ -172,12 +82,12 @@ class Metrics:
         with self._lock:
             self._pair(source_table, target).outcomes[outcome.value] += 1
             self._totals[outcome.value] += 1
-        self._counters[f"records_{outcome.value}"].add(1, _labels(source_table, target))
+        self._counters[f"records_{outcome.value}"].add(1, labels(source_table, target))
 
     def lag(self, source_table: str, target: TargetRef, seconds: float) -> None:
         with self._lock:
             self._pair(source_table, target).lags.append((self._clock(), seconds))
-        self._lag.record(max(0.0, seconds), _labels(source_table, target))
+        self._lag.record(max(0.0, seconds), labels(source_table, target))
 
     def heartbeat(
         self, source_table: str, target: TargetRef, *, sent_at: float, lag: float
@@ -225,7 +135,7 @@ class Metrics:
     def version_regression(self, source_table: str, target: TargetRef) -> None:
         with self._lock:
             self._totals["version_regressions"] += 1
-        self._counters["version_regressions"].add(1, _labels(source_table, target))
+        self._counters["version_regressions"].add(1, labels(source_table, target))
 
     def shard(
         self,
@@ -262,7 +172,7 @@ class Metrics:
         for (source_table, target), state in items:
             figure = value(state, now)
             if figure is not None:
-                yield Observation(figure, _labels(source_table, target))
+                yield Observation(figure, labels(source_table, target))
 
     def _observe_heartbeat_lag(self, _: CallbackOptions) -> Iterable[Observation]:
         return self._per_pair(lambda state, now: state.heartbeat_lag)
@@ -316,8 +226,8 @@ class Metrics:
                 state.settled_at_last_sample = settled
                 recent = state.recent_lags(now)
                 point["pairs"][f"{source_table} -> {target}"] = {
-                    "p50": _quantile(recent, 0.5),
-                    "p99": _quantile(recent, 0.99),
+                    "p50": quantile(recent, 0.5),
+                    "p99": quantile(recent, 0.99),
                     "heartbeat_lag": state.heartbeat_lag,
                     "throughput": round(state.throughput, 3),
                 }
@@ -357,8 +267,8 @@ class Metrics:
                         "throughput_per_second": round(state.throughput, 3),
                         "lag_seconds": {
                             "last": state.lags[-1][1] if state.lags else None,
-                            "p50": _quantile(recent, 0.5),
-                            "p99": _quantile(recent, 0.99),
+                            "p50": quantile(recent, 0.5),
+                            "p99": quantile(recent, 0.99),
                         },
                         "heartbeat": {
                             "lag_seconds": state.heartbeat_lag,
@@ -405,4 +315,4 @@ class Metrics:
         }
 
     def shutdown(self) -> None:
-        self._provider.shutdown()
+        self._otel.provider.shutdown()

@@ -1,0 +1,86 @@
+"""The OpenTelemetry instruments, read by the Prometheus exporter on ``/metrics``.
+
+Each ``Metrics`` has its own registry, so several services (and tests) can live in
+one process without mixing their series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observation, _Gauge
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from prometheus_client import CollectorRegistry
+
+LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900)
+LAG_HISTOGRAM = "replicator_replication_lag_seconds"
+
+COUNTERS = {
+    "records_applied": "Writes applied on a target.",
+    "records_superseded": "Writes refused because the target held a newer state.",
+    "records_duplicate": "Redelivered writes the target already held.",
+    "records_dead_lettered": "Records sent to the DLQ with a reason.",
+    "version_regressions": "Active-active re-creates that lost to their own tombstone.",
+    "records_retried": "Write or read attempts retried after a retryable error.",
+    "records_throttled": "Requests refused by throttling.",
+    "records_read": "Stream records read.",
+    "records_skipped": "Stream records deliberately not replicated (echo, expiry).",
+    "get_records_calls": "GetRecords requests.",
+    "trimmed_data": "Stream ranges trimmed before they were read: data loss alarm.",
+}
+GAUGES = {
+    "replicator_heartbeat_lag_seconds": "Lag of the newest heartbeat applied on the target.",
+    "replicator_heartbeat_age_seconds": "Age of the newest heartbeat applied on the target.",
+    "replicator_in_flight_writes": "Conditional writes in flight.",
+    "replicator_queue_depth": "Batches queued per lane.",
+    "replicator_shards_owned": "Shards with a reader.",
+    "replicator_shards_without_reader": "Readable shards nobody reads.",
+}
+Observer = Callable[[CallbackOptions], Iterable[Observation]]
+
+
+@dataclass(frozen=True)
+class Instruments:
+    registry: CollectorRegistry
+    provider: MeterProvider
+    lag: Histogram
+    counters: dict[str, Counter]
+    iterator_age: _Gauge
+
+
+def build_instruments(observers: Mapping[str, Observer]) -> Instruments:
+    """Every instrument replicator exports; ``observers`` feed the observable gauges."""
+    registry = CollectorRegistry()
+    provider = MeterProvider(
+        metric_readers=[PrometheusMetricReader(registry=registry)],
+        views=[
+            View(
+                instrument_name=LAG_HISTOGRAM,
+                aggregation=ExplicitBucketHistogramAggregation(LAG_BUCKETS),
+            )
+        ],
+    )
+    meter = provider.get_meter("replicator")
+    for name, observer in observers.items():
+        meter.create_observable_gauge(name, callbacks=[observer], description=GAUGES[name])
+    counters: dict[str, Any] = {
+        name: meter.create_counter(f"replicator_{name}", description=text)
+        for name, text in COUNTERS.items()
+    }
+    return Instruments(
+        registry=registry,
+        provider=provider,
+        lag=meter.create_histogram(
+            LAG_HISTOGRAM,
+            unit="s",
+            description="Apply time minus the stream record's ApproximateCreationDateTime.",
+        ),
+        counters=counters,
+        iterator_age=meter.create_gauge(
+            "replicator_iterator_age_seconds", unit="s", description="Age of the last record read."
+        ),
+    )
