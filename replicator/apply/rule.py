@@ -52,5 +52,8 @@ def is_version_regression(
         and stored is not None
         and stored.tombstone
         and stored.origin(here) == incoming.origin
+        # Later in its origin's stream than the tombstone: a replay of the original
+        # create (earlier in the stream) is just late, not a broken contract.
+        and incoming.seq > stored.seq
         and decide(stored, incoming, here=here, mode=mode) is Outcome.SUPERSEDED
     )
