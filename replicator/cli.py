@@ -7,13 +7,16 @@ import logging
 import signal
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from replicator.config import Config, load_config
 from replicator.errors import ConfigError, ReplicatorError
+
+if TYPE_CHECKING:
+    from replicator.tools.verify import Report
 
 app = typer.Typer(
     add_completion=False,
@@ -87,18 +90,40 @@ def run(
 def verify(
     config: ConfigOption,
     show: Annotated[int, typer.Option(help="How many differing keys to list.", min=0)] = 10,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Write the source's state over each difference (compare-and-set), "
+            "then verify again.",
+        ),
+    ] = False,
 ) -> None:
     """Compare source and targets (tombstone-aware); exit 1 if any key differs."""
+    from replicator.tools.repair import repair as repair_targets
     from replicator.tools.verify import verify as verify_tables
 
     loaded = _load(config)
     report = _run_reporting_errors(verify_tables(loaded))
+    _print_report(report, show)
+    if repair and report.differences:
+        fixed = _run_reporting_errors(repair_targets(loaded, report))
+        console.print(
+            f"repair: {fixed.repaired} written, {len(fixed.moved)} skipped because the target "
+            f"changed meanwhile, {len(fixed.unrepairable)} unrepairable"
+        )
+        for difference, reason in fixed.unrepairable[:show]:
+            console.print(f"  {difference}: {reason}", highlight=False)
+        report = _run_reporting_errors(verify_tables(loaded))
+        _print_report(report, show)
+    if report.differences:
+        raise typer.Exit(1)
+
+
+def _print_report(report: Report, show: int) -> None:
     for difference in report.differences[:show]:
         console.print(f"  {difference}", highlight=False)
-    count = len(report.differences)
-    console.print(f"{count} differences ({report.compared} keys compared)")
-    if count:
-        raise typer.Exit(1)
+    console.print(f"{len(report.differences)} differences ({report.compared} keys compared)")
 
 
 @app.command()

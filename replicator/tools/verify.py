@@ -36,6 +36,9 @@ class Difference:
     target: str
     key: ItemKey
     kind: str  # missing | extra | stale | resurrected | version regression
+    # The raw items as last read: what repair writes from, and the state it must still find.
+    source_item: WireItem | None = field(default=None, compare=False, repr=False)
+    target_item: WireItem | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         key = ", ".join(f"{name}={value}" for name, _, value in self.key)
@@ -170,6 +173,8 @@ async def verify_pair(
                     f"{target.region}/{target.table}",
                     k,
                     kind_of(*state, meta) or "",
+                    source_item=state[0],
+                    target_item=state[1],
                 )
             )
     return report

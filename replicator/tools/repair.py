@@ -1,0 +1,148 @@
+"""``replicator verify --repair``: make targets hold their source's state again.
+
+Repair is compare-and-set (DESIGN §5b): each write carries the condition "the
+target still holds exactly the state verify saw" (version, tombstone, origin). If
+the target moved meanwhile, the stream got there first: the key is skipped and
+verified again. This fixes what the conflict rule cannot (a target ahead of its
+source after a lost stream range or a stray local write) without ever racing the
+live pipeline into a regression.
+
+The repaired item carries no ``_rep_seq``, so the next stream write of its origin
+passes the fence and replaces it as usual.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from replicator.aws import Clients, classify, is_conditional_check_failed
+from replicator.config import Config
+from replicator.models import Meta, WireItem, number, stored_from_item
+from replicator.service import meta_for
+from replicator.tools.verify import Difference, Report
+
+
+@dataclass
+class RepairReport:
+    repaired: int = 0
+    moved: list[Difference] = field(default_factory=list)  # target changed: left to the stream
+    unrepairable: list[tuple[Difference, str]] = field(default_factory=list)
+
+
+def repaired_item(
+    difference: Difference, *, meta: Meta, source_region: str, ttl_seconds: int, now: float
+) -> WireItem:
+    """The source's state as the target should hold it: a live item or a tombstone."""
+    source, target = difference.source_item, difference.target_item
+    keys: WireItem = {name: {type_: value} for name, type_, value in difference.key}
+    stored = stored_from_item(source, meta)
+    origin = stored.origin(source_region) if stored else source_region
+    if source is not None and stored is not None and not stored.tombstone:
+        if stored.version is None:
+            raise ValueError(f"the source item has no numeric {meta.version!r}")
+        user_data = {k: v for k, v in source.items() if not k.startswith(meta.prefix)}
+        return {**user_data, **_stamp(meta, stored.version, origin)}
+    versions = [
+        v
+        for v in (
+            number((source or {}).get(meta.version)),
+            number((target or {}).get(meta.version)),
+        )
+        if v is not None
+    ]
+    version = max(versions, default=0)
+    return {
+        **keys,
+        **_stamp(meta, version, origin),
+        meta.deleted: {"BOOL": True},
+        meta.expires: {"N": str(int(now) + ttl_seconds)},
+    }
+
+
+def _stamp(meta: Meta, version: Any, origin: str) -> WireItem:
+    return {
+        meta.version: {"N": str(version)},
+        meta.rep_version: {"N": str(version)},
+        meta.origin: {"S": origin},
+    }
+
+
+def unchanged_condition(difference: Difference, meta: Meta) -> dict[str, Any]:
+    """PutItem arguments requiring the target item to be exactly as verify saw it."""
+    seen = difference.target_item
+    partition_key = difference.key[0][0]
+    if seen is None:
+        return {
+            "ConditionExpression": "attribute_not_exists(#k)",
+            "ExpressionAttributeNames": {"#k": partition_key},
+        }
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    terms = []
+    for index, attribute in enumerate((meta.version, meta.rep_version, meta.origin)):
+        names[f"#a{index}"] = attribute
+        if attribute in seen:
+            values[f":a{index}"] = seen[attribute]
+            terms.append(f"#a{index} = :a{index}")
+        else:
+            terms.append(f"attribute_not_exists(#a{index})")
+    names["#d"] = meta.deleted
+    terms.append("attribute_exists(#d)" if meta.deleted in seen else "attribute_not_exists(#d)")
+    condition: dict[str, Any] = {
+        "ConditionExpression": " AND ".join(terms),
+        "ExpressionAttributeNames": names,
+    }
+    if values:
+        condition["ExpressionAttributeValues"] = values
+    return condition
+
+
+async def repair(
+    config: Config,
+    report: Report,
+    *,
+    on_progress: Callable[[str], None] = lambda _: None,
+    clock: Callable[[], float] = time.time,
+) -> RepairReport:
+    """Write the source's state over each persistent difference, compare-and-set."""
+    result = RepairReport()
+    pairs = {pair.source_table: pair for pair in config.pairs}
+    clients = Clients(config.endpoints)
+    try:
+        for difference in report.differences:
+            pair = pairs[difference.source_table]
+            meta = meta_for(config, pair)
+            region, table = difference.target.split("/", 1)
+            try:
+                item = repaired_item(
+                    difference,
+                    meta=meta,
+                    source_region=config.source_region,
+                    ttl_seconds=pair.tombstone_ttl_seconds,
+                    now=clock(),
+                )
+            except ValueError as exc:
+                result.unrepairable.append((difference, str(exc)))
+                continue
+            client = await clients.get("dynamodb", region)
+            try:
+                await client.put_item(
+                    TableName=table, Item=item, **unchanged_condition(difference, meta)
+                )
+            except ClientError as exc:
+                if not is_conditional_check_failed(exc):
+                    raise classify(exc) from exc
+                result.moved.append(difference)
+                continue
+            except Exception as exc:
+                raise classify(exc) from exc
+            result.repaired += 1
+            on_progress(f"repaired {difference}")
+        return result
+    finally:
+        await clients.aclose()
