@@ -22,7 +22,15 @@ SOURCE, TARGET = "us-east-1", "eu-west-1"
 CLI = [sys.executable, "-m", "replicator"]
 
 
-def write_config(path: Path, endpoints: dict[str, str], table: str, **pair: Any) -> Path:
+def write_config(
+    path: Path,
+    endpoints: dict[str, str],
+    table: str,
+    *,
+    web_port: int | None = None,
+    **pair: Any,
+) -> Path:
+    """A one-way us-east-1 -> eu-west-1 config; the web server only with ``web_port``."""
     data = {
         "source_region": SOURCE,
         "endpoints": {r: endpoints[r] for r in (SOURCE, TARGET)},
@@ -36,7 +44,9 @@ def write_config(path: Path, endpoints: dict[str, str], table: str, **pair: Any)
                 **pair,
             }
         ],
-        "web": {"enabled": False},
+        "web": {"enabled": False}
+        if web_port is None
+        else {"enabled": True, "host": "127.0.0.1", "port": web_port},
     }
     path.write_text(yaml.safe_dump(data))
     return path

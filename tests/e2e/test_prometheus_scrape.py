@@ -21,7 +21,7 @@ import yaml
 
 from replicator.aws import Clients
 from replicator.config import load_config
-from tests.e2e.helpers import SOURCE, TARGET, create_tables, start_run, stop, wait_until
+from tests.e2e.helpers import SOURCE, create_tables, start_run, stop, wait_until, write_config
 
 pytestmark = [pytest.mark.slow]
 
@@ -54,26 +54,6 @@ def free_port() -> int:
 
 def tail(log: Path) -> str:
     return log.read_text(errors="replace")[-3000:]
-
-
-def write_config(path: Path, endpoints: dict[str, str], table: str, web_port: int) -> Path:
-    """Like helpers.write_config, with the web server (and so ``/metrics``) on."""
-    data = {
-        "source_region": SOURCE,
-        "endpoints": {r: endpoints[r] for r in (SOURCE, TARGET)},
-        "control_table": f"{table}-control",
-        "dlq_table": f"{table}-dlq",
-        "pairs": [
-            {
-                "source_table": table,
-                "version_attribute": "version",
-                "targets": [{"region": TARGET, "table": table}],
-            }
-        ],
-        "web": {"enabled": True, "host": "127.0.0.1", "port": web_port},
-    }
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def start_prometheus(directory: Path, *, scrape_port: int, port: int) -> subprocess.Popen[bytes]:
@@ -181,7 +161,9 @@ async def test_prometheus_scrapes_replication_lag_from_replicator_run(
     endpoints: dict[str, str], unique_name: str, tmp_path: Path
 ) -> None:
     web_port, prometheus_port = free_port(), free_port()
-    config_path = write_config(tmp_path / "replicator.yaml", endpoints, unique_name, web_port)
+    config_path = write_config(
+        tmp_path / "replicator.yaml", endpoints, unique_name, web_port=web_port
+    )
     config = load_config(config_path)
     await create_tables(config)
     run_log, prometheus_log = tmp_path / "run.log", tmp_path / "prometheus.log"
