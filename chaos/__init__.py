@@ -1,0 +1,1 @@
+"""Fault injection and the protocol model that checks the replication rules converge."""
