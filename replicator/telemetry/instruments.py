@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observation, _Gauge
+from opentelemetry.metrics import CallbackOptions, Histogram, Observation, _Gauge
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from prometheus_client import CollectorRegistry
@@ -48,12 +47,17 @@ class Instruments:
     registry: CollectorRegistry
     provider: MeterProvider
     lag: Histogram
-    counters: dict[str, Counter]
     iterator_age: _Gauge
 
 
-def build_instruments(observers: Mapping[str, Observer]) -> Instruments:
-    """Every instrument replicator exports; ``observers`` feed the observable gauges."""
+def build_instruments(
+    *, counters: Callable[[str], Iterable[Observation]], gauges: Mapping[str, Observer]
+) -> Instruments:
+    """Every instrument replicator exports.
+
+    ``counters(name)`` reports each counter's current values by label set at collection
+    time; ``gauges`` feed the observable gauges.
+    """
     registry = CollectorRegistry()
     provider = MeterProvider(
         metric_readers=[PrometheusMetricReader(registry=registry)],
@@ -65,12 +69,12 @@ def build_instruments(observers: Mapping[str, Observer]) -> Instruments:
         ],
     )
     meter = provider.get_meter("replicator")
-    for name, observer in observers.items():
+    for name, observer in gauges.items():
         meter.create_observable_gauge(name, callbacks=[observer], description=GAUGES[name])
-    counters: dict[str, Any] = {
-        name: meter.create_counter(f"replicator_{name}", description=text)
-        for name, text in COUNTERS.items()
-    }
+    for name, text in COUNTERS.items():
+        meter.create_observable_counter(
+            f"replicator_{name}", callbacks=[_counter_observer(counters, name)], description=text
+        )
     return Instruments(
         registry=registry,
         provider=provider,
@@ -79,8 +83,14 @@ def build_instruments(observers: Mapping[str, Observer]) -> Instruments:
             unit="s",
             description="Apply time minus the stream record's ApproximateCreationDateTime.",
         ),
-        counters=counters,
         iterator_age=meter.create_gauge(
             "replicator_iterator_age_seconds", unit="s", description="Age of the last record read."
         ),
     )
+
+
+def _counter_observer(counters: Callable[[str], Iterable[Observation]], name: str) -> Observer:
+    def observe(_: CallbackOptions) -> Iterable[Observation]:
+        return counters(name)
+
+    return observe
