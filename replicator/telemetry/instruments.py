@@ -10,13 +10,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.metrics import CallbackOptions, Histogram, Observation, _Gauge
+from opentelemetry.metrics import CallbackOptions, Observation, _Gauge
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from prometheus_client import CollectorRegistry
 
+from replicator.telemetry.lag_histogram import LagHistogram
+
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900)
-LAG_HISTOGRAM = "replicator_replication_lag_seconds"
 
 COUNTERS = {
     "records_applied": "Writes applied on a target.",
@@ -46,7 +46,7 @@ Observer = Callable[[CallbackOptions], Iterable[Observation]]
 class Instruments:
     registry: CollectorRegistry
     provider: MeterProvider
-    lag: Histogram
+    lag: LagHistogram
     iterator_age: _Gauge
 
 
@@ -59,15 +59,9 @@ def build_instruments(
     time; ``gauges`` feed the observable gauges.
     """
     registry = CollectorRegistry()
-    provider = MeterProvider(
-        metric_readers=[PrometheusMetricReader(registry=registry)],
-        views=[
-            View(
-                instrument_name=LAG_HISTOGRAM,
-                aggregation=ExplicitBucketHistogramAggregation(LAG_BUCKETS),
-            )
-        ],
-    )
+    provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=registry)])
+    lag = LagHistogram(LAG_BUCKETS)
+    registry.register(lag)
     meter = provider.get_meter("replicator")
     for name, observer in gauges.items():
         meter.create_observable_gauge(name, callbacks=[observer], description=GAUGES[name])
@@ -78,11 +72,7 @@ def build_instruments(
     return Instruments(
         registry=registry,
         provider=provider,
-        lag=meter.create_histogram(
-            LAG_HISTOGRAM,
-            unit="s",
-            description="Apply time minus the stream record's ApproximateCreationDateTime.",
-        ),
+        lag=lag,
         iterator_age=meter.create_gauge(
             "replicator_iterator_age_seconds", unit="s", description="Age of the last record read."
         ),

@@ -52,7 +52,6 @@ class Metrics:
         self._counts: dict[str, collections.Counter[Labels]] = {
             name: collections.Counter() for name in COUNTERS
         }
-        self._pair_labels: dict[PairKey, dict[str, str]] = {}
         self._otel = build_instruments(
             counters=self._observe_counter,
             gauges={
@@ -94,12 +93,7 @@ class Metrics:
     def lag(self, source_table: str, target: TargetRef, seconds: float) -> None:
         with self._lock:
             self._pair(source_table, target).lags.append((self._clock(), seconds))
-            attributes = self._pair_labels.get((source_table, target))
-            if attributes is None:
-                attributes = self._pair_labels[(source_table, target)] = labels(
-                    source_table, target
-                )
-        self._lag.record(max(0.0, seconds), attributes)
+            self._lag.observe((source_table, target.region, target.table), max(0.0, seconds))
 
     def heartbeat(
         self, source_table: str, target: TargetRef, *, sent_at: float, lag: float
