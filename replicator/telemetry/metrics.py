@@ -24,6 +24,7 @@ from replicator.telemetry.instruments import COUNTERS, build_instruments
 from replicator.telemetry.state import PairKey, PairState, ShardState, labels, quantile
 
 Labels = tuple[tuple[str, str], ...]
+_OUTCOMES = frozenset(o.value for o in Outcome)
 HISTORY_SAMPLES = 600  # one a second: ten minutes of dashboard chart
 
 
@@ -85,10 +86,11 @@ class Metrics:
                 state.queue_depth = queue_depth
 
     def outcome(self, source_table: str, target: TargetRef, outcome: Outcome) -> None:
+        # The per-pair outcome counts are the records_<outcome> counters' values too.
+        name = outcome.value
         with self._lock:
-            self._pair(source_table, target).outcomes[outcome.value] += 1
-            self._totals[outcome.value] += 1
-            self._counts[f"records_{outcome.value}"][self._labels(source_table, target)] += 1
+            self._pair(source_table, target).outcomes[name] += 1
+            self._totals[name] += 1
 
     def lag(self, source_table: str, target: TargetRef, seconds: float) -> None:
         with self._lock:
@@ -176,6 +178,13 @@ class Metrics:
 
     def _observe_counter(self, name: str) -> list[Observation]:
         with self._lock:
+            outcome = name.removeprefix("records_")
+            if outcome in _OUTCOMES:
+                return [
+                    Observation(state.outcomes[outcome], labels(table, target))
+                    for (table, target), state in self._pairs.items()
+                    if state.outcomes[outcome]
+                ]
             return [Observation(n, dict(key)) for key, n in self._counts[name].items()]
 
     def _pair(self, source_table: str, target: TargetRef) -> PairState:
