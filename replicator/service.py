@@ -73,7 +73,7 @@ async def build_pipelines(
             client = await clients.get("dynamodb", target.region)
             await require_table(client, target.table, target.region)
             writer = ConditionalWriter(
-                client,
+                await clients.put_client(target.region),
                 target.table,
                 region=target.region,
                 meta=meta,

@@ -26,7 +26,10 @@ from replicator.stream.source import MAX_RECORDS_PER_CALL, StreamSource
 
 log = logging.getLogger(__name__)
 
-IDLE_BACKOFF = Backoff(base=0.05, cap=1.0)
+# An idle shard is polled at least four times a second (like Lambda's event source
+# mapping): the cap is what a quiet stream adds to lag, and DynamoDB Streams allows
+# five GetRecords per shard per second.
+IDLE_BACKOFF = Backoff(base=0.05, cap=0.25)
 RETRY_BACKOFF = Backoff(base=0.1, cap=5.0)
 
 Wait = Callable[[float, asyncio.Event], Awaitable[bool]]

@@ -59,6 +59,7 @@ async def seed_and_put(
     mode: Mode,
     stored: WireItem | None,
     incoming: Incoming,
+    write_client: Any,
 ) -> tuple[Outcome, WireItem | None, WireItem | None, WireItem]:
     """Seed ``stored`` with a plain PutItem, then put ``incoming`` through the writer.
 
@@ -69,7 +70,7 @@ async def seed_and_put(
     if before is not None:
         await client.put_item(TableName=table, Item=before)
     writer = ConditionalWriter(
-        client,
+        write_client,
         table,
         region=here,
         meta=META,
@@ -84,13 +85,15 @@ async def seed_and_put(
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.parametrize("sdk", ["aiodynamo", "aiobotocore"])
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
 async def test_conditional_write_follows_the_conflict_table(
-    case: Case, endpoints: dict[str, str], unique_name: str
+    case: Case, sdk: str, endpoints: dict[str, str], unique_name: str
 ) -> None:
     factory = Clients(endpoints)
     try:
         client = await factory.get("dynamodb", case.here)
+        write_client = client if sdk == "aiobotocore" else await factory.put_client(case.here)
         await ensure_table(client, unique_name, KEY_SCHEMA)
         try:
             outcome, before, after, written = await seed_and_put(
@@ -100,6 +103,7 @@ async def test_conditional_write_follows_the_conflict_table(
                 mode=case.mode,
                 stored=case.stored,
                 incoming=case.incoming,
+                write_client=write_client,
             )
         finally:
             await client.delete_table(TableName=unique_name)
@@ -171,7 +175,13 @@ class TablePerRegion:
     ) -> tuple[Outcome, WireItem | None, WireItem | None, WireItem]:
         client = await self._clients.get("dynamodb", here)
         return await seed_and_put(
-            client, self._table, here=here, mode=mode, stored=stored, incoming=incoming
+            client,
+            self._table,
+            here=here,
+            mode=mode,
+            stored=stored,
+            incoming=incoming,
+            write_client=await self._clients.put_client(here),
         )
 
     async def _drop(self) -> None:

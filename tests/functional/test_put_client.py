@@ -1,0 +1,62 @@
+"""The write path's PutItem client: binary data, and errors classified like botocore's."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+from replicator.aws import Clients, classify
+from replicator.embedded import free_port
+from replicator.tables import ensure_table
+
+pytestmark = pytest.mark.timeout(60)
+REGION = "eu-west-1"
+
+
+async def test_binary_attributes_from_the_stream_are_written(
+    endpoints: dict[str, str], unique_name: str
+) -> None:
+    clients = Clients(endpoints)
+    try:
+        await ensure_table(
+            await clients.get("dynamodb", REGION), unique_name, [("pk", "HASH", "S")]
+        )
+        put = await clients.put_client(REGION)
+        item = {"pk": {"S": "k"}, "blob": {"B": b"\x00\xffraw"}, "blobs": {"BS": [b"a", b"b"]}}
+        await put.put_item(TableName=unique_name, Item=item)
+        stored = await (await clients.get("dynamodb", REGION)).get_item(
+            TableName=unique_name, Key={"pk": {"S": "k"}}
+        )
+        assert stored["Item"]["blob"] == {"B": b"\x00\xffraw"}
+    finally:
+        await clients.aclose()
+
+
+async def test_an_oversized_item_is_a_record_fault_for_the_dlq(
+    endpoints: dict[str, str], unique_name: str
+) -> None:
+    clients = Clients(endpoints)
+    try:
+        await ensure_table(
+            await clients.get("dynamodb", REGION), unique_name, [("pk", "HASH", "S")]
+        )
+        put = await clients.put_client(REGION)
+        huge = {"pk": {"S": "k"}, "data": {"S": "x" * 500_000}}
+        with pytest.raises(ClientError) as raised:
+            await put.put_item(TableName=unique_name, Item=huge)
+        error = classify(raised.value)
+        assert error.record_fault and not error.retryable
+        assert error.code == "ValidationException"
+    finally:
+        await clients.aclose()
+
+
+async def test_an_unreachable_region_is_a_retryable_error() -> None:
+    clients = Clients({REGION: f"http://127.0.0.1:{free_port()}"})
+    try:
+        put = await clients.put_client(REGION)
+        with pytest.raises(Exception) as raised:
+            await put.put_item(TableName="t", Item={"pk": {"S": "k"}})
+        assert classify(raised.value).retryable
+    finally:
+        await clients.aclose()
