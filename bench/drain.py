@@ -1,0 +1,300 @@
+"""Benchmarks 2 and 3: draining a backlog on moto with cross-region round-trip time.
+
+One run, one backend, one target behind the fault proxy:
+- the raw ceiling: aioboto3 conditional PutItem (the condition the pipeline sends) at the
+  pipeline's concurrency, straight to the target;
+- the pipeline: ``replicator run``'s wiring (stream reader, lanes, applier, checkpoints
+  and DLQ in the source region) draining the backlog;
+- the naive handler: a sequential boto3 put per record, as Lambda stream-handler
+  tutorials write it, on the first records of the same backlog (it is too slow to run
+  on all of them: its rate is measured on that slice and compared as a rate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from bench.env import SOURCE_REGION, TARGET_REGION, Backend, create_table
+from bench.fakes import META, item_image
+from bench.naive import first_records, naive_handler_rate
+from bench.results import Goal, Result
+from bench.ui import progress
+from replicator.apply.condition import build_condition
+from replicator.aws import Clients
+from replicator.config import Config, HeartbeatConfig, Pair, Target, WebConfig
+from replicator.models import Incoming, Mode, pad_seq
+from replicator.service import build_pipelines
+from replicator.telemetry.metrics import Metrics
+
+DRAIN = "2 drain rate"
+NAIVE = "3 vs naive handler"
+DRAIN_GOAL = Goal(">=", 0.85, "x ceiling")
+NAIVE_GOAL = Goal(">=", 25, "x naive")
+DEFAULT_CONCURRENCY = 32  # Pair.max_concurrency's default
+BATCH_WRITE_ITEMS = 25
+BACKLOG_WRITERS = 4
+SETTLED = ("applied", "superseded", "duplicate", "dead_lettered")
+POLL_SECONDS = 0.1
+
+
+def deadline_for(operations: int, *, per_second: float = 20.0, floor: float = 60.0) -> float:
+    """A generous bound on a loop of ``operations``: never let a benchmark hang."""
+    return floor + operations / per_second
+
+
+def unique(kind: str) -> str:
+    return f"bench-{kind}-{uuid.uuid4().hex[:8]}"
+
+
+async def write_backlog(
+    client: Any, table: str, records: int, *, on_progress: Callable[[float], None]
+) -> None:
+    """``records`` distinct items of version 1 (INSERTs on the stream), in batches of 25."""
+    rng = random.Random(2)
+    items = iter(range(records))
+    written = 0
+
+    async def writer() -> None:
+        nonlocal written
+        while chunk := [
+            item_image(f"k{i:08d}", 1, rng)
+            for _, i in zip(range(BATCH_WRITE_ITEMS), items, strict=False)
+        ]:
+            requests: dict[str, Any] = {table: [{"PutRequest": {"Item": item}} for item in chunk]}
+            for _attempt in range(20):
+                answer = await client.batch_write_item(RequestItems=requests)
+                requests = answer.get("UnprocessedItems") or {}
+                if not requests:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise RuntimeError("moto kept items unprocessed")
+            written += len(chunk)
+            on_progress(written)
+
+    async with asyncio.timeout(deadline_for(records, per_second=200)):
+        async with asyncio.TaskGroup() as group:
+            for _ in range(BACKLOG_WRITERS):
+                group.create_task(writer())
+
+
+async def measure_ceiling(
+    backend: Backend, writes: int, *, concurrency: int = DEFAULT_CONCURRENCY
+) -> tuple[float, int]:
+    """(writes/s, writes done): conditional PutItem through the proxy, no pipeline."""
+    clients = Clients(backend.endpoints)
+    try:
+        target = await clients.get("dynamodb", TARGET_REGION)
+        table = unique("ceiling")
+        await create_table(target, table)
+        rng = random.Random(3)
+        numbers = iter(range(writes))
+        done = 0
+
+        async def worker(update: Callable[[float], None]) -> None:
+            nonlocal done
+            for number in numbers:
+                incoming = Incoming(Decimal(1), False, SOURCE_REGION, pad_seq(str(number)), True)
+                condition = build_condition(
+                    incoming, meta=META, here=TARGET_REGION, mode=Mode.ONE_WAY
+                )
+                item = {
+                    **item_image(f"k{number:08d}", 1, rng),
+                    META.origin: {"S": SOURCE_REGION},
+                    META.rep_version: {"N": "1"},
+                    META.seq: {"S": incoming.seq},
+                }
+                await target.put_item(
+                    TableName=table,
+                    Item=item,
+                    ConditionExpression=condition.expression,
+                    ExpressionAttributeNames=condition.names,
+                    ExpressionAttributeValues=condition.values,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+                done += 1
+                if done % 50 == 0:
+                    update(done)
+
+        with progress(f"[2] raw ceiling: {writes:,} conditional puts", total=writes) as update:
+            started = time.perf_counter()
+            async with asyncio.timeout(deadline_for(writes)):
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(concurrency):
+                        group.create_task(worker(update))
+            elapsed = time.perf_counter() - started
+        return done / elapsed, done
+    finally:
+        await clients.aclose()
+
+
+def drain_config(
+    backend: Backend, source_table: str, target_table: str, *, concurrency: int, **extra: Any
+) -> Config:
+    """What an operator's replicator.yaml would say for this benchmark."""
+    return Config(
+        source_region=SOURCE_REGION,
+        endpoints=backend.endpoints,
+        control_table=unique("control"),
+        dlq_table=unique("dlq"),
+        pairs=[
+            Pair(
+                source_table=source_table,
+                targets=[Target(region=TARGET_REGION, table=target_table)],
+                max_concurrency=concurrency,
+            )
+        ],
+        web=WebConfig(enabled=False),
+        heartbeat=extra.pop("heartbeat", HeartbeatConfig(enabled=False)),
+        **extra,
+    )
+
+
+def settled(metrics: Metrics) -> int:
+    return sum(metrics.total(name) for name in SETTLED)
+
+
+@dataclass(frozen=True, slots=True)
+class Drained:
+    seconds: float
+    settled: int
+    totals: Mapping[str, int]
+
+
+async def pipeline_drain(
+    backend: Backend,
+    source_table: str,
+    target_table: str,
+    records: int,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> Drained:
+    """Run the real pipeline until all ``records`` are settled on the target (bounded)."""
+    config = drain_config(backend, source_table, target_table, concurrency=concurrency)
+    metrics = Metrics(source_region=SOURCE_REGION)
+    clients = Clients(config.endpoints)
+    stop = asyncio.Event()
+    try:
+        (pipeline,) = await build_pipelines(config, clients, metrics=metrics, stop=stop)
+        with progress(f"[2] pipeline draining {records:,} records", total=records) as update:
+            async with asyncio.TaskGroup() as group:
+                started = time.perf_counter()
+                group.create_task(pipeline.run())
+                try:
+                    async with asyncio.timeout(deadline_for(records)):
+                        while (count := settled(metrics)) < records:
+                            update(count)
+                            await asyncio.sleep(POLL_SECONDS)
+                except TimeoutError:
+                    pass  # reported: fewer than ``records`` settled
+                finally:
+                    elapsed = time.perf_counter() - started
+                    stop.set()
+        totals = {name: metrics.total(name) for name in (*SETTLED, "records_read", "retries")}
+        return Drained(elapsed, settled(metrics), totals)
+    finally:
+        metrics.shutdown()
+        await clients.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class DrainReport:
+    results: list[Result]
+    ceiling_per_second: float
+
+
+async def drain_rate(
+    backend: Backend,
+    records: int = 20_000,
+    *,
+    ceiling_writes: int | None = None,
+    naive_records: int = 300,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> DrainReport:
+    """Benchmarks 2 and 3 on one backlog of ``records`` distinct items."""
+    ceiling_writes = ceiling_writes or min(records, 5_000)
+    naive_records = min(naive_records, records)
+    source_table, target_table = unique("source"), unique("target")
+    clients = Clients(
+        {SOURCE_REGION: backend.source_endpoint, TARGET_REGION: backend.target_endpoint}
+    )
+    try:
+        source = await clients.get("dynamodb", SOURCE_REGION)
+        await create_table(source, source_table, stream=True)
+        await create_table(await clients.get("dynamodb", TARGET_REGION), target_table)
+        with progress(f"[2] writing a {records:,}-record backlog", total=records) as update:
+            await write_backlog(source, source_table, records, on_progress=update)
+    finally:
+        await clients.aclose()
+
+    # Half of the ceiling before the drain and half after: a backend that drifts (moto
+    # on a shared machine does) then weighs on both sides of the ratio alike.
+    before = await measure_ceiling(backend, max(1, ceiling_writes // 2), concurrency=concurrency)
+    drained = await pipeline_drain(
+        backend, source_table, target_table, records, concurrency=concurrency
+    )
+    after = await measure_ceiling(backend, max(1, ceiling_writes // 2), concurrency=concurrency)
+    ceiling = (before[1] + after[1]) / (before[1] / before[0] + after[1] / after[0])
+    complete = drained.settled >= records
+    rate = drained.settled / drained.seconds
+    slice_ = await first_records(backend, source_table, naive_records)
+    with progress(f"[3] naive handler on {len(slice_):,} records", total=1) as update:
+        naive = await asyncio.to_thread(
+            naive_handler_rate, backend.proxied_target, target_table, slice_
+        )
+        update(1)
+
+    rtt_ms = f"{backend.rtt * 1000:.0f} ms RTT"
+    where = "moto target" if backend.target == "moto" else "stub target"
+    drain_note = f"{records:,}-record backlog, {rtt_ms}, concurrency {concurrency}, {where}"
+    if not complete:
+        drain_note = f"timed out: {drained.settled:,} of {records:,} settled; " + drain_note
+    details = {
+        "target": backend.target,
+        "records": records,
+        "seconds": drained.seconds,
+        "totals": dict(drained.totals),
+        "ceiling_before": before[0],
+        "ceiling_after": after[0],
+    }
+    results = [
+        Result(DRAIN, f"pipeline drain, {where}", rate, "records/s", None, drain_note, details),
+        Result(
+            DRAIN,
+            f"raw ceiling, {where}",
+            ceiling,
+            "writes/s",
+            None,
+            f"aioboto3 conditional PutItem x {before[1] + after[1]:,}, concurrency "
+            f"{concurrency}; half before the drain ({before[0]:.0f}/s), half after "
+            f"({after[0]:.0f}/s)",
+        ),
+        Result(
+            DRAIN,
+            f"drain / ceiling, {where}",
+            rate / ceiling if complete else None,
+            "x",
+            DRAIN_GOAL,
+        ),
+        Result(
+            NAIVE,
+            f"naive handler, {where}",
+            naive,
+            "records/s",
+            None,
+            f"sequential boto3 put per record on the first {len(slice_):,} records of the "
+            f"backlog, same {rtt_ms}; all {records:,} would take {records / naive:,.0f} s "
+            f"(pipeline: {drained.seconds:,.0f} s)",
+        ),
+        Result(
+            NAIVE, f"drain / naive, {where}", rate / naive if complete else None, "x", NAIVE_GOAL
+        ),
+    ]
+    return DrainReport(results, ceiling)

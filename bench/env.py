@@ -1,0 +1,171 @@
+"""The embedded backend for the network benchmarks, with round-trip time in front of the target.
+
+    pipeline (this process) --local--> moto us-east-1   (source: stream, control, DLQ)
+                            --proxy--> moto eu-west-1   (target; ``python -m chaos.proxy``)
+
+The fault proxy runs in its own process, so its CPU is never counted as ours. Helper
+processes print ``listening HOST:PORT`` once ready and are always terminated on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from replicator.embedded import EMBEDDED_CREDENTIALS, embedded_backend
+from replicator.tables import wait_active
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE_REGION = "us-east-1"
+TARGET_REGION = "eu-west-1"
+DEFAULT_RTT_SECONDS = 0.08
+READY_TIMEOUT_SECONDS = 20.0
+_LISTENING = re.compile(rb"listening (127\.0\.0\.1):(\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    source_endpoint: str  # moto for the source region, no delay
+    target_endpoint: str  # moto for the target region, direct (setup, checks)
+    proxied_target: str  # the same target through the fault proxy: what the pipeline uses
+    rtt: float
+    target: Literal["moto", "stub"] = "moto"
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        """Region -> endpoint as the replicator sees them (the target across the 'ocean')."""
+        return {SOURCE_REGION: self.source_endpoint, TARGET_REGION: self.proxied_target}
+
+
+@contextlib.contextmanager
+def announced(command: Sequence[str], *, name: str) -> Iterator[int]:
+    """Run a helper process until the block exits; yields the port it announced."""
+    process = subprocess.Popen(
+        list(command), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        yield _wait_for_port(process, name)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _wait_for_port(process: subprocess.Popen[bytes], name: str) -> int:
+    assert process.stdout is not None
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    seen = b""
+    while (left := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([process.stdout], [], [], left)
+        if not readable:
+            break
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{name} exited with code {process.wait()} before it was ready")
+        seen += line
+        if match := _LISTENING.search(line):
+            return int(match[2])
+    raise RuntimeError(
+        f"{name} did not announce its port in {READY_TIMEOUT_SECONDS:.0f} s: {seen!r}"
+    )
+
+
+def _port(endpoint: str) -> int:
+    return int(endpoint.rsplit(":", 1)[1].rstrip("/"))
+
+
+@contextlib.contextmanager
+def credentials() -> Iterator[None]:
+    """moto's placeholder credentials, so no client ever looks for real ones."""
+    saved = {name: os.environ.get(name) for name in EMBEDDED_CREDENTIALS}
+    os.environ.update(EMBEDDED_CREDENTIALS)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def backend(
+    rtt: float = DEFAULT_RTT_SECONDS,
+    *,
+    endpoints: Mapping[str, str] | None = None,
+    target: Literal["moto", "stub"] = "moto",
+) -> Iterator[Backend]:
+    """A moto source (started here unless given), a target, and the proxy in front of it.
+
+    ``target="stub"``: the target is ``bench.stub``, which answers at once, so only the
+    round trip bounds writes (moto spends milliseconds of CPU on each conditional put).
+    """
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(credentials())
+        if endpoints is None:
+            regions = [SOURCE_REGION] if target == "stub" else [SOURCE_REGION, TARGET_REGION]
+            servers = stack.enter_context(embedded_backend(regions))
+            endpoints = {region: server.endpoint for region, server in servers.items()}
+        if target == "stub":
+            stub_port = stack.enter_context(
+                announced([sys.executable, "-m", "bench.stub"], name="stub endpoint")
+            )
+            target_endpoint = f"http://127.0.0.1:{stub_port}"
+        else:
+            target_endpoint = endpoints[TARGET_REGION]
+        proxy_port = stack.enter_context(
+            announced(
+                [
+                    sys.executable,
+                    "-m",
+                    "chaos.proxy",
+                    "--upstream",
+                    f"127.0.0.1:{_port(target_endpoint)}",
+                    "--rtt",
+                    str(rtt),
+                    "--max-connections",
+                    "1024",
+                ],
+                name="fault proxy",
+            )
+        )
+        yield Backend(
+            source_endpoint=endpoints[SOURCE_REGION],
+            target_endpoint=target_endpoint,
+            proxied_target=f"http://127.0.0.1:{proxy_port}",
+            rtt=rtt,
+            target=target,
+        )
+
+
+async def create_table(client: Any, name: str, *, stream: bool = False) -> None:
+    options: dict[str, Any] = {}
+    if stream:
+        options["StreamSpecification"] = {
+            "StreamEnabled": True,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        }
+    await client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        **options,
+    )
+    await wait_active(client, name)

@@ -1,0 +1,123 @@
+"""Every benchmark runs end to end at a tiny size: the harness works, and says what it measured.
+
+No timing is asserted here (goals are judged by ``make bench`` on a quiet machine);
+each result must name its figure and goal, and the figures that carry a goal must be
+present and measured.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from bench import ui
+from bench.__main__ import main
+from bench.drain import drain_rate
+from bench.env import backend
+from bench.hotpath import profile_drain, profile_overhead
+from bench.lag import lag_under_load, quantile
+from bench.memory import memory
+from bench.overhead import pipeline_overhead
+from bench.results import Result, table
+from bench.sdk import sdk_cost
+
+RTT = 0.02
+KEYS = {"benchmark", "figure", "measured", "unit", "goal", "passed", "note", "details"}
+
+
+@pytest.fixture(autouse=True)
+def _quiet() -> Iterator[None]:
+    ui.set_quiet(True)
+    yield
+    ui.set_quiet(False)
+
+
+def check(results: list[Result], *, with_goal: int) -> None:
+    """Well-formed results; ``with_goal`` of them carry a goal and were measured."""
+    assert results
+    for result in results:
+        document = result.as_json()
+        assert set(document) >= KEYS, document
+        assert result.figure and result.benchmark
+        if result.goal is not None:
+            assert {"op", "value", "unit", "text"} <= set(document["goal"])
+            assert isinstance(document["passed"], bool)
+    goals = [r for r in results if r.goal is not None]
+    assert len(goals) == with_goal
+    assert all(r.measured is not None for r in goals), [r.note for r in goals]
+    table(results)  # renders
+
+
+@pytest.mark.timeout(60)
+async def test_pipeline_overhead() -> None:
+    results = await pipeline_overhead(300, rounds=1)
+    check(results, with_goal=1)
+    assert results[0].details["rounds"][0]["finished"]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("target", ["moto", "stub"])
+async def test_drain_ceiling_and_naive_handler(
+    endpoints: dict[str, str], target: Literal["moto", "stub"]
+) -> None:
+    with backend(RTT, endpoints=endpoints, target=target) as started:
+        report = await drain_rate(started, 60, ceiling_writes=30, naive_records=5)
+    check(report.results, with_goal=2)
+    assert report.ceiling_per_second > 0
+    drained = report.results[0].details
+    assert drained["totals"]["applied"] == 60
+
+
+@pytest.mark.timeout(120)
+async def test_lag_under_load(endpoints: dict[str, str]) -> None:
+    with backend(RTT, endpoints=endpoints) as started:
+        results = await lag_under_load(started, 3.0, ceiling=20.0, heartbeat_interval=0.1)
+    check(results, with_goal=2)
+    assert results[0].details["load"]["writes"] > 0
+
+
+def test_quantile_is_nearest_rank() -> None:
+    assert quantile([], 0.5) is None
+    assert quantile([3.0, 1.0, 2.0], 0.5) == 2.0
+    assert quantile([float(n) for n in range(1, 101)], 0.99) == 99.0
+
+
+@pytest.mark.timeout(120)
+async def test_memory() -> None:
+    results = await memory(300, 600)
+    check(results, with_goal=1)
+    large = results[0].details["large"]
+    assert large["finished"]
+    assert large["records"] == 600
+
+
+@pytest.mark.timeout(60)
+async def test_sdk_cost() -> None:
+    check(await sdk_cost(30, concurrency=4), with_goal=1)
+
+
+@pytest.mark.timeout(120)
+async def test_hot_path(endpoints: dict[str, str], tmp_path: Path) -> None:
+    results = await profile_overhead(300, directory=tmp_path)
+    with backend(RTT, endpoints=endpoints, target="stub") as started:
+        results += await profile_drain(started, 60, directory=tmp_path)
+    check(results, with_goal=0)
+    assert (tmp_path / "overhead.txt").exists()
+    assert (tmp_path / "drain.txt").exists()
+    assert any("overhead:" in r.figure for r in results)
+    assert any("drain:" in r.figure for r in results)
+
+
+@pytest.mark.timeout(60)
+def test_make_bench_writes_every_figure_with_its_goal(tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    assert main(["--quick", "--only", "1", "--output", str(output)]) == 0
+    document = json.loads(output.read_text())
+    assert document["results"]
+    for row in document["results"]:
+        assert set(row) >= KEYS
+    assert any(row["goal"] for row in document["results"])
