@@ -11,6 +11,7 @@ most one batch per lane (which the conflict rule turns into duplicates).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -195,7 +196,9 @@ class PairPipeline:
         self, shard_id: str, applier: TargetApplier, queue: asyncio.Queue[Decoded | None]
     ) -> None:
         target = applier.target
-        while (work := await queue.get()) is not None:
+        last = False
+        while not last and (first := await queue.get()) is not None:
+            work, last = _merge_waiting(first, queue)
             changes, dead = work.changes, work.dead
             if target == self.local_target:
                 changes = [c for c in changes if c.incoming.tombstone]
@@ -214,7 +217,7 @@ class PairPipeline:
                 # Nothing after the interrupted batch may be applied or checkpointed; keep
                 # taking batches until the reader (stopping too) ends the lane, so that it
                 # never waits forever for room in this queue.
-                while await queue.get() is not None:
+                while not last and await queue.get() is not None:
                     pass
                 return
             sequence = work.batch.last_sequence or self._sequence(shard_id, target)
@@ -280,3 +283,33 @@ def _seq_of(record: dict[str, Any]) -> str:
 def _after(sequence: str, done: str) -> bool:
     # A record without a sequence number cannot have been checkpointed: keep it.
     return not sequence or pad_seq(sequence) > done
+
+
+def _merge_waiting(first: Decoded, queue: asyncio.Queue[Decoded | None]) -> tuple[Decoded, bool]:
+    """``first`` plus every batch already queued behind it, as one; True if the lane ended.
+
+    Each batch costs at least one round trip to the target, so under steady load a
+    lane that took one small batch at a time lagged by its whole queue. Queued batches
+    are consecutive in stream order, so applying them together (coalesced as one) and
+    checkpointing after the last is the same as a larger GetRecords page.
+    """
+    merged = [first]
+    while not queue.empty():
+        following = queue.get_nowait()
+        if following is None:
+            return _joined(merged), True
+        merged.append(following)
+    return _joined(merged), False
+
+
+def _joined(parts: list[Decoded]) -> Decoded:
+    if len(parts) == 1:
+        return parts[0]
+    sequences = [p.batch.last_sequence for p in parts if p.batch.last_sequence is not None]
+    batch = dataclasses.replace(
+        parts[-1].batch,
+        records=[r for p in parts for r in p.batch.records],
+        last_sequence=sequences[-1] if sequences else None,
+    )
+    changes = [c for p in parts for c in p.changes]
+    return Decoded(batch, changes, [d for p in parts for d in p.dead])
