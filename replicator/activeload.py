@@ -52,9 +52,22 @@ class ActiveActiveLoad(LoadGenerator):
     # tombstone appears only once the replicator wrote it, and a re-create must not
     # go below it meanwhile (versions never go back).
     _newest: dict[str, int] = field(default_factory=dict)
+    # Keys one of this writer's workers is writing: a second worker reading the key
+    # between the first one's delete and its bookkeeping would re-create it below the
+    # deleted version, the very contract breach the replicator reports.
+    _busy: set[str] = field(default_factory=set)
 
     async def _one(self, rng: random.Random) -> None:
         key = f"k{rng.randrange(self.keys):05d}"
+        if key in self._busy:
+            return
+        self._busy.add(key)
+        try:
+            await self._write_key(key, rng)
+        finally:
+            self._busy.discard(key)
+
+    async def _write_key(self, key: str, rng: random.Random) -> None:
         response = await self.client.get_item(
             TableName=self.table, Key={self.key_name: {"S": key}}, ConsistentRead=True
         )
