@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import sys
 import time
 from typing import Any
@@ -26,6 +25,7 @@ from replicator.checkpoint import TargetRef
 from replicator.config import HeartbeatConfig
 from replicator.service import build_pipelines, heartbeat_writers, sample_history
 from replicator.telemetry.metrics import Metrics
+from replicator.telemetry.state import quantile
 
 NAME = "4 lag under load"
 P50_GOAL = Goal("<=", 0.3, "s")
@@ -49,14 +49,6 @@ class HeartbeatLog(Metrics):
         super().heartbeat(source_table, target, sent_at=sent_at, lag=lag)
         self.beats.append((sent_at, lag))
         self.arrived.set()
-
-
-def quantile(values: list[float], q: float) -> float | None:
-    """Nearest-rank quantile: the smallest value with at least ``q`` of them at or below."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 async def run_load(backend: Backend, table: str, *, rate: float, seconds: float) -> dict[str, Any]:

@@ -102,18 +102,13 @@ def classify(exc: BaseException) -> AwsError:
         | ReadTimeoutError
         | ConnectionClosedError
         | ConnectionError
-        | TimeoutError,
+        | TimeoutError
+        | aiohttp.ClientError,
     ):
         return AwsError(f"connection failed: {exc}", code="Connection", retryable=True)
     if isinstance(exc, BotoCoreError):
         return AwsError(f"{type(exc).__name__}: {exc}", code=type(exc).__name__, retryable=False)
-    if _is_aiohttp_client_error(exc):
-        return AwsError(f"connection failed: {exc}", code="Connection", retryable=True)
     raise exc
-
-
-def _is_aiohttp_client_error(exc: BaseException) -> bool:
-    return isinstance(exc, aiohttp.ClientError)
 
 
 class _SingleAttempt(RetryConfig):

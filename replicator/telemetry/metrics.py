@@ -24,7 +24,15 @@ from replicator.telemetry.instruments import COUNTERS, build_instruments
 from replicator.telemetry.state import PairKey, PairState, ShardState, labels, quantile
 
 Labels = tuple[tuple[str, str], ...]
-_OUTCOMES = frozenset(o.value for o in Outcome)
+_OUTCOMES_IN_ORDER = tuple(o.value for o in Outcome)
+_OUTCOMES = frozenset(_OUTCOMES_IN_ORDER)
+# Totals that are sums of a counter over its label sets: name -> counter.
+TOTALS = {
+    "records_read": "records_read",
+    "retries": "records_retried",
+    "trimmed": "trimmed_data",
+    "version_regressions": "version_regressions",
+}
 HISTORY_SAMPLES = 600  # one a second: ten minutes of dashboard chart
 
 
@@ -45,8 +53,6 @@ class Metrics:
         self._pairs: dict[PairKey, PairState] = {}
         self._shards: dict[tuple[str, str, TargetRef], ShardState] = {}
         self._without_reader: dict[str, int] = {}
-        self._totals: collections.Counter[str] = collections.Counter()
-        self._skipped: collections.Counter[str] = collections.Counter()
         self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY_SAMPLES)
         # Counters are kept here and observed at scrape time: an OpenTelemetry add() per
         # record cost more CPU than the rest of the pipeline (bench/profiles).
@@ -90,7 +96,6 @@ class Metrics:
         name = outcome.value
         with self._lock:
             self._pair(source_table, target).outcomes[name] += 1
-            self._totals[name] += 1
 
     def lag(self, source_table: str, target: TargetRef, seconds: float) -> None:
         with self._lock:
@@ -114,7 +119,6 @@ class Metrics:
         shard_id: str = "",
     ) -> None:
         with self._lock:
-            self._totals["records_read"] += count
             self._counts["records_read"][(("source_table", source_table),)] += count
         if newest_created_at is not None:
             age = max(0.0, self._clock() - newest_created_at)
@@ -124,25 +128,18 @@ class Metrics:
         self._count("get_records_calls", ("source_table", source_table))
 
     def skipped(self, source_table: str, reason: str) -> None:
-        with self._lock:
-            self._skipped[reason] += 1
         self._count("records_skipped", ("source_table", source_table), ("reason", reason))
 
     def retried(self, reason: str) -> None:
-        with self._lock:
-            self._totals["retries"] += 1
         self._count("records_retried", ("reason", reason))
         if reason.startswith("throttl") or "Throughput" in reason or "Throttl" in reason:
             self._count("records_throttled", ("reason", reason))
 
     def trimmed(self, source_table: str, shard_id: str) -> None:
-        with self._lock:
-            self._totals["trimmed"] += 1
         self._count("trimmed_data", ("source_table", source_table), ("shard_id", shard_id))
 
     def version_regression(self, source_table: str, target: TargetRef) -> None:
         with self._lock:
-            self._totals["version_regressions"] += 1
             self._counts["version_regressions"][self._labels(source_table, target)] += 1
 
     def shard(
@@ -241,8 +238,14 @@ class Metrics:
         return generate_latest(self.registry)
 
     def total(self, name: str) -> int:
+        """A figure summed over every label set: an outcome name or a key of ``TOTALS``."""
         with self._lock:
-            return self._totals[name]
+            return self._total(name)
+
+    def _total(self, name: str) -> int:
+        if name in _OUTCOMES:
+            return sum(state.outcomes[name] for state in self._pairs.values())
+        return sum(self._counts[TOTALS[name]].values())
 
     def sample(self) -> None:
         """Append one point per pair to the dashboard history (call once a second)."""
@@ -321,16 +324,12 @@ class Metrics:
                 )
             ]
             totals: dict[str, Any] = {
-                name: self._totals[name]
-                for name in (
-                    "records_read",
-                    *(o.value for o in Outcome),
-                    "retries",
-                    "trimmed",
-                    "version_regressions",
-                )
+                name: self._total(name) for name in (*TOTALS, *_OUTCOMES_IN_ORDER)
             }
-            totals["skipped"] = dict(self._skipped)
+            skipped: collections.Counter[str] = collections.Counter()
+            for label_pairs, count in self._counts["records_skipped"].items():
+                skipped[dict(label_pairs)["reason"]] += count
+            totals["skipped"] = dict(skipped)
             history = list(self._history)
         return {
             "service": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,10 +21,11 @@ def labels(source_table: str, target: TargetRef) -> dict[str, str]:
 
 
 def quantile(values: list[float], q: float) -> float | None:
+    """Nearest-rank quantile: the smallest value with at least ``q`` of them at or below."""
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 PairKey = tuple[str, TargetRef]

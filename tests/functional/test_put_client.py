@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 from botocore.exceptions import ClientError
 
-from replicator.aws import Clients, classify
+from replicator.aws import Clients, FastPutClient, classify
 from replicator.embedded import free_port
 from replicator.tables import ensure_table
 
@@ -13,42 +15,44 @@ pytestmark = pytest.mark.timeout(60)
 REGION = "eu-west-1"
 
 
-async def test_binary_attributes_from_the_stream_are_written(
-    endpoints: dict[str, str], unique_name: str
-) -> None:
-    clients = Clients(endpoints)
+@pytest.fixture
+async def clients(endpoints: dict[str, str], unique_name: str) -> AsyncIterator[Clients]:
+    """Clients with a fresh table ``unique_name`` in ``REGION``."""
+    factory = Clients(endpoints)
     try:
         await ensure_table(
-            await clients.get("dynamodb", REGION), unique_name, [("pk", "HASH", "S")]
+            await factory.get("dynamodb", REGION), unique_name, [("pk", "HASH", "S")]
         )
-        put = await clients.put_client(REGION)
-        item = {"pk": {"S": "k"}, "blob": {"B": b"\x00\xffraw"}, "blobs": {"BS": [b"a", b"b"]}}
-        await put.put_item(TableName=unique_name, Item=item)
-        stored = await (await clients.get("dynamodb", REGION)).get_item(
-            TableName=unique_name, Key={"pk": {"S": "k"}}
-        )
-        assert stored["Item"]["blob"] == {"B": b"\x00\xffraw"}
+        yield factory
     finally:
-        await clients.aclose()
+        await factory.aclose()
+
+
+@pytest.fixture
+async def put(clients: Clients) -> FastPutClient:
+    return await clients.put_client(REGION)
+
+
+async def test_binary_attributes_from_the_stream_are_written(
+    clients: Clients, put: FastPutClient, unique_name: str
+) -> None:
+    item = {"pk": {"S": "k"}, "blob": {"B": b"\x00\xffraw"}, "blobs": {"BS": [b"a", b"b"]}}
+    await put.put_item(TableName=unique_name, Item=item)
+    stored = await (await clients.get("dynamodb", REGION)).get_item(
+        TableName=unique_name, Key={"pk": {"S": "k"}}
+    )
+    assert stored["Item"]["blob"] == {"B": b"\x00\xffraw"}
 
 
 async def test_an_oversized_item_is_a_record_fault_for_the_dlq(
-    endpoints: dict[str, str], unique_name: str
+    put: FastPutClient, unique_name: str
 ) -> None:
-    clients = Clients(endpoints)
-    try:
-        await ensure_table(
-            await clients.get("dynamodb", REGION), unique_name, [("pk", "HASH", "S")]
-        )
-        put = await clients.put_client(REGION)
-        huge = {"pk": {"S": "k"}, "data": {"S": "x" * 500_000}}
-        with pytest.raises(ClientError) as raised:
-            await put.put_item(TableName=unique_name, Item=huge)
-        error = classify(raised.value)
-        assert error.record_fault and not error.retryable
-        assert error.code == "ValidationException"
-    finally:
-        await clients.aclose()
+    huge = {"pk": {"S": "k"}, "data": {"S": "x" * 500_000}}
+    with pytest.raises(ClientError) as raised:
+        await put.put_item(TableName=unique_name, Item=huge)
+    error = classify(raised.value)
+    assert error.record_fault and not error.retryable
+    assert error.code == "ValidationException"
 
 
 async def test_an_unreachable_region_is_a_retryable_error() -> None:
