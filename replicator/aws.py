@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping
+import json
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aioboto3
 import aiohttp
-from aiodynamo.client import Client as DynamoClient
-from aiodynamo.credentials import Credentials
-from aiodynamo.errors import AIODynamoError, UnknownError
+from aiodynamo.credentials import Credentials, Key
 from aiodynamo.http.aiohttp import AIOHTTP
-from aiodynamo.models import RetryConfig, RetryTimeout
+from aiodynamo.sign import Request as SignedRequest
+from aiodynamo.sign import make_default_endpoint, signed_dynamo_request
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
@@ -25,6 +25,7 @@ from botocore.exceptions import (
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    NoCredentialsError,
     ReadTimeoutError,
 )
 from yarl import URL
@@ -53,10 +54,12 @@ RETRYABLE_CODES = frozenset(
         "ServiceUnavailable",
         "TransactionInProgressException",
         "ItemCollectionSizeLimitExceededException",
+        "ExpiredTokenException",  # the next attempt signs with refreshed credentials
     }
 )
 RECORD_FAULT_CODES = frozenset({"ValidationException", "SerializationException"})
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
+EXPIRED_TOKEN = "ExpiredTokenException"
 
 # Retries are ours (jittered, bounded, counted); botocore's own would hide throttling.
 _BOTO_CONFIG = BotoConfig(
@@ -111,53 +114,49 @@ def classify(exc: BaseException) -> AwsError:
     raise exc
 
 
-class _SingleAttempt(RetryConfig):
-    """aiodynamo's own retries off: ours are jittered, bounded and counted.
-
-    Ending with RetryTimeout makes aiodynamo raise the attempt's own error (throttling,
-    5xx, connection failure) instead of a generic BrokenThrottleConfig.
-    """
-
-    time_limit_secs = 60.0
-
-    def delays(self) -> Iterable[float]:
-        return [0.0]
-
-    async def attempts(self) -> AsyncIterator[None]:
-        yield
-        raise RetryTimeout()
-
-
 class FastPutClient:
-    """PutItem through aiodynamo's signer and HTTP client, behind aiobotocore's signature.
+    """PutItem signed by aiodynamo and sent over aiohttp, behind aiobotocore's signature.
 
     Measured (bench/, SDK cost per write): aiobotocore spends several times more
     client CPU per request, and on a real DynamoDB target that CPU, not the network,
-    bounds writes per core. Failures are raised as the same ``ClientError`` shape
+    bounds writes per core. Only aiodynamo's signer and credential chain are used, not
+    its client: its retry loop (ours are jittered, bounded and counted) cost an async
+    generator and a task per request. Failures are raised as the ``ClientError`` shape
     botocore produces, so ``classify`` stays the one place that reads error codes.
     """
 
     def __init__(self, session: aiohttp.ClientSession, region: str, endpoint: str | None) -> None:
-        self._client = DynamoClient(
-            AIOHTTP(session),
-            Credentials.auto(),
-            region,
-            endpoint=URL(endpoint) if endpoint else None,
-            throttle_config=_SingleAttempt(),
-        )
+        self._session = session
+        self._http = AIOHTTP(session)
+        self._credentials = Credentials.auto()
+        self._region = region
+        self._endpoint = URL(endpoint) if endpoint else make_default_endpoint(region)
 
     async def put_item(self, **request: Any) -> dict[str, Any]:
+        key = await self._credentials.get_key(self._http)
+        if key is None:
+            raise NoCredentialsError()
         try:
-            return await self._client.send_request(action="PutItem", payload=request)
+            signed = self._sign(key, request)
         except TypeError:
             # Binary attributes arrive from the stream as bytes; JSON wants base64.
-            payload = _base64_binaries(request)
-        except AIODynamoError as exc:
-            raise _as_client_error(exc) from exc
-        try:
-            return await self._client.send_request(action="PutItem", payload=payload)
-        except AIODynamoError as exc:
-            raise _as_client_error(exc) from exc
+            signed = self._sign(key, _base64_binaries(request))
+        async with self._session.post(
+            signed.url, data=signed.body, headers=signed.headers
+        ) as response:
+            status, body = response.status, await response.read()
+        if status == 200:
+            answer: dict[str, Any] = json.loads(body)
+            return answer
+        error = _client_error(status, body)
+        if error_code(error) == EXPIRED_TOKEN:
+            self._credentials.invalidate()  # the retry signs with fresh credentials
+        raise error
+
+    def _sign(self, key: Key, request: Mapping[str, Any]) -> SignedRequest:
+        return signed_dynamo_request(
+            key=key, payload=request, action="PutItem", region=self._region, endpoint=self._endpoint
+        )
 
 
 def _base64_binaries(value: Any) -> Any:
@@ -170,22 +169,21 @@ def _base64_binaries(value: Any) -> Any:
     return value
 
 
-_AIODYNAMO_STATUS = {"InternalDynamoError": 500, "ServiceUnavailable": 503}
-
-
-def _as_client_error(exc: AIODynamoError) -> ClientError:
-    body = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-    name = type(exc).__name__
-    code = str(body.get("__type", name)).rsplit("#", 1)[-1]
-    status = _AIODYNAMO_STATUS.get(name, 400)
-    if isinstance(exc, UnknownError):
-        status, code = exc.status, f"HTTP{exc.status}"
+def _client_error(status: int, body: bytes) -> ClientError:
+    """DynamoDB's JSON error body as botocore's ``ClientError`` (``HTTP<status>`` if none)."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    fields: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+    code = str(fields.get("__type", f"HTTP{status}")).rsplit("#", 1)[-1]
+    message = str(fields.get("message", fields.get("Message", "")))
     response: dict[str, Any] = {
-        "Error": {"Code": code, "Message": str(body.get("message", body.get("Message", "")))},
+        "Error": {"Code": code, "Message": message},
         "ResponseMetadata": {"HTTPStatusCode": status},
     }
-    if "Item" in body:
-        response["Item"] = body["Item"]
+    if "Item" in fields:
+        response["Item"] = fields["Item"]
     return ClientError(response, "PutItem")
 
 
@@ -220,7 +218,13 @@ class Clients:
         """The client replicated writes go through (one HTTP session shared by regions)."""
         if self._http is None:
             self._http = await self._stack.enter_async_context(
-                aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+                aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=_BOTO_CONFIG.max_pool_connections),
+                    timeout=aiohttp.ClientTimeout(
+                        connect=_BOTO_CONFIG.connect_timeout,
+                        sock_read=_BOTO_CONFIG.read_timeout,
+                    ),
+                )
             )
         return FastPutClient(self._http, region, self._endpoints.get(region))
 

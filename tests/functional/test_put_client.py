@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 from botocore.exceptions import ClientError
 
 from replicator.aws import Clients, FastPutClient, classify
@@ -64,3 +65,70 @@ async def test_an_unreachable_region_is_a_retryable_error() -> None:
         assert classify(raised.value).retryable
     finally:
         await clients.aclose()
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[tuple[list[tuple[int, bytes]], str]]:
+    """An endpoint that answers each request with the next scripted (status, body)."""
+    answers: list[tuple[int, bytes]] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        status, body = answers.pop(0)
+        return web.Response(status=status, body=body, content_type="application/x-amz-json-1.0")
+
+    app = web.Application()
+    app.router.add_post("/", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield answers, f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code", "retryable"),
+    [
+        (500, b"<html>Internal Server Error</html>", "HTTP500", True),
+        (503, b"", "HTTP503", True),
+        (
+            400,
+            b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException"}',
+            "ThrottlingException",
+            True,
+        ),
+        (
+            400,
+            b'{"__type":"com.amazon.coral.service#ExpiredTokenException"}',
+            "ExpiredTokenException",
+            True,
+        ),
+        (
+            400,
+            b'{"__type":"com.amazon.coral.validate#ValidationException","message":"bad"}',
+            "ValidationException",
+            False,
+        ),
+        (413, b"not json", "HTTP413", False),
+    ],
+)
+async def test_error_answers_are_classified_like_botocore_errors(
+    scripted: tuple[list[tuple[int, bytes]], str],
+    status: int,
+    body: bytes,
+    code: str,
+    retryable: bool,
+) -> None:
+    answers, endpoint = scripted
+    answers.append((status, body))
+    clients = Clients({REGION: endpoint})
+    try:
+        put = await clients.put_client(REGION)
+        with pytest.raises(ClientError) as raised:
+            await put.put_item(TableName="t", Item={"pk": {"S": "k"}})
+    finally:
+        await clients.aclose()
+    error = classify(raised.value)
+    assert (error.code, error.retryable) == (code, retryable)
