@@ -22,6 +22,10 @@ def pad_seq(sequence_number: str) -> str:
 
 def item_key(keys: WireItem) -> ItemKey:
     """A hashable identity for the item whose key attributes are ``keys``."""
+    if len(keys) == 1:  # a partition key alone: the common case, built without sorting
+        ((name, attribute),) = keys.items()
+        ((type_, value),) = attribute.items()
+        return ((name, type_, str(value)),)
     parts = []
     for name in sorted(keys):
         ((type_, value),) = keys[name].items()

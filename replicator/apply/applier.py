@@ -89,9 +89,10 @@ class TargetApplier:
             async with self._slots:  # bounds the target across every shard feeding it
                 for change in changes:
                     outcome = await self._apply_one(source_table, change)
-                    self._metrics.outcome(source_table, self.target, outcome)
                     if outcome is Outcome.APPLIED:
                         self._observe_lag(source_table, change)
+                    else:
+                        self._metrics.outcome(source_table, self.target, outcome)
 
     async def _apply_one(self, source_table: str, change: Change) -> Outcome:
         attempt = 0
@@ -118,7 +119,9 @@ class TargetApplier:
 
     def _observe_lag(self, source_table: str, change: Change) -> None:
         now = self._clock()
-        self._metrics.lag(source_table, self.target, now - change.created_at)
+        self._metrics.outcome(
+            source_table, self.target, Outcome.APPLIED, lag=now - change.created_at
+        )
         if self._heartbeat_prefix is not None:
             beat = sent_at(change, self._heartbeat_prefix)
             if beat is not None:

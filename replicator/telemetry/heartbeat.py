@@ -43,12 +43,13 @@ def heartbeat_key(
 
 def sent_at(change: Change, prefix: str) -> float | None:
     """When the heartbeat carried by ``change`` was written (None: not a heartbeat)."""
-    if change.item is None or not any(
+    # The timestamp first: it is absent from every ordinary item, so this runs cheaply.
+    stamp = (change.item or {}).get(SENT_AT_ATTRIBUTE, {}).get("N")
+    if stamp is None or not any(
         str(value.get("S", "")).startswith(prefix) for value in change.keys.values()
     ):
         return None
-    stamp = change.item.get(SENT_AT_ATTRIBUTE, {}).get("N")
-    return int(stamp) / 1000 if stamp is not None else None
+    return int(stamp) / 1000
 
 
 class HeartbeatWriter:

@@ -91,16 +91,18 @@ class Metrics:
             if queue_depth:
                 state.queue_depth = queue_depth
 
-    def outcome(self, source_table: str, target: TargetRef, outcome: Outcome) -> None:
+    def outcome(
+        self, source_table: str, target: TargetRef, outcome: Outcome, *, lag: float | None = None
+    ) -> None:
+        """Count one settled record; ``lag``: seconds from its stream record to applied."""
         # The per-pair outcome counts are the records_<outcome> counters' values too.
-        name = outcome.value
+        # One call (one lock, one lookup) per record: this runs for every record.
         with self._lock:
-            self._pair(source_table, target).outcomes[name] += 1
-
-    def lag(self, source_table: str, target: TargetRef, seconds: float) -> None:
-        with self._lock:
-            self._pair(source_table, target).lags.append((self._clock(), seconds))
-            self._lag.observe((source_table, target.region, target.table), max(0.0, seconds))
+            state = self._pair(source_table, target)
+            state.outcomes[outcome.value] += 1
+            if lag is not None:
+                state.lags.append((self._clock(), lag))
+                self._lag.observe((source_table, target.region, target.table), max(0.0, lag))
 
     def heartbeat(
         self, source_table: str, target: TargetRef, *, sent_at: float, lag: float

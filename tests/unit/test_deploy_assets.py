@@ -48,7 +48,7 @@ def exported() -> dict[str, frozenset[str]]:
         metrics.register_pair("orders", target, in_flight=lambda: 1, queue_depth=lambda: 2)
         for outcome in Outcome:
             metrics.outcome("orders", target, outcome)
-        metrics.lag("orders", target, 0.3)
+        metrics.outcome("orders", target, Outcome.APPLIED, lag=0.3)
         metrics.heartbeat("orders", target, sent_at=1.0, lag=0.05)
         metrics.records_read("orders", 3, newest_created_at=1.0, shard_id="shardId-1")
         metrics.get_records_call("orders")
