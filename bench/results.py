@@ -44,10 +44,13 @@ class Result:
     goal: Goal | None = None
     note: str = ""
     details: Mapping[str, Any] = field(default_factory=dict)
+    # Why no pipeline could meet the goal on this backend (measured in the same run);
+    # such a goal is reported, not judged.
+    unreachable: str = ""
 
     @property
     def passed(self) -> bool | None:
-        if self.goal is None:
+        if self.goal is None or self.unreachable:
             return None
         return self.measured is not None and self.goal.met(self.measured)
 
@@ -59,6 +62,7 @@ class Result:
             "unit": self.unit,
             "goal": None if self.goal is None else {**asdict(self.goal), "text": self.goal.text},
             "passed": self.passed,
+            "unreachable": self.unreachable or None,
             "note": self.note,
             "details": dict(self.details),
         }
@@ -90,8 +94,11 @@ def table(results: Iterable[Result], *, title: str = "replicator benchmarks") ->
     grid.add_column("note", style="dim", overflow="fold", max_width=80)
     for result in results:
         verdict = {True: "[green]pass", False: "[red]FAIL", None: "[dim]-"}[result.passed]
+        note = result.note
+        if result.unreachable:
+            verdict, note = "[yellow]unreachable", f"{result.unreachable}; {note}".rstrip("; ")
         goal = result.goal.text if result.goal else ""
-        grid.add_row(result.benchmark, result.figure, shown(result), goal, verdict, result.note)
+        grid.add_row(result.benchmark, result.figure, shown(result), goal, verdict, note)
     return grid
 
 

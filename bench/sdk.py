@@ -5,25 +5,31 @@ CPU counted (``time.process_time``) is this process's: on a real DynamoDB target
 not the network, bounds writes per core. Write paths, same changes, same concurrency:
 
 - the replicated write: ``ConditionalWriter.put`` over the client ``replicator run``
-  gives it (``Clients.put_client`` where it exists, else aiobotocore): the goal's figure;
+  gives it (``Clients.put_client``): the goal's figure;
 - the same behind ``TargetApplier`` (workers, metrics, lag): what the pipeline pays;
-- ``ConditionalWriter.put`` over aiobotocore, and bare aiobotocore / aiodynamo calls
-  with prebuilt arguments: each SDK's share alone.
+- ``ConditionalWriter.put`` over aiobotocore, and bare aiobotocore / aiodynamo client
+  calls on the same requests: each SDK's share alone.
+
+The paths take turns in rounds and each reports its median, so the machine's drift
+(it is shared) weighs on all of them alike; the goal is also judged as a ratio to
+bare aiobotocore measured in the same run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import random
+import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
 import yarl
+from aiodynamo.client import Client as DynamoClient
+from aiodynamo.credentials import Key, StaticCredentials
+from aiodynamo.http.aiohttp import AIOHTTP
 
 from bench.env import announced, credentials
 from bench.fakes import META, TARGET, NullDeadLetters, synthetic_record
@@ -40,10 +46,16 @@ from replicator.telemetry.metrics import Metrics
 
 NAME = "6 SDK cost per write"
 GOAL = Goal("<=", 250, "µs")
+# The issue's reference figure for bare aiobotocore on the machine the goal was set on:
+# the goal is 250/680 of it, so the same ratio is judged against bare aiobotocore here.
+REFERENCE_AIOBOTOCORE_US = 680.0
 REGION = "eu-west-1"
 SOURCE_REGION = "us-east-1"
 TTL_SECONDS = 7 * 24 * 3600
 WARMUP_WRITES = 100
+ROUNDS = 5  # paths take turns, so drift in machine speed weighs on every path alike
+
+Path = Callable[[list[Change]], Awaitable[None]]
 
 
 def changes(count: int) -> list[Change]:
@@ -73,84 +85,53 @@ def request(change: Change, now: float) -> dict[str, Any]:
     }
 
 
-async def _aiodynamo(
-    endpoint: str, requests: list[dict[str, Any]], concurrency: int
-) -> list[Result]:
-    """The same requests through aiodynamo's low-level ``send_request``, when it is installed.
+def concurrently(
+    call: Callable[[Change], Awaitable[Any]], *, concurrency: int, timeout: float = 120
+) -> Path:
+    """A path that runs ``call`` on every change with ``concurrency`` outstanding."""
 
-    It is not a dependency: this row shows what a lighter client behind ``ChangeWriter``
-    would cost, measured in the same run, once someone installs it.
-    """
-    if importlib.util.find_spec("aiodynamo") is None:  # before it became a dependency
-        return []
-    client_module = importlib.import_module("aiodynamo.client")
-    credentials_module = importlib.import_module("aiodynamo.credentials")
-    http_module = importlib.import_module("aiodynamo.http.aiohttp")
-    async with aiohttp.ClientSession() as session:
-        client = client_module.Client(
-            http_module.AIOHTTP(session),
-            credentials_module.StaticCredentials(
-                credentials_module.Key(
-                    EMBEDDED_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                    EMBEDDED_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                )
-            ),
-            REGION,
-            endpoint=yarl.URL(endpoint),
-        )
+    async def path(work: list[Change]) -> None:
+        pending = iter(work)
 
-        def send(payload: dict[str, Any]) -> Callable[[], Awaitable[Any]]:
-            return lambda: client.send_request(action="PutItem", payload=payload)
+        async def worker() -> None:
+            for change in pending:
+                await call(change)
 
-        warm, work = requests[:WARMUP_WRITES], requests[WARMUP_WRITES:]
-        await cpu_per_call([send(p) for p in warm], concurrency=concurrency)
-        cost = await cpu_per_call([send(p) for p in work], concurrency=concurrency)
-    return [
-        Result(
-            NAME,
-            "bare aiodynamo send_request",
-            cost,
-            "µs",
-            None,
-            "the same PutItem requests, prebuilt: the lighter SDK alone",
-        )
-    ]
+        async with asyncio.timeout(timeout + len(work) / 50), asyncio.TaskGroup() as group:
+            for _ in range(concurrency):
+                group.create_task(worker())
+
+    return path
 
 
-def _put(writer: ConditionalWriter, change: Change) -> Callable[[], Awaitable[Any]]:
-    return lambda: writer.put(change, now=time.time())
-
-
-async def cpu_per_call(calls: list[Callable[[], Awaitable[Any]]], *, concurrency: int) -> float:
-    """CPU µs per call, running ``calls`` with ``concurrency`` outstanding."""
-    pending = iter(calls)
-
-    async def worker() -> None:
-        for call in pending:
-            await call()
-
-    started = time.process_time()
-    async with asyncio.timeout(60 + len(calls) / 50), asyncio.TaskGroup() as group:
-        for _ in range(concurrency):
-            group.create_task(worker())
-    return (time.process_time() - started) / len(calls) * 1e6
+async def interleaved(
+    paths: Mapping[str, Path], work: list[Change], rounds: int
+) -> dict[str, float]:
+    """Median CPU µs per change of each path, the paths taking turns over ``rounds``."""
+    size = max(1, len(work) // rounds)
+    samples: dict[str, list[float]] = {name: [] for name in paths}
+    with progress(
+        f"[6] {len(work):,} writes x {len(paths)} paths against a stub", total=rounds
+    ) as done:
+        for round_ in range(rounds):
+            chunk = work[round_ * size : (round_ + 1) * size]
+            for name, path in paths.items():
+                started = time.process_time()
+                await path(chunk)
+                samples[name].append((time.process_time() - started) / len(chunk) * 1e6)
+            done(round_ + 1)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 async def sdk_cost(writes: int = 3000, *, concurrency: int = 16) -> list[Result]:
     with credentials(), announced([sys.executable, "-m", "bench.stub"], name="stub") as port:
-        clients = Clients({REGION: f"http://127.0.0.1:{port}"})
+        endpoint = f"http://127.0.0.1:{port}"
+        clients = Clients({REGION: endpoint})
         try:
-            return await _measure(clients, writes, concurrency, f"http://127.0.0.1:{port}")
+            async with aiohttp.ClientSession() as session:
+                return await _measure(clients, session, endpoint, writes, concurrency)
         finally:
             await clients.aclose()
-
-
-async def service_put_client(clients: Clients) -> Any:
-    """The client ``replicator run`` hands ``ConditionalWriter`` (as ``service`` builds it)."""
-    put_client = getattr(clients, "put_client", None)
-    if put_client is not None:
-        return await put_client(REGION)
-    return await clients.get("dynamodb", REGION)
 
 
 def _writer(client: Any) -> ConditionalWriter:
@@ -164,48 +145,79 @@ def _writer(client: Any) -> ConditionalWriter:
     )
 
 
-async def _measure(clients: Clients, writes: int, concurrency: int, endpoint: str) -> list[Result]:
+def _aiodynamo(session: aiohttp.ClientSession, endpoint: str) -> DynamoClient:
+    key = Key(
+        EMBEDDED_CREDENTIALS["AWS_ACCESS_KEY_ID"], EMBEDDED_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+    )
+    return DynamoClient(
+        AIOHTTP(session), StaticCredentials(key), REGION, endpoint=yarl.URL(endpoint)
+    )
+
+
+async def _measure(
+    clients: Clients, session: aiohttp.ClientSession, endpoint: str, writes: int, concurrency: int
+) -> list[Result]:
     work = changes(writes + WARMUP_WRITES)
     warm, work = work[:WARMUP_WRITES], work[WARMUP_WRITES:]
     botocore_client = await clients.get("dynamodb", REGION)
-    service_client = await service_put_client(clients)
-    writer, botocore_writer = _writer(service_client), _writer(botocore_client)
-    kind = type(service_client).__name__
-    if service_client is botocore_client:
-        kind = "aiobotocore"
+    writer = _writer(await clients.put_client(REGION))
+    botocore_writer = _writer(botocore_client)
+    lighter = _aiodynamo(session, endpoint)
     now = time.time()
-    # Warm the connection pools and the SDKs' caches outside the measurement.
-    for each in (writer, botocore_writer):
-        await cpu_per_call([_put(each, c) for c in warm], concurrency=concurrency)
+    # The bare SDK paths send prebuilt requests: only the SDK's own cost is counted.
+    prebuilt = {id(change): request(change, now) for change in (*warm, *work)}
+    metrics = Metrics(source_region=SOURCE_REGION)
+    applier = TargetApplier(
+        writer, NullDeadLetters(), target=TARGET, metrics=metrics, max_concurrency=concurrency
+    )
 
-    def bare(change: Change) -> Callable[[], Awaitable[Any]]:
-        arguments = request(change, now)
-        return lambda: botocore_client.put_item(**arguments)
+    async def through_applier(chunk: list[Change]) -> None:
+        async with asyncio.timeout(120 + len(chunk) / 50):
+            await applier.apply("bench", coalesce(chunk))
 
-    figures: dict[str, float] = {}
-    with progress(f"[6] {writes:,} writes x 4 paths against a stub", total=4) as done:
-        figures["writer"] = await cpu_per_call(
-            [_put(writer, c) for c in work], concurrency=concurrency
-        )
-        done(1)
-        figures["applier"] = await _through_applier(writer, work, concurrency)
-        done(2)
-        figures["botocore writer"] = await cpu_per_call(
-            [_put(botocore_writer, c) for c in work], concurrency=concurrency
-        )
-        done(3)
-        figures["bare"] = await cpu_per_call([bare(c) for c in work], concurrency=concurrency)
-        done(4)
-    lighter = await _aiodynamo(endpoint, [request(c, now) for c in (*warm, *work)], concurrency)
+    def put(each: ConditionalWriter) -> Path:
+        return concurrently(lambda c: each.put(c, now=time.time()), concurrency=concurrency)
+
+    paths: dict[str, Path] = {
+        "writer": put(writer),
+        "applier": through_applier,
+        "botocore writer": put(botocore_writer),
+        "bare aiobotocore": concurrently(
+            lambda c: botocore_client.put_item(**prebuilt[id(c)]), concurrency=concurrency
+        ),
+        "bare aiodynamo": concurrently(
+            lambda c: lighter.send_request(action="PutItem", payload=prebuilt[id(c)]),
+            concurrency=concurrency,
+        ),
+    }
+    try:
+        for path in paths.values():  # warm connection pools and the SDKs' caches
+            await path(warm)
+        figures = await interleaved(paths, work, ROUNDS)
+    finally:
+        metrics.shutdown()
+    scaled = figures["writer"] * REFERENCE_AIOBOTOCORE_US / figures["bare aiobotocore"]
+    context = f"{writes:,} writes, concurrency {concurrency}, median of {ROUNDS} interleaved rounds"
     return [
         Result(
             NAME,
-            f"ConditionalWriter, the service's write path ({kind})",
+            "ConditionalWriter, the service's write path",
             figures["writer"],
             "µs",
             GOAL,
-            f"client CPU per conditional PutItem, {writes:,} writes, concurrency {concurrency}",
-            {"client": kind, "figures_us": figures},
+            f"client CPU per conditional PutItem on this machine; {context}",
+            {"figures_us": figures},
+        ),
+        Result(
+            NAME,
+            "same, at the goal's reference speed",
+            scaled,
+            "µs",
+            GOAL,
+            f"x {REFERENCE_AIOBOTOCORE_US:.0f} / bare aiobotocore here "
+            f"({figures['bare aiobotocore']:.0f} µs): the goal as a ratio, "
+            f"{figures['writer'] / figures['bare aiobotocore']:.2f}x aiobotocore "
+            f"vs {GOAL.value / REFERENCE_AIOBOTOCORE_US:.2f}x allowed",
         ),
         Result(
             NAME,
@@ -226,28 +238,17 @@ async def _measure(clients: Clients, writes: int, concurrency: int, endpoint: st
         Result(
             NAME,
             "bare aiobotocore put_item",
-            figures["bare"],
+            figures["bare aiobotocore"],
             "µs",
             None,
-            "prebuilt arguments: the SDK alone",
+            "prebuilt requests: the SDK alone",
         ),
-        *lighter,
+        Result(
+            NAME,
+            "bare aiodynamo client send_request",
+            figures["bare aiodynamo"],
+            "µs",
+            None,
+            "aiodynamo's whole client (its retry loop included), prebuilt requests",
+        ),
     ]
-
-
-async def _through_applier(
-    writer: ConditionalWriter, work: list[Change], concurrency: int
-) -> float:
-    metrics = Metrics(source_region=SOURCE_REGION)
-    applier = TargetApplier(
-        writer, NullDeadLetters(), target=TARGET, metrics=metrics, max_concurrency=concurrency
-    )
-    try:
-        batches = [work[i : i + 1000] for i in range(0, len(work), 1000)]
-        started = time.process_time()
-        async with asyncio.timeout(60 + len(work) / 50):
-            for batch in batches:
-                await applier.apply("bench", coalesce(batch))
-        return (time.process_time() - started) / len(work) * 1e6
-    finally:
-        metrics.shutdown()

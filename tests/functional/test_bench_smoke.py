@@ -45,7 +45,8 @@ def check(results: list[Result], *, with_goal: int) -> None:
         assert result.figure and result.benchmark
         if result.goal is not None:
             assert {"op", "value", "unit", "text"} <= set(document["goal"])
-            assert isinstance(document["passed"], bool)
+            # judged, or not judged with the reason the backend rules it out
+            assert isinstance(document["passed"], bool) or document["unreachable"]
     goals = [r for r in results if r.goal is not None]
     assert len(goals) == with_goal
     assert all(r.measured is not None for r in goals), [r.note for r in goals]
@@ -97,7 +98,7 @@ async def test_memory() -> None:
 
 @pytest.mark.timeout(60)
 async def test_sdk_cost() -> None:
-    check(await sdk_cost(30, concurrency=4), with_goal=1)
+    check(await sdk_cost(30, concurrency=4), with_goal=2)
 
 
 @pytest.mark.timeout(120)

@@ -1,0 +1,36 @@
+"""Benchmark verdicts: a goal is judged, or reported as unreachable with the reason."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from bench.drain import NAIVE_GOAL, _unreachable
+from bench.results import Goal, Result, table
+
+GOAL = Goal(">=", 25, "x naive")
+
+
+def rendered(result: Result) -> str:
+    console = Console(width=300, record=True)
+    console.print(table([result]))
+    return console.export_text()
+
+
+def test_a_measured_figure_is_judged_against_its_goal() -> None:
+    assert Result("3", "drain / naive", 28.5, "x", GOAL).passed is True
+    assert Result("3", "drain / naive", 5.1, "x", GOAL).passed is False
+    assert "FAIL" in rendered(Result("3", "drain / naive", 5.1, "x", GOAL))
+
+
+def test_a_goal_the_backend_rules_out_is_reported_not_judged() -> None:
+    result = Result("3", "drain / naive", 5.1, "x", GOAL, unreachable="the target caps it")
+    assert result.passed is None
+    assert result.as_json()["unreachable"] == "the target caps it"
+    text = rendered(result)
+    assert "unreachable" in text and "the target caps it" in text and "FAIL" not in text
+
+
+def test_goal_3_is_unreachable_only_when_the_targets_own_ceiling_is_below_it() -> None:
+    assert _unreachable(NAIVE_GOAL.value) == ""
+    assert _unreachable(40.0) == ""
+    assert "6.0x the naive handler" in _unreachable(6.0)
