@@ -99,6 +99,26 @@ async def write_backlog(
                 group.create_task(writer())
 
 
+def replicated_put(table: str, number: int, rng: random.Random) -> dict[str, Any]:
+    """The conditional PutItem the pipeline sends for a first write of key ``number``."""
+    incoming = Incoming(Decimal(1), False, SOURCE_REGION, pad_seq(str(number)), True)
+    condition = build_condition(incoming, meta=META, here=TARGET_REGION, mode=Mode.ONE_WAY)
+    item = {
+        **item_image(f"k{number:08d}", 1, rng),
+        META.origin: {"S": SOURCE_REGION},
+        META.rep_version: {"N": "1"},
+        META.seq: {"S": incoming.seq},
+    }
+    return {
+        "TableName": table,
+        "Item": item,
+        "ConditionExpression": condition.expression,
+        "ExpressionAttributeNames": condition.names,
+        "ExpressionAttributeValues": condition.values,
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+
+
 async def measure_ceiling(
     backend: Backend, writes: int, *, concurrency: int = DEFAULT_CONCURRENCY
 ) -> tuple[float, int]:
@@ -115,24 +135,7 @@ async def measure_ceiling(
         async def worker(update: Callable[[float], None]) -> None:
             nonlocal done
             for number in numbers:
-                incoming = Incoming(Decimal(1), False, SOURCE_REGION, pad_seq(str(number)), True)
-                condition = build_condition(
-                    incoming, meta=META, here=TARGET_REGION, mode=Mode.ONE_WAY
-                )
-                item = {
-                    **item_image(f"k{number:08d}", 1, rng),
-                    META.origin: {"S": SOURCE_REGION},
-                    META.rep_version: {"N": "1"},
-                    META.seq: {"S": incoming.seq},
-                }
-                await target.put_item(
-                    TableName=table,
-                    Item=item,
-                    ConditionExpression=condition.expression,
-                    ExpressionAttributeNames=condition.names,
-                    ExpressionAttributeValues=condition.values,
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
+                await target.put_item(**replicated_put(table, number, rng))
                 done += 1
                 if done % 50 == 0:
                     update(done)

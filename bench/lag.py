@@ -12,15 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import sys
 import time
 from typing import Any
 
-from bench.drain import DEFAULT_CONCURRENCY, drain_config, measure_ceiling, unique
+from bench.drain import (
+    DEFAULT_CONCURRENCY,
+    drain_config,
+    measure_ceiling,
+    replicated_put,
+    unique,
+)
 from bench.env import ROOT, SOURCE_REGION, TARGET_REGION, Backend, create_table
 from bench.results import Goal, Result
 from bench.ui import progress
 from replicator.aws import Clients
+from replicator.backoff import pause
 from replicator.checkpoint import TargetRef
 from replicator.config import HeartbeatConfig
 from replicator.service import build_pipelines, heartbeat_writers, sample_history
@@ -33,6 +41,7 @@ P99_GOAL = Goal("<=", 1.0, "s")
 LOAD_SHARE = 0.5
 HEARTBEAT_INTERVAL_SECONDS = 0.2
 FIRST_BEAT_TIMEOUT_SECONDS = 60.0
+PROBE_INTERVAL_SECONDS = 0.25
 
 
 class HeartbeatLog(Metrics):
@@ -82,6 +91,40 @@ async def run_load(backend: Backend, table: str, *, rate: float, seconds: float)
     return summary
 
 
+async def probe_target(
+    clients: Clients, table: str, stop: asyncio.Event, *, seconds: float
+) -> list[float]:
+    """Round-trip seconds of one conditional put every 0.25 s until ``stop`` (bounded).
+
+    The target's own answer time under the same load, through the same proxy and write
+    client: the part of the heartbeat's lag that no pipeline can remove.
+    """
+    put = await clients.put_client(TARGET_REGION)
+    rng = random.Random(4)
+    latencies: list[float] = []
+    for number in range(int(seconds / PROBE_INTERVAL_SECONDS) + 1):
+        started = time.perf_counter()
+        await put.put_item(**replicated_put(table, number, rng))
+        latencies.append(time.perf_counter() - started)
+        if await pause(PROBE_INTERVAL_SECONDS, stop):
+            break
+    return latencies
+
+
+async def _create_tables(
+    backend: Backend, source_table: str, target_tables: tuple[str, ...]
+) -> None:
+    setup = Clients(
+        {SOURCE_REGION: backend.source_endpoint, TARGET_REGION: backend.target_endpoint}
+    )
+    try:
+        await create_table(await setup.get("dynamodb", SOURCE_REGION), source_table, stream=True)
+        for table in target_tables:
+            await create_table(await setup.get("dynamodb", TARGET_REGION), table)
+    finally:
+        await setup.aclose()
+
+
 async def lag_under_load(
     backend: Backend,
     seconds: float = 60.0,
@@ -94,15 +137,8 @@ async def lag_under_load(
         ceiling, _ = await measure_ceiling(backend, 500, concurrency=concurrency)
     rate = max(1.0, ceiling * LOAD_SHARE)
     source_table, target_table = unique("lag-source"), unique("lag-target")
-    setup = Clients(
-        {SOURCE_REGION: backend.source_endpoint, TARGET_REGION: backend.target_endpoint}
-    )
-    try:
-        await create_table(await setup.get("dynamodb", SOURCE_REGION), source_table, stream=True)
-        await create_table(await setup.get("dynamodb", TARGET_REGION), target_table)
-    finally:
-        await setup.aclose()
-
+    probe_table = unique("lag-probe")
+    await _create_tables(backend, source_table, (target_table, probe_table))
     heartbeat = HeartbeatConfig(
         interval_seconds=heartbeat_interval, ready_max_age_seconds=max(60.0, heartbeat_interval * 2)
     )
@@ -123,10 +159,16 @@ async def lag_under_load(
                 async with asyncio.timeout(FIRST_BEAT_TIMEOUT_SECONDS):
                     await metrics.arrived.wait()  # the pipeline is up and replicating
                 load_started = time.time()
+                probe_stop = asyncio.Event()
+                probe = group.create_task(
+                    probe_target(clients, probe_table, probe_stop, seconds=seconds)
+                )
                 with progress(f"[4] {rate:.0f} writes/s for {seconds:.0f} s", total=1) as done:
                     load = await run_load(backend, source_table, rate=rate, seconds=seconds)
                     done(1)
                 load_ended = time.time()
+                probe_stop.set()
+                probed = await probe
             finally:
                 stop.set()
         status = metrics.status()
@@ -158,6 +200,16 @@ async def lag_under_load(
         Result(NAME, f"heartbeat lag p99, {where}", p99, "s", P99_GOAL),
         Result(
             NAME,
+            f"target's own put round trip p50 / p99, {where}",
+            quantile(probed, 0.5),
+            "s",
+            None,
+            f"one conditional put every {PROBE_INTERVAL_SECONDS:g} s under the same load, "
+            f"{len(probed)} probes; p99 {_seconds(quantile(probed, 0.99))}",
+            {"probes": len(probed), "p99": quantile(probed, 0.99)},
+        ),
+        Result(
+            NAME,
             f"applied load, {where}",
             load["rate"],
             "writes/s",
@@ -165,3 +217,7 @@ async def lag_under_load(
             f"planned {rate:.0f}/s; {load.get('errors', 0)} errors, {load.get('late', 0)} late",
         ),
     ]
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f} s"

@@ -197,61 +197,60 @@ class PairPipeline:
     ) -> None:
         target = applier.target
         last = False
-        while not last and (first := await queue.get()) is not None:
-            work, last = _merge_waiting(first, queue)
-            changes, dead = work.changes, work.dead
-            if target == self.local_target:
-                changes = [c for c in changes if c.incoming.tombstone]
-                dead = []  # dead-lettered once per real target, not for the local copy
-            if (applied_up_to := self._sequence(shard_id, target)) is not None:
-                # Records this lane already settled: it is ahead of the shard's slowest
-                # lane after a restart, or the stream delivered a range again.
-                done = pad_seq(applied_up_to)
-                fresh = [c for c in changes if c.incoming.seq > done]
-                fresh_dead = [(r, why) for r, why in dead if _after(_seq_of(r), done)]
-                redelivered = len(changes) - len(fresh) + len(dead) - len(fresh_dead)
-                changes, dead = fresh, fresh_dead
-                for _ in range(redelivered):
-                    self.metrics.outcome(self.source_table, target, Outcome.DUPLICATE)
-            if not await self._apply(shard_id, applier, changes, dead):
-                # Nothing after the interrupted batch may be applied or checkpointed; keep
-                # taking batches until the reader (stopping too) ends the lane, so that it
-                # never waits forever for room in this queue.
-                while not last and await queue.get() is not None:
-                    pass
-                return
-            sequence = work.batch.last_sequence or self._sequence(shard_id, target)
-            checkpoint = Checkpoint(shard_id, target, sequence, work.batch.shard_ended)
-            await self.checkpoints.save(self.source_table, checkpoint)
-            self._positions[(shard_id, target)] = checkpoint
-            self.metrics.shard(
-                self.source_table,
-                shard_id,
-                target,
-                checkpoint=sequence,
-                ended=checkpoint.shard_ended,
-            )
+        # The previous batch's checkpoint write runs while this batch is applied: the
+        # lane never idles for it, and checkpoints are still written in stream order.
+        saving: asyncio.Task[None] | None = None
+        try:
+            while not last and (first := await queue.get()) is not None:
+                work, last = _merge_waiting(first, queue)
+                if not await self._settle(shard_id, applier, work):
+                    # Nothing after the interrupted batch may be applied or checkpointed;
+                    # keep taking batches until the reader (stopping too) ends the lane,
+                    # so that it never waits forever for room in this queue.
+                    while not last and await queue.get() is not None:
+                        pass
+                    return
+                if saving is not None:
+                    await saving
+                saving = asyncio.create_task(self._checkpoint(shard_id, target, work.batch))
+        finally:
+            if saving is not None:
+                await saving
 
-    async def _apply(
-        self,
-        shard_id: str,
-        applier: TargetApplier,
-        changes: list[Change],
-        dead: list[tuple[dict[str, Any], str]],
-    ) -> bool:
-        """Settle one batch on one lane; False when shutdown interrupted it."""
+    async def _settle(self, shard_id: str, applier: TargetApplier, work: Decoded) -> bool:
+        """Apply or dead-letter one (merged) batch on one lane; False when shutdown stopped it."""
+        target = applier.target
+        changes, dead = work.changes, work.dead
+        if target == self.local_target:
+            changes = [c for c in changes if c.incoming.tombstone]
+            dead = []  # dead-lettered once per real target, not for the local copy
+        if (applied_up_to := self._sequence(shard_id, target)) is not None:
+            # Records this lane already settled: it is ahead of the shard's slowest
+            # lane after a restart, or the stream delivered a range again.
+            done = pad_seq(applied_up_to)
+            fresh = [c for c in changes if c.incoming.seq > done]
+            fresh_dead = [(r, why) for r, why in dead if _after(_seq_of(r), done)]
+            redelivered = len(changes) - len(fresh) + len(dead) - len(fresh_dead)
+            changes, dead = fresh, fresh_dead
+            for _ in range(redelivered):
+                self.metrics.outcome(self.source_table, target, Outcome.DUPLICATE)
         interrupted = False
         try:
             await applier.apply(self.source_table, coalesce(changes), dead)
         except* ShutdownInterrupted:
             # The applier's task group wraps it; anything else in the group propagates.
             interrupted = True
-            log.info(
-                "lane %s/%s stopped mid-batch; resumes from its checkpoint",
-                shard_id,
-                applier.target,
-            )
+            log.info("lane %s/%s stopped mid-batch; resumes from its checkpoint", shard_id, target)
         return not interrupted
+
+    async def _checkpoint(self, shard_id: str, target: TargetRef, batch: Batch) -> None:
+        sequence = batch.last_sequence or self._sequence(shard_id, target)
+        checkpoint = Checkpoint(shard_id, target, sequence, batch.shard_ended)
+        await self.checkpoints.save(self.source_table, checkpoint)
+        self._positions[(shard_id, target)] = checkpoint
+        self.metrics.shard(
+            self.source_table, shard_id, target, checkpoint=sequence, ended=batch.shard_ended
+        )
 
     def _sequence(self, shard_id: str, target: TargetRef) -> str | None:
         checkpoint = self._positions.get((shard_id, target))

@@ -254,7 +254,10 @@ class DeadLetters:
 
 
 class RecordingCheckpoints(CheckpointStore):
-    """The real checkpoint store (control table on moto) that also notes each save."""
+    """The real checkpoint store (control table on moto) that also notes each save.
+
+    ``hold`` keeps saves waiting (``held`` counts them) until ``release``.
+    """
 
     def __init__(
         self,
@@ -268,8 +271,24 @@ class RecordingCheckpoints(CheckpointStore):
         self.saved: list[Checkpoint] = []
         self.signal = signal or Signal()
         self._journal = journal if journal is not None else []
+        self.held = 0
+        self._open = asyncio.Event()
+        self._open.set()
+
+    def hold(self) -> None:
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
 
     async def save(self, source_table: str, checkpoint: Checkpoint) -> bool:
+        if not self._open.is_set():
+            self.held += 1
+            self.signal.notify()
+            try:
+                await self._open.wait()
+            finally:
+                self.held -= 1
         advanced = await super().save(source_table, checkpoint)
         self.saved.append(checkpoint)
         self._journal.append(Saved(checkpoint))

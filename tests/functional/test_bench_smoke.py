@@ -79,6 +79,7 @@ async def test_lag_under_load(endpoints: dict[str, str]) -> None:
         results = await lag_under_load(started, 3.0, ceiling=20.0, heartbeat_interval=0.1)
     check(results, with_goal=2)
     assert results[0].details["load"]["writes"] > 0
+    assert results[2].details["probes"] > 0  # the target's own round trip, for context
 
 
 def test_quantile_is_nearest_rank() -> None:

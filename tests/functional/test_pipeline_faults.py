@@ -441,6 +441,27 @@ async def test_poison_records_go_to_the_dlq_with_a_reason_and_the_checkpoint_pas
     assert versions(writer.state()) == {"a": (1, False), "b": (1, False)}
 
 
+@pytest.mark.timeout(30)
+async def test_the_next_batch_is_applied_while_a_checkpoint_is_written_and_saves_keep_order(
+    rig: Rig, metrics: Metrics
+) -> None:
+    stream = rig.stream
+    first = [stream.insert(key(f"a{i}"), {"version": 1}) for i in range(3)]
+    writer = rig.writer(EU)
+    rig.checkpoints.hold()
+    async with rig.running(rig.pipeline(metrics)) as run:
+        await rig.until(lambda: rig.checkpoints.held == 1)
+        second = [stream.insert(key(f"b{i}"), {"version": 1}) for i in range(3)]
+        # The lane does not idle while the first batch's checkpoint is being written.
+        await rig.until(lambda: len(writer.writes) == len(first) + len(second))
+        assert rig.checkpoints.saved == []
+        rig.checkpoints.release()
+        await rig.until(lambda: len(rig.checkpoints.saved) == 2)
+        assert not run.done()
+
+    assert [c.sequence_number for c in rig.checkpoints.saved] == [seq(first[-1]), seq(second[-1])]
+
+
 # -- 6. graceful stop -------------------------------------------------------------------
 
 
