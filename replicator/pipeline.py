@@ -37,6 +37,7 @@ from replicator.telemetry.metrics import Metrics
 log = logging.getLogger(__name__)
 
 QUEUED_BATCHES_PER_LANE = 4
+LANE_WINDOW = 2  # batches a lane applies at once; the applier keeps per-key order
 DISCOVERY_INTERVAL_SECONDS = 10.0
 
 
@@ -195,27 +196,52 @@ class PairPipeline:
     async def _lane(
         self, shard_id: str, applier: TargetApplier, queue: asyncio.Queue[Decoded | None]
     ) -> None:
-        target = applier.target
+        """Apply batches as they come, up to LANE_WINDOW at once; checkpoint them in order.
+
+        A lane that waited for each batch to finish before starting the next idled for
+        the slowest write of every batch while the next records queued behind it.
+        """
+        window: asyncio.Queue[tuple[asyncio.Task[bool], Batch] | None] = asyncio.Queue()
+        slots = asyncio.Semaphore(LANE_WINDOW)
+        interrupted = asyncio.Event()
         last = False
-        # The previous batch's checkpoint write runs while this batch is applied: the
-        # lane never idles for it, and checkpoints are still written in stream order.
-        saving: asyncio.Task[None] | None = None
-        try:
-            while not last and (first := await queue.get()) is not None:
-                work, last = _merge_waiting(first, queue)
-                if not await self._settle(shard_id, applier, work):
-                    # Nothing after the interrupted batch may be applied or checkpointed;
-                    # keep taking batches until the reader (stopping too) ends the lane,
-                    # so that it never waits forever for room in this queue.
-                    while not last and await queue.get() is not None:
-                        pass
-                    return
-                if saving is not None:
-                    await saving
-                saving = asyncio.create_task(self._checkpoint(shard_id, target, work.batch))
-        finally:
-            if saving is not None:
-                await saving
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._commit(shard_id, applier.target, window, slots, interrupted))
+            try:
+                while not last:
+                    await slots.acquire()  # before taking a batch: a full lane holds none
+                    if (first := await queue.get()) is None:
+                        break
+                    if interrupted.is_set():
+                        # Nothing after an interrupted batch may be applied or checkpointed;
+                        # keep taking batches until the reader (stopping too) ends the lane,
+                        # so that it never waits forever for room in this queue.
+                        while not last and await queue.get() is not None:
+                            pass
+                        break
+                    work, last = _merge_waiting(first, queue)
+                    settling = group.create_task(self._settle(shard_id, applier, work))
+                    window.put_nowait((settling, work.batch))
+            finally:
+                window.put_nowait(None)
+
+    async def _commit(
+        self,
+        shard_id: str,
+        target: TargetRef,
+        window: asyncio.Queue[tuple[asyncio.Task[bool], Batch] | None],
+        slots: asyncio.Semaphore,
+        interrupted: asyncio.Event,
+    ) -> None:
+        """Checkpoint each batch of ``window`` once it and every batch before it settled."""
+        while (entry := await window.get()) is not None:
+            settling, batch = entry
+            settled = await settling
+            slots.release()
+            if not settled:
+                interrupted.set()
+            if not interrupted.is_set():
+                await self._checkpoint(shard_id, target, batch)
 
     async def _settle(self, shard_id: str, applier: TargetApplier, work: Decoded) -> bool:
         """Apply or dead-letter one (merged) batch on one lane; False when shutdown stopped it."""

@@ -140,6 +140,7 @@ class TableWriter:
         self._failing: tuple[AwsError, int] | None = None
         self._open = asyncio.Event()
         self._open.set()
+        self._held_keys: set[ItemKey] | None = None  # None: ``hold`` holds every key
         self._keys_in_flight: set[ItemKey] = set()
 
     # -- scripting ----------------------------------------------------------------------
@@ -157,7 +158,9 @@ class TableWriter:
     def heal(self) -> None:
         self._failing = None
 
-    def hold(self) -> None:
+    def hold(self, *only: WireItem) -> None:
+        """Keep writes waiting until ``release``: every write, or those to the keys ``only``."""
+        self._held_keys = {item_key(keys) for keys in only} or None
         self._open.clear()
 
     def release(self) -> None:
@@ -193,7 +196,7 @@ class TableWriter:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            if not self._open.is_set():
+            if not self._open.is_set() and (self._held_keys is None or key in self._held_keys):
                 self.held += 1
                 self.signal.notify()
                 try:

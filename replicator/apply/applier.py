@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from asyncio_throttle.throttler import Throttler
@@ -33,6 +34,16 @@ class DeadLetterSink(Protocol):
     async def put(
         self, *, source_table: str, target: TargetRef, record: dict[str, Any], reason: str
     ) -> None: ...
+
+
+@dataclass(slots=True)
+class _Run:
+    """One key's changes in one batch; it starts once ``after`` (the key's previous run) is done."""
+
+    key: ItemKey
+    changes: list[Change]
+    after: asyncio.Future[None] | None
+    done: asyncio.Future[None]
 
 
 class TargetApplier:
@@ -66,6 +77,9 @@ class TargetApplier:
         self._clock = clock
         self._heartbeat_prefix = heartbeat_prefix
         self.in_flight = 0
+        # Per key, the run that writes it last among the batches being applied: a lane
+        # applies more than one batch at a time, and a key's writes must keep stream order.
+        self._tails: dict[ItemKey, asyncio.Future[None]] = {}
 
     async def apply(
         self,
@@ -73,26 +87,52 @@ class TargetApplier:
         per_key: Mapping[ItemKey, list[Change]],
         dead: Iterable[tuple[dict[str, Any], str]] = (),
     ) -> None:
-        """Apply every change (or dead-letter it); return when all are settled."""
-        for record, reason in dead:
-            await self.dead_letter(source_table, record, reason)
-            self._metrics.outcome(source_table, self.target, Outcome.DEAD_LETTERED)
-        # A few workers share the keys instead of a task per key: per-key tasks cost
-        # more CPU than the rest of a record's trip through the pipeline.
-        runs = iter(per_key.values())
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(self._max_concurrency, len(per_key))):
-                group.create_task(self._work_through(source_table, runs))
+        """Apply every change (or dead-letter it); return when all are settled.
 
-    async def _work_through(self, source_table: str, runs: Iterator[list[Change]]) -> None:
-        for changes in runs:
-            async with self._slots:  # bounds the target across every shard feeding it
-                for change in changes:
-                    outcome = await self._apply_one(source_table, change)
-                    if outcome is Outcome.APPLIED:
-                        self._observe_lag(source_table, change)
-                    else:
-                        self._metrics.outcome(source_table, self.target, outcome)
+        Batches may be applied concurrently: each key is written after the same key's
+        changes from every batch whose ``apply`` began earlier.
+        """
+        # Claimed before the first await, so the order of calls is the order per key.
+        runs = [self._claim(key, changes) for key, changes in per_key.items()]
+        try:
+            for record, reason in dead:
+                await self.dead_letter(source_table, record, reason)
+                self._metrics.outcome(source_table, self.target, Outcome.DEAD_LETTERED)
+            # A few workers share the keys instead of a task per key: per-key tasks cost
+            # more CPU than the rest of a record's trip through the pipeline.
+            pending = iter(runs)
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self._max_concurrency, len(runs))):
+                    group.create_task(self._work_through(source_table, pending))
+        finally:
+            for run in runs:  # runs never started (an error stopped the batch) free their key
+                self._release(run)
+
+    def _claim(self, key: ItemKey, changes: list[Change]) -> _Run:
+        run = _Run(key, changes, self._tails.get(key), asyncio.get_running_loop().create_future())
+        self._tails[key] = run.done
+        return run
+
+    def _release(self, run: _Run) -> None:
+        if not run.done.done():
+            run.done.set_result(None)
+        if self._tails.get(run.key) is run.done:
+            del self._tails[run.key]
+
+    async def _work_through(self, source_table: str, runs: Iterator[_Run]) -> None:
+        for run in runs:
+            try:
+                if run.after is not None and not run.after.done():
+                    await asyncio.wait((run.after,))  # wait, not await: never cancel it
+                async with self._slots:  # bounds the target across every shard feeding it
+                    for change in run.changes:
+                        outcome = await self._apply_one(source_table, change)
+                        if outcome is Outcome.APPLIED:
+                            self._observe_lag(source_table, change)
+                        else:
+                            self._metrics.outcome(source_table, self.target, outcome)
+            finally:
+                self._release(run)
 
     async def _apply_one(self, source_table: str, change: Change) -> Outcome:
         attempt = 0

@@ -23,7 +23,7 @@ from replicator.backoff import Backoff
 from replicator.checkpoint import Checkpoint, TargetRef
 from replicator.errors import AwsError, ThrottledError
 from replicator.models import ItemKey, Meta, Mode, Outcome, item_key, pad_seq
-from replicator.pipeline import QUEUED_BATCHES_PER_LANE, PairPipeline
+from replicator.pipeline import LANE_WINDOW, QUEUED_BATCHES_PER_LANE, PairPipeline
 from replicator.stream.fake import FakeStream, stream_record
 from replicator.stream.source import MAX_RECORDS_PER_CALL, Page
 from replicator.tables import CONTROL_KEY, ensure_table
@@ -462,6 +462,30 @@ async def test_the_next_batch_is_applied_while_a_checkpoint_is_written_and_saves
     assert [c.sequence_number for c in rig.checkpoints.saved] == [seq(first[-1]), seq(second[-1])]
 
 
+@pytest.mark.timeout(30)
+async def test_a_slow_write_holds_back_only_its_key_not_the_next_batch(
+    rig: Rig, metrics: Metrics
+) -> None:
+    stream = rig.stream
+    slow = stream.insert(key("slow"), {"version": 1})
+    writer = rig.writer(EU)
+    writer.hold({"pk": {"S": "slow"}})
+    async with rig.running(rig.pipeline(metrics)):
+        await rig.until(lambda: writer.held == 1)
+        update = stream.insert(key("slow"), {"version": 2})
+        others = [stream.insert(key(f"k{i}"), {"version": 1}) for i in range(3)]
+        # The next batch is applied while the slow write is in flight, except its key,
+        # which waits for the older write; nothing is checkpointed past the slow batch.
+        await rig.until(lambda: {w.sequence_number for w in writer.writes} == set(map(seq, others)))
+        assert rig.checkpoints.saved == []
+        writer.release()
+        await rig.until(rig.checkpointed(SHARD, seq(others[-1])))
+
+    assert writer.sequences_by_key()[ikey("slow")] == [int(seq(slow)), int(seq(update))]
+    assert [c.sequence_number for c in rig.checkpoints.saved] == [seq(slow), seq(others[-1])]
+    assert writer.state() == rig.expected([slow, update, *others])
+
+
 # -- 6. graceful stop -------------------------------------------------------------------
 
 
@@ -640,23 +664,23 @@ async def test_a_slow_target_neither_holds_back_the_other_checkpoint_nor_grows_m
     fast, slow = rig.writer(EU), rig.writer(AP)
     slow.hold()
     pipeline = rig.pipeline(metrics, targets=(EU, AP), records_per_call=1)
+    # The slow lane holds the LANE_WINDOW batches it applies at once, and
+    # QUEUED_BATCHES_PER_LANE more are queued; the reader has one more in hand.
+    bound = LANE_WINDOW + QUEUED_BATCHES_PER_LANE + 1
     async with rig.running(pipeline):
-        # The slow lane holds batch 1 and has QUEUED_BATCHES_PER_LANE more queued: by
-        # then the fast target has applied and checkpointed those batches on its own.
-        await rig.until(lambda: slow.held == 1)
-        await rig.until(rig.checkpointed(SHARD, seq(records[QUEUED_BATCHES_PER_LANE]), EU))
+        await rig.until(lambda: slow.held == LANE_WINDOW)
+        # By then the fast target has applied and checkpointed those batches on its own.
+        await rig.until(rig.checkpointed(SHARD, seq(records[bound - 2]), EU))
         stored = await rig.checkpoints.load(stream.table)
         assert (SHARD, AP) not in stored
         fast_position = stored[(SHARD, EU)].sequence_number
         assert fast_position is not None
-        assert int(fast_position) >= int(seq(records[QUEUED_BATCHES_PER_LANE]))
+        assert int(fast_position) >= int(seq(records[bound - 2]))
         # The reader now waits for room in the slow lane rather than buffering ahead.
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(
-                stream.wait_for_get_records(QUEUED_BATCHES_PER_LANE + 3), timeout=0.3
-            )
-        assert metrics.total("records_read") <= QUEUED_BATCHES_PER_LANE + 2
-        assert len(fast.writes) <= QUEUED_BATCHES_PER_LANE + 2
+            await asyncio.wait_for(stream.wait_for_get_records(bound + 1), timeout=0.3)
+        assert metrics.total("records_read") <= bound
+        assert len(fast.writes) <= bound
 
         slow.release()
         await rig.until(rig.checkpointed(SHARD, seq(records[-1]), EU, AP))
