@@ -11,7 +11,6 @@ most one batch per lane (which the conflict rule turns into duplicates).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,10 +18,17 @@ from typing import Any
 
 from replicator.apply.applier import TargetApplier
 from replicator.backoff import Backoff
+from replicator.batches import (
+    Decoded,
+    created_at,
+    merge_waiting,
+    not_yet_applied,
+    sequence_of,
+)
 from replicator.checkpoint import Checkpoint, CheckpointStore, TargetRef
 from replicator.errors import RecordError, ShutdownInterrupted
 from replicator.models import Change, Meta, Outcome, pad_seq
-from replicator.records import Skip, coalesce, epoch_seconds, to_change
+from replicator.records import Skip, coalesce, to_change
 from replicator.stream.lineage import lineage_order, ready_shards
 from replicator.stream.reader import (
     IDLE_BACKOFF,
@@ -39,15 +45,6 @@ log = logging.getLogger(__name__)
 QUEUED_BATCHES_PER_LANE = 4
 LANE_WINDOW = 2  # batches a lane applies at once; the applier keeps per-key order
 DISCOVERY_INTERVAL_SECONDS = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    """A batch after filtering: what every target lane needs from it."""
-
-    batch: Batch
-    changes: list[Change]
-    dead: list[tuple[dict[str, Any], str]]
 
 
 @dataclass
@@ -188,7 +185,7 @@ class PairPipeline:
         self.metrics.records_read(
             self.source_table,
             len(batch.records),
-            newest_created_at=_created_at(batch.records[-1]) if batch.records else None,
+            newest_created_at=created_at(batch.records[-1]) if batch.records else None,
             shard_id=batch.shard_id,
         )
         return Decoded(batch, changes, dead)
@@ -219,7 +216,7 @@ class PairPipeline:
                         while not last and await queue.get() is not None:
                             pass
                         break
-                    work, last = _merge_waiting(first, queue)
+                    work, last = merge_waiting(first, queue)
                     settling = group.create_task(self._settle(shard_id, applier, work))
                     window.put_nowait((settling, work.batch))
             finally:
@@ -255,7 +252,7 @@ class PairPipeline:
             # lane after a restart, or the stream delivered a range again.
             done = pad_seq(applied_up_to)
             fresh = [c for c in changes if c.incoming.seq > done]
-            fresh_dead = [(r, why) for r, why in dead if _after(_seq_of(r), done)]
+            fresh_dead = [(r, why) for r, why in dead if not_yet_applied(sequence_of(r), done)]
             redelivered = len(changes) - len(fresh) + len(dead) - len(fresh_dead)
             changes, dead = fresh, fresh_dead
             for _ in range(redelivered):
@@ -285,56 +282,3 @@ class PairPipeline:
     def _ended(self, shard_id: str, target: TargetRef) -> bool:
         checkpoint = self._positions.get((shard_id, target))
         return checkpoint is not None and checkpoint.shard_ended
-
-
-def _created_at(record: dict[str, Any]) -> float | None:
-    # For the iterator age only: a record whose time is unreadable is dead-lettered
-    # by ``to_change``, it must not stop the reader here.
-    body = record.get("dynamodb")
-    created = body.get("ApproximateCreationDateTime") if isinstance(body, dict) else None
-    if created is None:
-        return None
-    try:
-        return epoch_seconds(created)
-    except RecordError:
-        return None
-
-
-def _seq_of(record: dict[str, Any]) -> str:
-    body = record.get("dynamodb")
-    return str(body.get("SequenceNumber", "")) if isinstance(body, dict) else ""
-
-
-def _after(sequence: str, done: str) -> bool:
-    # A record without a sequence number cannot have been checkpointed: keep it.
-    return not sequence or pad_seq(sequence) > done
-
-
-def _merge_waiting(first: Decoded, queue: asyncio.Queue[Decoded | None]) -> tuple[Decoded, bool]:
-    """``first`` plus every batch already queued behind it, as one; True if the lane ended.
-
-    Each batch costs at least one round trip to the target, so under steady load a
-    lane that took one small batch at a time lagged by its whole queue. Queued batches
-    are consecutive in stream order, so applying them together (coalesced as one) and
-    checkpointing after the last is the same as a larger GetRecords page.
-    """
-    merged = [first]
-    while not queue.empty():
-        following = queue.get_nowait()
-        if following is None:
-            return _joined(merged), True
-        merged.append(following)
-    return _joined(merged), False
-
-
-def _joined(parts: list[Decoded]) -> Decoded:
-    if len(parts) == 1:
-        return parts[0]
-    sequences = [p.batch.last_sequence for p in parts if p.batch.last_sequence is not None]
-    batch = dataclasses.replace(
-        parts[-1].batch,
-        records=[r for p in parts for r in p.batch.records],
-        last_sequence=sequences[-1] if sequences else None,
-    )
-    changes = [c for p in parts for c in p.changes]
-    return Decoded(batch, changes, [d for p in parts for d in p.dead])

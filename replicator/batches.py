@@ -1,0 +1,79 @@
+"""A shard's batches after decoding, and what lanes do with them before applying.
+
+A lane merges the batches already queued behind the one it takes (``merge_waiting``)
+and drops records its checkpoint already covers (``not_yet_applied``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from replicator.errors import RecordError
+from replicator.models import Change, pad_seq
+from replicator.records import epoch_seconds
+from replicator.stream.reader import Batch
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A batch after filtering: what every target lane needs from it."""
+
+    batch: Batch
+    changes: list[Change]
+    dead: list[tuple[dict[str, Any], str]]
+
+
+def created_at(record: dict[str, Any]) -> float | None:
+    # For the iterator age only: a record whose time is unreadable is dead-lettered
+    # by ``to_change``, it must not stop the reader here.
+    body = record.get("dynamodb")
+    created = body.get("ApproximateCreationDateTime") if isinstance(body, dict) else None
+    if created is None:
+        return None
+    try:
+        return epoch_seconds(created)
+    except RecordError:
+        return None
+
+
+def sequence_of(record: dict[str, Any]) -> str:
+    body = record.get("dynamodb")
+    return str(body.get("SequenceNumber", "")) if isinstance(body, dict) else ""
+
+
+def not_yet_applied(sequence: str, done: str) -> bool:
+    # A record without a sequence number cannot have been checkpointed: keep it.
+    return not sequence or pad_seq(sequence) > done
+
+
+def merge_waiting(first: Decoded, queue: asyncio.Queue[Decoded | None]) -> tuple[Decoded, bool]:
+    """``first`` plus every batch already queued behind it, as one; True if the lane ended.
+
+    Each batch costs at least one round trip to the target, so under steady load a
+    lane that took one small batch at a time lagged by its whole queue. Queued batches
+    are consecutive in stream order, so applying them together (coalesced as one) and
+    checkpointing after the last is the same as a larger GetRecords page.
+    """
+    merged = [first]
+    while not queue.empty():
+        following = queue.get_nowait()
+        if following is None:
+            return _joined(merged), True
+        merged.append(following)
+    return _joined(merged), False
+
+
+def _joined(parts: list[Decoded]) -> Decoded:
+    if len(parts) == 1:
+        return parts[0]
+    sequences = [p.batch.last_sequence for p in parts if p.batch.last_sequence is not None]
+    batch = dataclasses.replace(
+        parts[-1].batch,
+        records=[r for p in parts for r in p.batch.records],
+        last_sequence=sequences[-1] if sequences else None,
+    )
+    changes = [c for p in parts for c in p.changes]
+    return Decoded(batch, changes, [d for p in parts for d in p.dead])
