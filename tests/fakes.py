@@ -4,7 +4,7 @@
   rule, and can be scripted to fail, throttle or hold writes until released.
 - ``DeadLetters``: a ``DeadLetterSink`` that keeps what it is given.
 - ``RecordingCheckpoints``: the real ``CheckpointStore`` that also notes every save.
-- ``Signal``: what tests wait on instead of sleeping.
+- ``Signal``: what tests wait on instead of sleeping; ``Gate``: holds calls until opened.
 
 Writers and checkpoints can share one ``journal`` so that a test can check the order
 of writes and checkpoints across targets.
@@ -75,6 +75,32 @@ class Signal:
                     raise AssertionError("the task under test returned before the condition held")
 
 
+class Gate:
+    """Open until ``close``; then ``through`` waits (``held`` counts waiters) until ``open``."""
+
+    def __init__(self, signal: Signal) -> None:
+        self.held = 0
+        self._signal = signal
+        self._open = asyncio.Event()
+        self._open.set()
+
+    def close(self) -> None:
+        self._open.clear()
+
+    def open(self) -> None:
+        self._open.set()
+
+    async def through(self) -> None:
+        if self._open.is_set():
+            return
+        self.held += 1
+        self._signal.notify()
+        try:
+            await self._open.wait()
+        finally:
+            self.held -= 1
+
+
 @dataclass(frozen=True, slots=True)
 class Write:
     """One write that reached a verdict on a target."""
@@ -129,8 +155,8 @@ class TableWriter:
         self.in_flight = 0
         self.max_in_flight = 0
         self.same_key_overlaps = 0
-        self.held = 0  # writes waiting for ``release``
         self.signal = signal or Signal()
+        self._gate = Gate(self.signal)
         self._meta = meta
         self._mode = mode
         self._journal = journal if journal is not None else []
@@ -138,8 +164,6 @@ class TableWriter:
         self._faults: deque[AwsError] = deque()
         self._key_faults: dict[ItemKey, AwsError] = {}
         self._failing: tuple[AwsError, int] | None = None
-        self._open = asyncio.Event()
-        self._open.set()
         self._held_keys: set[ItemKey] | None = None  # None: ``hold`` holds every key
         self._keys_in_flight: set[ItemKey] = set()
 
@@ -161,10 +185,15 @@ class TableWriter:
     def hold(self, *only: WireItem) -> None:
         """Keep writes waiting until ``release``: every write, or those to the keys ``only``."""
         self._held_keys = {item_key(keys) for keys in only} or None
-        self._open.clear()
+        self._gate.close()
 
     def release(self) -> None:
-        self._open.set()
+        self._gate.open()
+
+    @property
+    def held(self) -> int:
+        """Writes waiting for ``release``."""
+        return self._gate.held
 
     # -- reading ------------------------------------------------------------------------
 
@@ -196,13 +225,8 @@ class TableWriter:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            if not self._open.is_set() and (self._held_keys is None or key in self._held_keys):
-                self.held += 1
-                self.signal.notify()
-                try:
-                    await self._open.wait()
-                finally:
-                    self.held -= 1
+            if self._held_keys is None or key in self._held_keys:
+                await self._gate.through()
             for _ in range(self._turns):
                 await asyncio.sleep(0)
             if self._faults:
@@ -259,7 +283,7 @@ class DeadLetters:
 class RecordingCheckpoints(CheckpointStore):
     """The real checkpoint store (control table on moto) that also notes each save.
 
-    ``hold`` keeps saves waiting (``held`` counts them) until ``release``.
+    Closing ``gate`` keeps saves waiting until it opens.
     """
 
     def __init__(
@@ -274,24 +298,10 @@ class RecordingCheckpoints(CheckpointStore):
         self.saved: list[Checkpoint] = []
         self.signal = signal or Signal()
         self._journal = journal if journal is not None else []
-        self.held = 0
-        self._open = asyncio.Event()
-        self._open.set()
-
-    def hold(self) -> None:
-        self._open.clear()
-
-    def release(self) -> None:
-        self._open.set()
+        self.gate = Gate(self.signal)  # closed: saves wait until it opens
 
     async def save(self, source_table: str, checkpoint: Checkpoint) -> bool:
-        if not self._open.is_set():
-            self.held += 1
-            self.signal.notify()
-            try:
-                await self._open.wait()
-            finally:
-                self.held -= 1
+        await self.gate.through()
         advanced = await super().save(source_table, checkpoint)
         self.saved.append(checkpoint)
         self._journal.append(Saved(checkpoint))

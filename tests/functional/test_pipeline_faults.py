@@ -448,14 +448,14 @@ async def test_the_next_batch_is_applied_while_a_checkpoint_is_written_and_saves
     stream = rig.stream
     first = [stream.insert(key(f"a{i}"), {"version": 1}) for i in range(3)]
     writer = rig.writer(EU)
-    rig.checkpoints.hold()
+    rig.checkpoints.gate.close()
     async with rig.running(rig.pipeline(metrics)) as run:
-        await rig.until(lambda: rig.checkpoints.held == 1)
+        await rig.until(lambda: rig.checkpoints.gate.held == 1)
         second = [stream.insert(key(f"b{i}"), {"version": 1}) for i in range(3)]
         # The lane does not idle while the first batch's checkpoint is being written.
         await rig.until(lambda: len(writer.writes) == len(first) + len(second))
         assert rig.checkpoints.saved == []
-        rig.checkpoints.release()
+        rig.checkpoints.gate.open()
         await rig.until(lambda: len(rig.checkpoints.saved) == 2)
         assert not run.done()
 
