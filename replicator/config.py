@@ -6,7 +6,6 @@ wrong> — <how to fix>``), all reported at once so an operator fixes the file i
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -23,8 +22,18 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import PydanticCustomError
 
+from replicator.config_messages import (
+    EXAMPLE,
+    Loc,
+    Problem,
+    error_lines,
+    path,
+    problem,
+    quote,
+    show,
+)
 from replicator.errors import ConfigError
 from replicator.models import Mode
 
@@ -45,34 +54,6 @@ _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d+$")
 _TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _DURATION = re.compile(r"^\s*(\d+)\s*([dhms]?)\s*$")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "": 1}
-_SECRET = re.compile(r"secret|passw|token|credential|private|api_?key|access_?key", re.I)
-_USERINFO = re.compile(r"//[^/@]*@")
-_EXAMPLE = "see examples/replicator.yaml"
-
-Loc = tuple[int | str, ...]
-Problem = tuple[Loc, str, str]  # (field path, what is wrong, how to fix)
-
-
-def _problem(what: str, fix: str) -> PydanticCustomError:
-    # The text travels in ctx, not in the template, so braces in a value are never placeholders.
-    return PydanticCustomError("config", "{what}", {"what": what, "fix": fix})
-
-
-def _quote(value: str) -> str:
-    shown = _USERINFO.sub("//***@", value)  # an endpoint URL may carry credentials
-    return repr(shown if len(shown) <= 60 else shown[:57] + "...")
-
-
-def _show(value: object, loc: Loc = ()) -> str:
-    if any(isinstance(part, str) and _SECRET.search(part) for part in loc):
-        return "the value"
-    if isinstance(value, str):
-        return _quote(value)
-    if value is None:
-        return "null"
-    if isinstance(value, bool | int | float):
-        return str(value).lower()  # YAML spells booleans true and false
-    return "a list" if isinstance(value, list) else "a mapping"
 
 
 def _is_url(value: str) -> bool:
@@ -86,7 +67,7 @@ def _is_url(value: str) -> bool:
 def _must(ok: Callable[[str], object], what: str, fix: str) -> AfterValidator:
     def check(value: str) -> str:
         if not ok(value):
-            raise _problem(what.format(_quote(value)), fix)
+            raise problem(what.format(quote(value)), fix)
         return value
 
     return AfterValidator(check)
@@ -101,11 +82,11 @@ def _tombstone_ttl(value: object) -> int:
     elif isinstance(value, int) and not isinstance(value, bool):
         seconds, shown = value, f"{value} s"
     else:
-        raise _problem(f"{_show(value)} is not a duration", fix)
+        raise problem(f"{show(value)} is not a duration", fix)
     # A tombstone must outlive every stream record that could still resurrect the item.
     if seconds <= STREAM_RETENTION_SECONDS:
         what = f"{shown} is not longer than the 24 h stream retention"
-        raise _problem(what, f"set it above {STREAM_RETENTION_SECONDS} s (default 7d)")
+        raise problem(what, f"set it above {STREAM_RETENTION_SECONDS} s (default 7d)")
     return seconds
 
 
@@ -200,7 +181,7 @@ def _rule_problems(config: Config) -> list[Problem]:
     targets: dict[tuple[str, str], Loc] = {}
     for i, pair in enumerate(config.pairs):
         if pair.version_attribute.startswith(prefix := config.metadata_prefix):
-            what = f"{_quote(pair.version_attribute)} starts with the metadata prefix {prefix!r}"
+            what = f"{quote(pair.version_attribute)} starts with the metadata prefix {prefix!r}"
             fix = "rename the version attribute or change metadata_prefix"
             found.append((("pairs", i, "version_attribute"), what, fix))
         if (first_pair := sources.setdefault(pair.source_table, i)) != i:
@@ -214,7 +195,7 @@ def _rule_problems(config: Config) -> list[Problem]:
                 found.append((at, f"{name} is the source table itself", fix))
             elif (first := targets.setdefault(key, at)) != at:
                 # Across pairs too: two sources merged into one table overwrite each other.
-                what = f"{name} is listed twice (also {_path(first)})"
+                what = f"{name} is listed twice (also {path(first)})"
                 found.append((at, what, "remove the duplicate or pick another table"))
     home = set(sources) | {table for region, table in targets if region == config.source_region}
     for field in ("control_table", "dlq_table"):
@@ -232,80 +213,17 @@ def _rule_problems(config: Config) -> list[Problem]:
     return found
 
 
-_MISSING_EXAMPLES = {
-    "source_region": "source_region: us-east-1",
-    "pairs": "pairs: [{source_table: orders, targets: [{region: eu-west-1, table: orders}]}]",
-    "source_table": "source_table: orders",
-    "targets": "targets: [{region: eu-west-1, table: orders}]",
-    "region": "region: eu-west-1",
-    "table": "table: orders",
-}
-_MAPPING = ("is not a mapping", "use key: value lines indented under it")
-_TYPE_HINTS = {
-    "int": ("is not a whole number", "use a whole number, e.g. 32"),
-    "float": ("is not a number", "use a number, e.g. 100"),
-    "bool": ("is not true or false", "use true or false"),
-    "string": ("is not text", "use text; quote it if YAML reads it as a number or boolean"),
-    "list": ("is not a list", "use a YAML list, one '- ' entry per line"),
-    "dict": _MAPPING,
-    "model": _MAPPING,
-}
 _NESTED: dict[str, type[BaseModel]] = {
     "pairs": Pair,
     "targets": Target,
     "web": WebConfig,
     "heartbeat": HeartbeatConfig,
 }
-_BOUNDS = (("gt", "above"), ("ge", "of at least"), ("lt", "below"), ("le", "of at most"))
 
 
-def _path(loc: Loc) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part != "[key]":  # a bad dict key: its own message names it
-            path += f".{part}" if path else part
-    return path or "(top level)"
-
-
-def _explain(error: ErrorDetails) -> tuple[str, str]:
-    loc: Loc = tuple(error["loc"])
-    kind, ctx = error["type"], error.get("ctx", {})
-    shown = _show(error.get("input"), loc)
-    if kind == "config":
-        return str(ctx["what"]), str(ctx["fix"])
-    if kind == "missing":
-        example = _MISSING_EXAMPLES.get(str(loc[-1]) if loc else "")
-        return "missing", f"add it, e.g. {example}" if example else "add it"
-    if kind == "extra_forbidden":
-        parent = next((part for part in reversed(loc[:-1]) if isinstance(part, str)), "")
-        fields = _NESTED.get(parent, Config).model_fields
-        allowed = [field.alias or name for name, field in fields.items()]
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        what = f"unknown key (did you mean {close[0]}?)" if close else "unknown key"
-        return what, f"remove it (allowed: {', '.join(allowed)})"
-    if kind == "too_short":
-        return "empty", "add at least one entry"
-    if bounds := [f"{word} {ctx[key]:g}" for key, word in _BOUNDS if key in ctx]:
-        return f"{shown} is out of range", f"use a value {bounds[0]}"
-    if kind == "enum":
-        return f"{shown} is not a known value", f"use one of {ctx.get('expected')}"
-    if hint := _TYPE_HINTS.get(kind.split("_")[0]):
-        # A key with nothing after it reads as null in YAML: it is empty, not of a wrong type.
-        return "empty" if error.get("input") is None else f"{shown} {hint[0]}", hint[1]
-    return error["msg"], f"fix the value ({_EXAMPLE})"
-
-
-def _error_lines(source: str, exc: ValidationError) -> list[str]:
-    problems: list[Problem] = []
-    for error in exc.errors():
-        loc: Loc = tuple(error["loc"])
-        if error["type"] == "config_rules":
-            problems += [(loc + rel, what, fix) for rel, what, fix in error["ctx"]["problems"]]
-        else:
-            problems.append((loc, *_explain(error)))
-    return [f"{source}: {_path(loc)}: {what} — {fix}" for loc, what, fix in problems]
+def _allowed_keys(parent: str) -> list[str]:
+    fields = _NESTED.get(parent, Config).model_fields
+    return [field.alias or name for name, field in fields.items()]
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -325,15 +243,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def parse_config(data: object, *, source: str = "replicator.yaml") -> Config:
     """Validate parsed YAML (or a dict built in code) into a :class:`Config`."""
     if data is None:
-        raise ConfigError(f"{source}: the file is empty — add source_region and pairs ({_EXAMPLE})")
+        raise ConfigError(f"{source}: the file is empty — add source_region and pairs ({EXAMPLE})")
     if not isinstance(data, dict):
-        what = f"{_show(data)} is not a mapping"
+        what = f"{show(data)} is not a mapping"
         raise ConfigError(f"{source}: (top level): {what} — start with source_region: and pairs:")
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
         # from None: pydantic's own text echoes input values, secrets included.
-        raise ConfigError("\n".join(_error_lines(source, exc))) from None
+        raise ConfigError("\n".join(error_lines(source, exc, _allowed_keys))) from None
 
 
 def load_config(path: str | Path) -> Config:
@@ -342,7 +260,7 @@ def load_config(path: str | Path) -> Config:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{source}: file not found — check the path ({_EXAMPLE})") from None
+        raise ConfigError(f"{source}: file not found — check the path ({EXAMPLE})") from None
     except (OSError, UnicodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(
