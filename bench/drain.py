@@ -37,7 +37,7 @@ DRAIN = "2 drain rate"
 NAIVE = "3 vs naive handler"
 DRAIN_GOAL = Goal(">=", 0.85, "x ceiling")
 NAIVE_GOAL = Goal(">=", 25, "x naive")
-DEFAULT_CONCURRENCY = 32  # Pair.max_concurrency's default
+DEFAULT_CONCURRENCY: int = Pair.model_fields["max_concurrency"].default  # what runs use
 BATCH_WRITE_ITEMS = 25
 BACKLOG_WRITERS = 4
 SETTLED = ("applied", "superseded", "duplicate", "dead_lettered")
