@@ -119,6 +119,29 @@ def replicated_put(table: str, number: int, rng: random.Random) -> dict[str, Any
     }
 
 
+async def prepare(
+    backend: Backend,
+    source_table: str,
+    target_tables: list[str],
+    *,
+    backlog: int = 0,
+    on_progress: Callable[[float], None] = lambda _: None,
+) -> None:
+    """Create the source table (with a stream) and the targets; write ``backlog`` items."""
+    clients = Clients(
+        {SOURCE_REGION: backend.source_endpoint, TARGET_REGION: backend.target_endpoint}
+    )
+    try:
+        source = await clients.get("dynamodb", SOURCE_REGION)
+        await create_table(source, source_table, stream=True)
+        for table in target_tables:
+            await create_table(await clients.get("dynamodb", TARGET_REGION), table)
+        if backlog:
+            await write_backlog(source, source_table, backlog, on_progress=on_progress)
+    finally:
+        await clients.aclose()
+
+
 async def measure_ceiling(
     backend: Backend, writes: int, *, concurrency: int = DEFAULT_CONCURRENCY
 ) -> tuple[float, int]:
@@ -239,17 +262,8 @@ async def drain_rate(
     ceiling_writes = ceiling_writes or min(records, 5_000)
     naive_records = min(naive_records, records)
     source_table, target_table = unique("source"), unique("target")
-    clients = Clients(
-        {SOURCE_REGION: backend.source_endpoint, TARGET_REGION: backend.target_endpoint}
-    )
-    try:
-        source = await clients.get("dynamodb", SOURCE_REGION)
-        await create_table(source, source_table, stream=True)
-        await create_table(await clients.get("dynamodb", TARGET_REGION), target_table)
-        with progress(f"[2] writing a {records:,}-record backlog", total=records) as update:
-            await write_backlog(source, source_table, records, on_progress=update)
-    finally:
-        await clients.aclose()
+    with progress(f"[2] writing a {records:,}-record backlog", total=records) as update:
+        await prepare(backend, source_table, [target_table], backlog=records, on_progress=update)
 
     # Half of the ceiling before the drain and half after: a backend that drifts (moto
     # on a shared machine does) then weighs on both sides of the ratio alike.

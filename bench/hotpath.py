@@ -16,13 +16,12 @@ from typing import Any
 from pyinstrument import Profiler
 from pyinstrument.frame import Frame
 
-from bench.drain import pipeline_drain, unique, write_backlog
-from bench.env import SOURCE_REGION, TARGET_REGION, Backend, create_table
+from bench.drain import pipeline_drain, prepare, unique
+from bench.env import Backend
 from bench.fakes import filled_fake_stream
 from bench.overhead import drain_once, fixture_frozen
 from bench.results import Result
 from bench.ui import progress
-from replicator.aws import Clients
 
 NAME = "7 hot path"
 PROFILES = Path(__file__).resolve().parent / "profiles"
@@ -156,16 +155,7 @@ async def profile_drain(
     backend: Backend, records: int = 3_000, *, directory: Path = PROFILES
 ) -> list[Result]:
     source_table, target_table = unique("profile-source"), unique("profile-target")
-    clients = Clients(
-        {SOURCE_REGION: backend.source_endpoint, TARGET_REGION: backend.target_endpoint}
-    )
-    try:
-        source = await clients.get("dynamodb", SOURCE_REGION)
-        await create_table(source, source_table, stream=True)
-        await create_table(await clients.get("dynamodb", TARGET_REGION), target_table)
-        await write_backlog(source, source_table, records, on_progress=lambda _: None)
-    finally:
-        await clients.aclose()
+    await prepare(backend, source_table, [target_table], backlog=records)
     return await profiled(
         "drain",
         lambda: pipeline_drain(backend, source_table, target_table, records),

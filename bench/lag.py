@@ -21,10 +21,11 @@ from bench.drain import (
     DEFAULT_CONCURRENCY,
     drain_config,
     measure_ceiling,
+    prepare,
     replicated_put,
     unique,
 )
-from bench.env import ROOT, SOURCE_REGION, TARGET_REGION, Backend, create_table
+from bench.env import ROOT, SOURCE_REGION, TARGET_REGION, Backend
 from bench.results import Goal, Result
 from bench.ui import progress
 from replicator.aws import Clients
@@ -111,20 +112,6 @@ async def probe_target(
     return latencies
 
 
-async def _create_tables(
-    backend: Backend, source_table: str, target_tables: tuple[str, ...]
-) -> None:
-    setup = Clients(
-        {SOURCE_REGION: backend.source_endpoint, TARGET_REGION: backend.target_endpoint}
-    )
-    try:
-        await create_table(await setup.get("dynamodb", SOURCE_REGION), source_table, stream=True)
-        for table in target_tables:
-            await create_table(await setup.get("dynamodb", TARGET_REGION), table)
-    finally:
-        await setup.aclose()
-
-
 async def lag_under_load(
     backend: Backend,
     seconds: float = 60.0,
@@ -138,7 +125,7 @@ async def lag_under_load(
     rate = max(1.0, ceiling * LOAD_SHARE)
     source_table, target_table = unique("lag-source"), unique("lag-target")
     probe_table = unique("lag-probe")
-    await _create_tables(backend, source_table, (target_table, probe_table))
+    await prepare(backend, source_table, [target_table, probe_table])
     heartbeat = HeartbeatConfig(
         interval_seconds=heartbeat_interval, ready_max_age_seconds=max(60.0, heartbeat_interval * 2)
     )
