@@ -56,7 +56,7 @@ TTL_SECONDS = 7 * 24 * 3600
 WARMUP_WRITES = 100
 ROUNDS = 5  # paths take turns, so drift in machine speed weighs on every path alike
 
-Path = Callable[[list[Change]], Awaitable[None]]
+WritePath = Callable[[list[Change]], Awaitable[None]]
 
 
 def changes(count: int) -> list[Change]:
@@ -88,7 +88,7 @@ def request(change: Change, now: float) -> dict[str, Any]:
 
 def concurrently(
     call: Callable[[Change], Awaitable[Any]], *, concurrency: int, timeout: float = 120
-) -> Path:
+) -> WritePath:
     """A path that runs ``call`` on every change with ``concurrency`` outstanding."""
 
     async def path(work: list[Change]) -> None:
@@ -106,10 +106,11 @@ def concurrently(
 
 
 async def interleaved(
-    paths: Mapping[str, Path], work: list[Change], rounds: int
+    paths: Mapping[str, WritePath], work: list[Change], rounds: int
 ) -> dict[str, float]:
     """Median CPU µs per change of each path, the paths taking turns over ``rounds``."""
-    size = max(1, len(work) // rounds)
+    rounds = max(1, min(rounds, len(work)))  # every round gets at least one change
+    size = len(work) // rounds
     samples: dict[str, list[float]] = {name: [] for name in paths}
     with progress(
         f"[6] {len(work):,} writes x {len(paths)} paths against a stub", total=rounds
@@ -177,10 +178,10 @@ async def _measure(
         async with asyncio.timeout(120 + len(chunk) / 50):
             await applier.apply("bench", coalesce(chunk))
 
-    def put(each: ConditionalWriter) -> Path:
+    def put(each: ConditionalWriter) -> WritePath:
         return concurrently(lambda c: each.put(c, now=time.time()), concurrency=concurrency)
 
-    paths: dict[str, Path] = {
+    paths: dict[str, WritePath] = {
         "writer": put(writer),
         "applier": through_applier,
         "botocore writer": put(botocore_writer),
