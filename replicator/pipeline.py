@@ -202,6 +202,9 @@ class PairPipeline:
         slots = asyncio.Semaphore(LANE_WINDOW)
         interrupted = asyncio.Event()
         last = False
+        # Padded sequence of the newest record handed to the applier (or checkpointed):
+        # a range the stream delivers again is filtered even while it is still in flight.
+        taken = _padded(self._sequence(shard_id, applier.target))
         async with asyncio.TaskGroup() as group:
             group.create_task(self._commit(shard_id, applier.target, window, slots, interrupted))
             try:
@@ -217,8 +220,10 @@ class PairPipeline:
                             pass
                         break
                     work, last = merge_waiting(first, queue)
-                    settling = group.create_task(self._settle(shard_id, applier, work))
+                    settling = group.create_task(self._settle(shard_id, applier, work, taken))
                     window.put_nowait((settling, work.batch))
+                    # The reader never moves backwards: the newest is the batch's last.
+                    taken = _padded(work.batch.last_sequence) or taken
             finally:
                 window.put_nowait(None)
 
@@ -240,17 +245,21 @@ class PairPipeline:
             if not interrupted.is_set():
                 await self._checkpoint(shard_id, target, batch)
 
-    async def _settle(self, shard_id: str, applier: TargetApplier, work: Decoded) -> bool:
-        """Apply or dead-letter one (merged) batch on one lane; False when shutdown stopped it."""
+    async def _settle(
+        self, shard_id: str, applier: TargetApplier, work: Decoded, taken: str | None
+    ) -> bool:
+        """Apply or dead-letter one (merged) batch on one lane; False when shutdown stopped it.
+
+        Records up to ``taken`` (padded) are this lane's already: settled or in flight.
+        """
         target = applier.target
         changes, dead = work.changes, work.dead
         if target == self.local_target:
             changes = [c for c in changes if c.incoming.tombstone]
             dead = []  # dead-lettered once per real target, not for the local copy
-        if (applied_up_to := self._sequence(shard_id, target)) is not None:
-            # Records this lane already settled: it is ahead of the shard's slowest
-            # lane after a restart, or the stream delivered a range again.
-            done = pad_seq(applied_up_to)
+        if (done := taken) is not None:
+            # The lane is ahead of the shard's slowest lane after a restart, or the
+            # stream delivered a range again.
             fresh = [c for c in changes if c.incoming.seq > done]
             fresh_dead = [(r, why) for r, why in dead if not_yet_applied(sequence_of(r), done)]
             redelivered = len(changes) - len(fresh) + len(dead) - len(fresh_dead)
@@ -282,3 +291,7 @@ class PairPipeline:
     def _ended(self, shard_id: str, target: TargetRef) -> bool:
         checkpoint = self._positions.get((shard_id, target))
         return checkpoint is not None and checkpoint.shard_ended
+
+
+def _padded(sequence: str | None) -> str | None:
+    return pad_seq(sequence) if sequence else None

@@ -70,7 +70,7 @@ async def test_drain_ceiling_and_naive_handler(
     check(report.results, with_goal=2)
     assert report.ceiling_per_second > 0
     drained = report.results[0].details
-    assert drained["totals"]["applied"] == 60
+    assert drained["totals"]["applied"] == 60, drained
 
 
 @pytest.mark.timeout(120)

@@ -625,6 +625,28 @@ async def test_duplicate_delivery_is_counted_and_changes_nothing(
 
 
 @pytest.mark.timeout(30)
+async def test_a_range_delivered_again_while_still_in_flight_is_not_written_twice(
+    rig: Rig, metrics: Metrics
+) -> None:
+    stream = rig.stream
+    first = [stream.insert(key(f"k{i}"), {"version": 1}) for i in range(3)]
+    writer = rig.writer(EU)
+    writer.hold()
+    async with rig.running(rig.pipeline(metrics)):
+        await rig.until(lambda: writer.held == len(first))
+        # The stream repeats the range before the lane has applied (or checkpointed) it.
+        assert stream.duplicate(SHARD, seq(first[0]), seq(first[-1])) == len(first)
+        # Counting is not an event of the fakes: re-check at each of the reader's polls.
+        stream.before_get_records = lambda _: rig.signal.notify()
+        await rig.until(lambda: metrics.total(Outcome.DUPLICATE.value) == len(first))
+        writer.release()
+        await rig.until(rig.checkpointed(SHARD, seq(first[-1])))
+
+    assert [w.sequence_number for w in writer.writes] == [seq(r) for r in first]
+    assert metrics.total(Outcome.APPLIED.value) == len(first)
+
+
+@pytest.mark.timeout(30)
 async def test_duplicates_are_counted_per_lane_and_the_local_tombstone_lane_counts_its_own(
     rig: Rig, metrics: Metrics
 ) -> None:
