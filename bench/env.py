@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from replicator.embedded import EMBEDDED_CREDENTIALS, embedded_backend
-from replicator.tables import wait_active
+from replicator.tables import ensure_table, wait_active
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_REGION = "us-east-1"
@@ -155,17 +155,6 @@ def backend(
 
 
 async def create_table(client: Any, name: str, *, stream: bool = False) -> None:
-    options: dict[str, Any] = {}
-    if stream:
-        options["StreamSpecification"] = {
-            "StreamEnabled": True,
-            "StreamViewType": "NEW_AND_OLD_IMAGES",
-        }
-    await client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-        **options,
-    )
+    """A benchmark table keyed by the string ``pk`` (bench.fakes' items)."""
+    await ensure_table(client, name, [("pk", "HASH", "S")], stream=stream)
     await wait_active(client, name)

@@ -216,7 +216,7 @@ class PairPipeline:
                         # Nothing after an interrupted batch may be applied or checkpointed;
                         # keep taking batches until the reader (stopping too) ends the lane,
                         # so that it never waits forever for room in this queue.
-                        while not last and await queue.get() is not None:
+                        while await queue.get() is not None:
                             pass
                         break
                     work, last = merge_waiting(first, queue)
@@ -257,11 +257,11 @@ class PairPipeline:
         if target == self.local_target:
             changes = [c for c in changes if c.incoming.tombstone]
             dead = []  # dead-lettered once per real target, not for the local copy
-        if (done := taken) is not None:
+        if taken is not None:
             # The lane is ahead of the shard's slowest lane after a restart, or the
             # stream delivered a range again.
-            fresh = [c for c in changes if c.incoming.seq > done]
-            fresh_dead = [(r, why) for r, why in dead if not_yet_applied(sequence_of(r), done)]
+            fresh = [c for c in changes if c.incoming.seq > taken]
+            fresh_dead = [(r, why) for r, why in dead if not_yet_applied(sequence_of(r), taken)]
             redelivered = len(changes) - len(fresh) + len(dead) - len(fresh_dead)
             changes, dead = fresh, fresh_dead
             for _ in range(redelivered):

@@ -141,8 +141,7 @@ class Metrics:
         self._count("trimmed_data", ("source_table", source_table), ("shard_id", shard_id))
 
     def version_regression(self, source_table: str, target: TargetRef) -> None:
-        with self._lock:
-            self._counts["version_regressions"][self._labels(source_table, target)] += 1
+        self._count("version_regressions", *labels(source_table, target).items())
 
     def shard(
         self,
@@ -170,10 +169,6 @@ class Metrics:
     def _count(self, name: str, *label_pairs: tuple[str, str]) -> None:
         with self._lock:
             self._counts[name][label_pairs] += 1
-
-    @staticmethod
-    def _labels(source_table: str, target: TargetRef) -> Labels:
-        return tuple(labels(source_table, target).items())
 
     def _observe_counter(self, name: str) -> list[Observation]:
         with self._lock:

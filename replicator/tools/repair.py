@@ -106,7 +106,6 @@ async def repair(
     config: Config,
     report: Report,
     *,
-    on_progress: Callable[[str], None] = lambda _: None,
     clock: Callable[[], float] = time.time,
 ) -> RepairReport:
     """Write the source's state over each persistent difference, compare-and-set."""
@@ -142,7 +141,6 @@ async def repair(
             except Exception as exc:
                 raise classify(exc) from exc
             result.repaired += 1
-            on_progress(f"repaired {difference}")
         return result
     finally:
         await clients.aclose()

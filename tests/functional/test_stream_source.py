@@ -14,6 +14,7 @@ from replicator.backoff import Backoff
 from replicator.errors import AwsError, ResourceNotFound
 from replicator.stream.reader import ShardReader
 from replicator.stream.source import DynamoDBStreamSource
+from replicator.tables import ensure_table
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -33,19 +34,7 @@ async def aws(endpoints: dict[str, str]) -> AsyncIterator[tuple[Any, DynamoDBStr
 
 
 async def create_table(dynamodb: Any, name: str, *, stream: bool = True) -> None:
-    options: dict[str, Any] = {}
-    if stream:
-        options["StreamSpecification"] = {
-            "StreamEnabled": True,
-            "StreamViewType": "NEW_AND_OLD_IMAGES",
-        }
-    await dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-        **options,
-    )
+    await ensure_table(dynamodb, name, [("pk", "HASH", "S")], stream=stream)
 
 
 async def write_history(dynamodb: Any, table: str) -> None:
