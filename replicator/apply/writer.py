@@ -11,8 +11,7 @@ from botocore.exceptions import ClientError
 from replicator.apply.condition import build_condition
 from replicator.apply.rule import decide, is_version_regression
 from replicator.aws import classify, is_conditional_check_failed
-from replicator.errors import RecordError, RequestError
-from replicator.itemsize import MAX_ITEM_BYTES, item_size
+from replicator.errors import RequestError
 from replicator.models import Change, Meta, Mode, Outcome, WireItem, stored_from_item
 
 log = logging.getLogger(__name__)
@@ -77,20 +76,13 @@ class ConditionalWriter:
     async def put(self, change: Change, *, now: float) -> Outcome:
         """Apply ``change``; ConditionalCheckFailed becomes SUPERSEDED or DUPLICATE.
 
-        Raises ``RecordError`` for an item too large to write, an ``AwsError`` (with
-        ``retryable``) for anything else; a ``RequestError`` is logged with the request's
-        shape first, because it is a bug in replicator.
+        Raises an ``AwsError`` (with ``retryable`` and ``record_fault``) for anything else;
+        a ``RequestError`` is logged with the request's shape first: it is a bug in replicator.
         """
         condition = build_condition(
             change.incoming, meta=self._meta, here=self.region, mode=self._mode
         )
         item = target_item(change, meta=self._meta, expires_at=int(now) + self._ttl)
-        size = item_size(item)
-        if size > MAX_ITEM_BYTES:
-            raise RecordError(
-                f"item too large: {size} bytes with replication metadata, over DynamoDB's "
-                f"{MAX_ITEM_BYTES}"
-            )
         request = {
             "TableName": self.table,
             "Item": item,
