@@ -128,6 +128,21 @@ async def test_an_attempt_that_never_answers_is_timed_out_and_retried() -> None:
     assert observer.failing == [("DescribeStream", "us-east-1", "Timeout")]
 
 
+async def test_cancelling_the_caller_is_not_taken_for_a_timeout() -> None:
+    clock, observer = Clock(), Observer()
+
+    async def never() -> str:
+        await asyncio.Event().wait()
+        return "never"
+
+    call = asyncio.create_task(policy(clock, observer).call("GetRecords", "us-east-1", never))
+    await asyncio.sleep(0)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert not observer.failing
+
+
 async def test_stop_ends_the_waiting_with_shutdown_interrupted() -> None:
     clock, stop = Clock(), asyncio.Event()
     attempt = Flaky(DOWN, times=1000)
