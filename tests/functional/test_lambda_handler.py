@@ -276,3 +276,31 @@ async def test_active_active_a_local_delete_leaves_a_local_tombstone(
             assert item["_rep_deleted"] == {"BOOL": True} and item["version"] == {"N": "2"}
         assert [failures(call.response) for call in driver.invocations] == [[], []]
         assert await rig.differences() == []
+
+
+async def test_active_active_a_zombie_is_replicated_live_and_healed_here(
+    endpoints: dict[str, str], unique_name: str
+) -> None:
+    async with lambda_rig(endpoints, unique_name, mode="active-active") as rig:
+        await rig.put("k", 1)
+        await rig.delete("k")
+        driver = rig.driver([rig.function()])
+        await driver.drain()  # the local tombstone v1 is written here
+        key = {"pk": {"S": "k"}}
+        # An optimistic-locking update that landed on the tombstone (DESIGN §4 rule 7).
+        await (await rig.db()).update_item(
+            TableName=rig.table,
+            Key=key,
+            UpdateExpression="SET #v = :v",
+            ExpressionAttributeNames={"#v": "version"},
+            ExpressionAttributeValues={":v": {"N": "2"}},
+        )
+        await driver.drain()
+
+        for region in ("us-east-1", "eu-west-1"):
+            got = await (await rig.db(region)).get_item(
+                TableName=rig.table, Key=key, ConsistentRead=True
+            )
+            assert got["Item"]["version"] == {"N": "2"}
+            assert "_rep_deleted" not in got["Item"] and "_rep_expires" not in got["Item"]
+        assert await rig.differences() == []
