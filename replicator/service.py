@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from replicator.apply.applier import TargetApplier
+from replicator.apply.applier import ChangeWriter, DeadLetterSink, TargetApplier
 from replicator.apply.writer import ConditionalWriter
 from replicator.aws import Clients
 from replicator.backoff import pause
@@ -49,6 +49,52 @@ def meta_for(config: Config, pair: Pair) -> Meta:
     return Meta(version=pair.version_attribute, prefix=config.metadata_prefix)
 
 
+def targets_of(config: Config, pair: Pair) -> tuple[list[TargetRef], TargetRef | None]:
+    """A pair's targets and, in active-active mode, its local target (the source table
+    itself, for this region's tombstones, DESIGN §4 rule 6), which is also the last target."""
+    targets = [TargetRef(t.region, t.table) for t in pair.targets]
+    if config.mode is not Mode.ACTIVE_ACTIVE:
+        return targets, None
+    local = TargetRef(config.source_region, pair.source_table)
+    return [*targets, local], local
+
+
+async def conditional_writer(
+    config: Config, pair: Pair, target: TargetRef, clients: Clients, metrics: Metrics
+) -> ConditionalWriter:
+    return ConditionalWriter(
+        await clients.put_client(target.region),
+        target.table,
+        region=target.region,
+        meta=meta_for(config, pair),
+        mode=config.mode,
+        tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
+        on_version_regression=regression_reporter(metrics, pair.source_table, target),
+    )
+
+
+def applier_for(
+    config: Config,
+    pair: Pair,
+    target: TargetRef,
+    *,
+    writer: ChangeWriter,
+    dlq: DeadLetterSink,
+    metrics: Metrics,
+    stop: asyncio.Event,
+) -> TargetApplier:
+    return TargetApplier(
+        writer,
+        dlq,
+        target=target,
+        metrics=metrics,
+        max_concurrency=pair.max_concurrency,
+        max_writes_per_second=pair.max_writes_per_second,
+        stop=stop,
+        heartbeat_prefix=config.heartbeat.key_prefix,
+    )
+
+
 async def build_pipelines(
     config: Config, clients: Clients, *, metrics: Metrics, stop: asyncio.Event
 ) -> list[PairPipeline]:
@@ -62,42 +108,23 @@ async def build_pipelines(
     pipelines = []
     for pair in config.pairs:
         await require_table(home, pair.source_table, config.source_region, stream=True)
-        meta = meta_for(config, pair)
-        targets = [TargetRef(t.region, t.table) for t in pair.targets]
-        local = None
-        if config.mode is Mode.ACTIVE_ACTIVE:
-            local = TargetRef(config.source_region, pair.source_table)
-            targets.append(local)
+        targets, local = targets_of(config, pair)
         appliers = []
         for target in targets:
-            client = await clients.get("dynamodb", target.region)
-            await require_table(client, target.table, target.region)
-            writer = ConditionalWriter(
-                await clients.put_client(target.region),
-                target.table,
-                region=target.region,
-                meta=meta,
-                mode=config.mode,
-                tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
-                on_version_regression=regression_reporter(metrics, pair.source_table, target),
+            await require_table(
+                await clients.get("dynamodb", target.region), target.table, target.region
             )
+            writer = await conditional_writer(config, pair, target, clients, metrics)
             appliers.append(
-                TargetApplier(
-                    writer,
-                    dlq,
-                    target=target,
-                    metrics=metrics,
-                    max_concurrency=pair.max_concurrency,
-                    max_writes_per_second=pair.max_writes_per_second,
-                    stop=stop,
-                    heartbeat_prefix=config.heartbeat.key_prefix,
+                applier_for(
+                    config, pair, target, writer=writer, dlq=dlq, metrics=metrics, stop=stop
                 )
             )
         pipelines.append(
             PairPipeline(
                 source_table=pair.source_table,
                 region=config.source_region,
-                meta=meta,
+                meta=meta_for(config, pair),
                 source=source,
                 appliers=appliers,
                 checkpoints=checkpoints,
