@@ -3,8 +3,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DURATION ?= 30
+# make package CONFIG=replicator.yaml puts your config into the Lambda zip.
+CONFIG ?=
 
-.PHONY: demo test lint install clean bench chaos
+.PHONY: demo test lint install clean bench chaos package
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -29,10 +31,13 @@ lint: $(STAMP)
 	$(BIN)/mypy --strict replicator
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov dist .pytest_cache .mypy_cache .ruff_cache
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 chaos: $(STAMP)
 	$(BIN)/python -m chaos.checker --histories 5000
+
+package: $(STAMP)
+	$(BIN)/python deploy/package.py --out dist/replicator-lambda.zip $(if $(CONFIG),--config $(CONFIG))
