@@ -22,12 +22,12 @@ demo: $(STAMP)
 	$(BIN)/replicator demo --duration $(DURATION)
 
 test: $(STAMP)
-	$(BIN)/ruff check replicator tests
+	$(BIN)/ruff check replicator tests deploy
 	$(BIN)/mypy --strict replicator
 	$(BIN)/python -m pytest -n 2 -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check replicator tests
+	$(BIN)/ruff check replicator tests deploy
 	$(BIN)/mypy --strict replicator
 
 clean:

@@ -118,9 +118,13 @@ def assert_no_wildcards(statements: list[dict[str, Any]]) -> None:
 
 def assert_least_privilege(
     statements: list[dict[str, Any]], *, streams: list[str], sources: list[str],
-    targets: list[str], home: list[str],
+    targets: list[str], home: list[str], active_active: bool = False,
 ) -> None:  # fmt: skip
-    """No wildcards; every DynamoDB ARN one of those named, with only what it needs."""
+    """No wildcards; every DynamoDB ARN one of those named, with only what it needs.
+
+    One-way, the only write into a source table is the heartbeat; active-active, the source
+    table is also a target (local tombstones).
+    """
     assert_no_wildcards(statements)
     named = {*streams, *sources, *targets, *home}
     for statement in statements:
@@ -129,8 +133,7 @@ def assert_least_privilege(
             assert arn in named, f"{arn} is not a configured table or stream"
             if arn in streams:
                 assert set(actions) <= STREAM_READS | {"dynamodb:ListStreams"}, statement
-            if arn in sources and "dynamodb:PutItem" in actions:
-                # The only write into a source table is the heartbeat.
+            if arn in sources and "dynamodb:PutItem" in actions and not active_active:
                 condition = statement["Condition"]["ForAllValues:StringEquals"]
                 assert condition == {"dynamodb:LeadingKeys": [HEARTBEAT_KEY]}, statement
         assert not {"dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:CreateTable"} & set(actions)
@@ -140,6 +143,14 @@ def assert_least_privilege(
     assert {("dynamodb:GetRecords", s) for s in streams} <= granted
     assert {("dynamodb:PutItem", t) for t in targets} <= granted
     assert {("dynamodb:PutItem", t) for t in home} <= granted
+    local_writes = [
+        s
+        for s in statements
+        if "Condition" not in s
+        and set(sources) & set(as_list(s["Resource"]))
+        and "dynamodb:PutItem" in as_list(s["Action"])
+    ]
+    assert bool(local_writes) == active_active
 
 
 # -- Lambda mode ----------------------------------------------------------------------------
@@ -310,6 +321,7 @@ def test_the_ecs_stack_runs_two_tasks_from_the_config_parameter_with_a_health_ch
         SourceTableArns=",".join(sources), SourceStreamArns=",".join(streams),
         TargetTableArns=",".join(targets), VpcId=vpc, Subnets=subnet, ReplicatorConfig=config,
         ControlTableName=f"{unique_name}-control", DlqTableName=f"{unique_name}-dlq",
+        Mode="active-active",
     )  # fmt: skip
     ecs = client(endpoints, "ecs")
     service = ecs.describe_services(cluster=resources["Cluster"], services=[resources["Service"]])[
@@ -331,7 +343,7 @@ def test_the_ecs_stack_runs_two_tasks_from_the_config_parameter_with_a_health_ch
     # moto's CloudFormation drops the task definition's role ARNs: read the stack's roles.
     assert_least_privilege(
         attached_grants(endpoints, resources["TaskRole"]), streams=streams, sources=sources,
-        targets=targets, home=home_tables(unique_name),
+        targets=targets, home=home_tables(unique_name), active_active=True,
     )  # fmt: skip
     execution = attached_grants(endpoints, resources["ExecutionRole"])
     assert_no_wildcards(execution)
