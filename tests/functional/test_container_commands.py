@@ -110,13 +110,23 @@ async def _serve_until_healthy_then_drain(
         assert stop(process) == 0, tail(log)  # SIGTERM: drained, exit 0
 
 
+@pytest.fixture
+async def config(endpoints: dict[str, str], unique_name: str, tmp_path: Path) -> Path:
+    """A config serving the web port it names, its tables created."""
+    path = write_config(tmp_path / "replicator.yaml", endpoints, unique_name, web_port=free_port())
+    await create_tables(load_config(path))
+    return path
+
+
+def web_port(config: Path) -> int:
+    return load_config(config).web.port
+
+
 @pytest.mark.timeout(120)
 async def test_the_image_entrypoint_serves_healthz_and_stops_cleanly_on_sigterm(
-    endpoints: dict[str, str], unique_name: str, tmp_path: Path
+    config: Path, tmp_path: Path
 ) -> None:
-    port = free_port()
-    config = write_config(tmp_path / "replicator.yaml", endpoints, unique_name, web_port=port)
-    await create_tables(load_config(config))
+    port = web_port(config)
     # The image mounts the config at IMAGE_CONFIG; here it is this test's file.
     argv = [str(config) if part == IMAGE_CONFIG else part for part in entrypoint()]
     log = tmp_path / "run.log"
@@ -134,11 +144,9 @@ def ecs_container() -> dict[str, Any]:
 
 @pytest.mark.timeout(120)
 async def test_the_ecs_command_feeds_the_config_from_its_variable_and_drains_on_sigterm(
-    endpoints: dict[str, str], unique_name: str, tmp_path: Path
+    config: Path, tmp_path: Path
 ) -> None:
-    port = free_port()
-    config = write_config(tmp_path / "replicator.yaml", endpoints, unique_name, web_port=port)
-    await create_tables(load_config(config))
+    port = web_port(config)
     container = ecs_container()
     (variable,) = [secret["Name"] for secret in container["Secrets"]]
     health = [
@@ -148,7 +156,8 @@ async def test_the_ecs_command_feeds_the_config_from_its_variable_and_drains_on_
     assert health[0] == "CMD"
     log = tmp_path / "run.log"
     command = [*container["EntryPoint"], *container["Command"]]
-    process = launch(command, log, **{variable: config.read_text()})
+    text = await asyncio.to_thread(config.read_text)
+    process = launch(command, log, **{variable: text})
     await _serve_until_healthy_then_drain(process, health[1:], port, log)
     # exec: the shell became replicator, so the SIGTERM reached it and it drained.
     assert "summary:" in tail(log)
