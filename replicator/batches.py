@@ -55,11 +55,12 @@ def decode(
 def for_target(changes: list[Change], dead: Dead, *, local: bool) -> tuple[list[Change], Dead]:
     """What one target takes of a batch.
 
-    The local target (active-active: this region's own table, DESIGN §4 rule 6) takes
-    only this region's deletes, as tombstones; dead letters go once per real target.
+    The local target (active-active: this region's own table) takes only this region's
+    deletes, as tombstones (DESIGN §4 rule 6), and its zombies to heal (rule 7); dead
+    letters go once per real target.
     """
     if local:
-        return [c for c in changes if c.incoming.tombstone], []
+        return [c for c in changes if c.incoming.tombstone or c.heals_zombie], []
     return changes, dead
 
 

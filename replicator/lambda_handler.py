@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from replicator.apply.applier import ChangeWriter
+from replicator.apply.applier import ChangeWriter, DeadLetterSink
 from replicator.aws import Clients
 from replicator.batches import Dead, decode, for_target
 from replicator.checkpoint import TargetRef
@@ -42,9 +42,9 @@ from replicator.models import Change, Meta
 from replicator.records import coalesce
 from replicator.service import (
     applier_for,
-    conditional_writer,
     heartbeat_writers,
     meta_for,
+    target_writer,
     targets_of,
 )
 from replicator.tables import CONTROL_KEY, ensure_table
@@ -74,6 +74,7 @@ class _Source:
     meta: Meta
     writers: dict[TargetRef, ChangeWriter]
     local: TargetRef | None
+    dlq: DeadLetterSink
 
 
 class LambdaFunction:
@@ -95,7 +96,6 @@ class LambdaFunction:
         self._loop = asyncio.new_event_loop()
         self._clients = Clients(config.endpoints)
         self._sources: dict[str, _Source] | None = None
-        self._dlq: DeadLetterQueue | None = None
         self._beats: list[HeartbeatWriter] | None = None
 
     def __call__(self, event: dict[str, Any], context: Context) -> dict[str, Any]:
@@ -166,7 +166,6 @@ class LambdaFunction:
         dead: Dead,
     ) -> None:
         table = source.pair.source_table
-        assert self._dlq is not None  # set with the sources
         writer = InvocationWriter(
             source.writers[target],
             invocation,
@@ -179,7 +178,7 @@ class LambdaFunction:
             source.pair,
             target,
             writer=writer,
-            dlq=InvocationDeadLetters(self._dlq, invocation),
+            dlq=InvocationDeadLetters(source.dlq, invocation),
             metrics=self.metrics,
             stop=invocation.stop,
         )
@@ -189,7 +188,8 @@ class LambdaFunction:
             log.info("%s -> %s: stopped starting writes; the rest is reported", table, target)
         except* AwsError as errors:
             # A dead letter that could not be written for a retryable reason: its record
-            # is not settled and is reported. Anything else is our bug: fail loudly.
+            # is not settled and is reported. Anything else (a missing table, a request
+            # we built wrongly) fails the invocation loudly.
             fatal, _ = errors.split(lambda e: isinstance(e, AwsError) and not e.retryable)
             if fatal is not None:
                 raise fatal from None
@@ -216,15 +216,17 @@ class LambdaFunction:
         config = self.config
         home = await self._clients.get("dynamodb", config.source_region)
         await ensure_table(home, config.dlq_table, CONTROL_KEY)
-        self._dlq = DeadLetterQueue(home, config.dlq_table)
+        dlq = DeadLetterQueue(home, config.dlq_table)
         sources = {}
         for pair in config.pairs:
             targets, local = targets_of(config, pair)
             writers: dict[TargetRef, ChangeWriter] = {}
             for target in targets:
-                writer = await conditional_writer(config, pair, target, self._clients, self.metrics)
+                writer = await target_writer(
+                    config, pair, target, self._clients, self.metrics, local=local
+                )
                 writers[target] = self._seam(target, writer) if self._seam else writer
-            sources[pair.source_table] = _Source(pair, meta_for(config, pair), writers, local)
+            sources[pair.source_table] = _Source(pair, meta_for(config, pair), writers, local, dlq)
         return sources
 
 

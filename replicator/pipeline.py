@@ -66,7 +66,8 @@ class PairPipeline:
     retry_backoff: Backoff = RETRY_BACKOFF
     records_per_call: int = MAX_RECORDS_PER_CALL
     # Active-active: the lane writing this region's own deletes as local tombstones
-    # into the source table (DESIGN §4 rule 6). It takes tombstones only.
+    # into the source table (DESIGN §4 rule 6) and healing its zombies (rule 7). It
+    # takes only those.
     local_target: TargetRef | None = None
     _positions: dict[tuple[str, TargetRef], Checkpoint] = field(default_factory=dict)
     _shard_done: asyncio.Event = field(default_factory=asyncio.Event)

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 
 from replicator.apply.applier import ChangeWriter, DeadLetterSink, TargetApplier
-from replicator.apply.writer import ConditionalWriter
+from replicator.apply.writer import ConditionalWriter, LocalWriter
 from replicator.aws import Clients
 from replicator.backoff import pause
 from replicator.checkpoint import CheckpointStore, TargetRef
@@ -59,18 +59,29 @@ def targets_of(config: Config, pair: Pair) -> tuple[list[TargetRef], TargetRef |
     return [*targets, local], local
 
 
-async def conditional_writer(
-    config: Config, pair: Pair, target: TargetRef, clients: Clients, metrics: Metrics
-) -> ConditionalWriter:
-    return ConditionalWriter(
+async def target_writer(
+    config: Config,
+    pair: Pair,
+    target: TargetRef,
+    clients: Clients,
+    metrics: Metrics,
+    *,
+    local: TargetRef | None,
+) -> ChangeWriter:
+    """The conditional writer of one target; for the local target it also heals zombies."""
+    meta = meta_for(config, pair)
+    conditional = ConditionalWriter(
         await clients.put_client(target.region),
         target.table,
         region=target.region,
-        meta=meta_for(config, pair),
+        meta=meta,
         mode=config.mode,
         tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
         on_version_regression=regression_reporter(metrics, pair.source_table, target),
     )
+    if target != local:
+        return conditional
+    return LocalWriter(conditional, await clients.get("dynamodb", target.region), meta=meta)
 
 
 def applier_for(
@@ -114,7 +125,7 @@ async def build_pipelines(
             await require_table(
                 await clients.get("dynamodb", target.region), target.table, target.region
             )
-            writer = await conditional_writer(config, pair, target, clients, metrics)
+            writer = await target_writer(config, pair, target, clients, metrics, local=local)
             appliers.append(
                 applier_for(
                     config, pair, target, writer=writer, dlq=dlq, metrics=metrics, stop=stop

@@ -229,7 +229,7 @@ def test_the_lambda_stack_deploys_one_mapping_per_stream_with_the_configured_kno
     role = function["Role"].rsplit("/", 1)[1]
     assert_least_privilege(
         attached_grants(endpoints, role), streams=streams, sources=sources, targets=targets,
-        home=home_tables(unique_name),
+        home=home_tables(unique_name)[1:],  # the DLQ; the mappings keep the positions
     )  # fmt: skip
 
 

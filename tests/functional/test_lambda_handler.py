@@ -254,3 +254,53 @@ async def test_records_older_than_the_maximum_age_go_to_the_on_failure_queue(rig
     record = json.loads(message["Body"])
     assert record["requestContext"]["condition"] == "RecordAgeExceeded"
     assert record["DDBStreamBatchInfo"]["batchSize"] == 3
+
+
+async def test_active_active_a_local_delete_leaves_a_local_tombstone(
+    endpoints: dict[str, str], unique_name: str
+) -> None:
+    async with lambda_rig(endpoints, unique_name, mode="active-active") as rig:
+        await rig.put("k", 1)
+        await rig.put("k", 2)
+        await rig.delete("k")
+        driver = rig.driver([rig.function()])
+        await driver.drain()
+        await driver.drain()  # the local tombstone's own stream record is skipped
+
+        key = {"pk": {"S": "k"}}
+        here = await (await rig.db()).get_item(TableName=rig.table, Key=key, ConsistentRead=True)
+        there = await (await rig.db("eu-west-1")).get_item(
+            TableName=rig.table, Key=key, ConsistentRead=True
+        )
+        for item in (here["Item"], there["Item"]):
+            assert item["_rep_deleted"] == {"BOOL": True} and item["version"] == {"N": "2"}
+        assert [failures(call.response) for call in driver.invocations] == [[], []]
+        assert await rig.differences() == []
+
+
+async def test_active_active_a_zombie_is_replicated_live_and_healed_here(
+    endpoints: dict[str, str], unique_name: str
+) -> None:
+    async with lambda_rig(endpoints, unique_name, mode="active-active") as rig:
+        await rig.put("k", 1)
+        await rig.delete("k")
+        driver = rig.driver([rig.function()])
+        await driver.drain()  # the local tombstone v1 is written here
+        key = {"pk": {"S": "k"}}
+        # An optimistic-locking update that landed on the tombstone (DESIGN §4 rule 7).
+        await (await rig.db()).update_item(
+            TableName=rig.table,
+            Key=key,
+            UpdateExpression="SET #v = :v",
+            ExpressionAttributeNames={"#v": "version"},
+            ExpressionAttributeValues={":v": {"N": "2"}},
+        )
+        await driver.drain()
+
+        for region in ("us-east-1", "eu-west-1"):
+            got = await (await rig.db(region)).get_item(
+                TableName=rig.table, Key=key, ConsistentRead=True
+            )
+            assert got["Item"]["version"] == {"N": "2"}
+            assert "_rep_deleted" not in got["Item"] and "_rep_expires" not in got["Item"]
+        assert await rig.differences() == []
