@@ -89,7 +89,7 @@ class LeaseKeeper:
             if self.may_write():
                 return True
             try:
-                await self._try_to_take()
+                await self.look()
             except AwsError as exc:
                 if await self._failed(exc, stop):
                     return False
@@ -106,7 +106,7 @@ class LeaseKeeper:
             if not self.may_write():
                 tenure.set()
             try:
-                await self._renew()
+                await self.renew()
             except AwsError as exc:
                 if await self._failed(exc, done):
                     return
@@ -136,7 +136,8 @@ class LeaseKeeper:
             log.info("released the lease on %s", self.source_table)
             self._report(LeaseState.RELEASED, "")
 
-    async def _try_to_take(self) -> None:
+    async def look(self) -> None:
+        """One standby step: read the lease and take it if it may be taken."""
         record = await self._call(self._store.read(self.source_table))
         now = self._clock()
         self._sighting = sight(self._sighting, record, now)
@@ -153,7 +154,8 @@ class LeaseKeeper:
         previous = f"from {record.owner}" if record and record.owner else "(free)"
         log.info("took the lease on %s %s: active", self.source_table, previous)
 
-    async def _renew(self) -> None:
+    async def renew(self) -> None:
+        """One holder step: move the counter, or learn that the lease was lost."""
         held = self._held
         if held is None:
             return
