@@ -125,8 +125,16 @@ class FastPutClient:
     botocore produces, so ``classify`` stays the one place that reads error codes.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, region: str, endpoint: str | None) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        region: str,
+        endpoint: str | None,
+        *,
+        agent: str | None = None,
+    ) -> None:
         self._session = session
+        self._agent = {"User-Agent": agent} if agent else {}
         self._http = AIOHTTP(session)
         self._credentials = Credentials.auto()
         self._region = region
@@ -142,7 +150,7 @@ class FastPutClient:
             # Binary attributes arrive from the stream as bytes; JSON wants base64.
             signed = self._sign(key, _base64_binaries(request))
         async with self._session.post(
-            signed.url, data=signed.body, headers=signed.headers
+            signed.url, data=signed.body, headers={**signed.headers, **self._agent}
         ) as response:
             status, body = response.status, await response.read()
         if status == 200:
@@ -191,12 +199,20 @@ class Clients:
     """Creates aioboto3 clients per (service, region), honouring endpoint overrides.
 
     Credentials come from the standard AWS chain (environment, profile, role); none
-    are ever read from replicator's config.
+    are ever read from replicator's config. ``agent`` is added to every request's
+    User-Agent, so CloudTrail (and a test's proxy) can tell the processes of one
+    deployment apart.
     """
 
-    def __init__(self, endpoints: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, endpoints: Mapping[str, str] | None = None, *, agent: str | None = None
+    ) -> None:
         self._session = aioboto3.Session()
         self._endpoints = dict(endpoints or {})
+        self._agent = agent
+        self._config = (
+            _BOTO_CONFIG.merge(BotoConfig(user_agent_extra=agent)) if agent else _BOTO_CONFIG
+        )
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[tuple[str, str], Any] = {}
         self._http: aiohttp.ClientSession | None = None
@@ -209,7 +225,7 @@ class Clients:
                 service,
                 region_name=region,
                 endpoint_url=self._endpoints.get(region),
-                config=_BOTO_CONFIG,
+                config=self._config,
             )
             self._clients[key] = await self._stack.enter_async_context(client)
         return self._clients[key]
@@ -226,7 +242,7 @@ class Clients:
                     ),
                 )
             )
-        return FastPutClient(self._http, region, self._endpoints.get(region))
+        return FastPutClient(self._http, region, self._endpoints.get(region), agent=self._agent)
 
     async def aclose(self) -> None:
         """Close every client (idempotent)."""

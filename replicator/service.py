@@ -195,13 +195,13 @@ async def run_service(
     and otherwise stands by (DESIGN §6). With ``web.enabled`` the dashboard,
     ``/metrics`` and the status API are served for as long as the service runs.
     """
-    clients = Clients(config.endpoints)
+    owner = metrics.leases.owner = process_owner()
+    clients = Clients(config.endpoints, agent=f"replicator-instance/{owner}")
     try:
         await prepare_tables(config, clients)
         beats = {beat.table: beat for beat in await heartbeat_writers(config, clients)}
         home = await clients.get("dynamodb", config.source_region)
         store = LeaseStore(home, config.control_table, duration=config.lease.duration_seconds)
-        owner = metrics.leases.owner = process_owner()
         async with contextlib.AsyncExitStack() as stack:
             if config.web.enabled:
                 from replicator.web.server import serve
