@@ -9,7 +9,9 @@ arithmetic counts on a write started before it closed ending within that time.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from replicator.apply.applier import ChangeWriter, DeadLetterSink
@@ -29,6 +31,11 @@ class Fence(Protocol):
 def _check(fence: Fence, what: str) -> None:
     if not fence.may_write():
         raise LeaseLost(f"{what} for {fence.source_table} not started: the lease is not held")
+
+
+def send_guard(fence: Fence) -> Callable[[], None]:
+    """The check repeated as a target write's bytes are sent (``Clients.put_client``)."""
+    return functools.partial(_check, fence, "target write")
 
 
 class FencedWriter:

@@ -15,7 +15,13 @@ from replicator.backoff import pause
 from replicator.checkpoint import CheckpointStore, TargetRef
 from replicator.config import Config, Pair
 from replicator.dlq import DeadLetterQueue
-from replicator.fence import Fence, FencedCheckpoints, FencedDeadLetters, FencedWriter
+from replicator.fence import (
+    Fence,
+    FencedCheckpoints,
+    FencedDeadLetters,
+    FencedWriter,
+    send_guard,
+)
 from replicator.ha import Tenure, replicate_under_lease
 from replicator.lease import LeaseTimes
 from replicator.lease_keeper import LeaseKeeper, process_owner
@@ -107,7 +113,7 @@ async def build_pipeline(
     appliers = []
     for target in targets:
         writer: ChangeWriter = ConditionalWriter(
-            await clients.put_client(target.region),
+            await clients.put_client(target.region, guard=send_guard(fence) if fence else None),
             target.table,
             region=target.region,
             meta=meta,

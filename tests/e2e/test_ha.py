@@ -41,7 +41,8 @@ from tests.e2e.helpers import (
 
 pytestmark = [pytest.mark.slow]
 
-LEASE = {"duration_seconds": 3.0, "write_timeout_seconds": 0.5, "margin_seconds": 0.25}
+# Short, but not so short that a loaded test machine makes renewals miss it.
+LEASE = {"duration_seconds": 8.0, "write_timeout_seconds": 2.5, "margin_seconds": 1.0}
 WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
 
 
@@ -185,9 +186,10 @@ async def test_kill_9_of_the_active_process_the_standby_takes_over_and_nothing_i
             assert ha.requests(second, since=killed_at)["target writes"] > 0
         finally:
             await clients.aclose()
+            # In a thread: the proxies live in this event loop and the drain needs them.
             if second is not None:
-                assert stop(second.popen) == 0, second.log.read_text()[-3000:]
-            stop(first.popen)
+                assert await asyncio.to_thread(stop, second.popen) == 0, second.log.read_text()
+            await asyncio.to_thread(stop, first.popen)
         result = await asyncio.to_thread(cli, "verify", "-c", str(ha.config_path))
     assert result.returncode == 0 and "0 differences" in result.stdout, result.stdout
     print(f"takeover after kill -9: {takeover:.2f} s (lease {LEASE['duration_seconds']} s)")
@@ -222,7 +224,8 @@ async def test_a_paused_active_process_neither_writes_nor_checkpoints_once_its_l
             await wait_until(
                 lambda: role_is(second, "active"), within=30, what="the standby to take over"
             )
-            assert time.monotonic() - paused_at > LEASE["duration_seconds"]
+            # The scenario, not a synchronisation: the pause outlasts the lease itself too.
+            await asyncio.sleep(max(0.0, paused_at + LEASE["duration_seconds"] - time.monotonic()))
             resumed_at = time.monotonic()
             first.popen.send_signal(signal.SIGCONT)
 
@@ -239,7 +242,7 @@ async def test_a_paused_active_process_neither_writes_nor_checkpoints_once_its_l
             await clients.aclose()
             first.popen.send_signal(signal.SIGCONT)
             if second is not None:
-                assert stop(second.popen) == 0, second.log.read_text()[-3000:]
-            assert stop(first.popen) == 0, first.log.read_text()[-3000:]
+                assert await asyncio.to_thread(stop, second.popen) == 0, second.log.read_text()
+            assert await asyncio.to_thread(stop, first.popen) == 0, first.log.read_text()
         result = await asyncio.to_thread(cli, "verify", "-c", str(ha.config_path))
     assert result.returncode == 0 and "0 differences" in result.stdout, result.stdout
