@@ -162,9 +162,7 @@ async def test_a_standby_takes_over_only_after_the_counter_stood_still_a_full_le
     assert a.state is LeaseState.WATCHING
 
 
-async def test_a_holder_that_cannot_renew_stops_writing_in_time_resumes_if_still_owner() -> (
-    None
-):
+async def test_a_holder_that_cannot_renew_stops_writing_in_time_resumes_if_still_owner() -> None:
     table, clock = LeaseTable(), Clock()
     a = keeper(table, clock, "a")
     await a.look()
@@ -179,9 +177,7 @@ async def test_a_holder_that_cannot_renew_stops_writing_in_time_resumes_if_still
     assert a.state is LeaseState.HOLDING
 
 
-async def test_a_renewal_whose_answer_was_lost_keeps_the_lease_timed_from_the_older_one() -> (
-    None
-):
+async def test_a_renewal_whose_answer_was_lost_keeps_the_lease_timed_from_the_older_one() -> None:
     table, clock = LeaseTable(), Clock()
     a = keeper(table, clock, "a")
     await a.look()
