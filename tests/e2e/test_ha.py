@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 import yaml
 
-from replicator.aws import Clients
+from replicator.aws import clients as aws_clients
 from replicator.config import Config, load_config
 from replicator.loadgen import LoadGenerator
 from replicator.tools.status import fetch_status
@@ -101,9 +101,14 @@ class Process:
 
 
 @asynccontextmanager
-async def deployment(
+async def active_and_standby(
     endpoints: dict[str, str], table: str, tmp_path: Path
-) -> AsyncIterator[Deployment]:
+) -> AsyncIterator[tuple[Deployment, Any, Process, Process]]:
+    """A deployment, a client of the source region, its active and its standby process.
+
+    On exit both processes are stopped with SIGTERM (in a thread: the proxies live in this
+    event loop and the drain needs them) and must exit 0 unless the test killed one.
+    """
     async with AsyncExitStack() as stack:
         proxies, urls = {}, {}
         for region in (SOURCE, TARGET):
@@ -114,84 +119,78 @@ async def deployment(
         data = yaml.safe_load(path.read_text())
         data["lease"] = LEASE
         path.write_text(yaml.safe_dump(data))
-        config = load_config(path)
-        await create_tables(config)
-        yield Deployment(path, config, proxies, tmp_path)
+        ha = Deployment(path, load_config(path), proxies, tmp_path)
+        await create_tables(ha.config)
+        clients = await stack.enter_async_context(aws_clients(endpoints))
+        processes: list[Process] = []
+        try:
+            processes.append(first := ha.start("first"))
+            await wait_until(lambda: role_is(first, "active"), within=60, what="first active")
+            processes.append(second := ha.start("second"))
+            await wait_until(lambda: role_is(second, "standby"), within=60, what="second standby")
+            yield ha, await clients.get("dynamodb", SOURCE), first, second
+        finally:
+            for process in processes:
+                process.popen.send_signal(signal.SIGCONT)
+                code = await asyncio.to_thread(stop, process.popen)
+                assert code in (0, -signal.SIGKILL), process.log.read_text()[-3000:]
 
 
 async def role_is(process: Process, role: str) -> bool:
     return await process.role() == role
 
 
+async def verified(ha: Deployment) -> str:
+    result = await asyncio.to_thread(cli, "verify", "-c", str(ha.config_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
 @pytest.mark.timeout(240)
 async def test_kill_9_of_the_active_process_the_standby_takes_over_and_nothing_is_lost(
     endpoints: dict[str, str], unique_name: str, tmp_path: Path
 ) -> None:
-    async with deployment(endpoints, unique_name, tmp_path) as ha:
-        clients = Clients({r: endpoints[r] for r in (SOURCE, TARGET)})
-        source = await clients.get("dynamodb", SOURCE)
-        first = ha.start("first")
-        second = None
-        try:
-            await wait_until(lambda: role_is(first, "active"), within=60, what="first active")
-            second = ha.start("second")
-            await wait_until(lambda: role_is(second, "standby"), within=60, what="second standby")
-            url = second.url()
-            assert url is not None
-            async with aiohttp.ClientSession() as http, http.get(f"{url}/readyz") as answer:
-                assert answer.status == 200, await answer.text()  # a healthy standby is ready
-            status = await second.status()
-            (lease,) = status["leases"]
-            assert lease["holder"] == (await first.status())["service"]["instance"]
-            shown = await asyncio.to_thread(cli, "status", "-c", str(ha.config_path), "--url", url)
-            assert "role standby" in shown.stdout and f":{first.pid}:" in shown.stdout, shown.stdout
+    async with active_and_standby(endpoints, unique_name, tmp_path) as (ha, source, first, second):
+        url = second.url()
+        assert url is not None
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/readyz") as answer:
+            assert answer.status == 200, await answer.text()  # a healthy standby is ready
+        (lease,) = (await second.status())["leases"]
+        assert lease["holder"] == (await first.status())["service"]["instance"]
+        shown = await asyncio.to_thread(cli, "status", "-c", str(ha.config_path), "--url", url)
+        assert "role standby" in shown.stdout and f":{first.pid}:" in shown.stdout, shown.stdout
 
-            # Steady state: the active replicates, the standby only watches the lease.
-            await LoadGenerator(source, unique_name, keys=100, seed=12).run(operations=600)
-            await converged(ha.config_path, within=120)
-            active, standby = ha.requests(first), ha.requests(second)
-            assert active["GetRecords"] > 0 and active["target writes"] > 0, active
-            assert active["checkpoints"] > 0, active
-            assert standby == {
-                "GetRecords": 0,
-                "target writes": 0,
-                "checkpoints": 0,
-                "dlq writes": 0,
-            }, standby
-            lease_reads = [r for r in ha.proxies[SOURCE].by(second.pid) if r.operation == "GetItem"]
-            assert len(lease_reads) > 3  # it does watch
+        # Steady state: the active replicates, the standby only watches the lease.
+        await LoadGenerator(source, unique_name, keys=100, seed=12).run(operations=600)
+        await converged(ha.config_path, within=120)
+        active, standby = ha.requests(first), ha.requests(second)
+        assert active["GetRecords"] > 0 and active["target writes"] > 0, active
+        assert active["checkpoints"] > 0, active
+        nothing = {"GetRecords": 0, "target writes": 0, "checkpoints": 0, "dlq writes": 0}
+        assert standby == nothing, standby
+        lease_reads = [r for r in ha.proxies[SOURCE].by(second.pid) if r.operation == "GetItem"]
+        assert len(lease_reads) > 3  # it does watch
 
-            # kill -9 the active in the middle of a load.
-            load = asyncio.create_task(
-                LoadGenerator(source, unique_name, keys=100, seed=13).run(operations=600)
-            )
-            await wait_until(
-                lambda: _more_writes(ha, first, active["target writes"] + 20),
-                within=60,
-                what="the active writing the new load",
-            )
-            first.popen.send_signal(signal.SIGKILL)
-            killed_at = time.monotonic()
-            first.popen.wait(timeout=10)
-            await wait_until(
-                lambda: role_is(second, "active"),
-                within=30,
-                what="the standby to take over",
-                every=0.05,
-            )
-            takeover = time.monotonic() - killed_at
-            assert takeover <= LEASE["duration_seconds"] + 5, takeover
-            await load
-            await converged(ha.config_path, within=120)
-            assert ha.requests(second, since=killed_at)["target writes"] > 0
-        finally:
-            await clients.aclose()
-            # In a thread: the proxies live in this event loop and the drain needs them.
-            if second is not None:
-                assert await asyncio.to_thread(stop, second.popen) == 0, second.log.read_text()
-            await asyncio.to_thread(stop, first.popen)
-        result = await asyncio.to_thread(cli, "verify", "-c", str(ha.config_path))
-    assert result.returncode == 0 and "0 differences" in result.stdout, result.stdout
+        # kill -9 the active in the middle of a load.
+        load = asyncio.create_task(
+            LoadGenerator(source, unique_name, keys=100, seed=13).run(operations=600)
+        )
+        await wait_until(
+            lambda: _more_writes(ha, first, active["target writes"] + 20),
+            within=60,
+            what="the active writing the new load",
+        )
+        first.popen.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        await wait_until(
+            lambda: role_is(second, "active"), within=30, what="the takeover", every=0.05
+        )
+        takeover = time.monotonic() - killed_at
+        assert takeover <= LEASE["duration_seconds"] + 5, takeover
+        await load
+        await converged(ha.config_path, within=120)
+        assert ha.requests(second, since=killed_at)["target writes"] > 0
+        assert "0 differences" in await verified(ha)
     print(f"takeover after kill -9: {takeover:.2f} s (lease {LEASE['duration_seconds']} s)")
 
 
@@ -203,46 +202,29 @@ async def _more_writes(ha: Deployment, process: Process, count: int) -> bool:
 async def test_a_paused_active_process_neither_writes_nor_checkpoints_once_its_lease_is_lost(
     endpoints: dict[str, str], unique_name: str, tmp_path: Path
 ) -> None:
-    async with deployment(endpoints, unique_name, tmp_path) as ha:
-        clients = Clients({r: endpoints[r] for r in (SOURCE, TARGET)})
-        source = await clients.get("dynamodb", SOURCE)
-        first = ha.start("first")
-        second = None
-        try:
-            await wait_until(lambda: role_is(first, "active"), within=60, what="first active")
-            second = ha.start("second")
-            await wait_until(lambda: role_is(second, "standby"), within=60, what="second standby")
-            load = asyncio.create_task(
-                LoadGenerator(source, unique_name, keys=100, seed=21).run(operations=1500)
-            )
-            await wait_until(
-                lambda: _more_writes(ha, first, 50), within=60, what="the active writing"
-            )
+    async with active_and_standby(endpoints, unique_name, tmp_path) as (ha, source, first, second):
+        load = asyncio.create_task(
+            LoadGenerator(source, unique_name, keys=100, seed=21).run(operations=1500)
+        )
+        await wait_until(lambda: _more_writes(ha, first, 50), within=60, what="the active writing")
 
-            first.popen.send_signal(signal.SIGSTOP)
-            paused_at = time.monotonic()
-            await wait_until(
-                lambda: role_is(second, "active"), within=30, what="the standby to take over"
-            )
-            # The scenario, not a synchronisation: the pause outlasts the lease itself too.
-            await asyncio.sleep(max(0.0, paused_at + LEASE["duration_seconds"] - time.monotonic()))
-            resumed_at = time.monotonic()
-            first.popen.send_signal(signal.SIGCONT)
+        first.popen.send_signal(signal.SIGSTOP)
+        paused_at = time.monotonic()
+        await wait_until(
+            lambda: role_is(second, "active"), within=30, what="the standby to take over"
+        )
+        # The scenario, not a synchronisation: the pause outlasts the lease itself too.
+        await asyncio.sleep(max(0.0, paused_at + LEASE["duration_seconds"] - time.monotonic()))
+        resumed_at = time.monotonic()
+        first.popen.send_signal(signal.SIGCONT)
 
-            await wait_until(lambda: role_is(first, "standby"), within=30, what="first to stand by")
-            await load
-            await converged(ha.config_path, within=120)
-            after = ha.requests(first, since=resumed_at)
-            assert after["target writes"] == 0, after
-            assert after["checkpoints"] == 0, after
-            assert after["dlq writes"] == 0, after
-            assert ha.requests(second, since=resumed_at)["target writes"] > 0
-            assert "lost the lease" in first.log.read_text()
-        finally:
-            await clients.aclose()
-            first.popen.send_signal(signal.SIGCONT)
-            if second is not None:
-                assert await asyncio.to_thread(stop, second.popen) == 0, second.log.read_text()
-            assert await asyncio.to_thread(stop, first.popen) == 0, first.log.read_text()
-        result = await asyncio.to_thread(cli, "verify", "-c", str(ha.config_path))
-    assert result.returncode == 0 and "0 differences" in result.stdout, result.stdout
+        await wait_until(lambda: role_is(first, "standby"), within=30, what="first to stand by")
+        await load
+        await converged(ha.config_path, within=120)
+        after = ha.requests(first, since=resumed_at)
+        assert after["target writes"] == 0, after
+        assert after["checkpoints"] == 0, after
+        assert after["dlq writes"] == 0, after
+        assert ha.requests(second, since=resumed_at)["target writes"] > 0
+        assert "lost the lease" in first.log.read_text()
+        assert "0 differences" in await verified(ha)
