@@ -130,7 +130,9 @@ class LeaseKeeper:
             # A release that never lands only makes the standby wait the full lease.
             released = await self._call(self._store.swap(self.source_table, held, ""))
         except AwsError as exc:
-            log.warning("lease on %s not released (%s): the standby waits it out", held, exc)
+            log.warning(
+                "lease on %s not released (%s): a standby waits it out", self.source_table, exc
+            )
             return
         if released is not None:
             log.info("released the lease on %s", self.source_table)
