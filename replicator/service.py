@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 
 from replicator.apply.applier import ChangeWriter, DeadLetterSink, TargetApplier
-from replicator.apply.writer import ConditionalWriter
+from replicator.apply.writer import ConditionalWriter, LocalWriter
 from replicator.aws import Clients
 from replicator.backoff import pause
 from replicator.checkpoint import CheckpointStore, TargetRef
@@ -112,7 +112,7 @@ async def build_pipeline(
         targets.append(local)
     appliers = []
     for target in targets:
-        writer: ChangeWriter = ConditionalWriter(
+        conditional = ConditionalWriter(
             await clients.put_client(target.region, guard=send_guard(fence) if fence else None),
             target.table,
             region=target.region,
@@ -121,6 +121,10 @@ async def build_pipeline(
             tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
             on_version_regression=regression_reporter(metrics, pair.source_table, target),
         )
+        writer: ChangeWriter = conditional
+        if target == local:
+            client = await clients.get("dynamodb", target.region)
+            writer = LocalWriter(conditional, client, meta=meta)
         if fence:
             writer = FencedWriter(writer, fence, timeout=config.lease.write_timeout_seconds)
         appliers.append(
