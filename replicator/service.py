@@ -61,6 +61,67 @@ def meta_for(config: Config, pair: Pair) -> Meta:
     return Meta(version=pair.version_attribute, prefix=config.metadata_prefix)
 
 
+def targets_of(config: Config, pair: Pair) -> tuple[list[TargetRef], TargetRef | None]:
+    """A pair's targets and, in active-active mode, its local target (the source table
+    itself, for this region's tombstones, DESIGN §4 rule 6), which is also the last target."""
+    targets = [TargetRef(t.region, t.table) for t in pair.targets]
+    if config.mode is not Mode.ACTIVE_ACTIVE:
+        return targets, None
+    local = TargetRef(config.source_region, pair.source_table)
+    return [*targets, local], local
+
+
+async def target_writer(
+    config: Config,
+    pair: Pair,
+    target: TargetRef,
+    clients: Clients,
+    metrics: Metrics,
+    *,
+    local: TargetRef | None,
+    guard: Callable[[], None] | None = None,
+) -> ChangeWriter:
+    """The conditional writer of one target; for the local target it also heals zombies.
+
+    ``guard`` is asked as each write is sent and aborts it by raising (``Clients.put_client``).
+    """
+    meta = meta_for(config, pair)
+    conditional = ConditionalWriter(
+        await clients.put_client(target.region, guard=guard),
+        target.table,
+        region=target.region,
+        meta=meta,
+        mode=config.mode,
+        tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
+        on_version_regression=regression_reporter(metrics, pair.source_table, target),
+    )
+    if target != local:
+        return conditional
+    return LocalWriter(conditional, await clients.get("dynamodb", target.region), meta=meta)
+
+
+def applier_for(
+    config: Config,
+    pair: Pair,
+    target: TargetRef,
+    *,
+    writer: ChangeWriter,
+    dlq: DeadLetterSink,
+    metrics: Metrics,
+    stop: asyncio.Event,
+) -> TargetApplier:
+    return TargetApplier(
+        writer,
+        dlq,
+        target=target,
+        metrics=metrics,
+        max_concurrency=pair.max_concurrency,
+        max_writes_per_second=pair.max_writes_per_second,
+        stop=stop,
+        heartbeat_prefix=config.heartbeat.key_prefix,
+    )
+
+
 async def build_pipelines(
     config: Config, clients: Clients, *, metrics: Metrics, stop: asyncio.Event
 ) -> list[PairPipeline]:
@@ -79,7 +140,7 @@ async def prepare_tables(config: Config, clients: Clients) -> None:
     await ensure_table(home, config.dlq_table, CONTROL_KEY)
     for pair in config.pairs:
         await require_table(home, pair.source_table, config.source_region, stream=True)
-        for target in pair.targets:
+        for target in targets_of(config, pair)[0]:
             client = await clients.get("dynamodb", target.region)
             await require_table(client, target.table, target.region)
 
@@ -104,45 +165,22 @@ async def build_pipeline(
     if fence:
         dlq = FencedDeadLetters(dlq, fence)
     source = DynamoDBStreamSource(home, await clients.get("dynamodbstreams", config.source_region))
-    meta = meta_for(config, pair)
-    targets = [TargetRef(t.region, t.table) for t in pair.targets]
-    local = None
-    if config.mode is Mode.ACTIVE_ACTIVE:
-        local = TargetRef(config.source_region, pair.source_table)
-        targets.append(local)
+    targets, local = targets_of(config, pair)
+    guard = send_guard(fence) if fence else None
     appliers = []
     for target in targets:
-        conditional = ConditionalWriter(
-            await clients.put_client(target.region, guard=send_guard(fence) if fence else None),
-            target.table,
-            region=target.region,
-            meta=meta,
-            mode=config.mode,
-            tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
-            on_version_regression=regression_reporter(metrics, pair.source_table, target),
+        writer = await target_writer(
+            config, pair, target, clients, metrics, local=local, guard=guard
         )
-        writer: ChangeWriter = conditional
-        if target == local:
-            client = await clients.get("dynamodb", target.region)
-            writer = LocalWriter(conditional, client, meta=meta)
         if fence:
             writer = FencedWriter(writer, fence, timeout=config.lease.write_timeout_seconds)
         appliers.append(
-            TargetApplier(
-                writer,
-                dlq,
-                target=target,
-                metrics=metrics,
-                max_concurrency=pair.max_concurrency,
-                max_writes_per_second=pair.max_writes_per_second,
-                stop=stop,
-                heartbeat_prefix=config.heartbeat.key_prefix,
-            )
+            applier_for(config, pair, target, writer=writer, dlq=dlq, metrics=metrics, stop=stop)
         )
     return PairPipeline(
         source_table=pair.source_table,
         region=config.source_region,
-        meta=meta,
+        meta=meta_for(config, pair),
         source=source,
         appliers=appliers,
         checkpoints=checkpoints,
