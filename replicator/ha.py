@@ -13,9 +13,36 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from replicator.lease_keeper import LeaseKeeper
+from replicator.pipeline import PairPipeline
+from replicator.telemetry.heartbeat import HeartbeatWriter
 
 Tenure = Callable[[asyncio.Event], Awaitable[None]]
 """Replicates one table until the event is set, then drains and returns."""
+
+
+def replicating(
+    build: Callable[..., Awaitable[PairPipeline]],
+    beat: HeartbeatWriter | None,
+    *,
+    on_end: Callable[[], None],
+) -> Tenure:
+    """A tenure: a pipeline from ``build(stop=ending)``, and the table's heartbeat, until ending.
+
+    Both are built anew for each tenure: a process that lost the lease starts the next one
+    from the checkpoints, as a standby taking over does.
+    """
+
+    async def replicate(ending: asyncio.Event) -> None:
+        pipeline = await build(stop=ending)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(pipeline.run())
+                if beat is not None:
+                    group.create_task(beat.run(ending))
+        finally:
+            on_end()
+
+    return replicate
 
 
 async def replicate_under_lease(keeper: LeaseKeeper, tenure: Tenure, stop: asyncio.Event) -> None:

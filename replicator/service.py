@@ -22,7 +22,7 @@ from replicator.fence import (
     FencedWriter,
     send_guard,
 )
-from replicator.ha import Tenure, replicate_under_lease
+from replicator.ha import replicate_under_lease, replicating
 from replicator.lease import LeaseTimes
 from replicator.lease_keeper import LeaseKeeper, process_owner
 from replicator.lease_store import LeaseStore
@@ -273,13 +273,16 @@ async def run_service(
                         times=lease_times(config),
                         on_change=functools.partial(metrics.lease, pair.source_table),
                     )
-                    tenure = _tenure(
-                        pair,
-                        keeper,
-                        config=config,
-                        clients=clients,
-                        metrics=metrics,
-                        beat=beats.get(pair.source_table),
+                    build = functools.partial(
+                        build_pipeline, config, clients, pair, metrics=metrics, fence=keeper
+                    )
+                    tenure = replicating(
+                        build,
+                        beats.get(pair.source_table),
+                        # A standby reads no shard by design: none counts as without a reader.
+                        on_end=functools.partial(
+                            metrics.shards_without_reader, pair.source_table, 0
+                        ),
                     )
                     group.create_task(replicate_under_lease(keeper, tenure, stop))
                 group.create_task(sample_history(metrics, stop))
@@ -291,29 +294,3 @@ async def run_service(
 def lease_times(config: Config) -> LeaseTimes:
     lease = config.lease
     return LeaseTimes(lease.duration_seconds, lease.write_timeout_seconds, lease.margin_seconds)
-
-
-def _tenure(
-    pair: Pair,
-    keeper: LeaseKeeper,
-    *,
-    config: Config,
-    clients: Clients,
-    metrics: Metrics,
-    beat: HeartbeatWriter | None,
-) -> Tenure:
-    """Replicating ``pair`` (and writing its heartbeat) until ``ending``, fenced by the lease."""
-
-    async def replicate(ending: asyncio.Event) -> None:
-        pipeline = await build_pipeline(
-            config, clients, pair, metrics=metrics, stop=ending, fence=keeper
-        )
-        try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(pipeline.run())
-                if beat is not None:
-                    group.create_task(beat.run(ending))
-        finally:
-            metrics.shards_without_reader(pair.source_table, 0)  # a standby reads none
-
-    return replicate
