@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 
@@ -15,6 +16,17 @@ from replicator.checkpoint import CheckpointStore, TargetRef
 from replicator.config import Config, Pair
 from replicator.dlq import DeadLetterQueue
 from replicator.errors import ShutdownInterrupted
+from replicator.fence import (
+    Fence,
+    FencedCheckpoints,
+    FencedDeadLetters,
+    FencedWriter,
+    send_guard,
+)
+from replicator.ha import replicate_under_lease, replicating
+from replicator.lease import LeaseTimes
+from replicator.lease_keeper import LeaseKeeper, process_owner
+from replicator.lease_store import LeaseStore
 from replicator.models import Change, Meta, Mode
 from replicator.pipeline import PairPipeline
 from replicator.retry import RetryObserver, RetryPolicy
@@ -69,11 +81,15 @@ async def target_writer(
     metrics: Metrics,
     *,
     local: TargetRef | None,
+    guard: Callable[[], None] | None = None,
 ) -> ChangeWriter:
-    """The conditional writer of one target; for the local target it also heals zombies."""
+    """The conditional writer of one target; for the local target it also heals zombies.
+
+    ``guard`` is asked as each write is sent and aborts it by raising (``Clients.put_client``).
+    """
     meta = meta_for(config, pair)
     conditional = ConditionalWriter(
-        await clients.put_client(target.region),
+        await clients.put_client(target.region, guard=guard),
         target.table,
         region=target.region,
         meta=meta,
@@ -120,56 +136,93 @@ async def build_pipelines(
     until ``stop`` is set and reports them to ``metrics`` (readiness, counters).
     """
     retry = RetryPolicy(stop=stop, observer=metrics)
+    await prepare_tables(config, clients, retry=retry)
+    return [
+        await build_pipeline(config, clients, pair, metrics=metrics, stop=stop, retry=retry)
+        for pair in config.pairs
+    ]
+
+
+async def prepare_tables(
+    config: Config, clients: Clients, *, retry: RetryPolicy | None = None
+) -> None:
+    """Create the control and DLQ tables; fail on a configured table that is missing or
+    (a target) keyed otherwise than its source."""
     home = await clients.get("dynamodb", config.source_region)
     await ensure_table(home, config.control_table, CONTROL_KEY, retry=retry)
     await ensure_table(home, config.dlq_table, CONTROL_KEY, retry=retry)
-    checkpoints = CheckpointStore(home, config.control_table, retry=retry)
-    dlq = DeadLetterQueue(home, config.dlq_table, retry=retry)
-    source = DynamoDBStreamSource(home, await clients.get("dynamodbstreams", config.source_region))
-    pipelines = []
     for pair in config.pairs:
         description = await require_table(
             home, pair.source_table, config.source_region, stream=True, retry=retry
         )
-        key_schema = key_schema_of(description)
-        targets, local = targets_of(config, pair)
-        appliers = []
-        for target in targets:
+        for target in targets_of(config, pair)[0]:
             await require_table(
                 await clients.get("dynamodb", target.region),
                 target.table,
                 target.region,
-                key_schema=key_schema,
+                key_schema=key_schema_of(description),
                 retry=retry,
             )
-            writer = await target_writer(config, pair, target, clients, metrics, local=local)
-            appliers.append(
-                applier_for(
-                    config,
-                    pair,
-                    target,
-                    writer=writer,
-                    dlq=dlq,
-                    metrics=metrics,
-                    stop=stop,
-                    retry=retry,
-                )
-            )
-        pipelines.append(
-            PairPipeline(
-                source_table=pair.source_table,
-                region=config.source_region,
-                meta=meta_for(config, pair),
-                source=source,
-                appliers=appliers,
-                checkpoints=checkpoints,
+
+
+async def build_pipeline(
+    config: Config,
+    clients: Clients,
+    pair: Pair,
+    *,
+    metrics: Metrics,
+    stop: asyncio.Event,
+    fence: Fence | None = None,
+    retry: RetryPolicy | None = None,
+) -> PairPipeline:
+    """One pair's pipeline; with a ``fence`` it writes and checkpoints only under the lease.
+
+    Its AWS calls wait faults out until ``stop`` (``retry`` defaults to that policy).
+    """
+    retry = retry or RetryPolicy(stop=stop, observer=metrics)
+    home = await clients.get("dynamodb", config.source_region)
+    checkpoints = (
+        FencedCheckpoints(home, config.control_table, fence, retry=retry)
+        if fence
+        else CheckpointStore(home, config.control_table, retry=retry)
+    )
+    dlq: DeadLetterSink = DeadLetterQueue(home, config.dlq_table, retry=retry)
+    if fence:
+        dlq = FencedDeadLetters(dlq, fence)
+    source = DynamoDBStreamSource(home, await clients.get("dynamodbstreams", config.source_region))
+    targets, local = targets_of(config, pair)
+    guard = send_guard(fence) if fence else None
+    appliers = []
+    for target in targets:
+        writer = await target_writer(
+            config, pair, target, clients, metrics, local=local, guard=guard
+        )
+        if fence:
+            writer = FencedWriter(writer, fence, timeout=config.lease.write_timeout_seconds)
+        appliers.append(
+            applier_for(
+                config,
+                pair,
+                target,
+                writer=writer,
+                dlq=dlq,
                 metrics=metrics,
                 stop=stop,
-                local_target=local,
                 retry=retry,
             )
         )
-    return pipelines
+    return PairPipeline(
+        source_table=pair.source_table,
+        region=config.source_region,
+        meta=meta_for(config, pair),
+        source=source,
+        appliers=appliers,
+        checkpoints=checkpoints,
+        metrics=metrics,
+        stop=stop,
+        local_target=local,
+        retry=retry,
+    )
 
 
 def metrics_for(config: Config) -> Metrics:
@@ -178,6 +231,7 @@ def metrics_for(config: Config) -> Metrics:
         source_region=config.source_region,
         mode=config.mode.value,
         heartbeat_max_age=heartbeat.ready_max_age_seconds if heartbeat.enabled else None,
+        lease_max_age=config.lease.duration_seconds,
     )
 
 
@@ -193,7 +247,7 @@ async def heartbeat_writers(
         return []
     retry = RetryPolicy(stop=stop, observer=metrics)
     home = await clients.get("dynamodb", config.source_region)
-    writers = []
+    writers: list[HeartbeatWriter] = []
     for pair in config.pairs:
         description = await describe(home, pair.source_table, retry=retry)
         schema = key_schema_of(description) if description else []
@@ -228,17 +282,24 @@ async def run_service(
 ) -> None:
     """Replicate until ``stop`` is set, then drain, checkpoint and return.
 
-    With ``web.enabled`` the dashboard, ``/metrics`` and the status API are served
-    for as long as the pipelines run.
+    Per source table, this process replicates only while it holds the table's lease
+    and otherwise stands by (DESIGN §6). With ``web.enabled`` the dashboard,
+    ``/metrics`` and the status API are served for as long as the service runs.
     """
-    clients = Clients(config.endpoints)
+    owner = metrics.leases.owner = process_owner()
+    clients = Clients(config.endpoints, agent=f"replicator-instance/{owner}")
     try:
         try:
-            pipelines = await build_pipelines(config, clients, metrics=metrics, stop=stop)
-            beats = await heartbeat_writers(config, clients, metrics=metrics, stop=stop)
+            await prepare_tables(config, clients, retry=RetryPolicy(stop=stop, observer=metrics))
+            beats = {
+                beat.table: beat
+                for beat in await heartbeat_writers(config, clients, metrics=metrics, stop=stop)
+            }
         except ShutdownInterrupted as exc:
             log.info("stopped during start-up: %s", exc)
             return
+        home = await clients.get("dynamodb", config.source_region)
+        store = LeaseStore(home, config.control_table, duration=config.lease.duration_seconds)
         async with contextlib.AsyncExitStack() as stack:
             if config.web.enabled:
                 from replicator.web.server import serve
@@ -247,13 +308,39 @@ async def run_service(
                 log.info("dashboard and /metrics on %s", url)
                 if on_web_started:
                     on_web_started(url)
-            log.info("replicating %d table(s) from %s", len(pipelines), config.source_region)
+            log.info(
+                "%s: %d table(s) from %s, each replicated while this process holds its lease",
+                owner,
+                len(config.pairs),
+                config.source_region,
+            )
             async with asyncio.TaskGroup() as group:
-                for pipeline in pipelines:
-                    group.create_task(pipeline.run())
-                for beat in beats:
-                    group.create_task(beat.run(stop))
+                for pair in config.pairs:
+                    keeper = LeaseKeeper(
+                        store,
+                        pair.source_table,
+                        owner=owner,
+                        times=lease_times(config),
+                        on_change=functools.partial(metrics.lease, pair.source_table),
+                    )
+                    build = functools.partial(
+                        build_pipeline, config, clients, pair, metrics=metrics, fence=keeper
+                    )
+                    tenure = replicating(
+                        build,
+                        beats.get(pair.source_table),
+                        # A standby reads no shard by design: none counts as without a reader.
+                        on_end=functools.partial(
+                            metrics.shards_without_reader, pair.source_table, 0
+                        ),
+                    )
+                    group.create_task(replicate_under_lease(keeper, tenure, stop))
                 group.create_task(sample_history(metrics, stop))
         log.info("stopped: every lane drained and checkpointed")
     finally:
         await clients.aclose()
+
+
+def lease_times(config: Config) -> LeaseTimes:
+    lease = config.lease
+    return LeaseTimes(lease.duration_seconds, lease.write_timeout_seconds, lease.margin_seconds)

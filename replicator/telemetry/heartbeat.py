@@ -66,7 +66,7 @@ class HeartbeatWriter:
     ) -> None:
         self._client = client
         self._retry = retry or RetryPolicy()
-        self._table = table
+        self.table = table
         self._key = key
         self._version = version_attribute
         self._interval = interval
@@ -78,7 +78,7 @@ class HeartbeatWriter:
         def attempt() -> Any:
             millis = str(int(self._clock() * 1000))
             item = {**self._key, self._version: {"N": millis}, SENT_AT_ATTRIBUTE: {"N": millis}}
-            return self._client.put_item(TableName=self._table, Item=item)
+            return self._client.put_item(TableName=self.table, Item=item)
 
         await self._retry.call("heartbeat write", region_of(self._client), attempt)
 
