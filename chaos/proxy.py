@@ -7,8 +7,10 @@ not queue behind earlier ones' delays. So a link adds latency without capping
 throughput, and a request/response pays up + down: the round trip (DESIGN §8).
 
 ``Faults`` is a mutable value read for every chunk, so a scenario can change it while
-traffic flows; drops and partitions extend ``Faults`` and ``_Link``. Only loopback
-addresses are accepted, for listening and for the upstream alike.
+traffic flows: latency with jitter, a bandwidth cap per link, a blackhole (every byte
+swallowed, no answer ever), and, when the proxy runs in HTTP mode, DynamoDB-shaped
+answers to a share of the requests (``chaos.httpfaults``). Only loopback addresses are
+accepted, for listening and for the upstream alike.
 
     async with FaultProxy(("127.0.0.1", moto_port), faults=Faults.round_trip(0.08)) as proxy:
         client = make_client(endpoint_url=proxy.url)
@@ -25,13 +27,19 @@ import contextlib
 import enum
 import ipaddress
 import logging
+import random
 import signal
+import socket
+import struct
 import sys
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
-__all__ = ["Direction", "FaultProxy", "Faults", "ProxyStats"]
+from chaos.httpfaults import FaultKind, HttpFault, canned_response, read_request
+
+__all__ = ["Direction", "FaultKind", "FaultProxy", "Faults", "HttpFault", "ProxyStats"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,11 @@ class Faults:
 
     up_delay: float = 0.0
     down_delay: float = 0.0
+    jitter: float = 0.0  # each chunk waits up to this much more, uniformly
+    bandwidth: float | None = None  # bytes per second per link (one direction of a connection)
+    blackhole: bool = False  # swallow every byte both ways: nothing is ever answered
+    http: list[HttpFault] = field(default_factory=list)  # HTTP mode only
+    rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
 
     @classmethod
     def round_trip(cls, seconds: float) -> Faults:
@@ -60,7 +73,22 @@ class Faults:
         return cls(up_delay=seconds / 2, down_delay=seconds / 2)
 
     def delay(self, direction: Direction) -> float:
-        return self.up_delay if direction is Direction.UP else self.down_delay
+        base = self.up_delay if direction is Direction.UP else self.down_delay
+        return base + (self.rng.uniform(0, self.jitter) if self.jitter else 0.0)
+
+    def pick(self, target: str) -> FaultKind | None:
+        """The fault a request for ``target`` (its X-Amz-Target) meets, if any."""
+        for rule in self.http:
+            if target.startswith(rule.only) and self.rng.random() < rule.share:
+                return rule.kind
+        return None
+
+    def heal(self) -> None:
+        """No more faults of any kind (the rng keeps its place in the sequence)."""
+        self.up_delay = self.down_delay = self.jitter = 0.0
+        self.bandwidth = None
+        self.blackhole = False
+        self.http = []
 
 
 @dataclass
@@ -70,6 +98,7 @@ class ProxyStats:
     active: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
+    injected: Counter[str] = field(default_factory=Counter)  # per FaultKind, and "blackholed"
 
 
 def _require_loopback(host: str) -> None:
@@ -92,6 +121,7 @@ class FaultProxy:
         host: str = LOOPBACK,
         port: int = 0,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        http: bool = False,
     ) -> None:
         _require_loopback(host)
         _require_loopback(upstream[0])
@@ -101,6 +131,7 @@ class FaultProxy:
         self.faults = faults or Faults()
         self.stats = ProxyStats()
         self.max_connections = max_connections
+        self.http = http  # read whole requests, so that ``faults.http`` can answer some
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
@@ -182,7 +213,7 @@ class FaultProxy:
                 self.stats.refused += 1
                 log.debug("upstream %s:%d unreachable: %s", *self.upstream, exc)
                 return
-            up = _Link(self, Direction.UP, client_reader, upstream)
+            up = _Link(self, Direction.UP, client_reader, upstream, client=client)
             down = _Link(self, Direction.DOWN, upstream_reader, client)
             try:
                 async with asyncio.TaskGroup() as group:
@@ -212,11 +243,14 @@ class _Link:
         direction: Direction,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        *,
+        client: asyncio.StreamWriter | None = None,
     ) -> None:
         self._proxy = proxy
         self._direction = direction
         self._reader = reader
         self._writer = writer
+        self._client = client  # where a request faulted by the proxy is answered (UP only)
         # (due time, chunk); an empty chunk is the end of the stream, delivered late too.
         self._line: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(LINK_BUFFER_CHUNKS)
 
@@ -228,11 +262,37 @@ class _Link:
     async def _receive(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            chunk = await self._reader.read(CHUNK_BYTES)
+            chunk = await self._next_chunk()
+            if chunk is None:
+                continue
             due = loop.time() + self._proxy.faults.delay(self._direction)
             await self._line.put((due, chunk))
             if not chunk:
                 return
+
+    async def _next_chunk(self) -> bytes | None:
+        """The next bytes to forward: b"" at the end, None when the proxy swallowed them."""
+        faults, stats = self._proxy.faults, self._proxy.stats
+        if self._client is None or not self._proxy.http:
+            chunk = await self._reader.read(CHUNK_BYTES)
+            if chunk and faults.blackhole:
+                stats.injected["blackholed"] += 1
+                return None
+            return chunk
+        request = await read_request(self._reader)
+        if request is None:
+            return b""
+        kind = FaultKind.BLACKHOLE if faults.blackhole else faults.pick(request.target)
+        if kind is None:
+            return request.raw
+        stats.injected[kind.value] += 1
+        if kind is FaultKind.RESET:
+            _reset(self._client)
+            raise ConnectionResetError("reset by the fault proxy")
+        if kind is not FaultKind.BLACKHOLE:
+            self._client.write(canned_response(kind))
+            await self._client.drain()
+        return None
 
     async def _deliver(self) -> None:
         loop = asyncio.get_running_loop()
@@ -244,9 +304,21 @@ class _Link:
                 if self._writer.can_write_eof() and not self._writer.is_closing():
                     self._writer.write_eof()
                 return
+            if self._proxy.faults.blackhole:  # an answer already on its way is swallowed too
+                continue
             self._writer.write(chunk)
             await self._writer.drain()
             self._proxy._count(self._direction, len(chunk))
+            if (bandwidth := self._proxy.faults.bandwidth) is not None:
+                await asyncio.sleep(len(chunk) / bandwidth)  # the link is busy this long
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST rather than a FIN: linger on, timeout zero, then abort."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 def _address(text: str) -> tuple[str, int]:
