@@ -60,13 +60,19 @@ class Canary:
 
 
 async def drain(
-    canary: Canary, check: Callable[[], Awaitable[Diff]], *, within: float, every: float = 0.5
+    canary: Canary,
+    check: Callable[[], Awaitable[Diff]],
+    *,
+    within: float,
+    dead: Callable[[], bool],
+    every: float = 0.5,
 ) -> Diff:
-    """Re-check until nothing differs or ``within`` seconds pass; the last check's answer."""
+    """Re-check until nothing differs, ``within`` seconds pass or a replicator is ``dead``
+    (nothing will change any more); the last check's answer."""
     deadline = canary.timeline.now() + within
     while True:
         await canary.observe()
         diff = await check()
-        if not diff.differences or canary.timeline.now() >= deadline:
+        if not diff.differences or canary.timeline.now() >= deadline or dead():
             return diff
         await asyncio.sleep(every)

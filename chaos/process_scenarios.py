@@ -27,7 +27,11 @@ from replicator.activeload import ActiveActiveLoad, Write
 
 SOURCE, TARGET = "us-east-1", "eu-west-1"
 MESH = ("ap-southeast-2", "eu-west-1", "us-east-1")
-OVERSIZED_BYTES = 405_000  # fits the source's 400 KB; the replicator's metadata does not
+# moto's item limit (DynamoDB's is 400 KB; moto measures names and values its own way).
+# The oversized item fills it to within a few bytes: the source takes it, and once the
+# replicator adds its metadata a target cannot.
+MOTO_ITEM_LIMIT = 405_000
+HEADROOM_LEFT = 8
 _deserialize = TypeDeserializer().deserialize
 
 Schedule = Callable[[ProcessRig, Canary, Budget], Awaitable[None]]
@@ -150,7 +154,8 @@ async def exercise(
     async with asyncio.TaskGroup() as group:
         group.create_task(canary.run(stop, limit=limit))
         for load in loads:
-            group.create_task(load.run(operations=1_000_000, concurrency=2, stop=stop))
+            # One worker per region: moto can give two concurrent writes one SequenceNumber.
+            group.create_task(load.run(operations=1_000_000, concurrency=1, stop=stop))
         try:
             await warm_up(canary, budget.warm)
             await asyncio.sleep(budget.before)
@@ -170,7 +175,7 @@ async def exercise(
             diff.add(compare(expected, await rig.state(region), region=region))
         return diff
 
-    result.diff = await drain(canary, check, within=budget.drain)
+    result.diff = await drain(canary, check, within=budget.drain, dead=lambda: not rig.alive())
     result.faults = rig.injected()
     result.alive = rig.alive()
     if not result.alive:
@@ -216,8 +221,9 @@ def canary_reader(rig: ProcessRig, source: str, regions: list[str]) -> Callable[
 
 async def write_poison(rig: ProcessRig) -> list[str]:
     """Three records a target rejects for what they are; each must land in the DLQ."""
+    filler = MOTO_ITEM_LIMIT - HEADROOM_LEFT - len("pkpoison-oversizedversion1blob")
     items = {
-        "poison-oversized": {"version": {"N": "1"}, "blob": {"S": "x" * OVERSIZED_BYTES}},
+        "poison-oversized": {"version": {"N": "1"}, "blob": {"S": "x" * filler}},
         "poison-unversioned": {"note": {"S": "no version attribute"}},
         "poison-version-type": {"version": {"S": "seven"}},
     }

@@ -47,7 +47,7 @@ class Budget:
 
 
 QUICK = Budget(
-    warm=45, before=1.0, fault=3.0, blackhole=5.0, after=1.0, drain=45, keys=20, backlog=150
+    warm=45, before=1.0, fault=3.0, blackhole=5.0, after=1.0, drain=30, keys=20, backlog=150
 )
 FULL = Budget(
     warm=60, before=5.0, fault=20.0, blackhole=90.0, after=5.0, drain=180, keys=80, backlog=1500

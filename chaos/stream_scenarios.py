@@ -84,7 +84,9 @@ async def run_stream(ctx: Context, name: str, plan: StreamPlan) -> Result:
         async def check() -> Diff:
             return compare(expected, await rig.state(), region=plan.target)
 
-        result.diff = await drain(canary, check, within=budget.drain)
+        result.diff = await drain(
+            canary, check, within=budget.drain, dead=lambda: rig.dead() is not None
+        )
         if (dead := rig.dead()) is not None:
             result.alive, result.error = False, dead
         result.faults = dict(rig.injected + rig.proxy.stats.injected)

@@ -214,7 +214,8 @@ def chaos(
     except ValueError as exc:
         errors.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_CONFIG) from exc
-    console.print(table(report.results), width=max(console.width, 160))
+    # A pipe or CI log gets the whole table rather than 80 columns of ellipses.
+    (console if console.is_terminal else Console(width=160)).print(table(report.results))
     for result in report.results:
         for failure in result.failures:
             console.print(f"  {result.name}: {failure}", highlight=False, soft_wrap=True)
