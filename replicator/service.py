@@ -14,8 +14,10 @@ from replicator.backoff import pause
 from replicator.checkpoint import CheckpointStore, TargetRef
 from replicator.config import Config, Pair
 from replicator.dlq import DeadLetterQueue
+from replicator.errors import ShutdownInterrupted
 from replicator.models import Change, Meta, Mode
 from replicator.pipeline import PairPipeline
+from replicator.retry import RetryPolicy
 from replicator.stream.source import DynamoDBStreamSource
 from replicator.tables import CONTROL_KEY, describe, ensure_table, key_schema_of, require_table
 from replicator.telemetry.heartbeat import HeartbeatWriter, heartbeat_key
@@ -52,16 +54,24 @@ def meta_for(config: Config, pair: Pair) -> Meta:
 async def build_pipelines(
     config: Config, clients: Clients, *, metrics: Metrics, stop: asyncio.Event
 ) -> list[PairPipeline]:
-    """Check every configured table, create the control and DLQ tables, build pipelines."""
+    """Check every configured table, create the control and DLQ tables, build pipelines.
+
+    Every AWS call of the service goes through one retry policy that waits out faults
+    until ``stop`` is set and reports them to ``metrics`` (readiness, counters).
+    """
+    retry = RetryPolicy(stop=stop, observer=metrics)
     home = await clients.get("dynamodb", config.source_region)
-    await ensure_table(home, config.control_table, CONTROL_KEY)
-    await ensure_table(home, config.dlq_table, CONTROL_KEY)
-    checkpoints = CheckpointStore(home, config.control_table)
-    dlq = DeadLetterQueue(home, config.dlq_table)
+    await ensure_table(home, config.control_table, CONTROL_KEY, retry=retry)
+    await ensure_table(home, config.dlq_table, CONTROL_KEY, retry=retry)
+    checkpoints = CheckpointStore(home, config.control_table, retry=retry)
+    dlq = DeadLetterQueue(home, config.dlq_table, retry=retry)
     source = DynamoDBStreamSource(home, await clients.get("dynamodbstreams", config.source_region))
     pipelines = []
     for pair in config.pairs:
-        await require_table(home, pair.source_table, config.source_region, stream=True)
+        description = await require_table(
+            home, pair.source_table, config.source_region, stream=True, retry=retry
+        )
+        key_schema = key_schema_of(description)
         meta = meta_for(config, pair)
         targets = [TargetRef(t.region, t.table) for t in pair.targets]
         local = None
@@ -71,7 +81,9 @@ async def build_pipelines(
         appliers = []
         for target in targets:
             client = await clients.get("dynamodb", target.region)
-            await require_table(client, target.table, target.region)
+            await require_table(
+                client, target.table, target.region, key_schema=key_schema, retry=retry
+            )
             writer = ConditionalWriter(
                 await clients.put_client(target.region),
                 target.table,
@@ -91,6 +103,7 @@ async def build_pipelines(
                     max_writes_per_second=pair.max_writes_per_second,
                     stop=stop,
                     heartbeat_prefix=config.heartbeat.key_prefix,
+                    retry=retry,
                 )
             )
         pipelines.append(
@@ -104,6 +117,7 @@ async def build_pipelines(
                 metrics=metrics,
                 stop=stop,
                 local_target=local,
+                retry=retry,
             )
         )
     return pipelines
@@ -118,14 +132,17 @@ def metrics_for(config: Config) -> Metrics:
     )
 
 
-async def heartbeat_writers(config: Config, clients: Clients) -> list[HeartbeatWriter]:
+async def heartbeat_writers(
+    config: Config, clients: Clients, *, metrics: Metrics, stop: asyncio.Event
+) -> list[HeartbeatWriter]:
     """One canary writer per source table whose key schema can name it."""
     if not config.heartbeat.enabled:
         return []
+    retry = RetryPolicy(stop=stop, observer=metrics)
     home = await clients.get("dynamodb", config.source_region)
     writers = []
     for pair in config.pairs:
-        description = await describe(home, pair.source_table)
+        description = await describe(home, pair.source_table, retry=retry)
         schema = key_schema_of(description) if description else []
         key = heartbeat_key(schema, config.heartbeat.key_prefix, config.source_region)
         if key is None:
@@ -138,6 +155,7 @@ async def heartbeat_writers(config: Config, clients: Clients) -> list[HeartbeatW
                 key,
                 version_attribute=pair.version_attribute,
                 interval=config.heartbeat.interval_seconds,
+                retry=retry,
             )
         )
     return writers
@@ -162,8 +180,12 @@ async def run_service(
     """
     clients = Clients(config.endpoints)
     try:
-        pipelines = await build_pipelines(config, clients, metrics=metrics, stop=stop)
-        beats = await heartbeat_writers(config, clients)
+        try:
+            pipelines = await build_pipelines(config, clients, metrics=metrics, stop=stop)
+            beats = await heartbeat_writers(config, clients, metrics=metrics, stop=stop)
+        except ShutdownInterrupted as exc:
+            log.info("stopped during start-up: %s", exc)
+            return
         async with contextlib.AsyncExitStack() as stack:
             if config.web.enabled:
                 from replicator.web.server import serve
