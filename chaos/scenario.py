@@ -8,6 +8,7 @@ notices. The product has no switch for either.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,20 @@ from typing import Any
 
 from chaos.outcome import Result
 from replicator.apply.applier import ChangeWriter
+from replicator.backoff import Backoff
+from replicator.retry import RetryPolicy
 from replicator.stream.source import StreamSource
+from replicator.telemetry.metrics import Metrics
+
+FAST = Backoff(base=0.01, cap=0.2)  # in-process faults are short: no need to wait long
 
 
 def _same(thing: Any) -> Any:
     return thing
+
+
+def _retry(stop: asyncio.Event, metrics: Metrics) -> RetryPolicy:
+    return RetryPolicy(stop=stop, observer=metrics, backoff=FAST)
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,7 @@ class Seams:
     put_client: Callable[[Any], Any] = _same  # the PutItem client of a target
     writer: Callable[[ChangeWriter], ChangeWriter] = _same
     source: Callable[[StreamSource], StreamSource] = _same
+    retry: Callable[[asyncio.Event, Metrics], RetryPolicy] = _retry  # every AWS call's
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from chaos.outcome import Visible
 from chaos.proxy import FaultProxy, Faults
-from chaos.scenario import Context
+from chaos.scenario import FAST, Context
 from replicator.activeload import Write
 from replicator.apply.applier import TargetApplier
 from replicator.apply.writer import ConditionalWriter
@@ -39,7 +39,6 @@ from replicator.tools.verify import visible
 
 META = Meta(version="version")
 KEY = [("pk", "HASH", "S")]
-FAST = Backoff(base=0.01, cap=0.2)
 TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600
 STREAM_LATENCY_SECONDS = 0.005  # a GetRecords call yields as real I/O does
 _deserialize = TypeDeserializer().deserialize
@@ -165,6 +164,7 @@ class StreamRig:
         seams, metrics = self.ctx.seams, self.metrics[origin]
         assert self.proxied is not None
         control = await self.db(origin)
+        retry = seams.retry(self.stop, metrics)
         writer = ConditionalWriter(
             seams.put_client(await self.proxied.put_client(self.target.region)),
             self.table,
@@ -175,12 +175,12 @@ class StreamRig:
         )
         applier = TargetApplier(
             seams.writer(writer),
-            DeadLetterQueue(control, f"{self.table}-dlq"),
+            DeadLetterQueue(control, f"{self.table}-dlq", retry=retry),
             target=self.target,
             metrics=metrics,
             max_concurrency=8,
-            backoff=FAST,
             stop=self.stop,
+            retry=retry,
         )
         pipeline = PairPipeline(
             source_table=self.table,
@@ -188,12 +188,13 @@ class StreamRig:
             meta=META,
             source=seams.source(self.streams[origin]),
             appliers=[applier],
-            checkpoints=CheckpointStore(control, self._control(origin)),
+            checkpoints=CheckpointStore(control, self._control(origin), retry=retry),
             metrics=metrics,
             stop=self.stop,
             discovery_interval=0.05,
             idle_backoff=Backoff(base=0.005, cap=0.05),
             retry_backoff=FAST,
+            retry=retry,
             records_per_call=records_per_call,
         )
         self.tasks[origin] = asyncio.create_task(pipeline.run(), name=f"pipeline {origin}")
