@@ -36,3 +36,4 @@ bench: $(STAMP)
 
 chaos: $(STAMP)
 	$(BIN)/python -m chaos.checker --histories 5000
+	$(BIN)/replicator chaos --scenario all
