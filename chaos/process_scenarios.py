@@ -109,7 +109,7 @@ async def one_way(ctx: Context, name: str, schedule: Schedule, *, poison: bool =
     async with ProcessRig(ctx.endpoints, name, ctx.workdir, ctx.seed) as rig:
         await rig.create_tables([SOURCE, TARGET], stream_in=[SOURCE])
         rig.write_config(SOURCE, [TARGET], mode="one-way")
-        rig.start(SOURCE)
+        rig.launch(SOURCE)
         poison_keys = (await write_poison(rig)) if poison else []
         result.poison = len(poison_keys)
         await exercise(rig, ctx, result, schedule, writers=[SOURCE], checked=[TARGET])
@@ -124,7 +124,7 @@ async def three_regions(ctx: Context, name: str, schedule: Schedule) -> Result:
         await rig.create_tables(list(MESH), stream_in=list(MESH))
         for region in MESH:
             rig.write_config(region, [r for r in MESH if r != region], mode="active-active")
-            rig.start(region)
+            rig.launch(region)
         await exercise(rig, ctx, result, schedule, writers=list(MESH), checked=list(MESH))
     return result
 

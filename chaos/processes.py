@@ -15,12 +15,12 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
+from chaos.lifecycle import Lifecycle
 from chaos.outcome import Visible
 from chaos.proxy import FaultProxy, Faults
 from replicator.aws import Clients
@@ -33,7 +33,7 @@ KEY = [("pk", "HASH", "S")]
 STOP_TIMEOUT_SECONDS = 30.0
 
 
-class ProcessRig:
+class ProcessRig(Lifecycle):
     """One scenario's tables, proxies and replicator processes (``name`` prefixes tables)."""
 
     def __init__(self, endpoints: dict[str, str], name: str, workdir: Path, seed: int) -> None:
@@ -47,7 +47,7 @@ class ProcessRig:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.nemesis: Counter[str] = Counter()
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         for region, url in self.endpoints.items():
             parts = urlsplit(url)
@@ -56,15 +56,6 @@ class ProcessRig:
             proxy = FaultProxy((parts.hostname, parts.port), faults=faults, http=True)
             await proxy.start()
             self.proxies[region] = proxy
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Kill what still runs, close proxies and clients (idempotent)."""
@@ -113,7 +104,7 @@ class ProcessRig:
         path.write_text(yaml.safe_dump(data))
         return path
 
-    def start(self, region: str) -> None:
+    def launch(self, region: str) -> None:
         config = self.workdir / f"{self.name}-{region}.yaml"
         with (self.workdir / f"{self.name}-{region}.log").open("ab") as log:
             self.processes[region] = subprocess.Popen(
@@ -132,7 +123,7 @@ class ProcessRig:
         await asyncio.to_thread(process.wait, 10)
         self.nemesis["kill -9"] += 1
         await asyncio.sleep(down)
-        self.start(region)
+        self.launch(region)
 
     async def pause_process(self, region: str, seconds: float) -> None:
         self.processes[region].send_signal(signal.SIGSTOP)

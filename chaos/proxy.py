@@ -34,10 +34,9 @@ import struct
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Self
 
 from chaos.httpfaults import FaultKind, HttpFault, canned_response, read_request
+from chaos.lifecycle import Lifecycle
 
 __all__ = ["Direction", "FaultKind", "FaultProxy", "Faults", "HttpFault", "ProxyStats"]
 
@@ -110,7 +109,7 @@ def _require_loopback(host: str) -> None:
         raise ValueError(f"{host!r} is not a loopback address: the fault proxy stays on loopback")
 
 
-class FaultProxy:
+class FaultProxy(Lifecycle):
     """Forwards ``host:port`` to ``upstream``, applying ``faults`` to every byte."""
 
     def __init__(
@@ -166,18 +165,6 @@ class FaultProxy:
         await asyncio.gather(*connections, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _accept(
         self, client_reader: asyncio.StreamReader, client: asyncio.StreamWriter

@@ -60,7 +60,7 @@ async def run_stream(ctx: Context, name: str, plan: StreamPlan) -> Result:
         canary = Canary(write_canary, seen, result.timeline)
         for origin in plan.origins:
             if origin not in plan.held:
-                await rig.start(origin)
+                await rig.start_pipeline(origin)
         stop = asyncio.Event()
         limit = budget.fault * 4 + budget.after + budget.warm
         try:
@@ -183,7 +183,7 @@ async def throttled(rig: StreamRig, canary: Canary, budget: Budget) -> None:
 async def origin_held_back(rig: StreamRig, canary: Canary, budget: Budget) -> None:
     canary.timeline.mark(f"fault: the {EU} stream is held back while {AP} replicates")
     await asyncio.sleep(budget.fault)
-    await rig.start(EU)
+    await rig.start_pipeline(EU)
     rig.injected["origin delivered late"] += 1
     canary.heal()
 

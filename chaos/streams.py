@@ -13,12 +13,12 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlsplit
 
 from boto3.dynamodb.types import TypeDeserializer
 
+from chaos.lifecycle import Lifecycle
 from chaos.outcome import Visible
 from chaos.proxy import FaultProxy, Faults
 from chaos.scenario import FAST, Context
@@ -96,7 +96,7 @@ class SourceSim:
         return write
 
 
-class StreamRig:
+class StreamRig(Lifecycle):
     """Origins' fake streams, their pipelines, and the target table behind a proxy."""
 
     def __init__(
@@ -123,22 +123,13 @@ class StreamRig:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.injected: Counter[str] = Counter()  # stream faults, by what was done
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> None:
         await self.proxy.start()
         self.proxied = Clients({self.target.region: self.proxy.url})
         await ensure_table(await self.db(self.target.region), self.table, KEY)
         for origin in self.streams:
             await ensure_table(await self.db(origin), self._control(origin), CONTROL_KEY)
             await ensure_table(await self.db(origin), f"{self.table}-dlq", CONTROL_KEY)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Stop every pipeline, close proxy and clients (idempotent)."""
@@ -159,7 +150,7 @@ class StreamRig:
     def _control(self, origin: str) -> str:
         return f"{self.table}-control-{origin}"
 
-    async def start(self, origin: str, *, records_per_call: int = 25) -> None:
+    async def start_pipeline(self, origin: str, *, records_per_call: int = 25) -> None:
         """Build ``origin``'s pipeline from the context's seams and run it."""
         seams, metrics = self.ctx.seams, self.metrics[origin]
         assert self.proxied is not None

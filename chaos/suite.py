@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from chaos.catalog import select
 from chaos.outcome import Result
 from chaos.report import write_html, write_json
 from chaos.scenario import FULL, QUICK, Budget, Context, Scenario, Seams
-from replicator.embedded import EMBEDDED_CREDENTIALS, embedded_backend
+from replicator.embedded import embedded_backend, embedded_credentials
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2")
 Progress = Callable[[Result], None]
@@ -69,20 +68,6 @@ async def _run_one(scenario: Scenario, ctx: Context) -> Result:
     return result
 
 
-@contextlib.contextmanager
-def _embedded_credentials() -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in EMBEDDED_CREDENTIALS}
-    os.environ.update(EMBEDDED_CREDENTIALS)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def run_suite(
     names: str,
     *,
@@ -101,7 +86,7 @@ def run_suite(
     budget = QUICK if quick else FULL
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
-    with _embedded_credentials(), contextlib.ExitStack() as stack:
+    with embedded_credentials(), contextlib.ExitStack() as stack:
         if endpoints is None:
             servers = stack.enter_context(embedded_backend(REGIONS))
             endpoints = {region: server.endpoint for region, server in servers.items()}

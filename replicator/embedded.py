@@ -30,6 +30,21 @@ EMBEDDED_CREDENTIALS = {
 }
 
 
+@contextlib.contextmanager
+def embedded_credentials() -> Iterator[None]:
+    """moto's placeholder credentials in the environment while the block runs."""
+    saved = {name: os.environ.get(name) for name in EMBEDDED_CREDENTIALS}
+    os.environ.update(EMBEDDED_CREDENTIALS)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
