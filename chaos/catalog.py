@@ -14,8 +14,8 @@ from chaos.stream_scenarios import PLANS, run_stream
 Run = Callable[[Context, str], Awaitable[Result]]
 
 
-def _one_way(schedule: proc.Schedule, *, poison: bool = False) -> Run:
-    return partial(proc.one_way, schedule=schedule, poison=poison)
+def _one_way(schedule: proc.Schedule) -> Run:
+    return partial(proc.one_way, schedule=schedule)
 
 
 async def _stream(ctx: Context, name: str) -> Result:
@@ -36,7 +36,7 @@ _PROCESS: list[tuple[str, str, Run]] = [
     (
         "streams-limit-exceeded",
         "LimitExceededException on a share of Streams API calls",
-        _one_way(proc.http_errors(FaultKind.LIMIT_EXCEEDED, only=STREAMS_TARGET)),
+        _one_way(proc.http_errors(FaultKind.LIMIT_EXCEEDED, only=STREAMS_TARGET, boost=2.5)),
     ),
     (
         "http-500",
@@ -83,12 +83,14 @@ _PROCESS: list[tuple[str, str, Run]] = [
     (
         "poison-items",
         "an oversized item, an unversioned one, a version of the wrong type",
-        _one_way(proc.nothing_but_writes, poison=True),
+        _one_way(proc.poison),
     ),
     (
         "three-region-writers",
-        "active-active: concurrent writers in three regions",
-        partial(proc.three_regions, schedule=proc.nothing_but_writes),
+        "active-active: concurrent writers in three regions, wide-area latency between them",
+        partial(
+            proc.three_regions, schedule=proc.proxy_faults("wide-area latency", proc.wide_area)
+        ),
     ),
 ]
 

@@ -71,6 +71,7 @@ class Timeline:
     marks: list[tuple[float, str]] = field(default_factory=list)
     healed_at: float | None = None
     recovered_at: float | None = None
+    measured_from: float = 0.0  # max lag counts from here: the replicators' start-up is not lag
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -84,7 +85,7 @@ class Timeline:
 
     @property
     def max_lag(self) -> float:
-        return max((lag for _, lag in self.samples), default=0.0)
+        return max((lag for t, lag in self.samples if t >= self.measured_from), default=0.0)
 
     @property
     def recovery(self) -> float | None:
@@ -122,6 +123,8 @@ class Result:
         found.extend(f"{what} did not hold" for what, held in self.required.items() if not held)
         if self.writes == 0:
             found.append("nothing was written: the scenario proves nothing")
+        if not any(self.faults.values()):
+            found.append("no fault was injected: the scenario proves nothing")
         return found
 
     @property

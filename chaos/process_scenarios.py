@@ -56,10 +56,12 @@ def proxy_faults(
     return schedule
 
 
-def http_errors(kind: FaultKind, *, only: str = "") -> Schedule:
+def http_errors(kind: FaultKind, *, only: str = "", boost: float = 1.0) -> Schedule:
+    """``kind`` on ``budget.share`` of the requests (times ``boost``: Streams calls are few)."""
+
     def shape(rig: ProcessRig, budget: Budget) -> None:
         for proxy in rig.proxies.values():
-            proxy.faults.http = [HttpFault(kind, budget.share, only)]
+            proxy.faults.http = [HttpFault(kind, min(1.0, budget.share * boost), only)]
 
     return proxy_faults(f"{kind.value} on a share of the requests to both regions", shape)
 
@@ -95,26 +97,26 @@ async def stop_and_continue(rig: ProcessRig, canary: Canary, budget: Budget) -> 
     canary.heal()
 
 
-async def nothing_but_writes(rig: ProcessRig, canary: Canary, budget: Budget) -> None:
-    canary.timeline.mark("fault: none beyond the workload")
-    await asyncio.sleep(budget.fault)
-    canary.heal()
+def wide_area(rig: ProcessRig, budget: Budget) -> None:
+    """Round trips as between continents, with jitter, between every pair of regions."""
+    for proxy in rig.proxies.values():
+        proxy.faults.up_delay = proxy.faults.down_delay = 0.04
+        proxy.faults.jitter = 0.04
 
 
 # -- runners -----------------------------------------------------------------------------
 
 
-async def one_way(ctx: Context, name: str, schedule: Schedule, *, poison: bool = False) -> Result:
+async def one_way(ctx: Context, name: str, schedule: Schedule) -> Result:
     result = Result(name, "process")
     async with ProcessRig(ctx.endpoints, name, ctx.workdir, ctx.seed) as rig:
         await rig.create_tables([SOURCE, TARGET], stream_in=[SOURCE])
         rig.write_config(SOURCE, [TARGET], mode="one-way")
         rig.launch(SOURCE)
-        poison_keys = (await write_poison(rig)) if poison else []
-        result.poison = len(poison_keys)
         await exercise(rig, ctx, result, schedule, writers=[SOURCE], checked=[TARGET])
-        if poison_keys:
-            result.poison_in_dlq = await poison_in_dlq(rig, poison_keys)
+        if rig.poison:
+            result.poison = len(rig.poison)
+            result.poison_in_dlq = await poison_in_dlq(rig, rig.poison)
     return result
 
 
@@ -190,6 +192,8 @@ async def warm_up(canary: Canary, within: float) -> None:
         if canary.timeline.now() > deadline:
             raise TimeoutError(f"no replicator replicated its first write within {within:.0f} s")
         await asyncio.sleep(0.2)
+    canary.timeline.mark("replicating")
+    canary.timeline.measured_from = canary.timeline.now()
 
 
 def canary_writer(rig: ProcessRig, region: str) -> Callable[[int], Awaitable[Write]]:
@@ -217,6 +221,14 @@ def canary_reader(rig: ProcessRig, source: str, regions: list[str]) -> Callable[
 
 
 # -- poison ------------------------------------------------------------------------------
+
+
+async def poison(rig: ProcessRig, canary: Canary, budget: Budget) -> None:
+    canary.timeline.mark("fault: poison items written")
+    rig.poison = await write_poison(rig)
+    rig.nemesis["poison records"] += len(rig.poison)
+    await asyncio.sleep(budget.fault)
+    canary.heal()
 
 
 async def write_poison(rig: ProcessRig) -> list[str]:

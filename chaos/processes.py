@@ -46,6 +46,7 @@ class ProcessRig(Lifecycle):
         self.proxies: dict[str, FaultProxy] = {}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.nemesis: Counter[str] = Counter()
+        self.poison: list[str] = []  # keys of the poison items written to the source
 
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)

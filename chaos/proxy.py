@@ -97,7 +97,8 @@ class ProxyStats:
     active: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
-    injected: Counter[str] = field(default_factory=Counter)  # per FaultKind, and "blackholed"
+    # Per FaultKind (requests), and chunks "blackholed", "delayed" or "bandwidth-capped".
+    injected: Counter[str] = field(default_factory=Counter)
 
 
 def _require_loopback(host: str) -> None:
@@ -252,8 +253,10 @@ class _Link:
             chunk = await self._next_chunk()
             if chunk is None:
                 continue
-            due = loop.time() + self._proxy.faults.delay(self._direction)
-            await self._line.put((due, chunk))
+            delay = self._proxy.faults.delay(self._direction)
+            if delay and chunk:
+                self._proxy.stats.injected["delayed"] += 1
+            await self._line.put((loop.time() + delay, chunk))
             if not chunk:
                 return
 
@@ -297,6 +300,7 @@ class _Link:
             await self._writer.drain()
             self._proxy._count(self._direction, len(chunk))
             if (bandwidth := self._proxy.faults.bandwidth) is not None:
+                self._proxy.stats.injected["bandwidth-capped"] += 1
                 await asyncio.sleep(len(chunk) / bandwidth)  # the link is busy this long
 
 

@@ -171,11 +171,16 @@ async def throttled(rig: StreamRig, canary: Canary, budget: Budget) -> None:
         HttpFault(FaultKind.THROTTLING, budget.share),
         HttpFault(FaultKind.THROUGHPUT, budget.share),
     ]
-    deadline = canary.timeline.now() + budget.fault
-    while canary.timeline.now() < deadline:
-        stream.throttle(2)
-        rig.injected["GetRecords throttled"] += 2
-        await asyncio.sleep(0.1)
+    rng = random.Random(rig.table)
+
+    def throttle(call: int) -> None:
+        if rng.random() < budget.share * 2:
+            stream.throttle()  # this very call: no throttle is left queued after the heal
+            rig.injected["GetRecords throttled"] += 1
+
+    stream.before_get_records = throttle
+    await asyncio.sleep(budget.fault)
+    stream.before_get_records = None
     rig.proxy.faults.heal()
     canary.heal()
 

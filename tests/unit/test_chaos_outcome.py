@@ -34,21 +34,23 @@ def test_a_missing_or_older_winner_is_lost_and_a_deleted_one_shown_is_resurrecte
     assert any("eu-west-1 c" in example for example in diff.examples)
 
 
-def test_a_passing_result_needs_writes_a_live_replicator_and_the_poison_in_the_dlq() -> None:
-    result = Result("s", "process", writes=10)
-    assert result.passed
-    assert not Result("s", "process").passed  # nothing written proves nothing
-    dead = Result("s", "process", writes=10, alive=False)
-    assert "a replicator died" in dead.failures
-    poisoned = Result("s", "process", writes=10, poison=3, poison_in_dlq=2)
-    assert poisoned.failures == ["1 poison records not in the DLQ"]
-    alarm = Result("s", "stream", writes=10, required={"the trimmed alarm was raised": False})
+def test_a_passing_result_needs_writes_faults_a_live_replicator_and_the_poison_in_the_dlq() -> None:
+    def result(**fields: object) -> Result:
+        return Result("s", "process", **{"writes": 10, "faults": {"reset": 1}, **fields})  # type: ignore[arg-type]
+
+    assert result().passed
+    assert not result(writes=0).passed  # nothing written proves nothing
+    assert result(faults={}).failures == ["no fault was injected: the scenario proves nothing"]
+    assert result(alive=False).failures == ["a replicator died"]
+    assert result(poison=3, poison_in_dlq=2).failures == ["1 poison records not in the DLQ"]
+    alarm = result(required={"the trimmed alarm was raised": False})
     assert alarm.failures == ["the trimmed alarm was raised did not hold"]
 
 
 def test_recovery_is_measured_from_the_heal_and_the_chart_marks_it() -> None:
     timeline = Timeline()
-    timeline.samples = [(0.0, 0.0), (1.0, 2.5), (2.0, 0.1)]
+    timeline.samples = [(0.0, 9.0), (1.0, 2.5), (2.0, 0.1)]
+    timeline.measured_from = 0.5  # the start-up's lag is not counted
     timeline.mark("fault: blackhole")
     assert timeline.recovery is None
     timeline.heal()
