@@ -58,7 +58,7 @@ class Budget:
 
 
 QUICK = Budget(
-    warm=45, before=1.0, fault=3.0, blackhole=5.0, after=1.0, drain=30, keys=20, backlog=150
+    warm=45, before=0.5, fault=2.5, blackhole=5.0, after=0.5, drain=30, keys=20, backlog=150
 )
 FULL = Budget(
     warm=60, before=5.0, fault=20.0, blackhole=90.0, after=5.0, drain=180, keys=80, backlog=1500
