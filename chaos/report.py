@@ -93,6 +93,8 @@ def chart(result: Result) -> str:
             f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{MARGIN}" y2="{MARGIN + height}" '
             f'stroke="{colour}" stroke-dasharray="4 3"><title>{html.escape(label)} at '
             f"{t:.1f} s</title></line>"
+            f'<text x="{x(t) + 2:.1f}" y="{MARGIN + 10}" font-size="10" fill="{colour}">'
+            f"{html.escape(label.removeprefix('fault: ').split(' ')[0])}</text>"
         )
     if points:
         parts.append(f'<polyline fill="none" stroke="#25c" stroke-width="1.5" points="{points}"/>')
