@@ -81,12 +81,15 @@ def _ready(endpoint: str) -> bool:
         return False
 
 
-def start_moto(region: str) -> MotoServer:
-    """Start a moto server for ``region`` on a free loopback port and wait until it answers."""
+def start_moto(region: str, *, module: str = "moto.server") -> MotoServer:
+    """Start a moto server for ``region`` on a free loopback port and wait until it answers.
+
+    ``module`` is what ``python -m`` runs: moto's server, or a wrapper of it.
+    """
     port = free_port()
     env = {**os.environ, **EMBEDDED_CREDENTIALS, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
+        [sys.executable, "-m", module, "-H", LOOPBACK, "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
@@ -109,12 +112,14 @@ def start_moto(region: str) -> MotoServer:
 
 
 @contextlib.contextmanager
-def embedded_backend(regions: Sequence[str]) -> Iterator[dict[str, MotoServer]]:
+def embedded_backend(
+    regions: Sequence[str], *, module: str = "moto.server"
+) -> Iterator[dict[str, MotoServer]]:
     """One moto server per region; all are stopped when the block exits."""
     servers: dict[str, MotoServer] = {}
     try:
         for region in regions:
-            servers[region] = start_moto(region)
+            servers[region] = start_moto(region, module=module)
         yield servers
     finally:
         for server in servers.values():
