@@ -17,9 +17,9 @@ A ValidationException has two very different causes, told apart by its message:
 
 Only the first list is matched; anything unrecognised counts as our bug, because a bug
 taken for a record fault loses data silently, while a record fault taken for a bug
-stops replication loudly until it is understood. The writer also measures each item
-itself before sending it (``replicator.itemsize``), so an oversized item never depends
-on the wording of an error message.
+stops replication loudly until it is understood. Items are not measured before they
+are sent: DynamoDB's own size rule is the exact one, its refusal costs one round trip
+per oversized item, and measuring every item cost ~12 us of CPU per write.
 """
 
 from __future__ import annotations

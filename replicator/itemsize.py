@@ -1,11 +1,11 @@
-"""How large DynamoDB counts an item, measured before it is sent.
+"""How large DynamoDB counts an item: what keeps a DLQ entry under the limit.
 
 DynamoDB's rule: an item's size is the sum of its attribute names (UTF-8) and values;
 a string or binary counts its bytes, a number about one byte per two significant
 digits plus one, a boolean or null one byte, and a list or map three bytes plus one
 per element on top of its elements. The limit is 400 KB (409 600 bytes) including
-everything. The figure here follows that rule; an item on the edge that DynamoDB still
-refuses is recognised by its error message (``aws.names_the_item``).
+everything. The figure here follows that rule closely enough to leave a DLQ entry
+room to spare; it also gives the metadata headroom documented in the README.
 """
 
 from __future__ import annotations

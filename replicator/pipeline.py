@@ -62,10 +62,12 @@ class PairPipeline:
     retry_backoff: Backoff = RETRY_BACKOFF
     records_per_call: int = MAX_RECORDS_PER_CALL
     # Active-active: the lane writing this region's own deletes as local tombstones
-    # into the source table (DESIGN §4 rule 6). It takes tombstones only.
+    # into the source table (DESIGN §4 rule 6) and healing its zombies (rule 7). It
+    # takes only those.
     local_target: TargetRef | None = None
     retry: RetryPolicy | None = None  # default: waits out faults, reports to ``metrics``
     clock: Callable[[], float] = time.time
+    _retry: RetryPolicy = field(init=False)
     _stream_arn: str = ""
     _positions: dict[tuple[str, TargetRef], Checkpoint] = field(default_factory=dict)
     _shard_done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -73,10 +75,9 @@ class PairPipeline:
 
     def __post_init__(self) -> None:
         table = self.source_table
-        if self.retry is None:
-            self.retry = RetryPolicy(
-                stop=self.stop, observer=self.metrics, backoff=self.retry_backoff
-            )
+        self._retry = self.retry or RetryPolicy(
+            stop=self.stop, observer=self.metrics, backoff=self.retry_backoff
+        )
         if self.hooks is None:
             self.hooks = ReaderHooks(
                 on_get_records=lambda: self.metrics.get_records_call(table),
@@ -94,16 +95,20 @@ class PairPipeline:
             )
 
     async def run(self) -> None:
-        assert self.retry is not None  # set in __post_init__
-        table, retry = self.source_table, self.retry
-        stream_arn = await retry.call(
-            "DescribeTable", self.region, lambda: self.source.stream_arn(table)
-        )
-        positions = await self.checkpoints.load(table)
+        table = self.source_table
+        try:
+            stream_arn = await self._retry.call(
+                "DescribeTable", self.region, lambda: self.source.stream_arn(table)
+            )
+            positions = await self.checkpoints.load(table)
+        except ShutdownInterrupted:
+            return
         listed = await self._list(stream_arn)
         if listed is None:
             return
-        self._alarm_losses(positions, listed, stream_arn)
+        for loss in losses(positions, listed, stream_arn=stream_arn, now=self.clock()):
+            self.metrics.trimmed(table, loss.shard_id)
+            log.error("%s", loss.alarm(table))
         self._stream_arn = stream_arn
         # Another stream's checkpoints never position a reader of this one.
         self._positions = {k: c for k, c in positions.items() if c.stream_arn == stream_arn}
@@ -124,32 +129,12 @@ class PairPipeline:
 
     async def _list(self, stream_arn: str) -> list[Shard] | None:
         """The stream's shards; None when shutdown interrupted the listing."""
-        assert self.retry is not None
         try:
-            return await self.retry.call(
+            return await self._retry.call(
                 "DescribeStream", self.region, lambda: self.source.shards(stream_arn)
             )
         except ShutdownInterrupted:
             return None
-
-    def _alarm_losses(
-        self,
-        positions: dict[tuple[str, TargetRef], Checkpoint],
-        listed: list[Shard],
-        stream_arn: str,
-    ) -> None:
-        for loss in losses(positions, listed, stream_arn=stream_arn, now=self.clock()):
-            self.metrics.trimmed(self.source_table, loss.shard_id)
-            log.error(
-                "DATA LOSS ALARM: %s shard %s checkpointed at %s for %s: %s; records %s were "
-                "never replicated. Run `replicator verify --repair` for this table",
-                self.source_table,
-                loss.shard_id,
-                loss.checkpoint or "TRIM_HORIZON",
-                ", ".join(map(str, loss.targets)),
-                loss.cause,
-                loss.gap,
-            )
 
     async def _wait_for_discovery(self) -> None:
         stop = asyncio.ensure_future(self.stop.wait())
@@ -183,7 +168,7 @@ class PairPipeline:
             idle_backoff=self.idle_backoff,
             retry_backoff=self.retry_backoff,
             limit=self.records_per_call,
-            retry=self.retry,
+            retry=self._retry,
             region=self.region,
         )
         queues = {a.target: asyncio.Queue[Decoded | None](QUEUED_BATCHES_PER_LANE) for a in lanes}
@@ -303,7 +288,7 @@ class PairPipeline:
         target = applier.target
         changes, dead = work.changes, work.dead
         if target == self.local_target:
-            changes = [c for c in changes if c.incoming.tombstone]
+            changes = [c for c in changes if c.incoming.tombstone or c.heals_zombie]
             dead = []  # dead-lettered once per real target, not for the local copy
         if taken is not None:
             # The lane is ahead of the shard's slowest lane after a restart, or the

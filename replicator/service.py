@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 
 from replicator.apply.applier import TargetApplier
-from replicator.apply.writer import ConditionalWriter
+from replicator.apply.writer import ConditionalWriter, LocalWriter
 from replicator.aws import Clients
 from replicator.backoff import pause
 from replicator.checkpoint import CheckpointStore, TargetRef
@@ -84,7 +84,7 @@ async def build_pipelines(
             await require_table(
                 client, target.table, target.region, key_schema=key_schema, retry=retry
             )
-            writer = ConditionalWriter(
+            conditional = ConditionalWriter(
                 await clients.put_client(target.region),
                 target.table,
                 region=target.region,
@@ -93,6 +93,7 @@ async def build_pipelines(
                 tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
                 on_version_regression=regression_reporter(metrics, pair.source_table, target),
             )
+            writer = conditional if target != local else LocalWriter(conditional, client, meta=meta)
             appliers.append(
                 TargetApplier(
                     writer,

@@ -18,7 +18,7 @@ from asyncio_throttle.throttler import Throttler
 
 from replicator.backoff import Backoff
 from replicator.checkpoint import TargetRef
-from replicator.errors import AwsError, RecordError
+from replicator.errors import AwsError
 from replicator.models import Change, ItemKey, Outcome
 from replicator.retry import RETRY_BACKOFF, RetryPolicy
 from replicator.telemetry.heartbeat import sent_at
@@ -157,12 +157,12 @@ class TargetApplier:
                 return await self._retry.call(
                     TARGET_WRITE, self.target.region, lambda: self._attempt(change)
                 )
-        except RecordError as exc:
-            reason = exc.reason
         except AwsError as exc:
             if not exc.record_fault:
                 raise
             reason = f"{exc.code}: {exc}"
+        # Outside the handler: a failing DLQ put is its own error, not one raised while
+        # handling the write's.
         await self.dead_letter(
             source_table, change.record, reason, recreate=change.incoming.recreate
         )

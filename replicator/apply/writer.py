@@ -11,8 +11,7 @@ from botocore.exceptions import ClientError
 from replicator.apply.condition import build_condition
 from replicator.apply.rule import decide, is_version_regression
 from replicator.aws import classify, is_conditional_check_failed
-from replicator.errors import RecordError, RequestError
-from replicator.itemsize import MAX_ITEM_BYTES, item_size
+from replicator.errors import RequestError
 from replicator.models import Change, Meta, Mode, Outcome, WireItem, stored_from_item
 
 log = logging.getLogger(__name__)
@@ -77,20 +76,13 @@ class ConditionalWriter:
     async def put(self, change: Change, *, now: float) -> Outcome:
         """Apply ``change``; ConditionalCheckFailed becomes SUPERSEDED or DUPLICATE.
 
-        Raises ``RecordError`` for an item too large to write, an ``AwsError`` (with
-        ``retryable``) for anything else; a ``RequestError`` is logged with the request's
-        shape first, because it is a bug in replicator.
+        Raises an ``AwsError`` (with ``retryable`` and ``record_fault``) for anything else;
+        a ``RequestError`` is logged with the request's shape first: it is a bug in replicator.
         """
         condition = build_condition(
             change.incoming, meta=self._meta, here=self.region, mode=self._mode
         )
         item = target_item(change, meta=self._meta, expires_at=int(now) + self._ttl)
-        size = item_size(item)
-        if size > MAX_ITEM_BYTES:
-            raise RecordError(
-                f"item too large: {size} bytes with replication metadata, over DynamoDB's "
-                f"{MAX_ITEM_BYTES}"
-            )
         request = {
             "TableName": self.table,
             "Item": item,
@@ -120,6 +112,52 @@ class ConditionalWriter:
             ):
                 self._on_regression(change)
             return Outcome.DUPLICATE if verdict is Outcome.DUPLICATE else Outcome.SUPERSEDED
+        except Exception as exc:
+            raise classify(exc) from exc
+        return Outcome.APPLIED
+
+
+# DESIGN §4 rule 7, exactly: still that zombie. A looser condition (any tombstone at
+# this version) turned a legitimate tombstone into a live item in the protocol model.
+HEAL_CONDITION = "#v = :v AND attribute_exists(#rd) AND #rv <> #v"
+
+
+class LocalWriter:
+    """This region's own table in active-active mode (DESIGN §4 rules 6 and 7).
+
+    A local delete's tombstone goes through the conflict rule like any write. A zombie
+    (an application's update that landed on a tombstone) is healed: its tombstone
+    attributes are removed, so readers here see the write and TTL does not expire it.
+    """
+
+    def __init__(self, tombstones: ConditionalWriter, client: Any, *, meta: Meta) -> None:
+        self._tombstones = tombstones
+        self._client = client
+        self._meta = meta
+
+    async def put(self, change: Change, *, now: float) -> Outcome:
+        if not change.heals_zombie:
+            return await self._tombstones.put(change, now=now)
+        meta = self._meta
+        try:
+            await self._client.update_item(
+                TableName=self._tombstones.table,
+                Key=change.keys,
+                UpdateExpression="REMOVE #rd, #re",
+                ConditionExpression=HEAL_CONDITION,
+                ExpressionAttributeNames={
+                    "#v": meta.version,
+                    "#rv": meta.rep_version,
+                    "#rd": meta.deleted,
+                    "#re": meta.expires,
+                },
+                ExpressionAttributeValues={":v": {"N": str(change.incoming.version)}},
+            )
+        except ClientError as exc:
+            if not is_conditional_check_failed(exc):
+                raise classify(exc) from exc
+            # Changed again since (a newer write, or healed already): nothing to heal.
+            return Outcome.SUPERSEDED
         except Exception as exc:
             raise classify(exc) from exc
         return Outcome.APPLIED

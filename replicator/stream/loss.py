@@ -37,6 +37,15 @@ class Loss:
     cause: str
     gap: str
 
+    def alarm(self, source_table: str) -> str:
+        """The ERROR line an operator reads: the shard, the checkpoint, the gap, the remedy."""
+        return (
+            f"DATA LOSS ALARM: {source_table} shard {self.shard_id} checkpointed at "
+            f"{self.checkpoint or 'TRIM_HORIZON'} for {', '.join(map(str, self.targets))}: "
+            f"{self.cause}; records {self.gap} may never have been replicated. "
+            "Run `replicator verify --repair` for this table"
+        )
+
 
 def losses(
     positions: Mapping[tuple[str, TargetRef], Checkpoint],

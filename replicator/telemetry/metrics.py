@@ -19,7 +19,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from prometheus_client import generate_latest
 
 from replicator.checkpoint import TargetRef
-from replicator.errors import AwsError
+from replicator.errors import AwsError, ThrottledError
 from replicator.models import Outcome
 from replicator.telemetry.instruments import COUNTERS, build_instruments
 from replicator.telemetry.state import PairKey, PairState, ShardState, labels, quantile
@@ -146,7 +146,10 @@ class Metrics:
 
     def call_failing(self, call: str, region: str, error: AwsError) -> None:
         """A retryable failure of an AWS call (``RetryObserver``): counted, and not ready."""
-        self.retried(error.code or "retryable")
+        reason = error.code or "retryable"
+        self._count("records_retried", ("reason", reason))
+        if isinstance(error, ThrottledError):
+            self._count("records_throttled", ("reason", reason))
         with self._lock:
             since = self._failing.get((call, region), (self._clock(), ""))[0]
             self._failing[(call, region)] = (since, str(error))

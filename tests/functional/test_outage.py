@@ -13,24 +13,22 @@ from typing import Any
 
 import pytest
 
-from replicator.apply.applier import TargetApplier
 from replicator.backoff import Backoff
 from replicator.errors import AwsError
-from replicator.pipeline import LANE_WINDOW, QUEUED_BATCHES_PER_LANE, PairPipeline
+from replicator.pipeline import LANE_WINDOW, QUEUED_BATCHES_PER_LANE
 from replicator.retry import RetryPolicy
 from replicator.stream.fake import FakeStream
 from replicator.telemetry.metrics import Metrics
-from tests.fakes import DeadLetters, Signal, TableWriter, replay
+from tests.fakes import Signal, TableWriter, replay
 from tests.functional.test_lag import (
     EU,
     HERE,
     META,
     PREFIX,
     FakeClock,
-    MemoryCheckpoints,
+    fake_time_pipeline,
     scraped,
 )
-from tests.functional.test_pipeline_faults import TINY
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -74,30 +72,8 @@ async def test_a_blackholed_target_is_waited_out_visibly_with_bounded_memory_the
     retry = RetryPolicy(
         stop=stop, observer=metrics, backoff=Backoff(base=0.1, cap=10.0), wait=wait, clock=clock
     )
-    applier = TargetApplier(
-        target,
-        DeadLetters(),
-        target=EU,
-        metrics=metrics,
-        max_concurrency=4,
-        clock=clock,
-        heartbeat_prefix=PREFIX,
-        retry=retry,
-    )
-    pipeline = PairPipeline(
-        source_table="orders",
-        region=HERE,
-        meta=META,
-        source=stream,
-        appliers=[applier],
-        checkpoints=MemoryCheckpoints(),  # type: ignore[arg-type]
-        metrics=metrics,
-        stop=stop,
-        discovery_interval=0.02,
-        idle_backoff=TINY,
-        records_per_call=RECORDS_PER_CALL,
-        retry=retry,
-        clock=clock,
+    pipeline = fake_time_pipeline(
+        stream, target, metrics, clock, stop, retry=retry, records_per_call=RECORDS_PER_CALL
     )
     task = asyncio.create_task(pipeline.run())
     try:

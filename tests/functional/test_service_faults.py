@@ -10,12 +10,14 @@ import pytest
 
 from replicator.aws import Clients
 from replicator.config import load_config
+from replicator.embedded import free_port
 from replicator.errors import ConfigError
 from replicator.loadgen import LoadGenerator
 from replicator.service import build_pipelines, metrics_for, run_service
 from replicator.tables import ensure_table
 from tests.e2e.helpers import SOURCE, TARGET, converged, create_tables, write_config
 from tests.faulty import FaultyEndpoint
+from tests.functional.test_lag import scraped
 
 KEYED_PK_SK = [("pk", "HASH", "S"), ("sk", "RANGE", "N")]
 
@@ -100,3 +102,27 @@ async def test_a_fifth_of_all_requests_faulted_in_both_regions_the_service_survi
 
 def _outcome(task: asyncio.Task[Any]) -> str:
     return repr(task.exception()) if task.done() else "running"
+
+
+@pytest.mark.timeout(60)
+async def test_regions_down_at_start_up_are_waited_out_and_stop_still_ends_it_promptly(
+    unique_name: str, tmp_path: Path
+) -> None:
+    nowhere = {region: f"http://127.0.0.1:{free_port()}" for region in (SOURCE, TARGET)}
+    config = load_config(write_config(tmp_path / "r.yaml", nowhere, unique_name))
+    stop, metrics = asyncio.Event(), metrics_for(config)
+    service = asyncio.create_task(run_service(config, stop=stop, metrics=metrics))
+    try:
+        async with asyncio.timeout(30):
+            while metrics.total("retries") < 3:
+                assert not service.done(), _outcome(service)
+                await asyncio.sleep(0.05)
+        failing = scraped(
+            metrics, "replicator_aws_call_failing_seconds", call="DescribeTable", region=SOURCE
+        )
+        assert failing > 0
+    finally:
+        stop.set()
+        async with asyncio.timeout(5):
+            await service  # returns: a stop during start-up is not an error
+        metrics.shutdown()

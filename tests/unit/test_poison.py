@@ -95,16 +95,20 @@ def huge_record(image_bytes: int, *, compressible: bool) -> dict[str, Any]:
     )
 
 
-def test_a_large_compressible_record_is_kept_whole_and_compressed() -> None:
-    record = huge_record(MAX_ITEM_BYTES - 100, compressible=True)
-    entry = dlq_entry(
+def entry_for(record: dict[str, Any], *, recreate: bool = False) -> dict[str, Any]:
+    return dlq_entry(
         source_table="orders",
         target=EU,
         record=record,
         reason="too large",
-        recreate=False,
+        recreate=recreate,
         failed_at=1.0,
     )
+
+
+def test_a_large_compressible_record_is_kept_whole_and_compressed() -> None:
+    record = huge_record(MAX_ITEM_BYTES - 100, compressible=True)
+    entry = entry_for(record)
     assert item_size(entry) <= MAX_ITEM_BYTES
     assert "images_omitted" not in entry
     assert decode_record(entry) == json.loads(record_json(record))
@@ -112,14 +116,7 @@ def test_a_large_compressible_record_is_kept_whole_and_compressed() -> None:
 
 def test_an_entry_that_cannot_fit_keeps_keys_sizes_and_digests_and_the_recreate_flag() -> None:
     record = huge_record(MAX_ITEM_BYTES - 100, compressible=False)
-    entry = dlq_entry(
-        source_table="orders",
-        target=EU,
-        record=record,
-        reason="too large",
-        recreate=True,
-        failed_at=1.0,
-    )
+    entry = entry_for(record, recreate=True)
     assert item_size(entry) <= MAX_ITEM_BYTES
     assert entry["images_omitted"] == {"BOOL": True}
     assert decode_record(entry) is None

@@ -10,6 +10,7 @@ import pytest
 from replicator.backoff import Backoff
 from replicator.errors import AwsError, RequestError, ShutdownInterrupted, ThrottledError
 from replicator.retry import RetryPolicy
+from replicator.telemetry.metrics import Metrics
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -127,6 +128,21 @@ async def test_an_attempt_that_never_answers_is_timed_out_and_retried() -> None:
     assert observer.failing == [("DescribeStream", "us-east-1", "Timeout")]
 
 
+async def test_cancelling_the_caller_is_not_taken_for_a_timeout() -> None:
+    clock, observer = Clock(), Observer()
+
+    async def never() -> str:
+        await asyncio.Event().wait()
+        return "never"
+
+    call = asyncio.create_task(policy(clock, observer).call("GetRecords", "us-east-1", never))
+    await asyncio.sleep(0)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert not observer.failing
+
+
 async def test_stop_ends_the_waiting_with_shutdown_interrupted() -> None:
     clock, stop = Clock(), asyncio.Event()
     attempt = Flaky(DOWN, times=1000)
@@ -139,3 +155,26 @@ async def test_stop_ends_the_waiting_with_shutdown_interrupted() -> None:
     with pytest.raises(ShutdownInterrupted, match="DLQ put in us-east-1"):
         await policy(clock, stop=stop).call("DLQ put", "us-east-1", until_stopped)
     assert attempt.calls == 4
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "LimitExceededException",
+        "RequestLimitExceeded",
+    ],
+)
+def test_every_throttling_code_moves_the_retry_and_the_throttle_counters(code: str) -> None:
+    metrics = Metrics()
+    try:
+        metrics.call_failing("GetRecords", "us-east-1", ThrottledError("slow down", code=code))
+        metrics.call_failing("GetRecords", "us-east-1", DOWN)
+        text = metrics.prometheus_text().decode()
+    finally:
+        metrics.shutdown()
+    assert metrics.total("retries") == 2
+    throttled = [line for line in text.splitlines() if line.startswith("replicator_records_thr")]
+    assert len(throttled) == 1 and f'reason="{code}"' in throttled[0]
+    assert throttled[0].endswith(" 1.0")
