@@ -201,6 +201,7 @@ def chaos(
         for name in SCENARIOS:
             console.print(name, highlight=False)
         return
+    _logging("ERROR")  # the faults are deliberate: their retry warnings would drown the table
     try:
         report = run_suite(
             scenario,
