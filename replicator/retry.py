@@ -106,6 +106,7 @@ class RetryPolicy:
     # Per (call, region): consecutive failures, and when the last WARNING was logged.
     _failures: dict[tuple[str, str], int] = field(default_factory=dict)
     _warned: dict[tuple[str, str], float] = field(default_factory=dict)
+    _told: set[tuple[str, str]] = field(default_factory=set)  # streaks with a WARNING
     _deadlines: _Deadlines = field(init=False)
 
     def __post_init__(self) -> None:
@@ -151,8 +152,11 @@ class RetryPolicy:
         if self.observer is not None:
             self.observer.call_failing(call, region, error)
         now = self.clock()
+        # Rate-limited across outages too: under a steady share of faults every streak is
+        # short, and a line per streak would flood the log.
         if now - self._warned.get(key, -self.warn_every) >= self.warn_every:
             self._warned[key] = now
+            self._told.add(key)
             log.warning(
                 "%s in %s failed (%s); retrying with backoff (%d consecutive failure(s))",
                 call,
@@ -165,7 +169,8 @@ class RetryPolicy:
         failures = self._failures.pop((call, region), None)
         if failures is None:
             return
-        self._warned.pop((call, region), None)
         if self.observer is not None:
             self.observer.call_recovered(call, region)
-        log.info("%s in %s recovered after %d failed attempt(s)", call, region, failures)
+        if (call, region) in self._told:  # the WARNING of this streak gets its ending
+            self._told.discard((call, region))
+            log.info("%s in %s recovered after %d failed attempt(s)", call, region, failures)

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from replicator.apply.applier import TargetApplier
+from replicator.apply.applier import ChangeWriter, DeadLetterSink, TargetApplier
 from replicator.apply.writer import ConditionalWriter, LocalWriter
 from replicator.aws import Clients
 from replicator.backoff import pause
@@ -17,7 +17,7 @@ from replicator.dlq import DeadLetterQueue
 from replicator.errors import ShutdownInterrupted
 from replicator.models import Change, Meta, Mode
 from replicator.pipeline import PairPipeline
-from replicator.retry import RetryPolicy
+from replicator.retry import RetryObserver, RetryPolicy
 from replicator.stream.source import DynamoDBStreamSource
 from replicator.tables import CONTROL_KEY, describe, ensure_table, key_schema_of, require_table
 from replicator.telemetry.heartbeat import HeartbeatWriter, heartbeat_key
@@ -51,6 +51,66 @@ def meta_for(config: Config, pair: Pair) -> Meta:
     return Meta(version=pair.version_attribute, prefix=config.metadata_prefix)
 
 
+def targets_of(config: Config, pair: Pair) -> tuple[list[TargetRef], TargetRef | None]:
+    """A pair's targets and, in active-active mode, its local target (the source table
+    itself, for this region's tombstones, DESIGN §4 rule 6), which is also the last target."""
+    targets = [TargetRef(t.region, t.table) for t in pair.targets]
+    if config.mode is not Mode.ACTIVE_ACTIVE:
+        return targets, None
+    local = TargetRef(config.source_region, pair.source_table)
+    return [*targets, local], local
+
+
+async def target_writer(
+    config: Config,
+    pair: Pair,
+    target: TargetRef,
+    clients: Clients,
+    metrics: Metrics,
+    *,
+    local: TargetRef | None,
+) -> ChangeWriter:
+    """The conditional writer of one target; for the local target it also heals zombies."""
+    meta = meta_for(config, pair)
+    conditional = ConditionalWriter(
+        await clients.put_client(target.region),
+        target.table,
+        region=target.region,
+        meta=meta,
+        mode=config.mode,
+        tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
+        on_version_regression=regression_reporter(metrics, pair.source_table, target),
+    )
+    if target != local:
+        return conditional
+    return LocalWriter(conditional, await clients.get("dynamodb", target.region), meta=meta)
+
+
+def applier_for(
+    config: Config,
+    pair: Pair,
+    target: TargetRef,
+    *,
+    writer: ChangeWriter,
+    dlq: DeadLetterSink,
+    metrics: Metrics,
+    stop: asyncio.Event,
+    retry: RetryPolicy | None = None,
+) -> TargetApplier:
+    """The applier of one target; ``retry`` defaults to waiting faults out until ``stop``."""
+    return TargetApplier(
+        writer,
+        dlq,
+        target=target,
+        metrics=metrics,
+        max_concurrency=pair.max_concurrency,
+        max_writes_per_second=pair.max_writes_per_second,
+        stop=stop,
+        heartbeat_prefix=config.heartbeat.key_prefix,
+        retry=retry,
+    )
+
+
 async def build_pipelines(
     config: Config, clients: Clients, *, metrics: Metrics, stop: asyncio.Event
 ) -> list[PairPipeline]:
@@ -72,38 +132,26 @@ async def build_pipelines(
             home, pair.source_table, config.source_region, stream=True, retry=retry
         )
         key_schema = key_schema_of(description)
-        meta = meta_for(config, pair)
-        targets = [TargetRef(t.region, t.table) for t in pair.targets]
-        local = None
-        if config.mode is Mode.ACTIVE_ACTIVE:
-            local = TargetRef(config.source_region, pair.source_table)
-            targets.append(local)
+        targets, local = targets_of(config, pair)
         appliers = []
         for target in targets:
-            client = await clients.get("dynamodb", target.region)
             await require_table(
-                client, target.table, target.region, key_schema=key_schema, retry=retry
-            )
-            conditional = ConditionalWriter(
-                await clients.put_client(target.region),
+                await clients.get("dynamodb", target.region),
                 target.table,
-                region=target.region,
-                meta=meta,
-                mode=config.mode,
-                tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
-                on_version_regression=regression_reporter(metrics, pair.source_table, target),
+                target.region,
+                key_schema=key_schema,
+                retry=retry,
             )
-            writer = conditional if target != local else LocalWriter(conditional, client, meta=meta)
+            writer = await target_writer(config, pair, target, clients, metrics, local=local)
             appliers.append(
-                TargetApplier(
-                    writer,
-                    dlq,
-                    target=target,
+                applier_for(
+                    config,
+                    pair,
+                    target,
+                    writer=writer,
+                    dlq=dlq,
                     metrics=metrics,
-                    max_concurrency=pair.max_concurrency,
-                    max_writes_per_second=pair.max_writes_per_second,
                     stop=stop,
-                    heartbeat_prefix=config.heartbeat.key_prefix,
                     retry=retry,
                 )
             )
@@ -111,7 +159,7 @@ async def build_pipelines(
             PairPipeline(
                 source_table=pair.source_table,
                 region=config.source_region,
-                meta=meta,
+                meta=meta_for(config, pair),
                 source=source,
                 appliers=appliers,
                 checkpoints=checkpoints,
@@ -134,7 +182,11 @@ def metrics_for(config: Config) -> Metrics:
 
 
 async def heartbeat_writers(
-    config: Config, clients: Clients, *, metrics: Metrics, stop: asyncio.Event
+    config: Config,
+    clients: Clients,
+    *,
+    metrics: RetryObserver | None = None,
+    stop: asyncio.Event | None = None,
 ) -> list[HeartbeatWriter]:
     """One canary writer per source table whose key schema can name it."""
     if not config.heartbeat.enabled:

@@ -59,7 +59,7 @@ async def test_a_target_keyed_otherwise_than_its_source_is_refused_at_start_up(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 async def test_a_fifth_of_all_requests_faulted_in_both_regions_the_service_survives_and_converges(
     endpoints: dict[str, str], unique_name: str, tmp_path: Path
 ) -> None:
@@ -83,8 +83,9 @@ async def test_a_fifth_of_all_requests_faulted_in_both_regions_the_service_survi
         clients = Clients(endpoints)
         try:
             load = LoadGenerator(await clients.get("dynamodb", SOURCE), unique_name, keys=60)
-            await load.run(operations=300, concurrency=4)
-            await converged(direct_path, within=120)
+            await load.run(operations=200, concurrency=4)
+            # Generous: on a loaded machine one moto server takes a few puts a second.
+            await converged(direct_path, within=200)
             assert not service.done(), _outcome(service)
             exported = metrics.prometheus_text().decode()
         finally:
