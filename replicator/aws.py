@@ -96,8 +96,9 @@ CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
 EXPIRED_TOKEN = "ExpiredTokenException"
 
 # Retries are ours (jittered, bounded, counted); botocore's own would hide throttling.
+# ``total_max_attempts`` counts the first attempt: ``max_attempts: 1`` still retried once.
 _BOTO_CONFIG = BotoConfig(
-    retries={"max_attempts": 1, "mode": "standard"},
+    retries={"total_max_attempts": 1, "mode": "standard"},
     connect_timeout=5,
     read_timeout=20,
     max_pool_connections=256,

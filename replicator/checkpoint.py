@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,11 +58,20 @@ def _sort_key(checkpoint: Checkpoint) -> str:
 class CheckpointStore:
     """Reads and advances checkpoints kept in the control table (pk, sk)."""
 
-    def __init__(self, client: Any, table: str, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        *,
+        retry: RetryPolicy | None = None,
+        guard: Callable[[], None] | None = None,
+    ) -> None:
         self._client = client
         self._table = table
         self._retry = retry or RetryPolicy()
         self._region = region_of(client)
+        # Asked before every attempt of a save (HA: may this process still write?).
+        self._guard = guard
 
     async def load(self, source_table: str) -> dict[tuple[str, TargetRef], Checkpoint]:
         """Every checkpoint of ``source_table``, keyed by (shard id, target).
@@ -117,6 +127,8 @@ class CheckpointStore:
         }
 
         async def attempt() -> bool:
+            if self._guard is not None:
+                self._guard()
             try:
                 await self._client.put_item(**request)
             except ClientError as exc:

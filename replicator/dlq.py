@@ -16,6 +16,7 @@ import hashlib
 import json
 import time
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from replicator.aws import region_of
@@ -86,11 +87,20 @@ def dlq_entry(
 
 
 class DeadLetterQueue:
-    def __init__(self, client: Any, table: str, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        *,
+        retry: RetryPolicy | None = None,
+        guard: Callable[[], None] | None = None,
+    ) -> None:
         self._client = client
         self._table = table
         self._retry = retry or RetryPolicy()
         self._region = region_of(client)
+        # Asked before every attempt of a put (HA: may this process still write?).
+        self._guard = guard
 
     async def put(
         self,
@@ -109,11 +119,12 @@ class DeadLetterQueue:
             recreate=recreate,
             failed_at=time.time(),
         )
-        await self._retry.call(
-            "DLQ put",
-            self._region,
-            lambda: self._client.put_item(TableName=self._table, Item=entry),
-        )
+        async def attempt() -> None:
+            if self._guard is not None:
+                self._guard()
+            await self._client.put_item(TableName=self._table, Item=entry)
+
+        await self._retry.call("DLQ put", self._region, attempt)
 
     async def count(self) -> int:
         """Number of entries (a full count; the DLQ is small by design)."""

@@ -14,8 +14,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from replicator.apply.applier import ChangeWriter, DeadLetterSink
-from replicator.checkpoint import Checkpoint, CheckpointStore, TargetRef
+from replicator.apply.applier import ChangeWriter
+from replicator.checkpoint import Checkpoint, CheckpointStore
 from replicator.errors import AwsError, LeaseLost
 from replicator.models import Change, Outcome
 from replicator.retry import RetryPolicy
@@ -34,9 +34,11 @@ def _check(fence: Fence, what: str) -> None:
         raise LeaseLost(f"{what} for {fence.source_table} not started: the lease is not held")
 
 
-def send_guard(fence: Fence) -> Callable[[], None]:
-    """The check repeated as a target write's bytes are sent (``Clients.put_client``)."""
-    return functools.partial(_check, fence, "target write")
+def send_guard(fence: Fence, what: str = "target write") -> Callable[[], None]:
+    """The check, repeated as a request is sent: a target write's bytes (``put_client``), or
+    each attempt of a dead letter or checkpoint (a retry must not outlive the lease either).
+    """
+    return functools.partial(_check, fence, what)
 
 
 class FencedWriter:
@@ -58,41 +60,17 @@ class FencedWriter:
             ) from None
 
 
-class FencedDeadLetters:
-    def __init__(self, dlq: DeadLetterSink, fence: Fence) -> None:
-        self._dlq = dlq
-        self._fence = fence
-
-    async def put(
-        self,
-        *,
-        source_table: str,
-        target: TargetRef,
-        record: dict[str, Any],
-        reason: str,
-        recreate: bool = False,
-    ) -> None:
-        _check(self._fence, "dead-letter write")
-        await self._dlq.put(
-            source_table=source_table,
-            target=target,
-            record=record,
-            reason=reason,
-            recreate=recreate,
-        )
-
-
 class FencedCheckpoints(CheckpointStore):
     """Checkpoints saved only under the lease; a refused save is reported as not stored."""
 
     def __init__(
         self, client: Any, table: str, fence: Fence, *, retry: RetryPolicy | None = None
     ) -> None:
-        super().__init__(client, table, retry=retry)
-        self._fence = fence
+        super().__init__(client, table, retry=retry, guard=send_guard(fence, "checkpoint"))
 
     async def save(self, source_table: str, checkpoint: Checkpoint) -> bool:
-        if not self._fence.may_write():
+        try:
+            return await super().save(source_table, checkpoint)
+        except LeaseLost:
             log.info("checkpoint %s not saved: the lease is not held", checkpoint)
             return False
-        return await super().save(source_table, checkpoint)

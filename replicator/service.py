@@ -19,7 +19,6 @@ from replicator.errors import ShutdownInterrupted
 from replicator.fence import (
     Fence,
     FencedCheckpoints,
-    FencedDeadLetters,
     FencedWriter,
     send_guard,
 )
@@ -186,9 +185,8 @@ async def build_pipeline(
         if fence
         else CheckpointStore(home, config.control_table, retry=retry)
     )
-    dlq: DeadLetterSink = DeadLetterQueue(home, config.dlq_table, retry=retry)
-    if fence:
-        dlq = FencedDeadLetters(dlq, fence)
+    dlq_guard = send_guard(fence, "dead-letter write") if fence else None
+    dlq = DeadLetterQueue(home, config.dlq_table, retry=retry, guard=dlq_guard)
     source = DynamoDBStreamSource(home, await clients.get("dynamodbstreams", config.source_region))
     targets, local = targets_of(config, pair)
     guard = send_guard(fence) if fence else None
