@@ -11,7 +11,7 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from replicator.activeload import ActiveActiveLoad, Write, winners
 from replicator.models import Meta
-from replicator.tools.verify import visible
+from replicator.apply.rule import visible
 from tests.e2e.helpers import wait_until
 from tests.mesh import REGIONS, Mesh, running_mesh
 
