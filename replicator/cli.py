@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 from collections.abc import Callable, Coroutine
@@ -86,27 +87,38 @@ def run(
     _run_reporting_errors(main())
 
 
+PairOption = Annotated[
+    str | None,
+    typer.Option("--pair", help="Only the pair whose source table is this.", show_default=False),
+]
+
+
 @app.command()
 def verify(
     config: ConfigOption,
+    pair: PairOption = None,
     show: Annotated[int, typer.Option(help="How many differing keys to list.", min=0)] = 10,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON (every difference).")
+    ] = False,
     repair: Annotated[
         bool,
         typer.Option(
             "--repair",
-            help="Write the source's state over each difference (compare-and-set), "
-            "then verify again.",
+            help="Fix each difference (one-way: the source's state, compare-and-set; "
+            "active-active: the key's winner through the normal rule), then verify again.",
         ),
     ] = False,
 ) -> None:
-    """Compare source and targets (tombstone-aware); exit 1 if any key differs."""
+    """Compare the tables of each pair (tombstone-aware); exit 1 if any key differs."""
     from replicator.tools.repair import repair as repair_targets
     from replicator.tools.verify import verify as verify_tables
 
     loaded = _load(config)
-    report = _run_reporting_errors(verify_tables(loaded))
-    _print_report(report, show)
+    progress: Callable[[str], None] = _quiet if as_json else _progress_line
+    report = _run_reporting_errors(verify_tables(loaded, pair=pair, on_progress=progress))
     if repair and report.differences:
+        _print_report(report, show, as_json=False)
         fixed = _run_reporting_errors(repair_targets(loaded, report))
         console.print(
             f"repair: {fixed.repaired} written, {len(fixed.moved)} skipped because the target "
@@ -114,13 +126,24 @@ def verify(
         )
         for difference, reason in fixed.unrepairable[:show]:
             console.print(f"  {difference}: {reason}", highlight=False)
-        report = _run_reporting_errors(verify_tables(loaded))
-        _print_report(report, show)
+        report = _run_reporting_errors(verify_tables(loaded, pair=pair, on_progress=progress))
+    _print_report(report, show, as_json=as_json)
     if report.differences:
         raise typer.Exit(1)
 
 
-def _print_report(report: Report, show: int) -> None:
+def _quiet(_: str) -> None:
+    pass
+
+
+def _progress_line(text: str) -> None:
+    errors.print(f"[dim]{text}[/dim]", highlight=False)
+
+
+def _print_report(report: Report, show: int, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report.as_json(), indent=2))
+        return
     for difference in report.differences[:show]:
         console.print(f"  {difference}", highlight=False)
     console.print(f"{len(report.differences)} differences ({report.compared} keys compared)")
