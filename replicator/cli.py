@@ -150,6 +150,37 @@ def _print_report(report: Report, show: int, *, as_json: bool) -> None:
 
 
 @app.command()
+def backfill(
+    config: ConfigOption,
+    pair: PairOption = None,
+    segments: Annotated[
+        int, typer.Option(help="Parallel scan segments (a resumed run keeps its own).", min=1)
+    ] = 8,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Writes per second per target (default: the pair's cap).", min=1),
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Start over instead of resuming.")
+    ] = False,
+) -> None:
+    """Copy every item of the source to its targets through the conflict rule (resumable).
+
+    Start `replicator run` first: the stream then carries every write made during the
+    backfill, and a newer stream write always wins over an older scanned item.
+    """
+    from replicator.tools.backfill import backfill as backfill_tables
+    from replicator.tools.backfill_view import RichBackfillView
+
+    loaded = _load(config)
+    with RichBackfillView(console) as view:
+        summary = _run_reporting_errors(
+            backfill_tables(loaded, view, pair=pair, segments=segments, rate=rate, restart=restart)
+        )
+    console.print(summary.line(), highlight=False)
+
+
+@app.command()
 def demo(
     duration: Annotated[
         float, typer.Option(help="Seconds of load before verifying.", min=1, max=3600)

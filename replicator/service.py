@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from replicator.apply.applier import TargetApplier
+from replicator.apply.applier import DeadLetterSink, TargetApplier
 from replicator.apply.writer import ConditionalWriter
 from replicator.aws import Clients
 from replicator.backoff import pause
@@ -68,31 +68,10 @@ async def build_pipelines(
         if config.mode is Mode.ACTIVE_ACTIVE:
             local = TargetRef(config.source_region, pair.source_table)
             targets.append(local)
-        appliers = []
-        for target in targets:
-            client = await clients.get("dynamodb", target.region)
-            await require_table(client, target.table, target.region)
-            writer = ConditionalWriter(
-                await clients.put_client(target.region),
-                target.table,
-                region=target.region,
-                meta=meta,
-                mode=config.mode,
-                tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
-                on_version_regression=regression_reporter(metrics, pair.source_table, target),
-            )
-            appliers.append(
-                TargetApplier(
-                    writer,
-                    dlq,
-                    target=target,
-                    metrics=metrics,
-                    max_concurrency=pair.max_concurrency,
-                    max_writes_per_second=pair.max_writes_per_second,
-                    stop=stop,
-                    heartbeat_prefix=config.heartbeat.key_prefix,
-                )
-            )
+        appliers = [
+            await target_applier(config, pair, target, clients, dlq=dlq, metrics=metrics, stop=stop)
+            for target in targets
+        ]
         pipelines.append(
             PairPipeline(
                 source_table=pair.source_table,
@@ -107,6 +86,41 @@ async def build_pipelines(
             )
         )
     return pipelines
+
+
+async def target_applier(
+    config: Config,
+    pair: Pair,
+    target: TargetRef,
+    clients: Clients,
+    *,
+    dlq: DeadLetterSink,
+    metrics: Metrics,
+    stop: asyncio.Event,
+    max_writes_per_second: float | None = None,
+) -> TargetApplier:
+    """The applier of one target table (checked to exist); the pair's rate unless given."""
+    client = await clients.get("dynamodb", target.region)
+    await require_table(client, target.table, target.region)
+    writer = ConditionalWriter(
+        await clients.put_client(target.region),
+        target.table,
+        region=target.region,
+        meta=meta_for(config, pair),
+        mode=config.mode,
+        tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
+        on_version_regression=regression_reporter(metrics, pair.source_table, target),
+    )
+    return TargetApplier(
+        writer,
+        dlq,
+        target=target,
+        metrics=metrics,
+        max_concurrency=pair.max_concurrency,
+        max_writes_per_second=max_writes_per_second or pair.max_writes_per_second,
+        stop=stop,
+        heartbeat_prefix=config.heartbeat.key_prefix,
+    )
 
 
 def metrics_for(config: Config) -> Metrics:

@@ -29,10 +29,9 @@ from botocore.exceptions import ClientError
 from replicator.apply.writer import ConditionalWriter
 from replicator.aws import Clients, classify, is_conditional_check_failed
 from replicator.config import Config
-from replicator.errors import AwsError
+from replicator.errors import AwsError, RecordError
 from replicator.models import (
     Change,
-    Incoming,
     Meta,
     Mode,
     Outcome,
@@ -41,6 +40,7 @@ from replicator.models import (
     stored_from_item,
 )
 from replicator.service import meta_for
+from replicator.tools.deliver import state_change
 from replicator.tools.scan import wire_key
 from replicator.tools.verify import Difference, Report
 
@@ -122,22 +122,18 @@ def unchanged_condition(difference: Difference, meta: Meta) -> dict[str, Any]:
 
 def winner_change(difference: Difference, meta: Meta) -> Change:
     """The key's winner as the stream would deliver it: its own version, origin and seq."""
-    winner = difference.source_item
-    stored = stored_from_item(winner, meta)
-    if winner is None or stored is None or stored.version is None:
-        raise ValueError(f"the winning item has no numeric {meta.version!r}")
-    holder_region = difference.holder.split("/", 1)[0]
-    # A local write in its own region carries no sequence of its origin: none is made up.
-    seq = stored.seq if stored.replicated else ""
-    incoming = Incoming(stored.version, stored.tombstone, stored.origin(holder_region), seq)
-    return Change(
-        keys=wire_key(difference.key),
-        incoming=incoming,
-        item=None if stored.tombstone else winner,
-        sequence_number=seq,
-        created_at=0.0,
-        record={},
-    )
+    if difference.source_item is None:
+        raise ValueError("no region holds the key")
+    try:
+        return state_change(
+            wire_key(difference.key),
+            difference.source_item,
+            meta=meta,
+            here=difference.holder.split("/", 1)[0],
+            record={},
+        )
+    except RecordError as exc:
+        raise ValueError(f"the winning item: {exc}") from exc
 
 
 async def repair(

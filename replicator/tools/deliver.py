@@ -1,0 +1,37 @@
+"""A stored state as the stream would deliver it: the write backfill, replay and repair send.
+
+It carries the state's own version, tombstone flag and origin, and never makes one
+up. It is never a re-create, so the normal rule decides (DESIGN §5b): a newer write
+already on the target, from the stream or anywhere, always wins over it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from replicator.errors import RecordError
+from replicator.models import Change, Incoming, Meta, WireItem, stored_from_item
+
+
+def state_change(
+    keys: WireItem, item: WireItem, *, meta: Meta, here: str, record: dict[str, Any]
+) -> Change:
+    """``item`` as stored in region ``here``, as a change to apply to another table.
+
+    Raises ``RecordError`` when the item has no numeric version (it goes to the DLQ).
+    """
+    stored = stored_from_item(item, meta)
+    if stored is None or stored.version is None:
+        raise RecordError(f"item has no numeric version attribute {meta.version!r}")
+    # A replicated state keeps its origin's stream position, so the fence orders it
+    # against that origin's writes; a local write has none, and none is made up: the
+    # fence then lets the origin's own stream win.
+    seq = stored.seq if stored.replicated else ""
+    return Change(
+        keys=keys,
+        incoming=Incoming(stored.version, stored.tombstone, stored.origin(here), seq),
+        item=None if stored.tombstone else item,
+        sequence_number=seq,
+        created_at=0.0,
+        record=record,
+    )
