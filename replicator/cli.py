@@ -177,7 +177,7 @@ def backfill(
         summary = _run_reporting_errors(
             backfill_tables(loaded, view, pair=pair, segments=segments, rate=rate, restart=restart)
         )
-    console.print(summary.line(), highlight=False)
+    console.print(summary.line(), highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -68,4 +68,4 @@ class RichBackfillView:
         self._progress.update(self._task, rate=f"{speed:,.0f}" if speed else "-")
 
     def note(self, text: str) -> None:
-        self._progress.console.print(text, highlight=False)
+        self._progress.console.print(text, highlight=False, soft_wrap=True)
