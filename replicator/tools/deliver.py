@@ -14,9 +14,17 @@ from replicator.models import Change, Incoming, Meta, WireItem, stored_from_item
 
 
 def state_change(
-    keys: WireItem, item: WireItem, *, meta: Meta, here: str, record: dict[str, Any]
+    keys: WireItem,
+    item: WireItem,
+    *,
+    meta: Meta,
+    here: str,
+    record: dict[str, Any],
+    seq: str | None = None,
 ) -> Change:
     """``item`` as stored in region ``here``, as a change to apply to another table.
+
+    ``seq`` (padded) places it in its origin's stream, when that is known.
 
     Raises ``RecordError`` when the item has no numeric version (it goes to the DLQ).
     """
@@ -26,7 +34,8 @@ def state_change(
     # A replicated state keeps its origin's stream position, so the fence orders it
     # against that origin's writes; a local write has none, and none is made up: the
     # fence then lets the origin's own stream win.
-    seq = stored.seq if stored.replicated else ""
+    if seq is None:
+        seq = stored.seq if stored.replicated else ""
     return Change(
         keys=keys,
         incoming=Incoming(stored.version, stored.tombstone, stored.origin(here), seq),
