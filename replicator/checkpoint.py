@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from replicator.aws import classify, is_conditional_check_failed
 from replicator.models import pad_seq
+from replicator.tables import query_partition
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,29 +55,16 @@ class CheckpointStore:
     async def load(self, source_table: str) -> dict[tuple[str, TargetRef], Checkpoint]:
         """Every checkpoint of ``source_table``, keyed by (shard id, target)."""
         found: dict[tuple[str, TargetRef], Checkpoint] = {}
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": _partition(source_table)}},
-            "ConsistentRead": True,
-        }
-        while True:
-            try:
-                page = await self._client.query(**kwargs)
-            except Exception as exc:
-                raise classify(exc) from exc
-            for item in page.get("Items", []):
-                target = TargetRef(item["target_region"]["S"], item["target_table"]["S"])
-                shard_id = item["shard_id"]["S"]
-                found[(shard_id, target)] = Checkpoint(
-                    shard_id=shard_id,
-                    target=target,
-                    sequence_number=item["sequence_number"]["S"] or None,
-                    shard_ended=item["shard_ended"]["BOOL"],
-                )
-            if "LastEvaluatedKey" not in page:
-                return found
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        async for item in query_partition(self._client, self._table, _partition(source_table)):
+            target = TargetRef(item["target_region"]["S"], item["target_table"]["S"])
+            shard_id = item["shard_id"]["S"]
+            found[(shard_id, target)] = Checkpoint(
+                shard_id=shard_id,
+                target=target,
+                sequence_number=item["sequence_number"]["S"] or None,
+                shard_ended=item["shard_ended"]["BOOL"],
+            )
+        return found
 
     async def save(self, source_table: str, checkpoint: Checkpoint) -> bool:
         """Advance a checkpoint; False when a newer one is already stored."""

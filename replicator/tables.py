@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from replicator.aws import classify, error_code
 from replicator.errors import ConfigError, ResourceNotFound
+from replicator.models import WireItem
 
 ACTIVE_TIMEOUT_SECONDS = 120.0
 
@@ -97,6 +99,26 @@ async def require_table(client: Any, table: str, region: str, *, stream: bool = 
                 f"table {table} in {region} has no NEW_AND_OLD_IMAGES stream — enable it with "
                 "StreamSpecification StreamViewType=NEW_AND_OLD_IMAGES"
             )
+
+
+async def query_partition(client: Any, table: str, partition: str) -> AsyncIterator[WireItem]:
+    """Every item of a control-shaped table (pk, sk) under ``pk = partition``, read consistently."""
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": partition}},
+        "ConsistentRead": True,
+    }
+    while True:
+        try:
+            page = await client.query(**kwargs)
+        except Exception as exc:
+            raise classify(exc) from exc
+        for item in page.get("Items", []):
+            yield item
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def key_schema_of(description: dict[str, Any]) -> list[tuple[str, str, str]]:

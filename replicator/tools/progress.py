@@ -17,6 +17,7 @@ from typing import Any
 
 from replicator.aws import classify
 from replicator.models import WireItem
+from replicator.tables import query_partition
 
 
 @dataclass
@@ -45,22 +46,11 @@ class ProgressStore:
 
     async def load(self, source_table: str) -> list[SegmentProgress]:
         """Every segment row of ``source_table``'s backfill, by segment number."""
-        rows: list[SegmentProgress] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": _partition(source_table)}},
-            "ConsistentRead": True,
-        }
-        while True:
-            try:
-                page = await self._client.query(**kwargs)
-            except Exception as exc:
-                raise classify(exc) from exc
-            rows.extend(_from_row(row) for row in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return sorted(rows, key=lambda p: p.segment)
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        rows = [
+            _from_row(row)
+            async for row in query_partition(self._client, self._table, _partition(source_table))
+        ]
+        return sorted(rows, key=lambda p: p.segment)
 
     async def save(self, source_table: str, progress: SegmentProgress) -> None:
         row: WireItem = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,27 +9,13 @@ import pytest
 
 from replicator.apply.writer import ConditionalWriter
 from replicator.aws import Clients
-from replicator.config import Config, load_config
+from replicator.config import Config
 from replicator.models import Change, Incoming, Meta, Mode, Outcome, pad_seq
 from replicator.tools.repair import repair
 from replicator.tools.verify import verify
-from tests.e2e.helpers import SOURCE, TARGET, cli, create_tables, write_config
+from tests.e2e.helpers import SOURCE, TARGET, cli
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def pair(
-    endpoints: dict[str, str], unique_name: str, tmp_path: Path
-) -> AsyncIterator[tuple[Config, Path, Clients]]:
-    path = write_config(tmp_path / "replicator.yaml", endpoints, unique_name)
-    config = load_config(path)
-    await create_tables(config)
-    clients = Clients(config.endpoints)
-    try:
-        yield config, path, clients
-    finally:
-        await clients.aclose()
 
 
 def item(key: str, version: int, **extra: dict[str, str]) -> dict[str, dict[str, str]]:

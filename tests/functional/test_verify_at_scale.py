@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,12 +13,12 @@ import pytest
 from replicator.apply.rule import visible
 from replicator.apply.writer import ConditionalWriter
 from replicator.aws import Clients
-from replicator.config import Config, load_config
+from replicator.config import Config
 from replicator.models import Change, Incoming, Meta, Mode, Outcome, pad_seq
 from replicator.tables import ensure_table
 from replicator.tools.repair import repair
 from replicator.tools.verify import verify
-from tests.e2e.helpers import SOURCE, TARGET, cli, create_tables, write_config
+from tests.e2e.helpers import SOURCE, TARGET, cli
 from tests.mesh import A, C, region_config
 from tests.records import image
 
@@ -37,13 +36,10 @@ async def batch_put(client: Any, table: str, items: list[dict[str, Any]]) -> Non
 
 @pytest.fixture
 async def replicated(
-    endpoints: dict[str, str], unique_name: str, tmp_path: Path
-) -> AsyncIterator[tuple[Config, Path, Clients]]:
+    pair: tuple[Config, Path, Clients], unique_name: str
+) -> tuple[Config, Path, Clients]:
     """600 keys in the source, each replicated to the target as the pipeline would write it."""
-    path = write_config(tmp_path / "replicator.yaml", endpoints, unique_name)
-    config = load_config(path)
-    await create_tables(config)
-    clients = Clients(config.endpoints)
+    _, _, clients = pair
     keys = [f"k{n:04}" for n in range(600)]
     await batch_put(
         await clients.get("dynamodb", SOURCE),
@@ -55,10 +51,7 @@ async def replicated(
         unique_name,
         [image(k, 2, origin=SOURCE, note=f"n{k}") for k in keys],
     )
-    try:
-        yield config, path, clients
-    finally:
-        await clients.aclose()
+    return pair
 
 
 async def test_verify_finds_each_seeded_kind_and_repair_leaves_nothing_to_find(

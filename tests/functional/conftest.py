@@ -1,0 +1,27 @@
+"""Fixtures shared by the functional tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from replicator.aws import Clients
+from replicator.config import Config, load_config
+from tests.e2e.helpers import create_tables, write_config
+
+
+@pytest.fixture
+async def pair(
+    endpoints: dict[str, str], unique_name: str, tmp_path: Path
+) -> AsyncIterator[tuple[Config, Path, Clients]]:
+    """A one-way pair (us-east-1 -> eu-west-1) with its tables: config, its file, clients."""
+    path = write_config(tmp_path / "replicator.yaml", endpoints, unique_name)
+    config = load_config(path)
+    await create_tables(config)
+    clients = Clients(config.endpoints)
+    try:
+        yield config, path, clients
+    finally:
+        await clients.aclose()
