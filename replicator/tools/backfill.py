@@ -212,4 +212,3 @@ class _PairBackfill:
                 continue
             per_key[key] = [change]
         return per_key, dead
-

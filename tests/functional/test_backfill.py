@@ -99,9 +99,9 @@ async def test_an_interrupted_backfill_resumes_from_each_segments_saved_position
     with pytest.raises(ExceptionGroup) as stopped:
         await backfill(config, Recorder(stop_after_pages=3), segments=4, page_items=25)
     assert stopped.group_contains(Interrupted)
-    saved = await ProgressStore(
-        await clients.get("dynamodb", SOURCE), config.control_table
-    ).load(unique_name)
+    saved = await ProgressStore(await clients.get("dynamodb", SOURCE), config.control_table).load(
+        unique_name
+    )
     assert 0 < sum(p.scanned for p in saved) < 400
 
     again = Recorder()
