@@ -65,7 +65,8 @@ class PairPipeline:
     retry_backoff: Backoff = RETRY_BACKOFF
     records_per_call: int = MAX_RECORDS_PER_CALL
     # Active-active: the lane writing this region's own deletes as local tombstones
-    # into the source table (DESIGN §4 rule 6). It takes tombstones only.
+    # into the source table (DESIGN §4 rule 6) and healing its zombies (rule 7). It
+    # takes only those.
     local_target: TargetRef | None = None
     _positions: dict[tuple[str, TargetRef], Checkpoint] = field(default_factory=dict)
     _shard_done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -255,7 +256,7 @@ class PairPipeline:
         target = applier.target
         changes, dead = work.changes, work.dead
         if target == self.local_target:
-            changes = [c for c in changes if c.incoming.tombstone]
+            changes = [c for c in changes if c.incoming.tombstone or c.heals_zombie]
             dead = []  # dead-lettered once per real target, not for the local copy
         if taken is not None:
             # The lane is ahead of the shard's slowest lane after a restart, or the

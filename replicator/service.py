@@ -7,8 +7,8 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from replicator.apply.applier import DeadLetterSink, TargetApplier
-from replicator.apply.writer import ConditionalWriter
+from replicator.apply.applier import ChangeWriter, DeadLetterSink, TargetApplier
+from replicator.apply.writer import ConditionalWriter, LocalWriter
 from replicator.aws import Clients
 from replicator.backoff import pause
 from replicator.checkpoint import CheckpointStore, TargetRef
@@ -69,7 +69,16 @@ async def build_pipelines(
             local = TargetRef(config.source_region, pair.source_table)
             targets.append(local)
         appliers = [
-            await target_applier(config, pair, target, clients, dlq=dlq, metrics=metrics, stop=stop)
+            await target_applier(
+                config,
+                pair,
+                target,
+                clients,
+                dlq=dlq,
+                metrics=metrics,
+                stop=stop,
+                local=target == local,
+            )
             for target in targets
         ]
         pipelines.append(
@@ -98,11 +107,15 @@ async def target_applier(
     metrics: Metrics,
     stop: asyncio.Event,
     max_writes_per_second: float | None = None,
+    local: bool = False,
 ) -> TargetApplier:
-    """The applier of one target table (checked to exist); the pair's rate unless given."""
+    """The applier of one target table (checked to exist); the pair's rate unless given.
+
+    ``local``: this region's own table in active-active mode, which also heals zombies.
+    """
     client = await clients.get("dynamodb", target.region)
     await require_table(client, target.table, target.region)
-    writer = ConditionalWriter(
+    conditional = ConditionalWriter(
         await clients.put_client(target.region),
         target.table,
         region=target.region,
@@ -110,6 +123,9 @@ async def target_applier(
         mode=config.mode,
         tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
         on_version_regression=regression_reporter(metrics, pair.source_table, target),
+    )
+    writer: ChangeWriter = (
+        LocalWriter(conditional, client, meta=meta_for(config, pair)) if local else conditional
     )
     return TargetApplier(
         writer,

@@ -11,7 +11,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from replicator.models import Incoming, Meta, Mode, Outcome, Stored, WireItem, stored_from_item
+from replicator.models import Incoming, Meta, Mode, Outcome, Stored, WireItem, visible_item
 
 # Order key of a state (version, is_tombstone, origin); a missing version sorts first.
 OrderKey = tuple[Decimal, bool, str]
@@ -78,12 +78,10 @@ def order_key(stored: Stored, *, here: str) -> OrderKey:
 
 
 def visible(item: WireItem | None, meta: Meta) -> Visible:
-    """What a reader that skips tombstones sees of ``item`` (None: nothing).
+    """What a reader that skips tombstones sees of ``item``, as Python values (None: nothing).
 
-    Verify, the web view and the convergence checker compare this; metadata
-    attributes are not user data.
+    The one definition is ``models.visible_item``; verify, its bucket digests and the
+    tests compare this.
     """
-    stored = stored_from_item(item, meta)
-    if item is None or stored is None or stored.tombstone:
-        return None
-    return {k: _deserialize(v) for k, v in item.items() if not k.startswith(meta.prefix)}
+    seen = visible_item(item, meta)
+    return None if seen is None else {k: _deserialize(v) for k, v in seen.items()}

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(10)
     [
         (image("a", 3, note="x"), image("a", 3, origin="us-east-1", note="x"), None),
         (None, image("a", 3, origin="us-east-1", tombstone=True), None),  # tombstone = absent
-        (image("a", 3, tombstone=True), None, None),
+        (image("a", 3, origin="us-east-1", tombstone=True), None, None),
         (image("a", 3), None, "missing"),
         (None, image("a", 3), "extra"),
         (image("a", 4, note="new"), image("a", 3, note="old"), "stale"),
