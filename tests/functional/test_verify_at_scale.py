@@ -118,11 +118,7 @@ async def test_active_active_repair_delivers_the_winner_and_every_region_converg
         await db[t].put_item(TableName=unique_name, Item=from_c)
 
         report = await verify(config, recheck_delay=0.01)
-        assert [(d.kind, d.target) for d in report.differences] == [
-            ("missing", f"{r}/{unique_name}")
-        ]
         fixed = await repair(config, report)
-        assert fixed.repaired == 1
 
         # C's v6 now reaches R through the stream, as it would have anyway.
         writer = ConditionalWriter(
@@ -142,9 +138,17 @@ async def test_active_active_repair_delivers_the_winner_and_every_region_converg
             record={},
         )
         assert await writer.put(late, now=0.0) in (Outcome.DUPLICATE, Outcome.APPLIED)
+        seen = {}
         for region in (r, c, t):
             item = await db[region].get_item(TableName=unique_name, Key={"pk": {"S": "k"}})
-            assert visible(item.get("Item"), META) == {"pk": "k", "version": 6, "v": "from C"}
+            seen[region] = visible(item.get("Item"), META)
+        winner = {"pk": "k", "version": 6, "v": "from C"}
+        assert seen == {r: winner, c: winner, t: winner}, "the regions diverged for good"
+        # Only R lacked the winner; repair delivered C's own v6, inventing nothing.
+        assert [(d.kind, d.target) for d in report.differences] == [
+            ("missing", f"{r}/{unique_name}")
+        ]
+        assert fixed.repaired == 1
         assert (await verify(config, recheck_delay=0.01)).differences == []
     finally:
         await clients.aclose()
