@@ -31,6 +31,7 @@ ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="Path to replicator.yaml.", show_default=False)
 ]
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
 T = TypeVar("T")
 
 
@@ -173,10 +174,16 @@ def backfill(
     from replicator.tools.backfill_view import RichBackfillView
 
     loaded = _load(config)
-    with RichBackfillView(console) as view:
-        summary = _run_reporting_errors(
-            backfill_tables(loaded, view, pair=pair, segments=segments, rate=rate, restart=restart)
-        )
+    try:
+        with RichBackfillView(console) as view:
+            summary = _run_reporting_errors(
+                backfill_tables(
+                    loaded, view, pair=pair, segments=segments, rate=rate, restart=restart
+                )
+            )
+    except KeyboardInterrupt:
+        errors.print("interrupted: run the same command again to resume", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     console.print(summary.line(), highlight=False, soft_wrap=True)
 
 
