@@ -24,10 +24,11 @@ from replicator.apply.rule import order_key, visible
 from replicator.aws import Clients
 from replicator.config import Config, Pair
 from replicator.errors import ConfigError
-from replicator.models import ItemKey, Meta, Mode, WireItem, number, stored_from_item
+from replicator.models import ItemKey, Meta, Mode, WireItem, stored_from_item
 from replicator.service import meta_for
 from replicator.tables import describe, key_schema_of
 from replicator.tools.buckets import TableDigest, bucket_of, differing_buckets, passes, state_digest
+from replicator.tools.kinds import kind_of, winner_kind
 from replicator.tools.scan import get_item, key_of, scan_segment
 from replicator.tools.select import select_pairs
 
@@ -94,29 +95,6 @@ class Report:
 
 def is_heartbeat(key: ItemKey, heartbeat_prefix: str) -> bool:
     return any(value.startswith(heartbeat_prefix) for _, _, value in key)
-
-
-def kind_of(source: WireItem | None, target: WireItem | None, meta: Meta) -> str | None:
-    """How the target differs from the expected state as readers see them (None: it does not)."""
-    seen_source, seen_target = visible(source, meta), visible(target, meta)
-    if seen_source == seen_target:
-        return None
-    if seen_target is None:
-        return "version regression" if _regressed(source, target, meta) else "missing"
-    if seen_source is None:
-        expected = stored_from_item(source, meta)
-        return "resurrected" if expected is not None and expected.tombstone else "extra"
-    return "stale"
-
-
-def _regressed(source: WireItem | None, target: WireItem | None, meta: Meta) -> bool:
-    # The source re-created the key below the version of the tombstone the target holds:
-    # the active-active contract was broken and last-writer-wins keeps the delete.
-    stored = stored_from_item(target, meta)
-    if source is None or stored is None or not stored.tombstone:
-        return False
-    live = number(source.get(meta.version))
-    return live is not None and stored.version is not None and live <= stored.version
 
 
 def expected_index(items: Sequence[WireItem | None], views: Sequence[View], meta: Meta) -> int:
@@ -229,6 +207,9 @@ class _PairCheck:
         result = []
         for index, item in enumerate(items):
             kind = None if index == expected else kind_of(items[expected], item, self.meta)
+            if kind == "resurrected" and self.mode is Mode.ACTIVE_ACTIVE:
+                regions = (self.views[expected].region, self.views[index].region)
+                kind = winner_kind(items[expected], item, regions, self.meta)
             if kind is not None:
                 result.append(
                     Difference(
