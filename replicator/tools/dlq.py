@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from replicator.apply.applier import TargetApplier
 from replicator.aws import Clients, classify
 from replicator.checkpoint import TargetRef
 from replicator.config import Config
@@ -188,38 +189,42 @@ async def replay(config: Config, *, ids: list[str] | None = None) -> ReplayResul
     pairs = {p.source_table: p for p in config.pairs}
     result = ReplayResult([], [])
     metrics = metrics_for(config)
-    async with _home(config) as home:
-        clients = home.clients
-        sink = _NotingSink(DeadLetterQueue(home.client, config.dlq_table))
-        for entry in chosen:
-            pair = pairs.get(entry.source_table)
-            if pair is None or entry.keys is None:
-                why = "no pair in the config" if pair is None else "the entry names no key"
-                result.failed.append((entry, why))
-                continue
-            try:
-                change = await _current(config, home.client, entry, meta_for(config, pair))
-            except RecordError as exc:
-                result.failed.append((entry, f"still not replicable at the source: {exc}"))
-                continue
-            applier = await target_applier(
-                config,
-                pair,
-                entry.target,
-                clients,
-                dlq=sink,
-                metrics=metrics,
-                stop=asyncio.Event(),
-            )
-            before = len(sink.reasons)
-            if change is not None:
-                await applier.apply(entry.source_table, {change.key: [change]})
-            if len(sink.reasons) > before:
-                result.failed.append((entry, sink.reasons[-1]))
-                continue
-            await _delete(home.client, config.dlq_table, entry)
-            result.settled.append(entry)
-    metrics.shutdown()
+    appliers: dict[tuple[str, TargetRef], TargetApplier] = {}
+    try:
+        async with _home(config) as home:
+            sink = _NotingSink(DeadLetterQueue(home.client, config.dlq_table))
+            for entry in chosen:
+                pair = pairs.get(entry.source_table)
+                if pair is None or entry.keys is None:
+                    why = "no pair in the config" if pair is None else "the entry names no key"
+                    result.failed.append((entry, why))
+                    continue
+                try:
+                    change = await _current(config, home.client, entry, meta_for(config, pair))
+                except RecordError as exc:
+                    result.failed.append((entry, f"still not replicable at the source: {exc}"))
+                    continue
+                route = (entry.source_table, entry.target)
+                if route not in appliers:
+                    appliers[route] = await target_applier(
+                        config,
+                        pair,
+                        entry.target,
+                        home.clients,
+                        dlq=sink,
+                        metrics=metrics,
+                        stop=asyncio.Event(),
+                    )
+                before = len(sink.reasons)
+                if change is not None:
+                    await appliers[route].apply(entry.source_table, {change.key: [change]})
+                if len(sink.reasons) > before:  # dead-lettered again: the entry stays
+                    result.failed.append((entry, sink.reasons[-1]))
+                    continue
+                await _delete(home.client, config.dlq_table, entry)
+                result.settled.append(entry)
+    finally:
+        metrics.shutdown()
     return result
 
 
