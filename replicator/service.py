@@ -49,6 +49,63 @@ def meta_for(config: Config, pair: Pair) -> Meta:
     return Meta(version=pair.version_attribute, prefix=config.metadata_prefix)
 
 
+def targets_of(config: Config, pair: Pair) -> tuple[list[TargetRef], TargetRef | None]:
+    """A pair's targets and, in active-active mode, its local target (the source table
+    itself, for this region's tombstones, DESIGN §4 rule 6), which is also the last target."""
+    targets = [TargetRef(t.region, t.table) for t in pair.targets]
+    if config.mode is not Mode.ACTIVE_ACTIVE:
+        return targets, None
+    local = TargetRef(config.source_region, pair.source_table)
+    return [*targets, local], local
+
+
+async def target_writer(
+    config: Config,
+    pair: Pair,
+    target: TargetRef,
+    clients: Clients,
+    metrics: Metrics,
+    *,
+    local: TargetRef | None,
+) -> ChangeWriter:
+    """The conditional writer of one target; for the local target it also heals zombies."""
+    meta = meta_for(config, pair)
+    conditional = ConditionalWriter(
+        await clients.put_client(target.region),
+        target.table,
+        region=target.region,
+        meta=meta,
+        mode=config.mode,
+        tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
+        on_version_regression=regression_reporter(metrics, pair.source_table, target),
+    )
+    if target != local:
+        return conditional
+    return LocalWriter(conditional, await clients.get("dynamodb", target.region), meta=meta)
+
+
+def applier_for(
+    config: Config,
+    pair: Pair,
+    target: TargetRef,
+    *,
+    writer: ChangeWriter,
+    dlq: DeadLetterSink,
+    metrics: Metrics,
+    stop: asyncio.Event,
+) -> TargetApplier:
+    return TargetApplier(
+        writer,
+        dlq,
+        target=target,
+        metrics=metrics,
+        max_concurrency=pair.max_concurrency,
+        max_writes_per_second=pair.max_writes_per_second,
+        stop=stop,
+        heartbeat_prefix=config.heartbeat.key_prefix,
+    )
+
+
 async def build_pipelines(
     config: Config, clients: Clients, *, metrics: Metrics, stop: asyncio.Event
 ) -> list[PairPipeline]:
@@ -62,30 +119,23 @@ async def build_pipelines(
     pipelines = []
     for pair in config.pairs:
         await require_table(home, pair.source_table, config.source_region, stream=True)
-        meta = meta_for(config, pair)
-        targets = [TargetRef(t.region, t.table) for t in pair.targets]
-        local = None
-        if config.mode is Mode.ACTIVE_ACTIVE:
-            local = TargetRef(config.source_region, pair.source_table)
-            targets.append(local)
-        appliers = [
-            await target_applier(
-                config,
-                pair,
-                target,
-                clients,
-                dlq=dlq,
-                metrics=metrics,
-                stop=stop,
-                local=target == local,
+        targets, local = targets_of(config, pair)
+        appliers = []
+        for target in targets:
+            await require_table(
+                await clients.get("dynamodb", target.region), target.table, target.region
             )
-            for target in targets
-        ]
+            writer = await target_writer(config, pair, target, clients, metrics, local=local)
+            appliers.append(
+                applier_for(
+                    config, pair, target, writer=writer, dlq=dlq, metrics=metrics, stop=stop
+                )
+            )
         pipelines.append(
             PairPipeline(
                 source_table=pair.source_table,
                 region=config.source_region,
-                meta=meta,
+                meta=meta_for(config, pair),
                 source=source,
                 appliers=appliers,
                 checkpoints=checkpoints,
@@ -95,48 +145,6 @@ async def build_pipelines(
             )
         )
     return pipelines
-
-
-async def target_applier(
-    config: Config,
-    pair: Pair,
-    target: TargetRef,
-    clients: Clients,
-    *,
-    dlq: DeadLetterSink,
-    metrics: Metrics,
-    stop: asyncio.Event,
-    max_writes_per_second: float | None = None,
-    local: bool = False,
-) -> TargetApplier:
-    """The applier of one target table (checked to exist); the pair's rate unless given.
-
-    ``local``: this region's own table in active-active mode, which also heals zombies.
-    """
-    client = await clients.get("dynamodb", target.region)
-    await require_table(client, target.table, target.region)
-    conditional = ConditionalWriter(
-        await clients.put_client(target.region),
-        target.table,
-        region=target.region,
-        meta=meta_for(config, pair),
-        mode=config.mode,
-        tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
-        on_version_regression=regression_reporter(metrics, pair.source_table, target),
-    )
-    writer: ChangeWriter = (
-        LocalWriter(conditional, client, meta=meta_for(config, pair)) if local else conditional
-    )
-    return TargetApplier(
-        writer,
-        dlq,
-        target=target,
-        metrics=metrics,
-        max_concurrency=pair.max_concurrency,
-        max_writes_per_second=max_writes_per_second or pair.max_writes_per_second,
-        stop=stop,
-        heartbeat_prefix=config.heartbeat.key_prefix,
-    )
 
 
 def metrics_for(config: Config) -> Metrics:

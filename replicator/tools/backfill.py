@@ -24,10 +24,10 @@ from replicator.config import Config, Pair
 from replicator.dlq import DeadLetterQueue
 from replicator.errors import ConfigError, RecordError
 from replicator.models import Change, ItemKey, Outcome, WireItem
-from replicator.service import meta_for, target_applier
+from replicator.service import meta_for
 from replicator.tables import CONTROL_KEY, describe, ensure_table, key_schema_of
 from replicator.telemetry.metrics import Metrics
-from replicator.tools.deliver import state_change
+from replicator.tools.deliver import state_change, target_applier
 from replicator.tools.progress import ProgressStore, SegmentProgress, resumable
 from replicator.tools.scan import key_of, scan_segment
 from replicator.tools.select import select_pairs

@@ -7,10 +7,18 @@ already on the target, from the stream or anywhere, always wins over it.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from replicator.apply.applier import DeadLetterSink, TargetApplier
+from replicator.aws import Clients
+from replicator.checkpoint import TargetRef
+from replicator.config import Config, Pair
 from replicator.errors import RecordError
 from replicator.models import Change, Incoming, Meta, WireItem, stored_from_item
+from replicator.service import applier_for, target_writer
+from replicator.tables import require_table
+from replicator.telemetry.metrics import Metrics
 
 
 def state_change(
@@ -44,3 +52,25 @@ def state_change(
         created_at=0.0,
         record=record,
     )
+
+
+async def target_applier(
+    config: Config,
+    pair: Pair,
+    target: TargetRef,
+    clients: Clients,
+    *,
+    dlq: DeadLetterSink,
+    metrics: Metrics,
+    stop: asyncio.Event,
+    max_writes_per_second: float | None = None,
+) -> TargetApplier:
+    """The applier ``replicator run`` uses for ``target`` (checked to exist).
+
+    ``max_writes_per_second`` replaces the pair's cap (backfill's ``--rate``).
+    """
+    await require_table(await clients.get("dynamodb", target.region), target.table, target.region)
+    if max_writes_per_second is not None:
+        pair = pair.model_copy(update={"max_writes_per_second": max_writes_per_second})
+    writer = await target_writer(config, pair, target, clients, metrics, local=None)
+    return applier_for(config, pair, target, writer=writer, dlq=dlq, metrics=metrics, stop=stop)

@@ -28,9 +28,9 @@ from replicator.config import Config
 from replicator.dlq import DeadLetterQueue
 from replicator.errors import ConfigError, RecordError
 from replicator.models import Change, Incoming, Meta, WireItem, item_key, number, pad_seq
-from replicator.service import meta_for, metrics_for, target_applier
+from replicator.service import meta_for, metrics_for
 from replicator.tables import describe
-from replicator.tools.deliver import state_change
+from replicator.tools.deliver import state_change, target_applier
 from replicator.tools.scan import get_item, scan_segment
 from replicator.tools.select import select_pairs
 
