@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aioboto3
@@ -125,8 +125,18 @@ class FastPutClient:
     botocore produces, so ``classify`` stays the one place that reads error codes.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, region: str, endpoint: str | None) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        region: str,
+        endpoint: str | None,
+        *,
+        agent: str | None = None,
+        guard: Callable[[], None] | None = None,
+    ) -> None:
         self._session = session
+        self._agent = {"User-Agent": agent} if agent else {}
+        self._guard = guard
         self._http = AIOHTTP(session)
         self._credentials = Credentials.auto()
         self._region = region
@@ -141,8 +151,9 @@ class FastPutClient:
         except TypeError:
             # Binary attributes arrive from the stream as bytes; JSON wants base64.
             signed = self._sign(key, _base64_binaries(request))
+        body = signed.body if self._guard is None else _GuardedBody(signed.body, self._guard)
         async with self._session.post(
-            signed.url, data=signed.body, headers=signed.headers
+            signed.url, data=body, headers={**signed.headers, **self._agent}
         ) as response:
             status, body = response.status, await response.read()
         if status == 200:
@@ -157,6 +168,24 @@ class FastPutClient:
         return signed_dynamo_request(
             key=key, payload=request, action="PutItem", region=self._region, endpoint=self._endpoint
         )
+
+
+class _GuardedBody(aiohttp.BytesPayload):
+    """A request body that calls ``guard`` just before its bytes go to the socket.
+
+    The lease fence is asked before a write starts, but a process frozen after that (a
+    SIGSTOP, a VM pause) and before the send would send it once it thaws, after another
+    process took the lease over. aiohttp writes headers and body together here, with no
+    await between the guard and the socket: a guard that raises aborts the request unsent.
+    """
+
+    def __init__(self, value: bytes, guard: Callable[[], None]) -> None:
+        super().__init__(value)
+        self._guard = guard
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        self._guard()
+        await super().write_with_length(writer, content_length)
 
 
 def _base64_binaries(value: Any) -> Any:
@@ -191,12 +220,20 @@ class Clients:
     """Creates aioboto3 clients per (service, region), honouring endpoint overrides.
 
     Credentials come from the standard AWS chain (environment, profile, role); none
-    are ever read from replicator's config.
+    are ever read from replicator's config. ``agent`` is added to every request's
+    User-Agent, so CloudTrail (and a test's proxy) can tell the processes of one
+    deployment apart.
     """
 
-    def __init__(self, endpoints: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, endpoints: Mapping[str, str] | None = None, *, agent: str | None = None
+    ) -> None:
         self._session = aioboto3.Session()
         self._endpoints = dict(endpoints or {})
+        self._agent = agent
+        self._config = (
+            _BOTO_CONFIG.merge(BotoConfig(user_agent_extra=agent)) if agent else _BOTO_CONFIG
+        )
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[tuple[str, str], Any] = {}
         self._http: aiohttp.ClientSession | None = None
@@ -209,13 +246,18 @@ class Clients:
                 service,
                 region_name=region,
                 endpoint_url=self._endpoints.get(region),
-                config=_BOTO_CONFIG,
+                config=self._config,
             )
             self._clients[key] = await self._stack.enter_async_context(client)
         return self._clients[key]
 
-    async def put_client(self, region: str) -> FastPutClient:
-        """The client replicated writes go through (one HTTP session shared by regions)."""
+    async def put_client(
+        self, region: str, *, guard: Callable[[], None] | None = None
+    ) -> FastPutClient:
+        """The client replicated writes go through (one HTTP session shared by regions).
+
+        ``guard`` is called as each request is sent and aborts it by raising.
+        """
         if self._http is None:
             self._http = await self._stack.enter_async_context(
                 aiohttp.ClientSession(
@@ -226,7 +268,9 @@ class Clients:
                     ),
                 )
             )
-        return FastPutClient(self._http, region, self._endpoints.get(region))
+        return FastPutClient(
+            self._http, region, self._endpoints.get(region), agent=self._agent, guard=guard
+        )
 
     async def aclose(self) -> None:
         """Close every client (idempotent)."""
