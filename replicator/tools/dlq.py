@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import time
-import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +25,7 @@ from replicator.apply.applier import TargetApplier
 from replicator.aws import Clients, classify
 from replicator.checkpoint import TargetRef
 from replicator.config import Config
-from replicator.dlq import DeadLetterQueue
+from replicator.dlq import DeadLetterQueue, decode_record
 from replicator.errors import ConfigError, RecordError
 from replicator.models import Change, Incoming, Meta, WireItem, item_key, number, pad_seq
 from replicator.service import meta_for, metrics_for
@@ -45,6 +45,8 @@ class Entry:
     first_failed_at: float
     last_failed_at: float
     attempts: int
+    recreate: bool  # the write was a re-create (one-way: it supersedes its origin's state)
+    sequence_number: str | None  # of the stream record; None for a backfill's
     record: dict[str, Any] | None  # None: not stored (too large), see ``keys``
     keys: WireItem | None
 
@@ -98,24 +100,30 @@ def read_entry(row: WireItem) -> Entry:
         first_failed_at=float(number(row.get("first_failed_at")) or failed),
         last_failed_at=float(number(row.get("last_failed_at")) or failed),
         attempts=int(number(row.get("attempts")) or 1),
+        recreate=bool(row.get("recreate", {}).get("BOOL", False)),
+        sequence_number=_sequence_number(row, body),
         record=record,
         keys=keys,
     )
 
 
+def _sequence_number(row: WireItem, body: dict[str, Any] | None) -> str | None:
+    if body and "SequenceNumber" in body:
+        return str(body["SequenceNumber"])
+    stored = row.get("sequence_number", {}).get("S")
+    return stored if stored and stored != "none" else None
+
+
 def _record(row: WireItem) -> dict[str, Any] | None:
-    for name in ("record", "record_z", "record_gz"):
-        if name in row:
-            decoded = _json_or_map(row[name])
-            return decoded if isinstance(decoded, dict) else None
-    return None
+    if "S" in row.get("record", {}):  # entries written before records were compressed
+        text: dict[str, Any] = json.loads(row["record"]["S"])
+        return text
+    return decode_record(row)
 
 
 def _json_or_map(attribute: dict[str, Any]) -> Any:
     if "S" in attribute:
         return json.loads(attribute["S"])
-    if "B" in attribute:  # compressed JSON: zlib or gzip (wbits 47 accepts both)
-        return json.loads(zlib.decompress(attribute["B"], wbits=47))
     return attribute.get("M")
 
 
@@ -172,10 +180,22 @@ class _NotingSink:
         self.reasons: list[str] = []
 
     async def put(
-        self, *, source_table: str, target: TargetRef, record: dict[str, Any], reason: str
+        self,
+        *,
+        source_table: str,
+        target: TargetRef,
+        record: dict[str, Any],
+        reason: str,
+        recreate: bool = False,
     ) -> None:
         self.reasons.append(reason)
-        await self._dlq.put(source_table=source_table, target=target, record=record, reason=reason)
+        await self._dlq.put(
+            source_table=source_table,
+            target=target,
+            record=record,
+            reason=reason,
+            recreate=recreate,
+        )
 
 
 async def replay(config: Config, *, ids: list[str] | None = None) -> ReplayResult:
@@ -232,16 +252,20 @@ async def _current(config: Config, client: Any, entry: Entry, meta: Meta) -> Cha
     """The entry's key as the source holds it now, placed at the entry's stream position."""
     assert entry.keys is not None
     body = (entry.record or {}).get("dynamodb") or {}
-    seq = pad_seq(str(body["SequenceNumber"])) if "SequenceNumber" in body else None
+    seq = pad_seq(entry.sequence_number) if entry.sequence_number else None
+    # What a failing replay dead-letters again: the same entry (same sequence number).
+    position = {"SequenceNumber": entry.sequence_number} if entry.sequence_number else {}
+    record = entry.record or {"eventName": "REPLAY", "dynamodb": {"Keys": entry.keys, **position}}
     item = await get_item(client, entry.source_table, item_key(entry.keys))
     if item is not None:
-        return state_change(
-            entry.keys,
-            item,
-            meta=meta,
-            here=config.source_region,
-            record=entry.record or {},
-            seq=seq,
+        change = state_change(
+            entry.keys, item, meta=meta, here=config.source_region, record=record, seq=seq
+        )
+        if not entry.recreate or change.incoming.tombstone:
+            return change
+        # A re-create (one-way: delete and create again below the old version) still is one.
+        return dataclasses.replace(
+            change, incoming=dataclasses.replace(change.incoming, recreate=True)
         )
     # Gone at the source: deliver the delete the record was, if it says which version.
     version = number((body.get("OldImage") or {}).get(meta.version))
@@ -253,7 +277,7 @@ async def _current(config: Config, client: Any, entry: Entry, meta: Meta) -> Cha
         item=None,
         sequence_number=seq,
         created_at=0.0,
-        record=entry.record or {},
+        record=record,
     )
 
 

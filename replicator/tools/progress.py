@@ -15,9 +15,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from replicator.aws import classify
+from replicator.aws import region_of
 from replicator.models import WireItem
-from replicator.tables import query_partition
+from replicator.retry import RetryPolicy
 
 
 @dataclass
@@ -40,17 +40,29 @@ def _partition(source_table: str) -> str:
 
 
 class ProgressStore:
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: Any, table: str, *, retry: RetryPolicy | None = None) -> None:
         self._client = client
         self._table = table
+        self._retry = retry or RetryPolicy()
+        self._region = region_of(client)
 
     async def load(self, source_table: str) -> list[SegmentProgress]:
         """Every segment row of ``source_table``'s backfill, by segment number."""
-        rows = [
-            _from_row(row)
-            async for row in query_partition(self._client, self._table, _partition(source_table))
-        ]
-        return sorted(rows, key=lambda p: p.segment)
+        rows: list[SegmentProgress] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": _partition(source_table)}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = await self._retry.call(
+                "backfill progress load", self._region, lambda: self._client.query(**kwargs)
+            )
+            rows.extend(_from_row(row) for row in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return sorted(rows, key=lambda p: p.segment)
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     async def save(self, source_table: str, progress: SegmentProgress) -> None:
         row: WireItem = {
@@ -66,10 +78,11 @@ class ProgressStore:
         }
         if progress.next_start is not None:
             row["next_start"] = {"S": json.dumps(progress.next_start, sort_keys=True)}
-        try:
-            await self._client.put_item(TableName=self._table, Item=row)
-        except Exception as exc:
-            raise classify(exc) from exc
+        await self._retry.call(
+            "backfill progress save",
+            self._region,
+            lambda: self._client.put_item(TableName=self._table, Item=row),
+        )
 
 
 def _from_row(row: WireItem) -> SegmentProgress:

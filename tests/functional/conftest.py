@@ -1,4 +1,5 @@
-"""Fixtures shared by the functional tests."""
+"""Fixtures for every module here: the pipeline rig's (defined in ``test_pipeline_faults``)
+and a one-way pair with its tables."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ import pytest
 from replicator.aws import Clients
 from replicator.config import Config, load_config
 from tests.e2e.helpers import create_tables, write_config
+from tests.functional.test_pipeline_faults import (  # noqa: F401 (fixtures, found by name)
+    control_client,
+    metrics,
+    new_metrics,
+    rig,
+)
 
 
 @pytest.fixture
