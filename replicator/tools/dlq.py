@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from replicator.apply.applier import TargetApplier
-from replicator.aws import Clients, classify
+from replicator.aws import Clients, region_of
 from replicator.checkpoint import TargetRef
 from replicator.config import Config
 from replicator.dlq import DeadLetterQueue, decode_record
 from replicator.errors import ConfigError, RecordError
 from replicator.models import Change, Incoming, Meta, WireItem, item_key, number, pad_seq
+from replicator.retry import RetryPolicy
 from replicator.service import meta_for, metrics_for
 from replicator.tables import describe
 from replicator.tools.deliver import state_change, target_applier
@@ -294,9 +295,7 @@ async def purge(config: Config, *, older_than: float, now: Callable[[], float] =
 
 
 async def _delete(client: Any, table: str, entry: Entry) -> None:
-    try:
-        await client.delete_item(
-            TableName=table, Key={"pk": {"S": entry.pk}, "sk": {"S": entry.sk}}
-        )
-    except Exception as exc:
-        raise classify(exc) from exc
+    key = {"pk": {"S": entry.pk}, "sk": {"S": entry.sk}}
+    await RetryPolicy().call(
+        "DLQ delete", region_of(client), lambda: client.delete_item(TableName=table, Key=key)
+    )

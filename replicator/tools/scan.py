@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from replicator.aws import classify
+from replicator.aws import region_of
 from replicator.models import ItemKey, WireItem, item_key
+from replicator.retry import RetryPolicy
 
 # Items per page: pages are processed and dropped, so this (times the segments read
 # at once) bounds the memory a scan needs, whatever the table's size.
@@ -30,8 +31,10 @@ async def scan_segment(
     start: WireItem | None = None,
     consistent: bool = False,
     page_items: int = PAGE_ITEMS,
+    retry: RetryPolicy | None = None,
 ) -> AsyncIterator[Page]:
     """The pages of one segment of a parallel scan, from ``start`` (None: the beginning)."""
+    policy, region = retry or RetryPolicy(), region_of(client)
     kwargs: dict[str, Any] = {
         "TableName": table,
         "Segment": segment,
@@ -42,10 +45,7 @@ async def scan_segment(
     if start is not None:
         kwargs["ExclusiveStartKey"] = start
     while True:
-        try:
-            page = await client.scan(**kwargs)
-        except Exception as exc:
-            raise classify(exc) from exc
+        page = await policy.call(f"scan {table}", region, lambda: client.scan(**kwargs))
         next_start: WireItem | None = page.get("LastEvaluatedKey")
         yield Page(page.get("Items", []), next_start)
         if next_start is None:
@@ -61,11 +61,14 @@ def wire_key(key: ItemKey) -> WireItem:
     return {name: {type_: value} for name, type_, value in key}
 
 
-async def get_item(client: Any, table: str, key: ItemKey) -> WireItem | None:
+async def get_item(
+    client: Any, table: str, key: ItemKey, *, retry: RetryPolicy | None = None
+) -> WireItem | None:
     """The item as stored now (strongly consistent), None when there is none."""
-    try:
-        response = await client.get_item(TableName=table, Key=wire_key(key), ConsistentRead=True)
-    except Exception as exc:
-        raise classify(exc) from exc
+    response = await (retry or RetryPolicy()).call(
+        f"get {table}",
+        region_of(client),
+        lambda: client.get_item(TableName=table, Key=wire_key(key), ConsistentRead=True),
+    )
     item: WireItem | None = response.get("Item")
     return item
