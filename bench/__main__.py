@@ -29,10 +29,11 @@ from bench.memory import memory
 from bench.overhead import pipeline_overhead
 from bench.results import Result, print_table, write_json
 from bench.sdk import sdk_cost
+from bench.tools import backfill_rate, verify_memory
 from bench.ui import console, say
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-ALL = frozenset(range(1, 8))
+ALL = frozenset(range(1, 9))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,9 @@ class Sizes:
     sdk_writes: int = 3_000
     profile_overhead_records: int = 20_000
     profile_drain_records: int = 3_000
+    verify_small: int = 20_000
+    verify_large: int = 200_000
+    backfill_items: int = 4_000
 
 
 FULL = Sizes()
@@ -63,6 +67,9 @@ QUICK = Sizes(
     sdk_writes=300,
     profile_overhead_records=2_000,
     profile_drain_records=500,
+    verify_small=2_000,
+    verify_large=20_000,
+    backfill_items=500,
 )
 
 
@@ -128,7 +135,9 @@ async def run_all(sizes: Sizes, only: frozenset[int], rtt: float) -> Run:
             ceiling = lagged[0].details.get("ceiling_per_second")
         if moto is not None and 7 in only:
             await run.step("7 hot path: drain", profile_drain(moto, sizes.profile_drain_records))
-    with maybe_backend(bool(only & {2, 3, 4}), rtt, "stub") as stub:
+    if 8 in only:
+        await run.step("8 verify memory", verify_memory(sizes.verify_small, sizes.verify_large))
+    with maybe_backend(bool(only & {2, 3, 4, 8}), rtt, "stub") as stub:
         if stub is not None and 4 in only:
             # The same write rate as on moto: what the pipeline adds when the target
             # itself answers at once (moto queues bursts of conditional puts).
@@ -138,6 +147,11 @@ async def run_all(sizes: Sizes, only: frozenset[int], rtt: float) -> Run:
             )
         if stub is not None and only & {2, 3}:
             await run.step("2+3 drain on a stub target", drain(stub))
+        if stub is not None and 8 in only:
+            await run.step(
+                "8 backfill rate",
+                backfill_rate(stub, sizes.backfill_items, ceiling_writes=sizes.ceiling_writes),
+            )
     if 7 in only:
         await run.step("7 hot path: overhead", profile_overhead(sizes.profile_overhead_records))
     return run
@@ -146,7 +160,7 @@ async def run_all(sizes: Sizes, only: frozenset[int], rtt: float) -> Run:
 def _selection(text: str) -> frozenset[int]:
     chosen = frozenset(int(part) for part in text.split(",") if part.strip())
     if not chosen <= ALL:
-        raise argparse.ArgumentTypeError(f"benchmarks are numbered 1 to 7, not {text!r}")
+        raise argparse.ArgumentTypeError(f"benchmarks are numbered 1 to 8, not {text!r}")
     return chosen
 
 

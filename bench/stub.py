@@ -2,7 +2,10 @@
 
 Every request gets ``{}`` (what a successful PutItem returns) except DescribeTable,
 which describes any table as ACTIVE with a string ``pk``, so the replicator's start-up
-checks pass. Used where the server's own cost must not count: the SDK cost per write
+checks pass, and Scan of a table named ``generated-<N>``, which answers pages of N
+made-up items (the same for every such table, spread over the scan's segments): a
+table of any size that costs the stub no memory, for the verify memory benchmark.
+Used where the server's own cost must not count: the SDK cost per write
 (benchmark 6) and the round-trip-bound drain (benchmarks 2 and 3 against a target with
 no capacity limit of its own, unlike moto).
 
@@ -15,12 +18,15 @@ import asyncio
 import json
 import signal
 import socket
+from typing import Any
 
 from aiohttp import web
 
 LOOPBACK = "127.0.0.1"
 CONTENT_TYPE = "application/x-amz-json-1.0"
 EMPTY = b"{}"
+GENERATED = "generated-"
+NOTE = "x" * 64
 
 
 def _describe(name: str) -> bytes:
@@ -34,12 +40,31 @@ def _describe(name: str) -> bytes:
     return json.dumps({"Table": table}).encode()
 
 
+def _scan(request: dict[str, Any]) -> bytes:
+    name = str(request.get("TableName", ""))
+    size = int(name.rsplit("-", 1)[1]) if name.startswith(GENERATED) else 0
+    segment, total = int(request.get("Segment", 0)), int(request.get("TotalSegments", 1))
+    start = request.get("ExclusiveStartKey")
+    number = int(start["pk"]["S"][1:]) + total if start else segment
+    limit = int(request.get("Limit", 1000))
+    items = []
+    while number < size and len(items) < limit:
+        items.append({"pk": {"S": f"k{number:09d}"}, "version": {"N": "1"}, "note": {"S": NOTE}})
+        number += total
+    page: dict[str, Any] = {"Items": items, "Count": len(items), "ScannedCount": len(items)}
+    if number < size:
+        page["LastEvaluatedKey"] = {"pk": items[-1]["pk"]}
+    return json.dumps(page).encode()
+
+
 async def answer(request: web.Request) -> web.Response:
     body = await request.read()
     target = request.headers.get("X-Amz-Target", "")
     if target.endswith(".DescribeTable"):
         name = str(json.loads(body or b"{}").get("TableName", "table"))
         return web.Response(body=_describe(name), content_type=CONTENT_TYPE)
+    if target.endswith(".Scan"):
+        return web.Response(body=_scan(json.loads(body)), content_type=CONTENT_TYPE)
     return web.Response(body=EMPTY, content_type=CONTENT_TYPE)
 
 

@@ -23,10 +23,10 @@ import yaml
 from chaos.lifecycle import Lifecycle
 from chaos.outcome import Visible
 from chaos.proxy import FaultProxy, Faults
+from replicator.apply.rule import visible
 from replicator.aws import Clients
 from replicator.models import Meta
 from replicator.tables import ensure_table
-from replicator.tools.verify import visible
 
 META = Meta(version="version")
 KEY = [("pk", "HASH", "S")]

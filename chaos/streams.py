@@ -24,6 +24,7 @@ from chaos.proxy import FaultProxy, Faults
 from chaos.scenario import FAST, Context
 from replicator.activeload import Write
 from replicator.apply.applier import TargetApplier
+from replicator.apply.rule import visible
 from replicator.apply.writer import ConditionalWriter
 from replicator.aws import Clients
 from replicator.backoff import Backoff
@@ -35,7 +36,6 @@ from replicator.stream.fake import FakeStream, wire
 from replicator.stream.source import MAX_RECORDS_PER_CALL, Page
 from replicator.tables import CONTROL_KEY, ensure_table
 from replicator.telemetry.metrics import Metrics
-from replicator.tools.verify import visible
 
 META = Meta(version="version")
 KEY = [("pk", "HASH", "S")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 from collections.abc import Callable, Coroutine
@@ -30,6 +31,7 @@ ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="Path to replicator.yaml.", show_default=False)
 ]
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
 T = TypeVar("T")
 
 
@@ -86,27 +88,38 @@ def run(
     _run_reporting_errors(main())
 
 
+PairOption = Annotated[
+    str | None,
+    typer.Option("--pair", help="Only the pair whose source table is this.", show_default=False),
+]
+
+
 @app.command()
 def verify(
     config: ConfigOption,
+    pair: PairOption = None,
     show: Annotated[int, typer.Option(help="How many differing keys to list.", min=0)] = 10,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON (every difference).")
+    ] = False,
     repair: Annotated[
         bool,
         typer.Option(
             "--repair",
-            help="Write the source's state over each difference (compare-and-set), "
-            "then verify again.",
+            help="Fix each difference (one-way: the source's state, compare-and-set; "
+            "active-active: the key's winner through the normal rule), then verify again.",
         ),
     ] = False,
 ) -> None:
-    """Compare source and targets (tombstone-aware); exit 1 if any key differs."""
+    """Compare the tables of each pair (tombstone-aware); exit 1 if any key differs."""
     from replicator.tools.repair import repair as repair_targets
     from replicator.tools.verify import verify as verify_tables
 
     loaded = _load(config)
-    report = _run_reporting_errors(verify_tables(loaded))
-    _print_report(report, show)
+    progress: Callable[[str], None] = _quiet if as_json else _progress_line
+    report = _run_reporting_errors(verify_tables(loaded, pair=pair, on_progress=progress))
     if repair and report.differences:
+        _print_report(report, show, as_json=False)
         fixed = _run_reporting_errors(repair_targets(loaded, report))
         console.print(
             f"repair: {fixed.repaired} written, {len(fixed.moved)} skipped because the target "
@@ -114,16 +127,143 @@ def verify(
         )
         for difference, reason in fixed.unrepairable[:show]:
             console.print(f"  {difference}: {reason}", highlight=False)
-        report = _run_reporting_errors(verify_tables(loaded))
-        _print_report(report, show)
+        report = _run_reporting_errors(verify_tables(loaded, pair=pair, on_progress=progress))
+    _print_report(report, show, as_json=as_json)
     if report.differences:
         raise typer.Exit(1)
 
 
-def _print_report(report: Report, show: int) -> None:
+def _quiet(_: str) -> None:
+    pass
+
+
+def _progress_line(text: str) -> None:
+    errors.print(f"[dim]{text}[/dim]", highlight=False)
+
+
+def _print_report(report: Report, show: int, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report.as_json(), indent=2))
+        return
     for difference in report.differences[:show]:
         console.print(f"  {difference}", highlight=False)
     console.print(f"{len(report.differences)} differences ({report.compared} keys compared)")
+
+
+@app.command()
+def backfill(
+    config: ConfigOption,
+    pair: PairOption = None,
+    segments: Annotated[
+        int, typer.Option(help="Parallel scan segments (a resumed run keeps its own).", min=1)
+    ] = 8,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Writes per second per target (default: the pair's cap).", min=1),
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Start over instead of resuming.")
+    ] = False,
+) -> None:
+    """Copy every item of the source to its targets through the conflict rule (resumable).
+
+    Start `replicator run` first: the stream then carries every write made during the
+    backfill, and a newer stream write always wins over an older scanned item.
+    """
+    from replicator.tools.backfill import backfill as backfill_tables
+    from replicator.tools.backfill_view import RichBackfillView
+
+    loaded = _load(config)
+    try:
+        with RichBackfillView(console) as view:
+            summary = _run_reporting_errors(
+                backfill_tables(
+                    loaded, view, pair=pair, segments=segments, rate=rate, restart=restart
+                )
+            )
+    except KeyboardInterrupt:
+        errors.print("interrupted: run the same command again to resume", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    console.print(summary.line(), highlight=False, soft_wrap=True)
+
+
+dlq_app = typer.Typer(no_args_is_help=True, help="See, re-drive and purge dead-lettered records.")
+app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    config: ConfigOption,
+    pair: PairOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON.")] = False,
+) -> None:
+    """One line per entry: id, keys, reason, first and last failure, attempts."""
+    from replicator.tools.dlq import list_entries
+
+    found = _run_reporting_errors(list_entries(_load(config), pair=pair))
+    if as_json:
+        print(json.dumps([entry.as_json() for entry in found], indent=2))
+        return
+    for entry in found:
+        console.print(entry.line(), highlight=False, soft_wrap=True)
+    console.print(f"{len(found)} entries")
+
+
+@dlq_app.command("show")
+def dlq_show(config: ConfigOption, entry_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """The entry's record (decompressed) and reason in full."""
+    from replicator.tools.dlq import find
+
+    entry = _run_reporting_errors(find(_load(config), entry_id))
+    console.print(entry.line(), highlight=False, soft_wrap=True)
+    console.print(f"reason: {entry.reason}", highlight=False, soft_wrap=True)
+    record = entry.record if entry.record is not None else "(not stored: too large)"
+    print(json.dumps(record, indent=2, default=str))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    config: ConfigOption,
+    ids: Annotated[
+        list[str] | None, typer.Option("--id", help="Entry to replay (repeatable).")
+    ] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Replay every entry.")] = False,
+) -> None:
+    """Re-drive each entry's key from the source's current state; remove it once applied."""
+    from replicator.tools.dlq import replay
+
+    if bool(ids) == replay_all:
+        errors.print("[red]usage[/red] give --id ID (one or more) or --all", highlight=False)
+        raise typer.Exit(EXIT_CONFIG)
+    result = _run_reporting_errors(replay(_load(config), ids=None if replay_all else ids))
+    for entry, reason in result.failed:
+        console.print(f"  {entry.id} {entry.key_text()}: {reason}", highlight=False)
+    console.print(f"replay: {len(result.settled)} applied and removed, {len(result.failed)} kept")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@dlq_app.command("purge")
+def dlq_purge(
+    config: ConfigOption,
+    older_than: Annotated[
+        str, typer.Option(help="Age of the last failure, e.g. 7d, 12h, 30m.", show_default=False)
+    ],
+) -> None:
+    """Delete the entries whose last failure is older than the given age."""
+    from replicator.config import duration_seconds
+    from replicator.tools.dlq import purge
+
+    seconds = duration_seconds(older_than)
+    if seconds is None:
+        errors.print(
+            f"[red]usage[/red] --older-than {older_than!r} is not a duration — use e.g. 7d, "
+            "12h, 30m or 90s",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_CONFIG)
+    removed = _run_reporting_errors(purge(_load(config), older_than=seconds))
+    console.print(f"purged {removed} entries")
 
 
 @app.command()

@@ -74,12 +74,18 @@ def _must(ok: Callable[[str], object], what: str, fix: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def duration_seconds(text: str) -> int | None:
+    """Seconds in ``7d``, ``12h``, ``30m``, ``90s`` or ``600``; None when it is not a duration."""
+    match = _DURATION.match(text.lower())
+    return int(match[1]) * _UNIT_SECONDS[match[2]] if match else None
+
+
 def _tombstone_ttl(value: object) -> int:
     fix = "use whole seconds or a number with d, h, m or s, e.g. 7d"
-    match = _DURATION.match(value.lower()) if isinstance(value, str) else None
-    if match:
-        seconds = int(match[1]) * _UNIT_SECONDS[match[2]]
-        shown = f"{value} = {seconds} s" if match[2] else f"{seconds} s"
+    parsed = duration_seconds(value) if isinstance(value, str) else None
+    if parsed is not None:
+        seconds = parsed
+        shown = f"{value} = {seconds} s" if str(value).strip()[-1:].isalpha() else f"{seconds} s"
     elif isinstance(value, int) and not isinstance(value, bool):
         seconds, shown = value, f"{value} s"
     else:

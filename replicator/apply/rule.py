@@ -6,7 +6,19 @@ proves the two agree on a real (moto) table.
 
 from __future__ import annotations
 
-from replicator.models import Incoming, Mode, Outcome, Stored
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+
+from replicator.models import Incoming, Meta, Mode, Outcome, Stored, WireItem, visible_item
+
+# Order key of a state (version, is_tombstone, origin); a missing version sorts first.
+OrderKey = tuple[Decimal, bool, str]
+# What a reader sees of an item: its user attributes, or None for nothing (or a tombstone).
+Visible = dict[str, Any] | None
+_NO_VERSION = Decimal("-Infinity")
+_deserialize = TypeDeserializer().deserialize
 
 
 def decide(stored: Stored | None, incoming: Incoming, *, here: str, mode: Mode) -> Outcome:
@@ -23,7 +35,7 @@ def decide(stored: Stored | None, incoming: Incoming, *, here: str, mode: Mode) 
         # A re-create from the origin supersedes whatever that origin wrote before,
         # whatever the versions; only the stream order (the fence) can refuse it.
         return _by_seq(stored.seq, incoming.seq) if fenced else Outcome.APPLIED
-    stored_key = (stored.version, stored.tombstone, stored_origin)
+    stored_key = order_key(stored, here=here)
     incoming_key = (incoming.version, incoming.tombstone, incoming.origin)
     if incoming_key == stored_key:
         return Outcome.DUPLICATE
@@ -57,3 +69,19 @@ def is_version_regression(
         and incoming.seq > stored.seq
         and decide(stored, incoming, here=here, mode=mode) is Outcome.SUPERSEDED
     )
+
+
+def order_key(stored: Stored, *, here: str) -> OrderKey:
+    """The §3 order key of a state stored in region ``here``."""
+    version = _NO_VERSION if stored.version is None else stored.version
+    return (version, stored.tombstone, stored.origin(here))
+
+
+def visible(item: WireItem | None, meta: Meta) -> Visible:
+    """What a reader that skips tombstones sees of ``item``, as Python values (None: nothing).
+
+    The one definition is ``models.visible_item``; verify, its bucket digests and the
+    tests compare this.
+    """
+    seen = visible_item(item, meta)
+    return None if seen is None else {k: _deserialize(v) for k, v in seen.items()}

@@ -9,6 +9,12 @@ live pipeline into a regression.
 
 The repaired item carries no ``_rep_seq``, so the next stream write of its origin
 passes the fence and replaces it as usual.
+
+Active-active mode has no source to copy: each region that does not show a key's
+winner gets the winner delivered through the normal conditional rule, exactly as
+the stream would deliver it. It cannot lower what a region holds (the rule refuses
+that) and it never invents a version: a repair that wrote one region's view over a
+region that is ahead could freeze a divergence for good.
 """
 
 from __future__ import annotations
@@ -20,10 +26,22 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from replicator.apply.writer import ConditionalWriter
 from replicator.aws import Clients, classify, is_conditional_check_failed
 from replicator.config import Config
-from replicator.models import Meta, WireItem, number, stored_from_item
+from replicator.errors import AwsError, RecordError
+from replicator.models import (
+    Change,
+    Meta,
+    Mode,
+    Outcome,
+    WireItem,
+    number,
+    stored_from_item,
+)
 from replicator.service import meta_for
+from replicator.tools.deliver import state_change
+from replicator.tools.scan import wire_key
 from replicator.tools.verify import Difference, Report
 
 
@@ -39,7 +57,7 @@ def repaired_item(
 ) -> WireItem:
     """The source's state as the target should hold it: a live item or a tombstone."""
     source, target = difference.source_item, difference.target_item
-    keys: WireItem = {name: {type_: value} for name, type_, value in difference.key}
+    keys = wire_key(difference.key)
     stored = stored_from_item(source, meta)
     origin = stored.origin(source_region) if stored else source_region
     if source is not None and stored is not None and not stored.tombstone:
@@ -84,7 +102,7 @@ def unchanged_condition(difference: Difference, meta: Meta) -> dict[str, Any]:
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
     terms = []
-    for index, attribute in enumerate((meta.version, meta.rep_version, meta.origin)):
+    for index, attribute in enumerate((meta.version, meta.rep_version, meta.origin, meta.seq)):
         names[f"#a{index}"] = attribute
         if attribute in seen:
             values[f":a{index}"] = seen[attribute]
@@ -102,13 +120,29 @@ def unchanged_condition(difference: Difference, meta: Meta) -> dict[str, Any]:
     return condition
 
 
+def winner_change(difference: Difference, meta: Meta) -> Change:
+    """The key's winner as the stream would deliver it: its own version, origin and seq."""
+    if difference.source_item is None:
+        raise ValueError("no region holds the key")
+    try:
+        return state_change(
+            wire_key(difference.key),
+            difference.source_item,
+            meta=meta,
+            here=difference.holder.split("/", 1)[0],
+            record={},
+        )
+    except RecordError as exc:
+        raise ValueError(f"the winning item: {exc}") from exc
+
+
 async def repair(
     config: Config,
     report: Report,
     *,
     clock: Callable[[], float] = time.time,
 ) -> RepairReport:
-    """Write the source's state over each persistent difference, compare-and-set."""
+    """Fix each persistent difference: compare-and-set one-way, the winner active-active."""
     result = RepairReport()
     pairs = {pair.source_table: pair for pair in config.pairs}
     clients = Clients(config.endpoints)
@@ -117,30 +151,62 @@ async def repair(
             pair = pairs[difference.source_table]
             meta = meta_for(config, pair)
             region, table = difference.target.split("/", 1)
+            client = await clients.get("dynamodb", region)
             try:
-                item = repaired_item(
-                    difference,
-                    meta=meta,
-                    source_region=config.source_region,
-                    ttl_seconds=pair.tombstone_ttl_seconds,
-                    now=clock(),
-                )
+                if config.mode is Mode.ACTIVE_ACTIVE:
+                    writer = ConditionalWriter(
+                        client,
+                        table,
+                        region=region,
+                        meta=meta,
+                        mode=config.mode,
+                        tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
+                    )
+                    outcome = await writer.put(winner_change(difference, meta), now=clock())
+                    written = outcome is Outcome.APPLIED
+                else:
+                    written = await _compare_and_set(
+                        client,
+                        table,
+                        difference,
+                        meta,
+                        ttl_seconds=pair.tombstone_ttl_seconds,
+                        now=clock(),
+                    )
             except ValueError as exc:
                 result.unrepairable.append((difference, str(exc)))
                 continue
-            client = await clients.get("dynamodb", region)
-            try:
-                await client.put_item(
-                    TableName=table, Item=item, **unchanged_condition(difference, meta)
-                )
-            except ClientError as exc:
-                if not is_conditional_check_failed(exc):
-                    raise classify(exc) from exc
-                result.moved.append(difference)
+            except AwsError as exc:
+                if not exc.record_fault:
+                    raise
+                result.unrepairable.append((difference, str(exc)))
                 continue
-            except Exception as exc:
-                raise classify(exc) from exc
-            result.repaired += 1
+            if written:
+                result.repaired += 1
+            else:
+                result.moved.append(difference)
         return result
     finally:
         await clients.aclose()
+
+
+async def _compare_and_set(
+    client: Any, table: str, difference: Difference, meta: Meta, *, ttl_seconds: int, now: float
+) -> bool:
+    """Write the source's state if the target still holds what verify saw; False if it moved."""
+    item = repaired_item(
+        difference,
+        meta=meta,
+        source_region=difference.holder.split("/", 1)[0],
+        ttl_seconds=ttl_seconds,
+        now=now,
+    )
+    try:
+        await client.put_item(TableName=table, Item=item, **unchanged_condition(difference, meta))
+    except ClientError as exc:
+        if not is_conditional_check_failed(exc):
+            raise classify(exc) from exc
+        return False
+    except Exception as exc:
+        raise classify(exc) from exc
+    return True

@@ -1,133 +1,228 @@
-"""``replicator verify``: compare what readers see in the source and each target.
+"""``replicator verify``: compare what readers see in every table of a pair (DESIGN §5b).
 
 Visible state: a tombstone equals absence, the heartbeat item is ignored and
-metadata attributes are not user data. A difference may be replication still in
-flight, so differing keys are re-read (strongly consistent) a few times and only
-what persists is reported.
+metadata attributes are not user data (``rule.visible``). Tables are compared in
+bounded memory: a parallel scan of each folds every key into per key-hash bucket
+digests (``buckets``); only the buckets that differ are scanned again, key by key.
+A difference may be replication in flight, so differing keys are re-read
+(strongly consistent) a few times and only what persists is reported.
+
+One-way mode compares each target with the source. Active-active mode has no
+single source of truth: every region of the pair is read, the per-key winner is
+the state with the greatest §3 order key, and the regions that do not show it are
+reported.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
-
-from replicator.aws import Clients, classify
+from replicator.apply.rule import order_key, visible
+from replicator.aws import Clients
 from replicator.config import Config, Pair
 from replicator.errors import ConfigError
-from replicator.models import (
-    ItemKey,
-    Meta,
-    WireItem,
-    is_tombstone,
-    item_key,
-    number,
-    visible_item,
-)
+from replicator.models import ItemKey, Meta, Mode, WireItem, stored_from_item
 from replicator.service import meta_for
 from replicator.tables import describe, key_schema_of
+from replicator.tools.buckets import TableDigest, bucket_of, differing_buckets, passes, state_digest
+from replicator.tools.kinds import kind_of, winner_kind
+from replicator.tools.scan import get_item, key_of, scan_segment
+from replicator.tools.select import select_pairs
 
-SCAN_SEGMENTS = 4
+SCAN_SEGMENTS = 4  # per table; every table of a pair is scanned at once
 RECHECK_ROUNDS = 5
 RECHECK_DELAY_SECONDS = 0.5
+REREAD_CONCURRENCY = 16
 
-_deserialize = TypeDeserializer().deserialize
-Visible = dict[str, Any] | None
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """One table of a pair, in its region."""
+
+    region: str
+    table: str
+    client: Any
+
+    def __str__(self) -> str:
+        return f"{self.region}/{self.table}"
 
 
 @dataclass(frozen=True, slots=True)
 class Difference:
     source_table: str
-    target: str
+    target: str  # region/table that does not show the expected state
     key: ItemKey
     kind: str  # missing | extra | stale | resurrected | version regression
+    # region/table holding the expected state: the source, or in active-active mode
+    # the region holding the key's winner.
+    holder: str = ""
     # The raw items as last read: what repair writes from, and the state it must still find.
     source_item: WireItem | None = field(default=None, compare=False, repr=False)
     target_item: WireItem | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         key = ", ".join(f"{name}={value}" for name, _, value in self.key)
-        return f"{self.kind:18} {self.source_table} -> {self.target}  {key}"
+        return f"{self.kind:18} {self.holder or self.source_table} -> {self.target}  {key}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "source_table": self.source_table,
+            "target": self.target,
+            "expected_from": self.holder,
+            "key": {name: value for name, _, value in self.key},
+            "kind": self.kind,
+        }
 
 
 @dataclass
 class Report:
-    compared: int = 0
+    compared: int = 0  # visible keys, in the fullest table of each pair
     differences: list[Difference] = field(default_factory=list)
+    differing_buckets: int = 0
 
-
-def visible(item: WireItem | None, meta: Meta) -> Visible:
-    """What a reader that skips tombstones sees of ``item`` (None: nothing)."""
-    seen = visible_item(item, meta)
-    return None if seen is None else {k: _deserialize(v) for k, v in seen.items()}
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "compared": self.compared,
+            "differing_buckets": self.differing_buckets,
+            "differences": [d.as_json() for d in self.differences],
+        }
 
 
 def is_heartbeat(key: ItemKey, heartbeat_prefix: str) -> bool:
     return any(value.startswith(heartbeat_prefix) for _, _, value in key)
 
 
-def kind_of(source: WireItem | None, target: WireItem | None, meta: Meta) -> str | None:
-    """How the target differs from the source as readers see them (None: it does not)."""
-    seen_source, seen_target = visible(source, meta), visible(target, meta)
-    if seen_source == seen_target:
-        return None
-    if seen_target is None:
-        return "version regression" if _regressed(source, target, meta) else "missing"
-    if seen_source is None:
-        return "resurrected" if source is not None and is_tombstone(source, meta) else "extra"
-    return "stale"
+def expected_index(items: Sequence[WireItem | None], views: Sequence[View], meta: Meta) -> int:
+    """Index of the view holding the state every table should show: the §3 winner."""
+    best, best_key = 0, None
+    for index, item in enumerate(items):
+        stored = stored_from_item(item, meta)
+        if stored is None:
+            continue
+        key = order_key(stored, here=views[index].region)
+        if best_key is None or key > best_key:
+            best, best_key = index, key
+    return best
 
 
-def _regressed(source: WireItem | None, target: WireItem | None, meta: Meta) -> bool:
-    # The source re-created the key below the version of the tombstone the target holds:
-    # the active-active contract was broken and last-writer-wins keeps the delete.
-    if source is None or target is None or not is_tombstone(target, meta):
-        return False
-    live = number(source.get(meta.version))
-    dead = number(target.get(meta.version))
-    return live is not None and dead is not None and live <= dead
+@dataclass
+class _PairCheck:
+    """Verify of one pair: the views, and how the expected state of a key is chosen."""
 
+    source_table: str
+    views: list[View]
+    key_names: list[str]
+    meta: Meta
+    mode: Mode
+    heartbeat_prefix: str
+    recheck_delay: float
+    on_progress: Progress
 
-async def scan_all(client: Any, table: str, key_names: list[str]) -> dict[ItemKey, WireItem]:
-    """Every item of ``table`` by key, read with a parallel scan."""
+    async def run(self) -> Report:
+        self.on_progress(f"digesting {', '.join(map(str, self.views))}")
+        digests = await asyncio.gather(*(self._digest(view) for view in self.views))
+        report = Report(compared=max(d.keys for d in digests))
+        differing = differing_buckets(digests)
+        report.differing_buckets = len(differing)
+        for group in passes(differing, digests):
+            self.on_progress(f"comparing {len(group)} differing bucket(s) key by key")
+            suspects = await self._suspects(group)
+            report.differences.extend(await self._persisting(suspects))
+        report.differences.sort(key=lambda d: (d.key, d.target))
+        return report
 
-    async def segment(number: int) -> dict[ItemKey, WireItem]:
-        found: dict[ItemKey, WireItem] = {}
-        kwargs: dict[str, Any] = {
-            "TableName": table,
-            "Segment": number,
-            "TotalSegments": SCAN_SEGMENTS,
-            "ConsistentRead": True,
-        }
-        while True:
-            try:
-                page = await client.scan(**kwargs)
-            except Exception as exc:
-                raise classify(exc) from exc
-            for item in page.get("Items", []):
-                found[item_key({n: item[n] for n in key_names})] = item
-            if "LastEvaluatedKey" not in page:
-                return found
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    async def _digest(self, view: View) -> TableDigest:
+        digest = TableDigest()
 
-    merged: dict[ItemKey, WireItem] = {}
-    for part in await asyncio.gather(*(segment(n) for n in range(SCAN_SEGMENTS))):
-        merged.update(part)
-    return merged
+        def fold(key: ItemKey, item: WireItem) -> None:
+            digest.add(key, visible(item, self.meta))
 
+        await self._scan(view, fold)
+        return digest
 
-async def get_item(client: Any, table: str, key: ItemKey) -> WireItem | None:
-    try:
-        response = await client.get_item(
-            TableName=table, Key={n: {t: v} for n, t, v in key}, ConsistentRead=True
-        )
-    except Exception as exc:
-        raise classify(exc) from exc
-    item: WireItem | None = response.get("Item")
-    return item
+    async def _scan(self, view: View, consume: Callable[[ItemKey, WireItem], None]) -> None:
+        async def segment(number: int) -> None:
+            pages = scan_segment(view.client, view.table, number, SCAN_SEGMENTS, consistent=True)
+            async for page in pages:
+                for item in page.items:
+                    key = key_of(item, self.key_names)
+                    if not is_heartbeat(key, self.heartbeat_prefix):
+                        consume(key, item)
+
+        async with asyncio.TaskGroup() as group:
+            for number in range(SCAN_SEGMENTS):
+                group.create_task(segment(number))
+
+    async def _suspects(self, buckets: frozenset[int]) -> list[ItemKey]:
+        """Keys of ``buckets`` whose visible state is not the same in every view."""
+        states: dict[ItemKey, list[int]] = {}
+
+        def noter(index: int) -> Callable[[ItemKey, WireItem], None]:
+            def note(key: ItemKey, item: WireItem) -> None:
+                if bucket_of(key) in buckets:
+                    seen = visible(item, self.meta)
+                    if seen is not None:
+                        row = states.setdefault(key, [0] * len(self.views))
+                        row[index] = state_digest(key, seen)
+
+            return note
+
+        await asyncio.gather(*(self._scan(v, noter(i)) for i, v in enumerate(self.views)))
+        return sorted(key for key, row in states.items() if len(set(row)) > 1)
+
+    async def _persisting(self, suspects: list[ItemKey]) -> list[Difference]:
+        found: list[Difference] = []
+        for round_ in range(RECHECK_ROUNDS):
+            if not suspects:
+                break
+            if round_:
+                await asyncio.sleep(self.recheck_delay)
+            self.on_progress(f"re-reading {len(suspects)} differing key(s), round {round_ + 1}")
+            found = await self._reread(suspects)
+            suspects = sorted({d.key for d in found})
+        return found
+
+    async def _reread(self, keys: list[ItemKey]) -> list[Difference]:
+        found: list[Difference] = []
+        pending: Iterator[ItemKey] = iter(keys)
+
+        async def worker() -> None:
+            for key in pending:
+                items = [await get_item(v.client, v.table, key) for v in self.views]
+                found.extend(self.differences(key, items))
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(REREAD_CONCURRENCY, len(keys))):
+                group.create_task(worker())
+        return found
+
+    def differences(self, key: ItemKey, items: list[WireItem | None]) -> list[Difference]:
+        """How each view differs from the expected state of ``key``."""
+        expected = 0 if self.mode is Mode.ONE_WAY else expected_index(items, self.views, self.meta)
+        result = []
+        for index, item in enumerate(items):
+            kind = None if index == expected else kind_of(items[expected], item, self.meta)
+            if kind == "resurrected" and self.mode is Mode.ACTIVE_ACTIVE:
+                regions = (self.views[expected].region, self.views[index].region)
+                kind = winner_kind(items[expected], item, regions, self.meta)
+            if kind is not None:
+                result.append(
+                    Difference(
+                        self.source_table,
+                        str(self.views[index]),
+                        key,
+                        kind,
+                        holder=str(self.views[expected]),
+                        source_item=items[expected],
+                        target_item=item,
+                    )
+                )
+        return result
 
 
 async def verify_pair(
@@ -136,72 +231,50 @@ async def verify_pair(
     clients: Clients,
     *,
     recheck_delay: float = RECHECK_DELAY_SECONDS,
-    on_progress: Callable[[str], None] = lambda _: None,
+    on_progress: Progress = lambda _: None,
 ) -> Report:
-    meta = meta_for(config, pair)
-    prefix = config.heartbeat.key_prefix
     source_client = await clients.get("dynamodb", config.source_region)
     description = await describe(source_client, pair.source_table)
     if description is None:
         raise ConfigError(
             f"source table {pair.source_table} does not exist in {config.source_region}"
         )
-    key_names = [name for name, _, _ in key_schema_of(description)]
-    on_progress(f"scanning {config.source_region}/{pair.source_table}")
-    source_items = await scan_all(source_client, pair.source_table, key_names)
-    report = Report()
+    views = [View(config.source_region, pair.source_table, source_client)]
     for target in pair.targets:
-        target_client = await clients.get("dynamodb", target.region)
-        on_progress(f"scanning {target.region}/{target.table}")
-        target_items = await scan_all(target_client, target.table, key_names)
-        keys = {k for k in source_items.keys() | target_items.keys() if not is_heartbeat(k, prefix)}
-        report.compared += len(keys)
-        states = {k: (source_items.get(k), target_items.get(k)) for k in keys}
-        suspects = {k: state for k, state in states.items() if kind_of(*state, meta)}
-        for round_ in range(RECHECK_ROUNDS):
-            if not suspects:
-                break
-            if round_:
-                await asyncio.sleep(recheck_delay)
-            on_progress(f"re-reading {len(suspects)} differing key(s), round {round_ + 1}")
-            fresh: dict[ItemKey, tuple[WireItem | None, WireItem | None]] = {}
-            for k in suspects:
-                state = (
-                    await get_item(source_client, pair.source_table, k),
-                    await get_item(target_client, target.table, k),
-                )
-                if kind_of(*state, meta):
-                    fresh[k] = state
-            suspects = fresh
-        for k, state in sorted(suspects.items()):
-            report.differences.append(
-                Difference(
-                    pair.source_table,
-                    f"{target.region}/{target.table}",
-                    k,
-                    kind_of(*state, meta) or "",
-                    source_item=state[0],
-                    target_item=state[1],
-                )
-            )
-    return report
+        views.append(
+            View(target.region, target.table, await clients.get("dynamodb", target.region))
+        )
+    check = _PairCheck(
+        source_table=pair.source_table,
+        views=views,
+        key_names=[name for name, _, _ in key_schema_of(description)],
+        meta=meta_for(config, pair),
+        mode=config.mode,
+        heartbeat_prefix=config.heartbeat.key_prefix,
+        recheck_delay=recheck_delay,
+        on_progress=on_progress,
+    )
+    return await check.run()
 
 
 async def verify(
     config: Config,
     *,
+    pair: str | None = None,
     recheck_delay: float = RECHECK_DELAY_SECONDS,
-    on_progress: Callable[[str], None] = lambda _: None,
+    on_progress: Progress = lambda _: None,
 ) -> Report:
-    """Compare every pair; the report lists differences that persisted through re-reads."""
+    """Compare every pair (or the one named); the report lists differences that persisted."""
+    chosen = select_pairs(config, pair)
     clients = Clients(config.endpoints)
     try:
         total = Report()
-        for pair in config.pairs:
+        for each in chosen:
             report = await verify_pair(
-                config, pair, clients, recheck_delay=recheck_delay, on_progress=on_progress
+                config, each, clients, recheck_delay=recheck_delay, on_progress=on_progress
             )
             total.compared += report.compared
+            total.differing_buckets += report.differing_buckets
             total.differences.extend(report.differences)
         return total
     finally:

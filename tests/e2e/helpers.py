@@ -67,12 +67,14 @@ async def create_tables(config: Config) -> None:
 
 
 def start_run(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    return start_cli(log_path, "run", "-c", str(config_path), "--log-level", "INFO")
+
+
+def start_cli(log_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``replicator <args>`` in the background, its output appended to ``log_path``."""
     with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
-            [*CLI, "run", "-c", str(config_path), "--log-level", "INFO"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=os.environ.copy(),
+            [*CLI, *args], stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()
         )
 
 

@@ -10,8 +10,8 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
 from replicator.activeload import ActiveActiveLoad, Write, winners
+from replicator.apply.rule import visible
 from replicator.models import Meta
-from replicator.tools.verify import visible
 from tests.e2e.helpers import wait_until
 from tests.mesh import REGIONS, Mesh, running_mesh
 

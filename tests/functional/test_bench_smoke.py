@@ -24,6 +24,7 @@ from bench.memory import memory
 from bench.overhead import pipeline_overhead
 from bench.results import Result, table
 from bench.sdk import sdk_cost
+from bench.tools import backfill_rate, verify_memory
 
 RTT = 0.02
 KEYS = {"benchmark", "figure", "measured", "unit", "goal", "passed", "note", "details"}
@@ -95,6 +96,16 @@ async def test_memory() -> None:
     large = results[0].details["large"]
     assert large["finished"]
     assert large["records"] == 600
+
+
+@pytest.mark.timeout(120)
+async def test_operator_tools(endpoints: dict[str, str]) -> None:
+    results = await verify_memory(300, 900)
+    assert results[0].details["large"]["compared"] == 900
+    with backend(RTT, endpoints=endpoints, target="stub") as started:
+        results += await backfill_rate(started, 60, ceiling_writes=30)
+    check(results, with_goal=2)
+    assert results[1].details["outcomes"] == {"applied": 60}
 
 
 @pytest.mark.timeout(60)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,27 +9,13 @@ import pytest
 
 from replicator.apply.writer import ConditionalWriter
 from replicator.aws import Clients
-from replicator.config import Config, load_config
+from replicator.config import Config
 from replicator.models import Change, Incoming, Meta, Mode, Outcome, pad_seq
 from replicator.tools.repair import repair
 from replicator.tools.verify import verify
-from tests.e2e.helpers import SOURCE, TARGET, cli, create_tables, write_config
+from tests.e2e.helpers import SOURCE, TARGET, cli
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def pair(
-    endpoints: dict[str, str], unique_name: str, tmp_path: Path
-) -> AsyncIterator[tuple[Config, Path, Clients]]:
-    path = write_config(tmp_path / "replicator.yaml", endpoints, unique_name)
-    config = load_config(path)
-    await create_tables(config)
-    clients = Clients(config.endpoints)
-    try:
-        yield config, path, clients
-    finally:
-        await clients.aclose()
 
 
 def item(key: str, version: int, **extra: dict[str, str]) -> dict[str, dict[str, str]]:
@@ -113,3 +98,29 @@ async def test_a_repaired_item_is_replaced_by_the_next_stream_write_of_its_origi
         record={},
     )
     assert await writer.put(next_write, now=0.0) is Outcome.APPLIED
+
+
+async def test_repair_skips_a_key_whose_stream_position_moved_even_at_the_same_version(
+    pair: tuple[Config, Path, Clients], unique_name: str
+) -> None:
+    config, _, clients = pair
+    source = await clients.get("dynamodb", SOURCE)
+    target = await clients.get("dynamodb", TARGET)
+    await source.put_item(TableName=unique_name, Item=item("k", 2, v={"S": "source"}))
+    replicated = {
+        **item("k", 2, v={"S": "old"}),
+        "_rep_origin": {"S": SOURCE},
+        "_rep_version": {"N": "2"},
+        "_rep_seq": {"S": pad_seq("10")},
+    }
+    await target.put_item(TableName=unique_name, Item=replicated)
+    report = await verify(config, recheck_delay=0.01)
+    assert [d.kind for d in report.differences] == ["stale"]
+
+    # A one-way re-create at the same version lands from the stream: only _rep_seq moved.
+    moved = {**replicated, "v": {"S": "source"}, "_rep_seq": {"S": pad_seq("20")}}
+    await target.put_item(TableName=unique_name, Item=moved)
+    fixed = await repair(config, report)
+    assert (fixed.repaired, len(fixed.moved)) == (0, 1)
+    stored = await target.get_item(TableName=unique_name, Key={"pk": {"S": "k"}})
+    assert stored["Item"]["_rep_seq"] == {"S": pad_seq("20")}

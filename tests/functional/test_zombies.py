@@ -51,9 +51,9 @@ def live(version: int, amount: str) -> Callable[[dict[str, Any] | None], bool]:
 
 def tombstone(version: int) -> Callable[[dict[str, Any] | None], bool]:
     def check(item: dict[str, Any] | None) -> bool:
-        return item is not None and "_rep_deleted" in item and item["version"] == {
-            "N": str(version)
-        }
+        return (
+            item is not None and "_rep_deleted" in item and item["version"] == {"N": str(version)}
+        )
 
     return check
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from replicator.models import Meta, WireItem
-from replicator.tools.verify import kind_of
+from replicator.tools.kinds import kind_of
 from tests.records import image
 
 META = Meta(version="version")
