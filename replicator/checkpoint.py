@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 from replicator.aws import is_conditional_check_failed, region_of
 from replicator.models import pad_seq
 from replicator.retry import RetryPolicy
+from replicator.tables import partition_items
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,25 +81,20 @@ class CheckpointStore:
         re-enabled), the newest save is kept.
         """
         found: dict[tuple[str, TargetRef], Checkpoint] = {}
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": _partition(source_table)}},
-            "ConsistentRead": True,
-        }
-        while True:
-            page = await self._retry.call(
-                "checkpoint load", self._region, lambda: self._client.query(**kwargs)
-            )
-            for item in page.get("Items", []):
-                checkpoint = _checkpoint(item)
-                key = (checkpoint.shard_id, checkpoint.target)
-                known = found.get(key)
-                if known is None or (known.updated_at or 0) <= (checkpoint.updated_at or 0):
-                    found[key] = checkpoint
-            if "LastEvaluatedKey" not in page:
-                return found
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = partition_items(
+            self._client,
+            self._table,
+            _partition(source_table),
+            retry=self._retry,
+            call="checkpoint load",
+        )
+        async for item in items:
+            checkpoint = _checkpoint(item)
+            key = (checkpoint.shard_id, checkpoint.target)
+            known = found.get(key)
+            if known is None or (known.updated_at or 0) <= (checkpoint.updated_at or 0):
+                found[key] = checkpoint
+        return found
 
     async def save(self, source_table: str, checkpoint: Checkpoint) -> bool:
         """Advance a checkpoint; False when a newer one is already stored."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -96,6 +97,26 @@ async def ensure_table(
 
 
 CONTROL_KEY = [("pk", "HASH", "S"), ("sk", "RANGE", "S")]
+
+
+async def partition_items(
+    client: Any, table: str, partition: str, *, retry: RetryPolicy, call: str
+) -> AsyncIterator[dict[str, Any]]:
+    """Every item of one partition of a ``CONTROL_KEY`` table, strongly consistent."""
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": partition}},
+        "ConsistentRead": True,
+    }
+    region = region_of(client)
+    while True:
+        page = await retry.call(call, region, lambda: client.query(**kwargs))
+        for item in page.get("Items", []):
+            yield item
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 async def require_table(

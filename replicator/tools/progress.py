@@ -18,6 +18,7 @@ from typing import Any
 from replicator.aws import region_of
 from replicator.models import WireItem
 from replicator.retry import RetryPolicy
+from replicator.tables import partition_items
 
 
 @dataclass
@@ -48,21 +49,15 @@ class ProgressStore:
 
     async def load(self, source_table: str) -> list[SegmentProgress]:
         """Every segment row of ``source_table``'s backfill, by segment number."""
-        rows: list[SegmentProgress] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": _partition(source_table)}},
-            "ConsistentRead": True,
-        }
-        while True:
-            page = await self._retry.call(
-                "backfill progress load", self._region, lambda: self._client.query(**kwargs)
-            )
-            rows.extend(_from_row(row) for row in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return sorted(rows, key=lambda p: p.segment)
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = partition_items(
+            self._client,
+            self._table,
+            _partition(source_table),
+            retry=self._retry,
+            call="backfill progress load",
+        )
+        rows = [_from_row(row) async for row in items]
+        return sorted(rows, key=lambda p: p.segment)
 
     async def save(self, source_table: str, progress: SegmentProgress) -> None:
         row: WireItem = {
