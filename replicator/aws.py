@@ -30,6 +30,7 @@ from botocore.exceptions import (
 )
 from yarl import URL
 
+from replicator.apply.limit import AUTO_CEILING
 from replicator.errors import (
     AwsError,
     ExpiredIteratorError,
@@ -57,6 +58,8 @@ RETRYABLE_CODES = frozenset(
         "ExpiredTokenException",  # the next attempt signs with refreshed credentials
     }
 )
+# Connections idle this long are closed; writes come often enough to keep them warm.
+KEEPALIVE_SECONDS = 60.0
 RECORD_FAULT_CODES = frozenset({"ValidationException", "SerializationException"})
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
 EXPIRED_TOKEN = "ExpiredTokenException"
@@ -199,7 +202,6 @@ class Clients:
         self._endpoints = dict(endpoints or {})
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[tuple[str, str], Any] = {}
-        self._http: aiohttp.ClientSession | None = None
 
     async def get(self, service: str, region: str) -> Any:
         """A client for ``service`` in ``region``, created once and reused."""
@@ -214,24 +216,28 @@ class Clients:
             self._clients[key] = await self._stack.enter_async_context(client)
         return self._clients[key]
 
-    async def put_client(self, region: str) -> FastPutClient:
-        """The client replicated writes go through (one HTTP session shared by regions)."""
-        if self._http is None:
-            self._http = await self._stack.enter_async_context(
-                aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=_BOTO_CONFIG.max_pool_connections),
-                    timeout=aiohttp.ClientTimeout(
-                        connect=_BOTO_CONFIG.connect_timeout,
-                        sock_read=_BOTO_CONFIG.read_timeout,
-                    ),
-                )
+    async def put_client(self, region: str, *, connections: int = AUTO_CEILING) -> FastPutClient:
+        """A client for replicated writes to one target in ``region``, with its own pool.
+
+        ``connections`` is the target's concurrency ceiling: the adaptive limit keeps
+        fewer writes in flight, so the pool holds as many connections as the limit
+        uses. No pool is shared, so targets never cap one another.
+        """
+        http = await self._stack.enter_async_context(
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=connections, keepalive_timeout=KEEPALIVE_SECONDS
+                ),
+                timeout=aiohttp.ClientTimeout(
+                    connect=_BOTO_CONFIG.connect_timeout, sock_read=_BOTO_CONFIG.read_timeout
+                ),
             )
-        return FastPutClient(self._http, region, self._endpoints.get(region))
+        )
+        return FastPutClient(http, region, self._endpoints.get(region))
 
     async def aclose(self) -> None:
         """Close every client (idempotent)."""
         self._clients.clear()
-        self._http = None
         await self._stack.aclose()
 
 

@@ -84,6 +84,7 @@ class PairPipeline:
                 table,
                 applier.target,
                 in_flight=lambda a=applier: a.in_flight,  # type: ignore[misc]
+                concurrency_limit=lambda a=applier: a.limit.limit,  # type: ignore[misc]
                 queue_depth=lambda t=applier.target: sum(  # type: ignore[misc]
                     q.qsize() for q in self._queues.get(t, [])
                 ),

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 
 from replicator.apply.applier import TargetApplier
+from replicator.apply.limit import AUTO_CEILING
 from replicator.apply.writer import ConditionalWriter
 from replicator.aws import Clients
 from replicator.backoff import pause
@@ -45,6 +46,11 @@ def regression_reporter(
     return report
 
 
+def connections(pair: Pair) -> int:
+    """The size of a target's connection pool: its concurrency ceiling."""
+    return AUTO_CEILING if pair.max_concurrency == "auto" else pair.max_concurrency
+
+
 def meta_for(config: Config, pair: Pair) -> Meta:
     return Meta(version=pair.version_attribute, prefix=config.metadata_prefix)
 
@@ -73,7 +79,7 @@ async def build_pipelines(
             client = await clients.get("dynamodb", target.region)
             await require_table(client, target.table, target.region)
             writer = ConditionalWriter(
-                await clients.put_client(target.region),
+                await clients.put_client(target.region, connections=connections(pair)),
                 target.table,
                 region=target.region,
                 meta=meta,
