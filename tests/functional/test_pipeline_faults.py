@@ -23,7 +23,12 @@ from replicator.backoff import Backoff
 from replicator.checkpoint import Checkpoint, TargetRef
 from replicator.errors import AwsError, ThrottledError
 from replicator.models import ItemKey, Meta, Mode, Outcome, item_key, pad_seq
-from replicator.pipeline import LANE_WINDOW, QUEUED_BATCHES_PER_LANE, PairPipeline
+from replicator.pipeline import (
+    LANE_WINDOW,
+    QUEUED_BATCHES_PER_LANE,
+    READ_AHEAD_PAGES,
+    PairPipeline,
+)
 from replicator.stream.fake import FakeStream, stream_record
 from replicator.stream.source import MAX_RECORDS_PER_CALL, Page
 from replicator.tables import CONTROL_KEY, ensure_table
@@ -687,22 +692,24 @@ async def test_a_slow_target_neither_holds_back_the_other_checkpoint_nor_grows_m
     slow.hold()
     pipeline = rig.pipeline(metrics, targets=(EU, AP), records_per_call=1)
     # The slow lane holds the LANE_WINDOW batches it applies at once, and
-    # QUEUED_BATCHES_PER_LANE more are queued; the reader has one more in hand.
-    bound = LANE_WINDOW + QUEUED_BATCHES_PER_LANE + 1
+    # QUEUED_BATCHES_PER_LANE more are queued; the decoder has one more in hand. Read
+    # ahead of it: READ_AHEAD_PAGES waiting and one in the fetcher's hand.
+    delivered = LANE_WINDOW + QUEUED_BATCHES_PER_LANE + 1
+    bound = delivered + READ_AHEAD_PAGES + 1
     async with rig.running(pipeline):
         await rig.until(lambda: slow.held == LANE_WINDOW)
         # By then the fast target has applied and checkpointed those batches on its own.
-        await rig.until(rig.checkpointed(SHARD, seq(records[bound - 2]), EU))
+        await rig.until(rig.checkpointed(SHARD, seq(records[delivered - 2]), EU))
         stored = await rig.checkpoints.load(stream.table)
         assert (SHARD, AP) not in stored
         fast_position = stored[(SHARD, EU)].sequence_number
         assert fast_position is not None
-        assert int(fast_position) >= int(seq(records[bound - 2]))
+        assert int(fast_position) >= int(seq(records[delivered - 2]))
         # The reader now waits for room in the slow lane rather than buffering ahead.
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(stream.wait_for_get_records(bound + 1), timeout=0.3)
-        assert metrics.total("records_read") <= bound
-        assert len(fast.writes) <= bound
+        assert metrics.total("records_read") <= delivered
+        assert len(fast.writes) <= delivered
 
         slow.release()
         await rig.until(rig.checkpointed(SHARD, seq(records[-1]), EU, AP))
