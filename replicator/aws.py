@@ -12,8 +12,8 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aioboto3
 import aiohttp
+from aiobotocore.session import get_session
 from aiodynamo.credentials import Credentials, Key
 from aiodynamo.http.aiohttp import AIOHTTP
 from aiodynamo.sign import Request as SignedRequest
@@ -191,14 +191,17 @@ def _client_error(status: int, body: bytes) -> ClientError:
 
 
 class Clients:
-    """Creates aioboto3 clients per (service, region), honouring endpoint overrides.
+    """Creates aiobotocore clients per (service, region), honouring endpoint overrides.
+
+    aiobotocore directly, not through aioboto3: importing boto3 on top cost start-up
+    time and nothing here uses its resources.
 
     Credentials come from the standard AWS chain (environment, profile, role); none
     are ever read from replicator's config.
     """
 
     def __init__(self, endpoints: Mapping[str, str] | None = None) -> None:
-        self._session = aioboto3.Session()
+        self._session = get_session()
         self._endpoints = dict(endpoints or {})
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[tuple[str, str], Any] = {}
@@ -207,7 +210,7 @@ class Clients:
         """A client for ``service`` in ``region``, created once and reused."""
         key = (service, region)
         if key not in self._clients:
-            client = self._session.client(
+            client = self._session.create_client(
                 service,
                 region_name=region,
                 endpoint_url=self._endpoints.get(region),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from replicator.apply.applier import TargetApplier
 from replicator.apply.limit import AUTO_CEILING
@@ -55,19 +56,41 @@ def meta_for(config: Config, pair: Pair) -> Meta:
     return Meta(version=pair.version_attribute, prefix=config.metadata_prefix)
 
 
+async def check_tables(config: Config, clients: Clients) -> None:
+    """Create the control and DLQ tables and check every configured table, all at once.
+
+    Concurrently: a target's check is a cross-region round trip, and start-up waits
+    for the slowest one instead of their sum.
+    """
+    home = await clients.get("dynamodb", config.source_region)
+    checks: list[Coroutine[Any, Any, object]] = [
+        ensure_table(home, config.control_table, CONTROL_KEY),
+        ensure_table(home, config.dlq_table, CONTROL_KEY),
+    ]
+    for pair in config.pairs:
+        checks.append(require_table(home, pair.source_table, config.source_region, stream=True))
+        for target in pair.targets:
+            client = await clients.get("dynamodb", target.region)
+            checks.append(require_table(client, target.table, target.region))
+    try:
+        async with asyncio.TaskGroup() as group:
+            for check in checks:
+                group.create_task(check)
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None  # one clear error, as checks made in turn gave
+
+
 async def build_pipelines(
     config: Config, clients: Clients, *, metrics: Metrics, stop: asyncio.Event
 ) -> list[PairPipeline]:
     """Check every configured table, create the control and DLQ tables, build pipelines."""
     home = await clients.get("dynamodb", config.source_region)
-    await ensure_table(home, config.control_table, CONTROL_KEY)
-    await ensure_table(home, config.dlq_table, CONTROL_KEY)
+    await check_tables(config, clients)
     checkpoints = CheckpointStore(home, config.control_table)
     dlq = DeadLetterQueue(home, config.dlq_table)
     source = DynamoDBStreamSource(home, await clients.get("dynamodbstreams", config.source_region))
     pipelines = []
     for pair in config.pairs:
-        await require_table(home, pair.source_table, config.source_region, stream=True)
         meta = meta_for(config, pair)
         targets = [TargetRef(t.region, t.table) for t in pair.targets]
         local = None
@@ -76,8 +99,6 @@ async def build_pipelines(
             targets.append(local)
         appliers = []
         for target in targets:
-            client = await clients.get("dynamodb", target.region)
-            await require_table(client, target.table, target.region)
             writer = ConditionalWriter(
                 await clients.put_client(target.region, connections=connections(pair)),
                 target.table,
