@@ -1,6 +1,6 @@
 """``python -m bench``: run the benchmarks, print one table, write ``bench/results.json``.
 
-    python -m bench                 # everything, full size (~15 minutes)
+    python -m bench                 # everything, full size (~20 minutes)
     python -m bench --quick         # everything, small: checks the harness in ~2 minutes
     python -m bench --only 1,6      # some of them
 
@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench.adaptive import default_drain, throttled_drain
 from bench.drain import drain_rate
 from bench.env import DEFAULT_RTT_SECONDS, Backend, backend
 from bench.hotpath import profile_drain, profile_overhead
@@ -29,10 +30,11 @@ from bench.memory import memory
 from bench.overhead import pipeline_overhead
 from bench.results import Result, print_table, write_json
 from bench.sdk import sdk_cost
+from bench.startup import start_up
 from bench.ui import console, say
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-ALL = frozenset(range(1, 8))
+ALL = frozenset(range(1, 11))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,9 @@ class Sizes:
     sdk_writes: int = 3_000
     profile_overhead_records: int = 20_000
     profile_drain_records: int = 3_000
+    default_drain_records: int = 60_000
+    throttled_records: int = 20_000
+    start_rounds: int = 5
 
 
 FULL = Sizes()
@@ -63,6 +68,9 @@ QUICK = Sizes(
     sdk_writes=300,
     profile_overhead_records=2_000,
     profile_drain_records=500,
+    default_drain_records=3_000,
+    throttled_records=2_000,
+    start_rounds=1,
 )
 
 
@@ -107,6 +115,14 @@ async def run_all(sizes: Sizes, only: frozenset[int], rtt: float) -> Run:
         await run.step("6 SDK cost per write", sdk_cost(sizes.sdk_writes))
     if 5 in only:
         await run.step("5 memory", memory(sizes.memory_small, sizes.memory_large))
+    if 8 in only:
+        await run.step(
+            "8 drain, default config", default_drain(sizes.default_drain_records, rtt=rtt)
+        )
+    if 9 in only:
+        await run.step("9 throttled target", throttled_drain(sizes.throttled_records, rtt=rtt))
+    if 10 in only:
+        await run.step("10 start-up", start_up(sizes.start_rounds, rtt=rtt))
 
     async def drain(target: Backend) -> list[Result]:
         report = await drain_rate(
@@ -146,7 +162,7 @@ async def run_all(sizes: Sizes, only: frozenset[int], rtt: float) -> Run:
 def _selection(text: str) -> frozenset[int]:
     chosen = frozenset(int(part) for part in text.split(",") if part.strip())
     if not chosen <= ALL:
-        raise argparse.ArgumentTypeError(f"benchmarks are numbered 1 to 7, not {text!r}")
+        raise argparse.ArgumentTypeError(f"benchmarks are numbered 1 to 10, not {text!r}")
     return chosen
 
 
