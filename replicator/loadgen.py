@@ -52,13 +52,20 @@ class LoadGenerator:
         deadline: float | None = None,
         concurrency: int = 4,
         stop: asyncio.Event | None = None,
+        rate: float | None = None,
     ) -> LoadStats:
-        """Perform ``operations`` writes (fewer if ``deadline`` or ``stop`` comes first)."""
+        """Perform ``operations`` writes (fewer if ``deadline`` or ``stop`` comes first).
+
+        ``rate``: at most that many writes a second (as fast as the table takes them if None).
+        """
         budget = iter(range(operations))
+        started = time.monotonic()
 
         async def worker(number: int) -> None:
             rng = random.Random(f"{self.seed}-{number}")
-            for _ in budget:
+            for issued in budget:
+                if rate is not None:
+                    await asyncio.sleep(max(0.0, started + issued / rate - time.monotonic()))
                 if (stop and stop.is_set()) or (deadline and time.monotonic() >= deadline):
                     return
                 await self._one(rng)

@@ -28,6 +28,21 @@ from replicator.telemetry.metrics import Metrics
 log = logging.getLogger(__name__)
 
 
+DEAD_LETTER = "dead_letter"  # set on dead-letter log records, so a console can sum them up
+
+
+def record_key(record: dict[str, Any]) -> str:
+    """A stream record's key as ``name=value, ...`` ("?" when the record has none)."""
+    body = record.get("dynamodb")
+    keys = body.get("Keys") if isinstance(body, dict) else None
+    if not isinstance(keys, dict) or not keys:
+        return "?"
+    return ", ".join(
+        f"{name}={next(iter(value.values()), '?') if isinstance(value, dict) else value}"
+        for name, value in sorted(keys.items())
+    )
+
+
 class ChangeWriter(Protocol):
     async def put(self, change: Change, *, now: float) -> Outcome: ...
 
@@ -200,7 +215,14 @@ class TargetApplier:
                 self._metrics.heartbeat(source_table, self.target, sent_at=beat, lag=now - beat)
 
     async def dead_letter(self, source_table: str, record: dict[str, Any], reason: str) -> None:
-        log.error("dead-lettering record for %s: %s", self.target, reason)
+        log.error(
+            "dead-lettering %s key %s for %s: %s",
+            source_table,
+            record_key(record),
+            self.target,
+            reason,
+            extra={DEAD_LETTER: True},
+        )
         await self._dlq.put(
             source_table=source_table, target=self.target, record=record, reason=reason
         )

@@ -416,7 +416,7 @@ async def test_throttled_writes_are_retried_counted_and_all_applied(
 
 @pytest.mark.timeout(30)
 async def test_poison_records_go_to_the_dlq_with_a_reason_and_the_checkpoint_passes_them(
-    rig: Rig, metrics: Metrics
+    rig: Rig, metrics: Metrics, caplog: pytest.LogCaptureFixture
 ) -> None:
     stream = rig.stream
     writer = rig.writer(EU)
@@ -432,9 +432,16 @@ async def test_poison_records_go_to_the_dlq_with_a_reason_and_the_checkpoint_pas
         stream.insert(key("none"), {"data": "no version at all"}),
         stream.put(SHARD, garbled_time(stream_record("INSERT", key("when"), new={"version": 1}))),
     ]
-    async with rig.running(rig.pipeline(metrics)):
-        await rig.until(rig.checkpointed(SHARD, seq(records[-1])))
+    with caplog.at_level(logging.ERROR, logger="replicator"):
+        async with rig.running(rig.pipeline(metrics)):
+            await rig.until(rig.checkpointed(SHARD, seq(records[-1])))
 
+    # Every dead-letter line names the table, the key and the reason.
+    lines = [r.getMessage() for r in caplog.records if "dead-lettering" in r.getMessage()]
+    assert len(lines) == 4
+    big = next(line for line in lines if "pk=big" in line)
+    assert stream.table in big and str(EU) in big and "ValidationException" in big
+    assert any("pk=none" in line and "numeric version" in line for line in lines)
     reasons = {e.sequence_number: e.reason for e in rig.dlq.entries}
     assert set(reasons) == {seq(records[i]) for i in (1, 2, 4, 5)}
     assert "ValidationException" in reasons[seq(records[1])]
