@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from bench.env import SOURCE_REGION, TARGET_REGION, Backend, create_table
 from bench.fakes import META, item_image
@@ -31,13 +31,18 @@ from replicator.aws import Clients
 from replicator.config import Config, HeartbeatConfig, Pair, Target, WebConfig
 from replicator.models import Incoming, Mode, pad_seq
 from replicator.service import build_pipelines
+from replicator.stream.source import DynamoDBStreamSource
 from replicator.telemetry.metrics import Metrics
 
 DRAIN = "2 drain rate"
 NAIVE = "3 vs naive handler"
 DRAIN_GOAL = Goal(">=", 0.85, "x ceiling")
+READ_GOAL = Goal(">=", 0.9, "x GetRecords")
 NAIVE_GOAL = Goal(">=", 25, "x naive")
-DEFAULT_CONCURRENCY: int = Pair.model_fields["max_concurrency"].default  # what runs use
+DEFAULT_CONCURRENCY: int | Literal["auto"] = Pair.model_fields["max_concurrency"].default
+# The raw ceiling's writers (and bench 6's paths): a fixed count, the pipeline's default
+# before it became adaptive. On moto the server, not this count, bounds the ceiling.
+RAW_CONCURRENCY = 32
 BATCH_WRITE_ITEMS = 25
 # One writer: moto numbers stream records as len(records) + start and then appends, so
 # two of its request threads writing one table at once can give two records the same
@@ -147,7 +152,7 @@ async def prepare(
 
 
 async def measure_ceiling(
-    backend: Backend, writes: int, *, concurrency: int = DEFAULT_CONCURRENCY
+    backend: Backend, writes: int, *, concurrency: int = RAW_CONCURRENCY
 ) -> tuple[float, int]:
     """(writes/s, writes done): conditional PutItem through the proxy, no pipeline."""
     clients = Clients(backend.endpoints)
@@ -180,7 +185,12 @@ async def measure_ceiling(
 
 
 def drain_config(
-    backend: Backend, source_table: str, target_table: str, *, concurrency: int, **extra: Any
+    backend: Backend,
+    source_table: str,
+    target_table: str,
+    *,
+    concurrency: int | Literal["auto"],
+    **extra: Any,
 ) -> Config:
     """What an operator's replicator.yaml would say for this benchmark."""
     return Config(
@@ -201,6 +211,41 @@ def drain_config(
     )
 
 
+async def get_records_rate(backend: Backend, table: str) -> tuple[float, int]:
+    """(records/s, records): the source's own GetRecords rate, reading the whole stream.
+
+    One reader per shard, as the pipeline has, with nothing else to do: the rate the
+    source serves, which no pipeline reading it can beat.
+    """
+    clients = Clients({SOURCE_REGION: backend.source_endpoint})
+    try:
+        source = DynamoDBStreamSource(
+            await clients.get("dynamodb", SOURCE_REGION),
+            await clients.get("dynamodbstreams", SOURCE_REGION),
+        )
+        arn = await source.stream_arn(table)
+        shards = await source.shards(arn)
+        started = time.perf_counter()
+
+        async def read(shard_id: str) -> int:
+            count = 0
+            iterator: str | None = await source.iterator(arn, shard_id, after=None)
+            while iterator is not None:
+                page = await source.get_records(iterator)
+                if not page.records:
+                    break
+                count += len(page.records)
+                iterator = page.next_iterator
+            return count
+
+        async with asyncio.TaskGroup() as group:
+            reads = [group.create_task(read(shard.shard_id)) for shard in shards]
+        records = sum(task.result() for task in reads)
+        return records / (time.perf_counter() - started), records
+    finally:
+        await clients.aclose()
+
+
 def settled(metrics: Metrics) -> int:
     return sum(metrics.total(name) for name in SETTLED)
 
@@ -218,7 +263,7 @@ async def pipeline_drain(
     target_table: str,
     records: int,
     *,
-    concurrency: int = DEFAULT_CONCURRENCY,
+    concurrency: int | Literal["auto"] = DEFAULT_CONCURRENCY,
 ) -> Drained:
     """Run the real pipeline until all ``records`` are settled on the target (bounded)."""
     config = drain_config(backend, source_table, target_table, concurrency=concurrency)
@@ -261,7 +306,7 @@ async def drain_rate(
     *,
     ceiling_writes: int | None = None,
     naive_records: int = 300,
-    concurrency: int = DEFAULT_CONCURRENCY,
+    concurrency: int | Literal["auto"] = DEFAULT_CONCURRENCY,
 ) -> DrainReport:
     """Benchmarks 2 and 3 on one backlog of ``records`` distinct items."""
     ceiling_writes = ceiling_writes or min(records, 5_000)
@@ -272,14 +317,15 @@ async def drain_rate(
 
     # Half of the ceiling before the drain and half after: a backend that drifts (moto
     # on a shared machine does) then weighs on both sides of the ratio alike.
-    before = await measure_ceiling(backend, max(1, ceiling_writes // 2), concurrency=concurrency)
+    before = await measure_ceiling(backend, max(1, ceiling_writes // 2))
     drained = await pipeline_drain(
         backend, source_table, target_table, records, concurrency=concurrency
     )
-    after = await measure_ceiling(backend, max(1, ceiling_writes // 2), concurrency=concurrency)
+    after = await measure_ceiling(backend, max(1, ceiling_writes // 2))
     ceiling = (before[1] + after[1]) / (before[1] / before[0] + after[1] / after[0])
     complete = drained.settled >= records
     rate = drained.settled / drained.seconds
+    read_rate, read_records = await get_records_rate(backend, source_table)
     slice_ = await first_records(backend, source_table, naive_records)
     with progress(f"[3] naive handler on {len(slice_):,} records", total=1) as update:
         naive = await asyncio.to_thread(
@@ -309,7 +355,7 @@ async def drain_rate(
             "writes/s",
             None,
             f"aioboto3 conditional PutItem x {before[1] + after[1]:,}, concurrency "
-            f"{concurrency}; half before the drain ({before[0]:.0f}/s), half after "
+            f"{RAW_CONCURRENCY}; half before the drain ({before[0]:.0f}/s), half after "
             f"({after[0]:.0f}/s)",
         ),
         Result(
@@ -318,6 +364,18 @@ async def drain_rate(
             rate / ceiling if complete else None,
             "x",
             DRAIN_GOAL,
+        ),
+        Result(
+            DRAIN,
+            f"drain / the source's own GetRecords rate, {where}",
+            rate / read_rate if complete else None,
+            "x",
+            READ_GOAL,
+            f"moto source alone serves {read_rate:,.0f} records/s to one reader per shard "
+            f"({read_records:,} records, read after the drain)",
+            unreachable=(
+                "" if backend.target == "stub" else "the moto target, not the source, bounds it"
+            ),
         ),
         Result(
             NAIVE,

@@ -15,7 +15,7 @@ import json
 import random
 import sys
 import time
-from typing import Any
+from typing import Any, Literal
 
 from bench.drain import (
     DEFAULT_CONCURRENCY,
@@ -117,11 +117,11 @@ async def lag_under_load(
     seconds: float = 60.0,
     *,
     ceiling: float | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
+    concurrency: int | Literal["auto"] = DEFAULT_CONCURRENCY,
     heartbeat_interval: float = HEARTBEAT_INTERVAL_SECONDS,
 ) -> list[Result]:
     if ceiling is None:
-        ceiling, _ = await measure_ceiling(backend, 500, concurrency=concurrency)
+        ceiling, _ = await measure_ceiling(backend, 500)
     rate = max(1.0, ceiling * LOAD_SHARE)
     source_table, target_table = unique("lag-source"), unique("lag-target")
     probe_table = unique("lag-probe")
