@@ -83,8 +83,10 @@ class TargetApplier:
         self._dlq = dlq
         self._metrics = metrics
         pinned = isinstance(max_concurrency, int)
-        ceiling = max_concurrency if isinstance(max_concurrency, int) else AUTO_CEILING
-        self.limit = ConcurrencyLimit(ceiling=ceiling, fixed=pinned)
+        self.limit = ConcurrencyLimit(
+            ceiling=max_concurrency if isinstance(max_concurrency, int) else AUTO_CEILING,
+            fixed=pinned,
+        )
         # Bounds the target across every shard feeding it; its capacity follows the limit.
         self._slots = AdaptiveSlots(self.limit)
         self._throttler = (
@@ -190,19 +192,23 @@ class TargetApplier:
             attempt += 1
 
     async def _timed_put(self, change: Change) -> Outcome:
-        """One write, its round trip reported to the limit (throttled or answered)."""
+        """One write; its round trip is reported to the limit when the target answered it.
+
+        Other failures (connection errors, 5xx) say nothing about the target's queue, and
+        a refused connection's instant answer would pass for a very short round trip.
+        """
         started = time.monotonic()
-        throttled = False
         try:
-            return await self._writer.put(change, now=self._clock())
+            outcome = await self._writer.put(change, now=self._clock())
         except ThrottledError:
-            throttled = True
+            self._sample(started, throttled=True)
             raise
-        finally:
-            self.limit.sample(
-                time.monotonic() - started, in_flight=self.in_flight, throttled=throttled
-            )
-            self._slots.refresh()  # a grown limit lets waiting writes start now
+        self._sample(started, throttled=False)
+        return outcome
+
+    def _sample(self, started: float, *, throttled: bool) -> None:
+        self.limit.sample(time.monotonic() - started, in_flight=self.in_flight, throttled=throttled)
+        self._slots.refresh()  # a grown limit lets waiting writes start now
 
     def _observe_lag(self, source_table: str, change: Change) -> None:
         now = self._clock()

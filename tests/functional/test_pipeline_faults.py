@@ -13,11 +13,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
 from replicator.apply.applier import TargetApplier
+from replicator.apply.limit import INITIAL_LIMIT
 from replicator.aws import Clients
 from replicator.backoff import Backoff
 from replicator.checkpoint import Checkpoint, TargetRef
@@ -110,7 +111,7 @@ class Rig:
         metrics: Metrics,
         *,
         targets: Sequence[TargetRef] = (EU,),
-        max_concurrency: int = 8,
+        max_concurrency: int | Literal["auto"] = 8,
         records_per_call: int = MAX_RECORDS_PER_CALL,
         local_target: TargetRef | None = None,
     ) -> PairPipeline:
@@ -408,6 +409,24 @@ async def test_throttled_writes_are_retried_counted_and_all_applied(
     assert metrics.total("retries") == 7
     assert metrics.total(Outcome.APPLIED.value) == 6
     assert writer.attempts == 6 + 7
+    assert writer.state() == rig.expected(records)
+
+
+@pytest.mark.timeout(30)
+async def test_a_throttling_target_shrinks_the_adaptive_limit_and_every_write_still_lands(
+    rig: Rig, metrics: Metrics
+) -> None:
+    stream = rig.stream
+    records = [stream.insert(key(f"k{i}"), {"version": 1}) for i in range(40)]
+    writer = rig.writer(EU)
+    writer.fail_all(ThrottledError("slow down", code="ProvisionedThroughputExceededException"))
+    pipeline = rig.pipeline(metrics, max_concurrency="auto")
+    (applier,) = pipeline.appliers
+    assert applier.limit.limit == INITIAL_LIMIT
+    async with rig.running(pipeline):
+        await rig.until(lambda: applier.limit.limit < INITIAL_LIMIT / 2)
+        writer.heal()
+        await rig.until(rig.checkpointed(SHARD, seq(records[-1])))
     assert writer.state() == rig.expected(records)
 
 
