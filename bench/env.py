@@ -54,9 +54,7 @@ def announced(command: Sequence[str], *, name: str) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def helper(
-    command: Sequence[str], *, name: str
-) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def helper(command: Sequence[str], *, name: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """``announced``, also yielding the process (whose stdout says more after the port)."""
     process = subprocess.Popen(
         list(command), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
