@@ -42,7 +42,7 @@ DRAIN_TIMEOUT_SECONDS = 60.0
 DEFAULT_WEB_PORT = 8080
 # Writes a second: well below what the embedded servers absorb (~100 conditional puts a
 # second each on a laptop), so the lag shown is the replicator's, not a queue in moto.
-DEFAULT_RATE = 40.0
+DEFAULT_RATE = 30.0
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ about two round trips, so a change is judged on writes sent after it:
 
 - throttled writes in the window: the limit drops to the share of writes that got
   through, a little below (so a table throttling above X writes/s is run just under X);
-- round trip far above its floor (the target or this process queues): shrink by 10 %;
+- round trip far above its floor (the target or this process queues): shrink by 10 %,
+  but not below where it started: a target whose every answer slows with load (moto, a
+  hot partition) would otherwise be starved down to one write at a time;
 - round trip near its floor and the limit in use: grow, doubling until the first
   congestion (slow start), then by 5 % per window;
 - otherwise (the limit is not in use, or the round trip is rising a little): hold.
@@ -62,7 +64,8 @@ class ConcurrencyLimit:
             raise ValueError(f"ceiling must be at least {MIN_LIMIT}, not {ceiling}")
         self.ceiling = ceiling
         self.fixed = fixed
-        self.limit = ceiling if fixed else max(MIN_LIMIT, min(initial, ceiling))
+        self._initial = max(MIN_LIMIT, min(initial, ceiling))
+        self.limit = ceiling if fixed else self._initial
         self._clock = clock
         self._window = _Window(clock())
         self._floor = math.inf
@@ -100,7 +103,7 @@ class ConcurrencyLimit:
         ratio = (window.rtt_total / answered) / self._floor if answered else 1.0
         if ratio > SHRINK_ABOVE:
             self._slow_start = False
-            self._set(self.limit * SHRINK_FACTOR)
+            self._set(max(min(self.limit, self._initial), self.limit * SHRINK_FACTOR))
         elif ratio <= GROW_BELOW and window.busiest * 2 >= self.limit:
             growth = self.limit if self._slow_start else max(1.0, self.limit * CAREFUL_GROWTH)
             self._set(self.limit + growth)

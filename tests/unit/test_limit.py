@@ -78,6 +78,14 @@ def test_shrinks_when_the_round_trip_grows_far_above_its_floor() -> None:
     assert seen[-1] < max(seen) * 0.5
 
 
+def test_latency_alone_never_takes_the_limit_below_where_it_started() -> None:
+    clock = Clock()
+    limit = ConcurrencyLimit(clock=clock)
+    run_rounds(limit, clock, 3, rtt=0.01)
+    seen, _, _ = run_rounds(limit, clock, 100, rtt=0.2)
+    assert min(seen) == INITIAL_LIMIT
+
+
 def test_an_unused_limit_does_not_grow() -> None:
     clock = Clock()
     limit = ConcurrencyLimit(clock=clock)
