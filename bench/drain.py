@@ -31,7 +31,6 @@ from replicator.aws import Clients
 from replicator.config import Config, HeartbeatConfig, Pair, Target, WebConfig
 from replicator.models import Incoming, Mode, pad_seq
 from replicator.service import build_pipelines
-from replicator.stream.source import DynamoDBStreamSource
 from replicator.telemetry.metrics import Metrics
 
 DRAIN = "2 drain rate"
@@ -211,41 +210,6 @@ def drain_config(
     )
 
 
-async def get_records_rate(backend: Backend, table: str) -> tuple[float, int]:
-    """(records/s, records): the source's own GetRecords rate, reading the whole stream.
-
-    One reader per shard, as the pipeline has, with nothing else to do: the rate the
-    source serves, which no pipeline reading it can beat.
-    """
-    clients = Clients({SOURCE_REGION: backend.source_endpoint})
-    try:
-        source = DynamoDBStreamSource(
-            await clients.get("dynamodb", SOURCE_REGION),
-            await clients.get("dynamodbstreams", SOURCE_REGION),
-        )
-        arn = await source.stream_arn(table)
-        shards = await source.shards(arn)
-        started = time.perf_counter()
-
-        async def read(shard_id: str) -> int:
-            count = 0
-            iterator: str | None = await source.iterator(arn, shard_id, after=None)
-            while iterator is not None:
-                page = await source.get_records(iterator)
-                if not page.records:
-                    break
-                count += len(page.records)
-                iterator = page.next_iterator
-            return count
-
-        async with asyncio.TaskGroup() as group:
-            reads = [group.create_task(read(shard.shard_id)) for shard in shards]
-        records = sum(task.result() for task in reads)
-        return records / (time.perf_counter() - started), records
-    finally:
-        await clients.aclose()
-
-
 def settled(metrics: Metrics) -> int:
     return sum(metrics.total(name) for name in SETTLED)
 
@@ -325,8 +289,11 @@ async def drain_rate(
     ceiling = (before[1] + after[1]) / (before[1] / before[0] + after[1] / after[0])
     complete = drained.settled >= records
     rate = drained.settled / drained.seconds
-    read_rate, read_records = await get_records_rate(backend, source_table)
-    slice_ = await first_records(backend, source_table, naive_records)
+    # The whole backlog read back once: the source's own GetRecords rate, and the slice the
+    # naive handler replays.
+    backlog, read_seconds = await first_records(backend, source_table, records)
+    read_rate = len(backlog) / read_seconds
+    slice_ = backlog[:naive_records]
     with progress(f"[3] naive handler on {len(slice_):,} records", total=1) as update:
         naive = await asyncio.to_thread(
             naive_handler_rate, backend.proxied_target, target_table, slice_
@@ -371,8 +338,8 @@ async def drain_rate(
             rate / read_rate if complete else None,
             "x",
             READ_GOAL,
-            f"moto source alone serves {read_rate:,.0f} records/s to one reader per shard "
-            f"({read_records:,} records, read after the drain)",
+            f"moto source alone serves {read_rate:,.0f} records/s to one reader "
+            f"({len(backlog):,} records of one shard, read after the drain)",
             unreachable=(
                 "" if backend.target == "stub" else "the moto target, not the source, bounds it"
             ),
