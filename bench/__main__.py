@@ -115,12 +115,17 @@ async def run_all(sizes: Sizes, only: frozenset[int], rtt: float) -> Run:
         await run.step("6 SDK cost per write", sdk_cost(sizes.sdk_writes))
     if 5 in only:
         await run.step("5 memory", memory(sizes.memory_small, sizes.memory_large))
+    unthrottled: float | None = None
     if 8 in only:
-        await run.step(
+        drained = await run.step(
             "8 drain, default config", default_drain(sizes.default_drain_records, rtt=rtt)
         )
+        unthrottled = drained[0].measured
     if 9 in only:
-        await run.step("9 throttled target", throttled_drain(sizes.throttled_records, rtt=rtt))
+        await run.step(
+            "9 throttled target",
+            throttled_drain(sizes.throttled_records, rtt=rtt, unthrottled=unthrottled),
+        )
     if 10 in only:
         await run.step("10 start-up", start_up(sizes.start_rounds, rtt=rtt))
 
