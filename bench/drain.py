@@ -1,7 +1,7 @@
 """Benchmarks 2 and 3: draining a backlog on moto with cross-region round-trip time.
 
 One run, one backend, one target behind the fault proxy:
-- the raw ceiling: aioboto3 conditional PutItem (the condition the pipeline sends) at the
+- the raw ceiling: aiobotocore conditional PutItem (the condition the pipeline sends) at the
   pipeline's concurrency, straight to the target;
 - the pipeline: ``replicator run``'s wiring (stream reader, lanes, applier, checkpoints
   and DLQ in the source region) draining the backlog;
@@ -321,7 +321,7 @@ async def drain_rate(
             ceiling,
             "writes/s",
             None,
-            f"aioboto3 conditional PutItem x {before[1] + after[1]:,}, concurrency "
+            f"aiobotocore conditional PutItem x {before[1] + after[1]:,}, concurrency "
             f"{RAW_CONCURRENCY}; half before the drain ({before[0]:.0f}/s), half after "
             f"({after[0]:.0f}/s)",
         ),
