@@ -181,7 +181,14 @@ async def run_demo_async(
         generator = LoadGenerator(await clients.get("dynamodb", SOURCE_REGION), TABLE, keys=keys)
         ends = time.monotonic() + duration
         load = asyncio.create_task(
-            generator.run(operations=10**9, deadline=ends, concurrency=8, stop=stop_load, rate=rate)
+            generator.run(
+                operations=10**9,
+                deadline=ends,
+                concurrency=8,
+                stop=stop_load,
+                rate=rate,
+                unversioned_first=True,
+            )
         )
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             while not load.done():
