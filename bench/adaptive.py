@@ -26,6 +26,7 @@ from bench.ui import progress
 from replicator.apply.writer import ConditionalWriter
 from replicator.aws import Clients
 from replicator.models import Change, Mode, Outcome
+from replicator.service import tune_gc
 from replicator.telemetry.metrics import Metrics
 
 DRAIN = "8 drain, default config"
@@ -100,6 +101,7 @@ async def drain_to_stub(
                 max_concurrency="auto",
             )
             (applier,) = pipeline.appliers
+            tune_gc()  # as ``replicator run`` does once started
             timeline: list[tuple[float, int, int]] = []
             peak = 0
             cpu_started = time.process_time()

@@ -30,7 +30,7 @@ from replicator.apply.condition import build_condition
 from replicator.aws import Clients
 from replicator.config import Config, HeartbeatConfig, Pair, Target, WebConfig
 from replicator.models import Incoming, Mode, pad_seq
-from replicator.service import build_pipelines
+from replicator.service import build_pipelines, tune_gc
 from replicator.telemetry.metrics import Metrics
 
 DRAIN = "2 drain rate"
@@ -236,6 +236,7 @@ async def pipeline_drain(
     stop = asyncio.Event()
     try:
         (pipeline,) = await build_pipelines(config, clients, metrics=metrics, stop=stop)
+        tune_gc()  # as ``replicator run`` does once started
         with progress(f"[2] pipeline draining {records:,} records", total=records) as update:
             async with asyncio.TaskGroup() as group:
                 started = time.perf_counter()

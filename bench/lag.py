@@ -32,7 +32,7 @@ from replicator.aws import Clients
 from replicator.backoff import pause
 from replicator.checkpoint import TargetRef
 from replicator.config import HeartbeatConfig
-from replicator.service import build_pipelines, heartbeat_writers, sample_history
+from replicator.service import build_pipelines, heartbeat_writers, sample_history, tune_gc
 from replicator.telemetry.metrics import Metrics
 from replicator.telemetry.state import quantile
 
@@ -138,6 +138,7 @@ async def lag_under_load(
     try:
         (pipeline,) = await build_pipelines(config, clients, metrics=metrics, stop=stop)
         (beat,) = await heartbeat_writers(config, clients)
+        tune_gc()  # as ``replicator run`` does once started
         async with asyncio.TaskGroup() as group:
             group.create_task(pipeline.run())
             group.create_task(beat.run(stop))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -24,6 +25,18 @@ from replicator.telemetry.heartbeat import HeartbeatWriter, heartbeat_key
 from replicator.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+# The young generation is collected every 50 000 net allocations instead of 700. At
+# thousands of writes a second the defaults ran the full collector every few seconds over
+# every record in the lanes' queues: 130 µs of CPU per write, 40 % of it (bench 8).
+# Reference counting still frees the pipeline's garbage at once; only cycles wait longer.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Collector settings for a long-running pipeline; call once start-up is done."""
+    gc.freeze()  # modules and SDK models loaded at start-up are never garbage: skip them
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def regression_reporter(
@@ -191,6 +204,7 @@ async def run_service(
     try:
         pipelines = await build_pipelines(config, clients, metrics=metrics, stop=stop)
         beats = await heartbeat_writers(config, clients)
+        tune_gc()
         async with contextlib.AsyncExitStack() as stack:
             if config.web.enabled:
                 from replicator.web.server import serve
