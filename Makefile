@@ -3,8 +3,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DURATION ?= 30
+# make package CONFIG=replicator.yaml puts your config into the Lambda zip.
+CONFIG ?=
 
-.PHONY: demo test lint install clean bench chaos
+.PHONY: demo test lint install clean bench chaos package
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -20,19 +22,22 @@ demo: $(STAMP)
 	$(BIN)/replicator demo --duration $(DURATION)
 
 test: $(STAMP)
-	$(BIN)/ruff check replicator tests
+	$(BIN)/ruff check replicator tests deploy
 	$(BIN)/mypy --strict replicator
 	$(BIN)/python -m pytest -n 2 -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check replicator tests
+	$(BIN)/ruff check replicator tests deploy
 	$(BIN)/mypy --strict replicator
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov dist .pytest_cache .mypy_cache .ruff_cache
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 chaos: $(STAMP)
 	$(BIN)/python -m chaos.checker --histories 5000
+
+package: $(STAMP)
+	$(BIN)/python deploy/package.py --out dist/replicator-lambda.zip $(if $(CONFIG),--config $(CONFIG))

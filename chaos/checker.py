@@ -32,6 +32,7 @@ from replicator.models import Mode
 # Relative weights of what happens between two replicator reads.
 ACTIONS = {
     "put": 24,
+    "read": 10,
     "update": 10,
     "delete": 8,
     "batch": 30,
@@ -128,7 +129,9 @@ def _random_step(world: World, rng: random.Random, names: list[str], writers: li
     # Hot keys: a few keys take most writes, so that conflicts are common.
     key = rng.choices(names, weights=[len(names) - i for i in range(len(names))])[0]
     region = rng.choice(writers)
-    if action in ("put", "update"):
+    if action == "read":
+        world.read(region, key)
+    elif action in ("put", "update"):
         world.write(region, key, update=action == "update")
     elif action == "delete":
         world.delete(region, key)
@@ -162,7 +165,8 @@ def _a_week_passes(world: World, rng: random.Random) -> None:
 
 
 def _tombstones(world: World, region: str) -> list[str]:
-    return [key for key, item in world.regions[region].table.items() if META.deleted in item]
+    # What TTL may remove: items carrying _rep_expires (tombstones, and unhealed zombies).
+    return [key for key, item in world.regions[region].table.items() if META.expires in item]
 
 
 def _drain(world: World, rng: random.Random) -> bool:

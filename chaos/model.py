@@ -26,6 +26,7 @@ from replicator.models import (
     Outcome,
     Stored,
     WireItem,
+    is_tombstone,
     number,
     stored_from_item,
 )
@@ -69,6 +70,7 @@ class Rules:
     batch: BatchRule = filter_then_coalesce
     decide: DecideRule = decide
     local_tombstones: bool = True  # DESIGN §4 rule 6, active-active only
+    heal_zombies: bool = True  # DESIGN §4 rule 7: the local lane clears a zombie's flags
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +102,8 @@ class Region:
 class Lane:
     """One replicator path, source stream -> target table, with its own checkpoint.
 
-    ``source == target`` is the local lane that writes this region's own tombstones.
+    ``source == target`` is the local lane that writes this region's own tombstones and
+    heals its zombies.
     """
 
     source: str
@@ -114,11 +117,19 @@ class Lane:
         return f"{self.source}->{target}"
 
 
+def user_data(item: WireItem) -> Visible:
+    return {name: value for name, value in item.items() if not name.startswith(META.prefix)}
+
+
 def visible(item: WireItem | None) -> Visible | None:
-    """What a reader sees: nothing for a tombstone, user data without ``_rep_`` attributes."""
+    """What a reader who skips ``_rep_deleted`` items (as the README says) sees.
+
+    Stricter than a tombstone (``is_tombstone``): an unhealed zombie is invisible too, so
+    a history converges only once every zombie is healed.
+    """
     if item is None or META.deleted in item:
         return None
-    return {name: value for name, value in item.items() if not name.startswith(META.prefix)}
+    return user_data(item)
 
 
 def version_of(item: WireItem) -> int:
@@ -129,10 +140,11 @@ def version_of(item: WireItem) -> int:
 def show(item: WireItem | Visible | None) -> str:
     if item is None:
         return "absent"
-    if META.deleted in item:
+    if is_tombstone(item, META):
         return f"tombstone v{version_of(item)}"
     data = item.get("data", {}).get("S", "?")
-    return f"v{version_of(item)} {data}"
+    zombie = " (zombie)" if META.deleted in item else ""
+    return f"v{version_of(item)} {data}{zombie}"
 
 
 class World:
@@ -162,6 +174,9 @@ class World:
         self.regressions = 0  # re-creates that lost to their own origin's earlier tombstone
         self.regressions_reported = 0  # what is_version_regression counted
         self._own_last: dict[tuple[str, str], int] = {}
+        # The version an application last read per (region, key): a mapper's update is
+        # conditioned on it, however long ago it read.
+        self._reads: dict[tuple[str, str], int] = {}
         self._highest: dict[str, int] = {}
         self._tokens = 0
 
@@ -211,14 +226,38 @@ class World:
 
     # -- the application ----------------------------------------------------------------
 
+    def read(self, region: str, key: str) -> None:
+        """The application reads the item, as a mapper does before it updates it."""
+        item = self.regions[region].table.get(key)
+        if item is None or visible(item) is None:
+            self._reads.pop((region, key), None)
+        else:
+            self._reads[(region, key)] = version_of(item)
+            self._note(f"app read {region} {key} {show(item)}")
+
     def write(self, region: str, key: str, *, update: bool) -> None:
-        """PutItem of a full item, or an UpdateItem that keeps every other attribute."""
+        """PutItem of a full item, or an UpdateItem that keeps every other attribute.
+
+        An update after an earlier read is a mapper's: conditioned on the version read, it
+        may land on a tombstone that arrived since and keep its ``_rep_deleted`` (a zombie).
+        """
         table = self.regions[region].table
         old = table.get(key)
-        live = old is not None and META.deleted not in old
-        # UpdateItem on a tombstone would keep _rep_deleted: an application re-creates with Put.
-        update = update and live
-        version = self._next_version(region, key, old, live)
+        live = visible(old) is not None
+        # Most updates go by the version the application holds from its last read or
+        # write (however stale); the others read first.
+        held = update and self.rng.random() < 0.7
+        read = self._reads.pop((region, key), None) if held else None
+        if read is not None:
+            if old is None or version_of(old) != read:
+                self._note(f"app update {region} {key} if v{read}: condition failed")
+                return
+            version = read + 1
+            if self.mode is Mode.ACTIVE_ACTIVE and version <= self._own_last.get((region, key), 0):
+                return  # the contract: this region never writes below what it wrote before
+        else:
+            update = update and live
+            version = self._next_version(region, key, old, live)
         self._tokens += 1
         base: WireItem = dict(old) if update and old is not None else {"pk": {"S": key}}
         if not update and self.rng.random() < 0.3:
@@ -229,14 +268,15 @@ class World:
             "data": {"S": f"{region}#{self._tokens}"},
         }
         seq = self.mutate(self.regions[region], key, item, region)
-        self._happened(Event(region, key, version, False, visible(item)))
-        verb = "update" if update else "put"
+        self._reads[(region, key)] = version  # what a mapper holds after saving
+        self._happened(Event(region, key, version, False, user_data(item)))
+        verb = "put" if not update else "update" if read is None else f"update if v{read}"
         self._note(f"app {verb} {region} {key} {show(item)} (seq {seq})")
 
     def delete(self, region: str, key: str, *, ttl: bool = False) -> bool:
         """DeleteItem of a live item, or its expiry by TTL (replicated as a delete)."""
         old = self.regions[region].table.get(key)
-        if old is None or META.deleted in old:
+        if old is None or is_tombstone(old, META):
             return False
         stored = stored_from_item(old, META)
         if ttl and stored is not None and stored.origin(region) != region:
@@ -249,13 +289,14 @@ class World:
         return True
 
     def expire_tombstone(self, region: str, key: str) -> bool:
-        """TTL removes a tombstone, only once nothing about its key is still in flight.
+        """TTL removes an item carrying ``_rep_expires``, once nothing about its key is in flight.
 
         The TTL exceeds stream retention, so by then every replicator has read past it and no
         lost-lease worker still holds a batch; expiring earlier would model a contract breach.
+        TTL knows nothing of versions: a zombie left unhealed expires too.
         """
         old = self.regions[region].table.get(key)
-        if old is None or META.deleted not in old or self.pending(key):
+        if old is None or META.expires not in old or self.pending(key):
             return False
         seq = self.mutate(self.regions[region], key, None, region, ttl=True)
         for lane in self.lanes:
@@ -325,7 +366,8 @@ class World:
     def _apply(self, lane: Lane, change: Change) -> str:
         incoming = change.incoming
         if lane.source == lane.target and not incoming.tombstone:
-            return ""  # the local lane only writes this region's own tombstones
+            # The local lane writes this region's own tombstones and heals its zombies.
+            return self._heal(lane, change) if change.heals_zombie else ""
         carried = self.regions[lane.source].origins[change.sequence_number]
         if lane.source != carried or lane.source != incoming.origin:
             self.echoes_sent += 1  # star topology: a region sends only its own writes
@@ -358,3 +400,20 @@ class World:
         over = show(before) + (f" from {stored.origin(target.name)}" if stored else "")
         head = f"{key} {kind} v{incoming.version} seq {int(incoming.seq)}"
         return f"{head} over {over}: {outcome}{flags}"
+
+    def _heal(self, lane: Lane, change: Change) -> str:
+        """DESIGN §4 rule 7: clear a zombie's flags while it is still that zombie."""
+        if not self.rules.heal_zombies:
+            return ""
+        region = self.regions[lane.source]
+        key = change.keys["pk"]["S"]
+        item = region.table.get(key)
+        version = int(change.incoming.version)
+        head = f"{key} heal v{version}"
+        if item is None or version_of(item) != version or META.deleted not in item:
+            return f"{head} over {show(item)}: superseded"
+        if is_tombstone(item, META):
+            return f"{head} over {show(item)}: superseded"
+        healed = {k: v for k, v in item.items() if k not in (META.deleted, META.expires)}
+        self.mutate(region, key, healed, region.name)
+        return f"{head}: healed"

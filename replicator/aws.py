@@ -10,7 +10,7 @@ import base64
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -131,8 +131,18 @@ class FastPutClient:
     stays the one place that reads error codes.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, region: str, endpoint: str | None) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        region: str,
+        endpoint: str | None,
+        *,
+        agent: str | None = None,
+        guard: Callable[[], None] | None = None,
+    ) -> None:
         self._session = session
+        self._agent = {"User-Agent": agent} if agent else {}
+        self._guard = guard
         self._http = AIOHTTP(session)
         self._credentials = Credentials.auto()
         self._endpoint = URL(endpoint) if endpoint else make_default_endpoint(region)
@@ -151,7 +161,10 @@ class FastPutClient:
             # Binary attributes arrive from the stream as bytes; JSON wants base64.
             body = json.dumps(_base64_binaries(request), separators=(",", ":")).encode()
         headers = self._signer.headers(key, PUT_ITEM_TARGET, body, now=time.time())
-        async with self._session.post(self._endpoint, data=body, headers=headers) as response:
+        data = body if self._guard is None else _GuardedBody(body, self._guard)
+        async with self._session.post(
+            self._endpoint, data=data, headers={**headers, **self._agent}
+        ) as response:
             status, answer_body = response.status, await response.read()
         if status == 200:
             answer: dict[str, Any] = json.loads(answer_body)
@@ -160,6 +173,24 @@ class FastPutClient:
         if error_code(error) == EXPIRED_TOKEN:
             self._credentials.invalidate()  # the retry signs with fresh credentials
         raise error
+
+
+class _GuardedBody(aiohttp.BytesPayload):
+    """A request body that calls ``guard`` just before its bytes go to the socket.
+
+    The lease fence is asked before a write starts, but a process frozen after that (a
+    SIGSTOP, a VM pause) and before the send would send it once it thaws, after another
+    process took the lease over. aiohttp writes headers and body together here, with no
+    await between the guard and the socket: a guard that raises aborts the request unsent.
+    """
+
+    def __init__(self, value: bytes, guard: Callable[[], None]) -> None:
+        super().__init__(value)
+        self._guard = guard
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        self._guard()
+        await super().write_with_length(writer, content_length)
 
 
 def _base64_binaries(value: Any) -> Any:
@@ -197,12 +228,20 @@ class Clients:
     time and nothing here uses its resources.
 
     Credentials come from the standard AWS chain (environment, profile, role); none
-    are ever read from replicator's config.
+    are ever read from replicator's config. ``agent`` is added to every request's
+    User-Agent, so CloudTrail (and a test's proxy) can tell the processes of one
+    deployment apart.
     """
 
-    def __init__(self, endpoints: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, endpoints: Mapping[str, str] | None = None, *, agent: str | None = None
+    ) -> None:
         self._session = get_session()
         self._endpoints = dict(endpoints or {})
+        self._agent = agent
+        self._config = (
+            _BOTO_CONFIG.merge(BotoConfig(user_agent_extra=agent)) if agent else _BOTO_CONFIG
+        )
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[tuple[str, str], Any] = {}
 
@@ -214,17 +253,24 @@ class Clients:
                 service,
                 region_name=region,
                 endpoint_url=self._endpoints.get(region),
-                config=_BOTO_CONFIG,
+                config=self._config,
             )
             self._clients[key] = await self._stack.enter_async_context(client)
         return self._clients[key]
 
-    async def put_client(self, region: str, *, connections: int = AUTO_CEILING) -> FastPutClient:
+    async def put_client(
+        self,
+        region: str,
+        *,
+        connections: int = AUTO_CEILING,
+        guard: Callable[[], None] | None = None,
+    ) -> FastPutClient:
         """A client for replicated writes to one target in ``region``, with its own pool.
 
         ``connections`` is the target's concurrency ceiling: the adaptive limit keeps
         fewer writes in flight, so the pool holds as many connections as the limit
-        uses. No pool is shared, so targets never cap one another.
+        uses. No pool is shared, so targets never cap one another. ``guard`` is called
+        as each request is sent and aborts it by raising.
         """
         http = await self._stack.enter_async_context(
             aiohttp.ClientSession(
@@ -236,7 +282,9 @@ class Clients:
                 ),
             )
         )
-        return FastPutClient(http, region, self._endpoints.get(region))
+        return FastPutClient(
+            http, region, self._endpoints.get(region), agent=self._agent, guard=guard
+        )
 
     async def aclose(self) -> None:
         """Close every client (idempotent)."""

@@ -1,19 +1,22 @@
-"""A shard's batches after decoding, and what lanes do with them before applying.
+"""A batch of stream records after decoding, and what a target takes of it.
 
-A lane merges the batches already queued behind the one it takes (``merge_waiting``)
-and drops records its checkpoint already covers (``not_yet_applied``).
+Both engines use these: the container pipeline (per shard and lane) and the Lambda
+handler (per invocation), so records are filtered and split per target in one place.
+A lane also merges the batches already queued behind the one it takes
+(``merge_waiting``) and drops records its checkpoint already covers (``not_yet_applied``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from replicator.errors import RecordError
-from replicator.models import Change, pad_seq
-from replicator.records import epoch_seconds
+from replicator.models import Change, Meta, pad_seq
+from replicator.records import Skip, epoch_seconds, to_change
 from replicator.stream.reader import Batch
 
 
@@ -23,7 +26,42 @@ class Decoded:
 
     batch: Batch
     changes: list[Change]
-    dead: list[tuple[dict[str, Any], str]]
+    dead: Dead
+
+
+Dead = list[tuple[dict[str, Any], str]]  # (stream record, reason) for the DLQ
+
+
+def decode(
+    records: Iterable[dict[str, Any]], *, here: str, meta: Meta, skipped: Callable[[str], None]
+) -> tuple[list[Change], Dead]:
+    """Filter a batch (DESIGN §4 rules 1-4): the changes to replicate and the records to
+    dead-letter, in stream order; ``skipped(reason)`` is told of each record left out."""
+    changes: list[Change] = []
+    dead: Dead = []
+    for record in records:
+        try:
+            result = to_change(record, here=here, meta=meta)
+        except RecordError as exc:
+            dead.append((record, exc.reason))
+            continue
+        if isinstance(result, Skip):
+            skipped(result.reason)
+        else:
+            changes.append(result)
+    return changes, dead
+
+
+def for_target(changes: list[Change], dead: Dead, *, local: bool) -> tuple[list[Change], Dead]:
+    """What one target takes of a batch.
+
+    The local target (active-active: this region's own table) takes only this region's
+    deletes, as tombstones (DESIGN §4 rule 6), and its zombies to heal (rule 7); dead
+    letters go once per real target.
+    """
+    if local:
+        return [c for c in changes if c.incoming.tombstone or c.heals_zombie], []
+    return changes, dead
 
 
 def created_at(record: dict[str, Any]) -> float | None:

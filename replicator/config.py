@@ -41,6 +41,7 @@ from replicator.models import Mode
 __all__ = [
     "Config",
     "HeartbeatConfig",
+    "LeaseConfig",
     "Pair",
     "Target",
     "WebConfig",
@@ -161,6 +162,19 @@ class HeartbeatConfig(BaseModel):
     ready_max_age_seconds: float = Field(default=60.0, gt=0)
 
 
+class LeaseConfig(BaseModel):
+    """The lease that makes one process per source table the active one (DESIGN §6)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # A standby takes over this long after the active process stopped renewing.
+    duration_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # The longest a target write or checkpoint may take; the active stops starting them
+    # this long (plus the margin) before its lease could be taken.
+    write_timeout_seconds: float = Field(default=2.0, gt=0)
+    margin_seconds: float = Field(default=1.0, ge=0)
+
+
 class Config(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -173,6 +187,7 @@ class Config(BaseModel):
     pairs: list[Pair] = Field(min_length=1)
     web: WebConfig = WebConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
+    lease: LeaseConfig = LeaseConfig()
 
     def endpoint_for(self, region: str) -> str | None:
         return self.endpoints.get(region)
@@ -227,6 +242,15 @@ def _rule_problems(config: Config) -> list[Problem]:
         what = f"{heartbeat.ready_max_age_seconds:g} s is not longer than interval_seconds"
         fix = "set it to several heartbeat intervals"
         found.append((("heartbeat", "ready_max_age_seconds"), what, fix))
+    lease = config.lease
+    if lease.write_timeout_seconds + lease.margin_seconds > lease.duration_seconds / 2:
+        # The rest of the lease is the time left for renewals before the active fences itself.
+        what = (
+            f"{lease.write_timeout_seconds:g} s plus margin_seconds {lease.margin_seconds:g} s "
+            f"is more than half of duration_seconds {lease.duration_seconds:g} s"
+        )
+        fix = "raise lease.duration_seconds or lower the write timeout or margin"
+        found.append((("lease", "write_timeout_seconds"), what, fix))
     return found
 
 
@@ -235,6 +259,7 @@ _NESTED: dict[str, type[BaseModel]] = {
     "targets": Target,
     "web": WebConfig,
     "heartbeat": HeartbeatConfig,
+    "lease": LeaseConfig,
 }
 
 

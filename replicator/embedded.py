@@ -47,8 +47,13 @@ class MotoServer:
     def endpoint(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
 
+    def terminate(self) -> None:
+        """Ask the process to exit, without waiting (idempotent)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+
     def stop(self) -> None:
-        """Terminate the process (idempotent)."""
+        """Terminate the process and wait for it (idempotent)."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -102,5 +107,8 @@ def embedded_backend(regions: Sequence[str]) -> Iterator[dict[str, MotoServer]]:
             servers[region] = start_moto(region)
         yield servers
     finally:
+        # All at once: one after the other, a loaded machine spent seconds per server.
+        for server in servers.values():
+            server.terminate()
         for server in servers.values():
             server.stop()

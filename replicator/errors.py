@@ -9,6 +9,7 @@
     │   └── ResourceNotFound     table, stream or shard does not exist
     ├── RecordError              a stream record that cannot be applied (goes to the DLQ)
     ├── ShutdownInterrupted      a retry loop gave up because the service is stopping
+    │   └── LeaseLost            this process may no longer write for a table (DESIGN §6)
     └── EmbeddedBackendError     the embedded moto server did not start
 
 Only ``replicator.aws`` reads botocore error codes and maps them into this tree.
@@ -68,6 +69,10 @@ class RecordError(ReplicatorError):
 
 class ShutdownInterrupted(ReplicatorError):
     """Work was abandoned for shutdown before it completed; nothing was checkpointed past it."""
+
+
+class LeaseLost(ShutdownInterrupted):
+    """The table's lease was lost or not renewed in time: stop writing, checkpoint nothing."""
 
 
 class EmbeddedBackendError(ReplicatorError):

@@ -78,7 +78,7 @@ class Stored:
     """What the conflict rule needs to know about an item already in a table."""
 
     version: Decimal | None  # None: absent or not a number, older than anything
-    tombstone: bool
+    tombstone: bool  # ``is_tombstone``: flagged, and ``_rep_version`` still the version
     rep_origin: str | None
     rep_version: Decimal | None
     seq: str  # padded; "" when absent
@@ -117,6 +117,31 @@ def number(attribute: dict[str, Any] | None) -> Decimal | None:
     return Decimal(attribute["N"])
 
 
+def is_tombstone(item: WireItem, meta: Meta) -> bool:
+    """Whether ``item`` is a tombstone (DESIGN §3): flagged, and unchanged since.
+
+    An application's UpdateItem keeps the attributes it does not name: one that lands
+    on a tombstone raises the version and leaves ``_rep_deleted`` behind. Such a
+    "zombie" is a live write, which ``_rep_version`` no longer matching tells.
+    """
+    if meta.deleted not in item:
+        return False
+    version = number(item.get(meta.version))
+    return version is not None and number(item.get(meta.rep_version)) == version
+
+
+def is_zombie(item: WireItem, meta: Meta) -> bool:
+    """Flagged as deleted, but changed by an application since: a live item (§4 rule 7)."""
+    return meta.deleted in item and not is_tombstone(item, meta)
+
+
+def visible_item(item: WireItem | None, meta: Meta) -> WireItem | None:
+    """What a reader that skips tombstones sees: user attributes, or None for nothing."""
+    if item is None or is_tombstone(item, meta):
+        return None
+    return {k: v for k, v in item.items() if not k.startswith(meta.prefix)}
+
+
 def stored_from_item(item: WireItem | None, meta: Meta) -> Stored | None:
     """Read the conflict-relevant state out of a stored item (None: nothing stored)."""
     if item is None:
@@ -125,7 +150,7 @@ def stored_from_item(item: WireItem | None, meta: Meta) -> Stored | None:
     seq = item.get(meta.seq)
     return Stored(
         version=number(item.get(meta.version)),
-        tombstone=meta.deleted in item,
+        tombstone=is_tombstone(item, meta),
         rep_origin=origin["S"] if origin and "S" in origin else None,
         rep_version=number(item.get(meta.rep_version)),
         seq=seq["S"] if seq and "S" in seq else "",
@@ -146,6 +171,9 @@ class Change:
     sequence_number: str
     created_at: float
     record: dict[str, Any]
+    # A live write of this region that landed on a tombstone (a zombie, DESIGN §4
+    # rule 7): this region's own table still flags it deleted until healed.
+    heals_zombie: bool = False
 
     @property
     def key(self) -> ItemKey:

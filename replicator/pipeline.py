@@ -14,21 +14,22 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from replicator.apply.applier import TargetApplier
 from replicator.backoff import Backoff
 from replicator.batches import (
     Decoded,
     created_at,
+    decode,
+    for_target,
     merge_waiting,
     not_yet_applied,
     sequence_of,
 )
 from replicator.checkpoint import Checkpoint, CheckpointStore, TargetRef
-from replicator.errors import RecordError, ShutdownInterrupted
-from replicator.models import Change, Meta, Outcome, pad_seq
-from replicator.records import Skip, coalesce, to_change
+from replicator.errors import ShutdownInterrupted
+from replicator.models import Meta, Outcome, pad_seq
+from replicator.records import coalesce
 from replicator.stream.lineage import lineage_order, ready_shards
 from replicator.stream.reader import (
     IDLE_BACKOFF,
@@ -66,7 +67,8 @@ class PairPipeline:
     retry_backoff: Backoff = RETRY_BACKOFF
     records_per_call: int = MAX_RECORDS_PER_CALL
     # Active-active: the lane writing this region's own deletes as local tombstones
-    # into the source table (DESIGN §4 rule 6). It takes tombstones only.
+    # into the source table (DESIGN §4 rule 6) and healing its zombies (rule 7). It
+    # takes only those.
     local_target: TargetRef | None = None
     _positions: dict[tuple[str, TargetRef], Checkpoint] = field(default_factory=dict)
     _shard_done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -177,18 +179,13 @@ class PairPipeline:
                 await queue.put(None)
 
     def _decode(self, batch: Batch) -> Decoded:
-        changes: list[Change] = []
-        dead: list[tuple[dict[str, Any], str]] = []
-        for record in batch.records:
-            try:
-                result = to_change(record, here=self.region, meta=self.meta)
-            except RecordError as exc:
-                dead.append((record, exc.reason))
-                continue
-            if isinstance(result, Skip):
-                self.metrics.skipped(self.source_table, result.reason)
-            else:
-                changes.append(result)
+        table = self.source_table
+        changes, dead = decode(
+            batch.records,
+            here=self.region,
+            meta=self.meta,
+            skipped=lambda reason: self.metrics.skipped(table, reason),
+        )
         self.metrics.records_read(
             self.source_table,
             len(batch.records),
@@ -260,10 +257,7 @@ class PairPipeline:
         Records up to ``taken`` (padded) are this lane's already: settled or in flight.
         """
         target = applier.target
-        changes, dead = work.changes, work.dead
-        if target == self.local_target:
-            changes = [c for c in changes if c.incoming.tombstone]
-            dead = []  # dead-lettered once per real target, not for the local copy
+        changes, dead = for_target(work.changes, work.dead, local=target == self.local_target)
         if taken is not None:
             # The lane is ahead of the shard's slowest lane after a restart, or the
             # stream delivered a range again.

@@ -13,7 +13,17 @@ from decimal import Decimal
 from typing import Any
 
 from replicator.errors import RecordError
-from replicator.models import Change, Incoming, ItemKey, Meta, number, pad_seq, stored_from_item
+from replicator.models import (
+    Change,
+    Incoming,
+    ItemKey,
+    Meta,
+    is_tombstone,
+    is_zombie,
+    number,
+    pad_seq,
+    stored_from_item,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +61,7 @@ def to_change(record: dict[str, Any], *, here: str, meta: Meta) -> Change | Skip
     if event == "REMOVE":
         if old is None:
             return REMOVE_OF_NOTHING
-        if meta.deleted in old:
+        if is_tombstone(old, meta):
             return TOMBSTONE_EXPIRY
         version = number(old.get(meta.version))
         if version is None:
@@ -69,9 +79,11 @@ def to_change(record: dict[str, Any], *, here: str, meta: Meta) -> Change | Skip
         return LOCAL_TOMBSTONE
     if stored.version is None:
         raise RecordError(f"item has no numeric version attribute {meta.version!r}")
-    recreate = old is None or meta.deleted in old
+    recreate = old is None or is_tombstone(old, meta)
     incoming = Incoming(stored.version, False, here, _seq(body), recreate)
-    return _change(record, body, incoming, item=new)
+    # A zombie is replicated as the live write it is: ``target_item`` keeps user
+    # attributes only, so ``_rep_deleted`` and ``_rep_expires`` never travel.
+    return _change(record, body, incoming, item=new, heals_zombie=is_zombie(new, meta))
 
 
 def _seq(body: dict[str, Any]) -> str:
@@ -79,7 +91,12 @@ def _seq(body: dict[str, Any]) -> str:
 
 
 def _change(
-    record: dict[str, Any], body: dict[str, Any], incoming: Incoming, *, item: Any
+    record: dict[str, Any],
+    body: dict[str, Any],
+    incoming: Incoming,
+    *,
+    item: Any,
+    heals_zombie: bool = False,
 ) -> Change:
     return Change(
         keys=body["Keys"],
@@ -88,6 +105,7 @@ def _change(
         sequence_number=str(body["SequenceNumber"]),
         created_at=epoch_seconds(body.get("ApproximateCreationDateTime", 0)),
         record=record,
+        heals_zombie=heals_zombie,
     )
 
 

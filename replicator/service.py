@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from replicator.apply.applier import TargetApplier
+from replicator.apply.applier import ChangeWriter, DeadLetterSink, TargetApplier
 from replicator.apply.limit import AUTO_CEILING
-from replicator.apply.writer import ConditionalWriter
+from replicator.apply.writer import ConditionalWriter, LocalWriter
 from replicator.aws import Clients
 from replicator.backoff import pause
 from replicator.checkpoint import CheckpointStore, TargetRef
 from replicator.config import Config, Pair
 from replicator.dlq import DeadLetterQueue
+from replicator.fence import (
+    Fence,
+    FencedCheckpoints,
+    FencedDeadLetters,
+    FencedWriter,
+    send_guard,
+)
+from replicator.ha import replicate_under_lease, replicating
+from replicator.lease import LeaseTimes
+from replicator.lease_keeper import LeaseKeeper, process_owner
+from replicator.lease_store import LeaseStore
 from replicator.models import Change, Meta, Mode
 from replicator.pipeline import PairPipeline
 from replicator.stream.source import DynamoDBStreamSource
@@ -69,11 +81,83 @@ def meta_for(config: Config, pair: Pair) -> Meta:
     return Meta(version=pair.version_attribute, prefix=config.metadata_prefix)
 
 
-async def check_tables(config: Config, clients: Clients) -> None:
-    """Create the control and DLQ tables and check every configured table, all at once.
+def targets_of(config: Config, pair: Pair) -> tuple[list[TargetRef], TargetRef | None]:
+    """A pair's targets and, in active-active mode, its local target (the source table
+    itself, for this region's tombstones, DESIGN §4 rule 6), which is also the last target."""
+    targets = [TargetRef(t.region, t.table) for t in pair.targets]
+    if config.mode is not Mode.ACTIVE_ACTIVE:
+        return targets, None
+    local = TargetRef(config.source_region, pair.source_table)
+    return [*targets, local], local
 
-    Concurrently: a target's check is a cross-region round trip, and start-up waits
-    for the slowest one instead of their sum.
+
+async def target_writer(
+    config: Config,
+    pair: Pair,
+    target: TargetRef,
+    clients: Clients,
+    metrics: Metrics,
+    *,
+    local: TargetRef | None,
+    guard: Callable[[], None] | None = None,
+) -> ChangeWriter:
+    """The conditional writer of one target; for the local target it also heals zombies.
+
+    ``guard`` is asked as each write is sent and aborts it by raising (``Clients.put_client``).
+    """
+    meta = meta_for(config, pair)
+    conditional = ConditionalWriter(
+        await clients.put_client(target.region, connections=connections(pair), guard=guard),
+        target.table,
+        region=target.region,
+        meta=meta,
+        mode=config.mode,
+        tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
+        on_version_regression=regression_reporter(metrics, pair.source_table, target),
+    )
+    if target != local:
+        return conditional
+    return LocalWriter(conditional, await clients.get("dynamodb", target.region), meta=meta)
+
+
+def applier_for(
+    config: Config,
+    pair: Pair,
+    target: TargetRef,
+    *,
+    writer: ChangeWriter,
+    dlq: DeadLetterSink,
+    metrics: Metrics,
+    stop: asyncio.Event,
+) -> TargetApplier:
+    return TargetApplier(
+        writer,
+        dlq,
+        target=target,
+        metrics=metrics,
+        max_concurrency=pair.max_concurrency,
+        max_writes_per_second=pair.max_writes_per_second,
+        stop=stop,
+        heartbeat_prefix=config.heartbeat.key_prefix,
+    )
+
+
+async def build_pipelines(
+    config: Config, clients: Clients, *, metrics: Metrics, stop: asyncio.Event
+) -> list[PairPipeline]:
+    """Check every configured table, create the control and DLQ tables, build pipelines."""
+    await prepare_tables(config, clients)
+    return [
+        await build_pipeline(config, clients, pair, metrics=metrics, stop=stop)
+        for pair in config.pairs
+    ]
+
+
+async def prepare_tables(config: Config, clients: Clients) -> None:
+    """Create the control and DLQ tables; fail on a configured table that is missing.
+
+    All at once: a target's check is a cross-region round trip, and start-up waits for
+    the slowest one instead of their sum.
     """
     home = await clients.get("dynamodb", config.source_region)
     checks: list[Coroutine[Any, Any, object]] = [
@@ -82,7 +166,7 @@ async def check_tables(config: Config, clients: Clients) -> None:
     ]
     for pair in config.pairs:
         checks.append(require_table(home, pair.source_table, config.source_region, stream=True))
-        for target in pair.targets:
+        for target in targets_of(config, pair)[0]:
             client = await clients.get("dynamodb", target.region)
             checks.append(require_table(client, target.table, target.region))
     try:
@@ -93,60 +177,49 @@ async def check_tables(config: Config, clients: Clients) -> None:
         raise failed.exceptions[0] from None  # one clear error, as checks made in turn gave
 
 
-async def build_pipelines(
-    config: Config, clients: Clients, *, metrics: Metrics, stop: asyncio.Event
-) -> list[PairPipeline]:
-    """Check every configured table, create the control and DLQ tables, build pipelines."""
+async def build_pipeline(
+    config: Config,
+    clients: Clients,
+    pair: Pair,
+    *,
+    metrics: Metrics,
+    stop: asyncio.Event,
+    fence: Fence | None = None,
+) -> PairPipeline:
+    """One pair's pipeline; with a ``fence`` it writes and checkpoints only under the lease."""
     home = await clients.get("dynamodb", config.source_region)
-    await check_tables(config, clients)
-    checkpoints = CheckpointStore(home, config.control_table)
-    dlq = DeadLetterQueue(home, config.dlq_table)
+    checkpoints = (
+        FencedCheckpoints(home, config.control_table, fence)
+        if fence
+        else CheckpointStore(home, config.control_table)
+    )
+    dlq: DeadLetterSink = DeadLetterQueue(home, config.dlq_table)
+    if fence:
+        dlq = FencedDeadLetters(dlq, fence)
     source = DynamoDBStreamSource(home, await clients.get("dynamodbstreams", config.source_region))
-    pipelines = []
-    for pair in config.pairs:
-        meta = meta_for(config, pair)
-        targets = [TargetRef(t.region, t.table) for t in pair.targets]
-        local = None
-        if config.mode is Mode.ACTIVE_ACTIVE:
-            local = TargetRef(config.source_region, pair.source_table)
-            targets.append(local)
-        appliers = []
-        for target in targets:
-            writer = ConditionalWriter(
-                await clients.put_client(target.region, connections=connections(pair)),
-                target.table,
-                region=target.region,
-                meta=meta,
-                mode=config.mode,
-                tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
-                on_version_regression=regression_reporter(metrics, pair.source_table, target),
-            )
-            appliers.append(
-                TargetApplier(
-                    writer,
-                    dlq,
-                    target=target,
-                    metrics=metrics,
-                    max_concurrency=pair.max_concurrency,
-                    max_writes_per_second=pair.max_writes_per_second,
-                    stop=stop,
-                    heartbeat_prefix=config.heartbeat.key_prefix,
-                )
-            )
-        pipelines.append(
-            PairPipeline(
-                source_table=pair.source_table,
-                region=config.source_region,
-                meta=meta,
-                source=source,
-                appliers=appliers,
-                checkpoints=checkpoints,
-                metrics=metrics,
-                stop=stop,
-                local_target=local,
-            )
+    targets, local = targets_of(config, pair)
+    guard = send_guard(fence) if fence else None
+    appliers = []
+    for target in targets:
+        writer = await target_writer(
+            config, pair, target, clients, metrics, local=local, guard=guard
         )
-    return pipelines
+        if fence:
+            writer = FencedWriter(writer, fence, timeout=config.lease.write_timeout_seconds)
+        appliers.append(
+            applier_for(config, pair, target, writer=writer, dlq=dlq, metrics=metrics, stop=stop)
+        )
+    return PairPipeline(
+        source_table=pair.source_table,
+        region=config.source_region,
+        meta=meta_for(config, pair),
+        source=source,
+        appliers=appliers,
+        checkpoints=checkpoints,
+        metrics=metrics,
+        stop=stop,
+        local_target=local,
+    )
 
 
 def metrics_for(config: Config) -> Metrics:
@@ -155,6 +228,7 @@ def metrics_for(config: Config) -> Metrics:
         source_region=config.source_region,
         mode=config.mode.value,
         heartbeat_max_age=heartbeat.ready_max_age_seconds if heartbeat.enabled else None,
+        lease_max_age=config.lease.duration_seconds,
     )
 
 
@@ -163,7 +237,7 @@ async def heartbeat_writers(config: Config, clients: Clients) -> list[HeartbeatW
     if not config.heartbeat.enabled:
         return []
     home = await clients.get("dynamodb", config.source_region)
-    writers = []
+    writers: list[HeartbeatWriter] = []
     for pair in config.pairs:
         description = await describe(home, pair.source_table)
         schema = key_schema_of(description) if description else []
@@ -197,14 +271,18 @@ async def run_service(
 ) -> None:
     """Replicate until ``stop`` is set, then drain, checkpoint and return.
 
-    With ``web.enabled`` the dashboard, ``/metrics`` and the status API are served
-    for as long as the pipelines run.
+    Per source table, this process replicates only while it holds the table's lease
+    and otherwise stands by (DESIGN §6). With ``web.enabled`` the dashboard,
+    ``/metrics`` and the status API are served for as long as the service runs.
     """
-    clients = Clients(config.endpoints)
+    owner = metrics.leases.owner = process_owner()
+    clients = Clients(config.endpoints, agent=f"replicator-instance/{owner}")
     try:
-        pipelines = await build_pipelines(config, clients, metrics=metrics, stop=stop)
-        beats = await heartbeat_writers(config, clients)
+        await prepare_tables(config, clients)
+        beats = {beat.table: beat for beat in await heartbeat_writers(config, clients)}
         tune_gc()
+        home = await clients.get("dynamodb", config.source_region)
+        store = LeaseStore(home, config.control_table, duration=config.lease.duration_seconds)
         async with contextlib.AsyncExitStack() as stack:
             if config.web.enabled:
                 from replicator.web.server import serve
@@ -213,13 +291,39 @@ async def run_service(
                 log.info("dashboard and /metrics on %s", url)
                 if on_web_started:
                     on_web_started(url)
-            log.info("replicating %d table(s) from %s", len(pipelines), config.source_region)
+            log.info(
+                "%s: %d table(s) from %s, each replicated while this process holds its lease",
+                owner,
+                len(config.pairs),
+                config.source_region,
+            )
             async with asyncio.TaskGroup() as group:
-                for pipeline in pipelines:
-                    group.create_task(pipeline.run())
-                for beat in beats:
-                    group.create_task(beat.run(stop))
+                for pair in config.pairs:
+                    keeper = LeaseKeeper(
+                        store,
+                        pair.source_table,
+                        owner=owner,
+                        times=lease_times(config),
+                        on_change=functools.partial(metrics.lease, pair.source_table),
+                    )
+                    build = functools.partial(
+                        build_pipeline, config, clients, pair, metrics=metrics, fence=keeper
+                    )
+                    tenure = replicating(
+                        build,
+                        beats.get(pair.source_table),
+                        # A standby reads no shard by design: none counts as without a reader.
+                        on_end=functools.partial(
+                            metrics.shards_without_reader, pair.source_table, 0
+                        ),
+                    )
+                    group.create_task(replicate_under_lease(keeper, tenure, stop))
                 group.create_task(sample_history(metrics, stop))
         log.info("stopped: every lane drained and checkpointed")
     finally:
         await clients.aclose()
+
+
+def lease_times(config: Config) -> LeaseTimes:
+    lease = config.lease
+    return LeaseTimes(lease.duration_seconds, lease.write_timeout_seconds, lease.margin_seconds)

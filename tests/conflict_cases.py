@@ -55,6 +55,15 @@ def replicated(
     return item
 
 
+def zombie(version: int, origin: str, *, seq_no: int = 10) -> WireItem:
+    """A tombstone v``version`` from ``origin`` that an application's UpdateItem (condition
+    version = v, SET version = v+1) changed here: ``_rep_deleted`` stays (DESIGN §4 rule 7).
+    """
+    item = replicated(version, origin, seq_no=seq_no, tombstone=True, local_version=version + 1)
+    item["amount"] = {"N": "7"}
+    return item
+
+
 def local(version: int | None, *, version_type: str = "N") -> WireItem:
     """An item the application wrote in the target region: no ``_rep_`` attributes."""
     item: WireItem = dict(STORED_PAYLOAD)
@@ -219,6 +228,27 @@ DESIGN_TABLE: list[Case] = [
         APPLIED,
         row=13,
     ),
+    # 14 | active-active | "zombie" here: _rep_deleted, version 6, _rep_version 5 (a local
+    #   UpdateItem landed on a tombstone v5) | live v6 B | zombie is live v6 here: B wins
+    #   only if B > here |
+    Case(
+        "zombie v6 in A (tombstone v5 C updated), live v6 B: B > A, written",
+        Mode.ACTIVE_ACTIVE,
+        zombie(5, C),
+        live(6, B),
+        A,
+        APPLIED,
+        row=14,
+    ),
+    Case(
+        "zombie v6 in B (tombstone v5 C updated), live v6 A: A < B, superseded",
+        Mode.ACTIVE_ACTIVE,
+        zombie(5, C),
+        live(6, A),
+        B,
+        SUPERSEDED,
+        row=14,
+    ),
 ]
 
 EDGE_CASES: list[Case] = [
@@ -331,6 +361,43 @@ EDGE_CASES: list[Case] = [
         recreate(1, A),
         C,
         SUPERSEDED,
+    ),
+    # A zombie is a live write of the region that holds it (§3: the tombstone flag, like
+    # the origin, counts only while _rep_version equals the version).
+    *_any_mode(
+        "zombie v6 in C, tombstone v6 A: tombstone beats live, written",
+        zombie(5, A),
+        tombstone(6, A),
+        C,
+        APPLIED,
+    ),
+    *_any_mode(
+        "zombie v6 in C, tombstone v5 A (the delete it beat, again): superseded",
+        zombie(5, A, seq_no=20),
+        tombstone(5, A, 20),
+        C,
+        SUPERSEDED,
+    ),
+    *_any_mode(
+        "zombie v6 in C, live v6 B: greater origin, written",
+        zombie(5, A),
+        live(6, B),
+        C,
+        APPLIED,
+    ),
+    *_any_mode(
+        "zombie v6 in B, live v6 A: here is the greater origin, superseded",
+        zombie(5, A),
+        live(6, A),
+        B,
+        SUPERSEDED,
+    ),
+    *_any_mode(
+        "zombie v6 in C from A seq 80, live v7 A seq 50: not A's state, no fence, written",
+        zombie(5, A, seq_no=80),
+        live(7, A, 50),
+        C,
+        APPLIED,
     ),
 ]
 

@@ -20,13 +20,15 @@ A, B, C = "ap-southeast-2", "eu-west-1", "us-east-1"  # sorted: C wins ties
 REGIONS = (A, B, C)
 
 
-def region_config(region: str, table: str, endpoints: dict[str, str]) -> Config:
-    others = [r for r in REGIONS if r != region]
+def region_config(
+    region: str, table: str, endpoints: dict[str, str], regions: tuple[str, ...] = REGIONS
+) -> Config:
+    others = [r for r in regions if r != region]
     return parse_config(
         {
             "source_region": region,
             "mode": "active-active",
-            "endpoints": {r: endpoints[r] for r in REGIONS},
+            "endpoints": {r: endpoints[r] for r in regions},
             "control_table": f"{table}-control",
             "dlq_table": f"{table}-dlq",
             "pairs": [
@@ -40,12 +42,13 @@ def region_config(region: str, table: str, endpoints: dict[str, str]) -> Config:
 
 @dataclass
 class Mesh:
-    """Three regions with one replicator each."""
+    """Regions (three unless told) with one replicator each."""
 
     table: str
     clients: Clients
     configs: dict[str, Config]
     metrics: dict[str, Metrics]
+    regions: tuple[str, ...] = REGIONS
 
     async def db(self, region: str) -> Any:
         return await self.clients.get("dynamodb", region)
@@ -69,20 +72,22 @@ class Mesh:
         """Wait until ``check(item)`` holds for the key in every region."""
 
         async def holds() -> bool:
-            return all([check(await self.item(region, key)) for region in REGIONS])
+            return all([check(await self.item(region, key)) for region in self.regions])
 
         await wait_until(holds, within=60, what=what)
 
     async def assert_converged(self) -> None:
-        for region in REGIONS:
+        for region in self.regions:
             report = await verify(self.configs[region], recheck_delay=0.2)
             assert report.differences == [], [str(d) for d in report.differences]
 
 
 @asynccontextmanager
-async def running_mesh(endpoints: dict[str, str], table: str) -> AsyncIterator[Mesh]:
+async def running_mesh(
+    endpoints: dict[str, str], table: str, regions: tuple[str, ...] = REGIONS
+) -> AsyncIterator[Mesh]:
     clients = Clients(endpoints)
-    for region in REGIONS:
+    for region in regions:
         await ensure_table(
             await clients.get("dynamodb", region),
             table,
@@ -90,14 +95,14 @@ async def running_mesh(endpoints: dict[str, str], table: str) -> AsyncIterator[M
             stream=True,
             ttl_attribute="_rep_expires",
         )
-    configs = {r: region_config(r, table, endpoints) for r in REGIONS}
-    metrics = {r: metrics_for(configs[r]) for r in REGIONS}
+    configs = {r: region_config(r, table, endpoints, regions) for r in regions}
+    metrics = {r: metrics_for(configs[r]) for r in regions}
     stop = asyncio.Event()
     services = [
-        asyncio.create_task(run_service(configs[r], stop=stop, metrics=metrics[r])) for r in REGIONS
+        asyncio.create_task(run_service(configs[r], stop=stop, metrics=metrics[r])) for r in regions
     ]
     try:
-        yield Mesh(table, clients, configs, metrics)
+        yield Mesh(table, clients, configs, metrics, regions)
     finally:
         stop.set()
         await asyncio.gather(*services)

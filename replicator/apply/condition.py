@@ -82,13 +82,13 @@ def _expression(
     seq_older = Expr("attribute_not_exists(#rs)") | Expr("#rs < :s")
     from_incoming_origin = replicated & Expr("#ro = :o")
 
+    # A tombstone only while unchanged since (§3): a zombie keeps ``_rep_deleted``.
+    live = Expr("attribute_not_exists(#rd)") | ~Expr("#rv = #v")
+
     origin_older = replicated & Expr("#ro < :o")
     if here_before_origin:
         origin_older = origin_older | ~replicated
-    if tombstone:
-        tail = Expr("attribute_not_exists(#rd)") | origin_older
-    else:
-        tail = Expr("attribute_not_exists(#rd)") & origin_older
+    tail = live | origin_older if tombstone else live & origin_older
     key_greater = Expr("#v < :v") | Expr("#v = :v") & tail
     fence_passes = ~from_incoming_origin | seq_older
     condition = version_missing | key_greater & fence_passes

@@ -86,3 +86,49 @@ class ConditionalWriter:
         except Exception as exc:
             raise classify(exc) from exc
         return Outcome.APPLIED
+
+
+# DESIGN §4 rule 7, exactly: still that zombie. A looser condition (any tombstone at
+# this version) turned a legitimate tombstone into a live item in the protocol model.
+HEAL_CONDITION = "#v = :v AND attribute_exists(#rd) AND #rv <> #v"
+
+
+class LocalWriter:
+    """This region's own table in active-active mode (DESIGN §4 rules 6 and 7).
+
+    A local delete's tombstone goes through the conflict rule like any write. A zombie
+    (an application's update that landed on a tombstone) is healed: its tombstone
+    attributes are removed, so readers here see the write and TTL does not expire it.
+    """
+
+    def __init__(self, tombstones: ConditionalWriter, client: Any, *, meta: Meta) -> None:
+        self._tombstones = tombstones
+        self._client = client
+        self._meta = meta
+
+    async def put(self, change: Change, *, now: float) -> Outcome:
+        if not change.heals_zombie:
+            return await self._tombstones.put(change, now=now)
+        meta = self._meta
+        try:
+            await self._client.update_item(
+                TableName=self._tombstones.table,
+                Key=change.keys,
+                UpdateExpression="REMOVE #rd, #re",
+                ConditionExpression=HEAL_CONDITION,
+                ExpressionAttributeNames={
+                    "#v": meta.version,
+                    "#rv": meta.rep_version,
+                    "#rd": meta.deleted,
+                    "#re": meta.expires,
+                },
+                ExpressionAttributeValues={":v": {"N": str(change.incoming.version)}},
+            )
+        except ClientError as exc:
+            if not is_conditional_check_failed(exc):
+                raise classify(exc) from exc
+            # Changed again since (a newer write, or healed already): nothing to heal.
+            return Outcome.SUPERSEDED
+        except Exception as exc:
+            raise classify(exc) from exc
+        return Outcome.APPLIED

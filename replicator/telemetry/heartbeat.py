@@ -66,7 +66,7 @@ class HeartbeatWriter:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
-        self._table = table
+        self.table = table
         self._key = key
         self._version = version_attribute
         self._interval = interval
@@ -76,7 +76,7 @@ class HeartbeatWriter:
         millis = str(int(self._clock() * 1000))
         try:
             await self._client.put_item(
-                TableName=self._table,
+                TableName=self.table,
                 Item={**self._key, self._version: {"N": millis}, SENT_AT_ATTRIBUTE: {"N": millis}},
             )
         except Exception as exc:
@@ -89,6 +89,6 @@ class HeartbeatWriter:
             except AwsError as exc:
                 if not exc.retryable:
                     raise
-                log.warning("heartbeat write to %s failed: %s", self._table, exc)
+                log.warning("heartbeat write to %s failed: %s", self.table, exc)
             if await pause(self._interval, stop):
                 return

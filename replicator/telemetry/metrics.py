@@ -19,8 +19,10 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from prometheus_client import generate_latest
 
 from replicator.checkpoint import TargetRef
+from replicator.lease import LeaseState
 from replicator.models import Outcome
 from replicator.telemetry.instruments import COUNTERS, build_instruments
+from replicator.telemetry.leases import LeaseBoard
 from replicator.telemetry.state import PairKey, PairState, ShardState, labels, quantile
 
 Labels = tuple[tuple[str, str], ...]
@@ -43,9 +45,12 @@ class Metrics:
         source_region: str = "",
         mode: str = "one-way",
         heartbeat_max_age: float | None = None,
+        lease_max_age: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._clock = clock
+        self.leases = LeaseBoard(clock)
+        self._lease_max_age = lease_max_age
         self._lock = threading.Lock()
         self._started_at = clock()
         self._service = {"source_region": source_region, "mode": mode}
@@ -69,6 +74,7 @@ class Metrics:
                 "replicator_concurrency_limit": self._observe_concurrency_limit,
                 "replicator_shards_owned": self._observe_shards_owned,
                 "replicator_shards_without_reader": self._observe_without_reader,
+                "replicator_lease_active": self._observe_lease_active,
             },
         )
         self.registry = self._otel.registry
@@ -166,6 +172,9 @@ class Metrics:
             if ended is not None:
                 state.ended = ended
 
+    def lease(self, source_table: str, state: LeaseState, holder: str) -> None:
+        self.leases.report(source_table, state, holder)
+
     def shards_without_reader(self, source_table: str, count: int) -> None:
         with self._lock:
             self._without_reader[source_table] = count
@@ -231,6 +240,12 @@ class Metrics:
             counts = dict(self._without_reader)
         return [Observation(n, {"source_table": t}) for t, n in sorted(counts.items())]
 
+    def _observe_lease_active(self, _: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(int(view["role"] == "active"), {"source_table": view["source_table"]})
+            for view in self.leases.status()
+        ]
+
     def _heartbeat_age(self, state: PairState, now: float) -> float:
         # Before the first heartbeat arrives the age counts from start-up, so a pipeline
         # that never delivers anything reads as stalled, never as "lag 0".
@@ -279,12 +294,16 @@ class Metrics:
                 return False, f"{waiting} shard(s) have no reader"
             if self._heartbeat_max_age is not None:
                 for (source_table, target), state in self._pairs.items():
+                    if self.leases.active(source_table) is False:
+                        continue  # a standby applies nothing: its canary age means nothing
                     age = self._heartbeat_age(state, now)
                     if age > self._heartbeat_max_age:
                         return False, (
                             f"heartbeat {source_table} -> {target} is {age:.1f} s old "
                             f"(limit {self._heartbeat_max_age:.0f} s)"
                         )
+        if stale := self.leases.stale(self._lease_max_age):
+            return False, stale
         return True, "ok"
 
     def status(self) -> dict[str, Any]:
@@ -339,6 +358,8 @@ class Metrics:
         return {
             "service": {
                 **self._service,
+                "role": self.leases.role(),
+                "instance": self.leases.owner,
                 "started_at": self._started_at,
                 "now": now,
                 "version": version("replicator"),
@@ -346,6 +367,7 @@ class Metrics:
             "totals": totals,
             "pairs": pairs,
             "shards": shards,
+            "leases": self.leases.status(),
             "history": history,
         }
 

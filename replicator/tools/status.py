@@ -141,8 +141,23 @@ def _shards_table(shards: list[Mapping[str, Any]]) -> Table:
     return table
 
 
+def _lease_lines(service: Mapping[str, Any], leases: list[Mapping[str, Any]]) -> list[Text]:
+    """This process's role, then who holds each table's lease (DESIGN §6)."""
+    lines = [Text(f"role {service.get('role', '?')}: instance {service.get('instance') or '?'}")]
+    for lease in leases:
+        holder = lease.get("holder") or "nobody"
+        lines.append(
+            Text(
+                f"  {lease.get('source_table', '?')}: {lease.get('role', '?')} "
+                f"({lease.get('state', '?')}), lease held by {holder}",
+                style="bold" if lease.get("role") == "active" else "",
+            )
+        )
+    return lines
+
+
 def render_status(status: Mapping[str, Any]) -> list[RenderableType]:
-    """The header line, one table per pair, then the shards table."""
+    """The header line, the role and leases, one table per pair, then the shards table."""
     service = status.get("service") or {}
     totals = status.get("totals") or {}
     now, started = service.get("now"), service.get("started_at")
@@ -157,7 +172,7 @@ def render_status(status: Mapping[str, Any]) -> list[RenderableType]:
         f"retries {_count(totals.get('retries'))}, trimmed {_count(totals.get('trimmed'))}, "
         f"version regressions {_count(totals.get('version_regressions'))}"
     )
-    parts: list[RenderableType] = [header]
+    parts: list[RenderableType] = [header, *_lease_lines(service, status.get("leases") or [])]
     pairs = status.get("pairs") or []
     parts += [_pair_table(pair) for pair in pairs] or [Text("no table pairs reported yet")]
     shards = status.get("shards") or []

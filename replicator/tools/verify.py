@@ -18,7 +18,15 @@ from boto3.dynamodb.types import TypeDeserializer
 from replicator.aws import Clients, classify
 from replicator.config import Config, Pair
 from replicator.errors import ConfigError
-from replicator.models import ItemKey, Meta, WireItem, item_key, number
+from replicator.models import (
+    ItemKey,
+    Meta,
+    WireItem,
+    is_tombstone,
+    item_key,
+    number,
+    visible_item,
+)
 from replicator.service import meta_for
 from replicator.tables import describe, key_schema_of
 
@@ -53,9 +61,8 @@ class Report:
 
 def visible(item: WireItem | None, meta: Meta) -> Visible:
     """What a reader that skips tombstones sees of ``item`` (None: nothing)."""
-    if item is None or meta.deleted in item:
-        return None
-    return {k: _deserialize(v) for k, v in item.items() if not k.startswith(meta.prefix)}
+    seen = visible_item(item, meta)
+    return None if seen is None else {k: _deserialize(v) for k, v in seen.items()}
 
 
 def is_heartbeat(key: ItemKey, heartbeat_prefix: str) -> bool:
@@ -70,14 +77,14 @@ def kind_of(source: WireItem | None, target: WireItem | None, meta: Meta) -> str
     if seen_target is None:
         return "version regression" if _regressed(source, target, meta) else "missing"
     if seen_source is None:
-        return "resurrected" if source is not None and meta.deleted in source else "extra"
+        return "resurrected" if source is not None and is_tombstone(source, meta) else "extra"
     return "stale"
 
 
 def _regressed(source: WireItem | None, target: WireItem | None, meta: Meta) -> bool:
     # The source re-created the key below the version of the tombstone the target holds:
     # the active-active contract was broken and last-writer-wins keeps the delete.
-    if source is None or target is None or meta.deleted not in target:
+    if source is None or target is None or not is_tombstone(target, meta):
         return False
     live = number(source.get(meta.version))
     dead = number(target.get(meta.version))

@@ -76,8 +76,9 @@ class GrowingStatus:
                                         "heartbeat_lag": 0.02 + wave / 8, "throughput": 40.0}}}
         )  # fmt: skip
         return {
-            "service": {"source_region": "us-east-1", "mode": "one-way",
-                        "started_at": 1_700_000_000.0, "now": now, "version": "0.1.0"},
+            "service": {"source_region": "us-east-1", "mode": "one-way", "role": "standby",
+                        "instance": "host-b:7:b2", "started_at": 1_700_000_000.0, "now": now,
+                        "version": "0.1.0"},
             "totals": {"records_read": 40 * self.calls, "applied": 30 * self.calls,
                        "superseded": 5 * self.calls, "duplicate": 5 * self.calls,
                        "dead_lettered": 0, "retries": 0, "trimmed": 0, "version_regressions": 0,
@@ -95,6 +96,10 @@ class GrowingStatus:
                 {"source_table": "orders", "shard_id": "shardId-00000001",
                  "target": "eu-west-1/orders", "checkpoint": f"{self.calls:040d}",
                  "ended": False, "reading": True}
+            ],
+            "leases": [
+                {"source_table": "orders", "role": "standby", "state": "watching",
+                 "holder": "host-a:4:a1"}
             ],
             "history": list(self.history),
         }  # fmt: skip
@@ -150,6 +155,9 @@ async def test_dashboard_draws_the_lag_chart_and_keeps_the_lag_live(tmp_path: Pa
         assert len(rows) == 1
         assert "shardId-00000001" in rows[0]
         assert await page.text_content("#connection") == "live"
+        assert await page.text_content("#role") == "standby"
+        leases = await page.text_content("#leases")
+        assert leases and "orders: standby (watching), lease held by host-a:4:a1" in leases
         await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
     assert not problems, problems
     assert (tmp_path / "dashboard.png").stat().st_size > 0

@@ -127,15 +127,17 @@ stored_states = st.one_of(
     st.builds(local, versions, version_type=st.just("S")),
     # written by the replicator: live or tombstone
     st.builds(replicated, versions, regions, seq_no=seq_numbers, tombstone=st.booleans()),
-    # written by the replicator, then changed locally (the version went up)
+    # written by the replicator, then changed locally (the version went up); a
+    # tombstone changed by an UpdateItem keeps _rep_deleted: a zombie (DESIGN §4 rule 7)
     st.builds(
-        lambda version, origin, seq_no, bump: replicated(
-            version, origin, seq_no=seq_no, local_version=version + bump
+        lambda version, origin, seq_no, bump, tombstone: replicated(
+            version, origin, seq_no=seq_no, local_version=version + bump, tombstone=tombstone
         ),
         versions,
         regions,
         seq_numbers,
         st.integers(1, 2),
+        st.booleans(),
     ),
 )
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from aiohttp import web
 from botocore.exceptions import ClientError
 
 from replicator.aws import Clients, FastPutClient, classify
 from replicator.embedded import free_port
+from replicator.errors import LeaseLost
 from replicator.tables import ensure_table
 
 pytestmark = pytest.mark.timeout(60)
@@ -132,3 +134,25 @@ async def test_error_answers_are_classified_like_botocore_errors(
         await clients.aclose()
     error = classify(raised.value)
     assert (error.code, error.retryable) == (code, retryable)
+
+
+async def test_a_guard_is_asked_as_the_request_is_sent_and_a_refusal_writes_nothing(
+    clients: Clients, unique_name: str
+) -> None:
+    allowed = True
+
+    def guard() -> None:
+        if not allowed:
+            raise LeaseLost("the lease is not held")
+
+    put = await clients.put_client(REGION, guard=guard)
+    await put.put_item(TableName=unique_name, Item={"pk": {"S": "sent"}})
+    allowed = False
+
+    with pytest.raises(aiohttp.ClientError) as raised:
+        await put.put_item(TableName=unique_name, Item={"pk": {"S": "refused"}})
+
+    assert classify(raised.value).retryable  # the writer retries, and its fence says why
+    table = await clients.get("dynamodb", REGION)
+    stored = await table.scan(TableName=unique_name)
+    assert [item["pk"]["S"] for item in stored["Items"]] == ["sent"]

@@ -42,8 +42,9 @@ def contract_status(*, samples: int = 3, now: float = 1_700_000_100.0) -> dict[s
         for i in range(samples)
     ]
     return {
-        "service": {"source_region": "us-east-1", "mode": "one-way", "started_at": now - 100,
-                    "now": now, "version": "0.1.0"},
+        "service": {"source_region": "us-east-1", "mode": "one-way", "role": "active",
+                    "instance": "host:4242:a1b2c3", "started_at": now - 100, "now": now,
+                    "version": "0.1.0"},
         "totals": {"records_read": 1200, "applied": 900, "superseded": 200, "duplicate": 90,
                    "dead_lettered": 1, "retries": 3, "trimmed": 0, "version_regressions": 0,
                    "skipped": {"echo": 10}},
@@ -58,6 +59,10 @@ def contract_status(*, samples: int = 3, now: float = 1_700_000_100.0) -> dict[s
         "shards": [
             {"source_table": "orders", "shard_id": "shardId-00000001", "target": "eu-west-1/orders",
              "checkpoint": "0" * 37 + "123", "ended": False, "reading": True}
+        ],
+        "leases": [
+            {"source_table": "orders", "role": "active", "state": "holding",
+             "holder": "host:4242:a1b2c3"}
         ],
         "history": history,
     }  # fmt: skip
@@ -271,7 +276,11 @@ async def test_status_tool_reads_the_service(fake: FakeStatus) -> None:
     async with serve(WebConfig(port=0), fake) as url:
         document = await asyncio.to_thread(fetch_status, status_url(WebConfig(), url))
     assert document == fake.document
-    assert len(render_status(document)) == 3  # header, one table per pair, shards
+    parts = render_status(document)
+    # header, role, one line per lease, one table per pair, shards
+    assert len(parts) == 5
+    assert str(parts[1]) == "role active: instance host:4242:a1b2c3"
+    assert str(parts[2]) == "  orders: active (holding), lease held by host:4242:a1b2c3"
 
 
 @pytest.mark.timeout(10)

@@ -399,3 +399,16 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_parse_config_names_its_source() -> None:
     with pytest.raises(ConfigError, match=r"^demo: pairs: missing — add it"):
         parse_config({"source_region": "us-east-1"}, source="demo")
+
+
+def test_lease_defaults_and_a_write_timeout_that_leaves_no_time_to_renew(tmp_path: Path) -> None:
+    lease = load_config(write(tmp_path, MINIMAL)).lease
+    assert (lease.duration_seconds, lease.write_timeout_seconds, lease.margin_seconds) == (10, 2, 1)
+
+    message = load_error(
+        tmp_path, MINIMAL + "lease: {duration_seconds: 4, write_timeout_seconds: 2}\n"
+    )
+
+    assert "lease.write_timeout_seconds" in message
+    assert "more than half of duration_seconds 4 s" in message
+    assert "raise lease.duration_seconds" in message

@@ -38,7 +38,9 @@ def test_random_histories_converge_on_the_lww_winner() -> None:
     assert {result.mode for result in results} == set(Mode)
     # The histories did meet the faults they claim to survive.
     lines = "\n".join(line for result in results for line in result.trace)
-    for fault in (" duplicate ", " crash ", " late ", " stall ", " re-create "):
+    # A mapper's update landing on a replicated tombstone, healed (DESIGN §4 rule 7).
+    faults = (" duplicate ", " crash ", " late ", " stall ", " re-create ", "(zombie)", "healed")
+    for fault in faults:
         assert fault in lines, fault
     assert re.search(r"ttl expiry \S+ \S+ tombstone", lines)
     assert re.search(r"ttl expiry \S+ \S+ v\d", lines)
@@ -136,6 +138,16 @@ def unguarded_local_tombstone(
     return decide(stored, incoming, here=here, mode=mode)
 
 
+def zombies_as_tombstones(records: Iterable[Record], *, here: str) -> dict[ItemKey, list[Change]]:
+    """Before DESIGN §4 rule 7: any item flagged ``_rep_deleted`` was taken for a tombstone."""
+    kept = []
+    for record in records:
+        image = record["dynamodb"].get("NewImage") or record["dynamodb"].get("OldImage")
+        if META.deleted not in image:
+            kept.append(record)
+    return chaos.model.filter_then_coalesce(kept, here=here)
+
+
 BROKEN = {
     "coalesce before filtering echoes": Rules(batch=coalesce_raw_records),
     "no echo filter": Rules(batch=no_echo_filter),
@@ -143,6 +155,8 @@ BROKEN = {
     "unpadded sequence numbers": Rules(decide=unpadded_seq),
     "local tombstone not guarded": Rules(decide=unguarded_local_tombstone),
     "no local tombstone (rule 6)": Rules(local_tombstones=False),
+    "zombies not healed (rule 7)": Rules(heal_zombies=False),
+    "zombies taken for tombstones (rule 7)": Rules(batch=zombies_as_tombstones),
 }
 
 

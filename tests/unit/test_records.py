@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from replicator.apply.writer import target_item
 from replicator.errors import RecordError
 from replicator.models import Change, Meta
 from replicator.records import (
@@ -128,3 +129,41 @@ def test_coalescing_never_crosses_a_remove() -> None:
     assert [c.sequence_number for c in run] == ["2", "3", "5"]
     assert run[2].incoming.recreate  # its run held the re-create of seq 4
     assert not run[0].incoming.recreate
+
+
+# DESIGN §4 rule 7: an application's UpdateItem (condition version = 1, SET version = 2)
+# that landed on a replicated tombstone v1 keeps _rep_deleted: a "zombie".
+def zombie_image(**data: str) -> dict[str, dict[str, object]]:
+    item = image("a", 2, origin=OTHER, rep_version=1, tombstone=True, **data)
+    item["_rep_expires"] = {"N": "1700604800"}
+    return item
+
+
+def test_a_zombie_is_a_live_write_of_this_region_without_its_tombstone_attributes() -> None:
+    tomb = image("a", 1, origin=OTHER, tombstone=True)
+    result = change(record("MODIFY", 4, new=zombie_image(amount="7"), old=tomb))
+    assert (result.incoming.version, result.incoming.tombstone) == (Decimal(2), False)
+    assert result.incoming.origin == HERE
+    assert result.heals_zombie
+    sent = target_item(result, meta=META, expires_at=0)
+    assert "_rep_deleted" not in sent and "_rep_expires" not in sent
+    assert sent["amount"] == {"S": "7"}
+
+
+def test_the_remove_of_a_zombie_is_an_application_delete_replicated_as_a_tombstone() -> None:
+    result = change(record("REMOVE", 5, old=zombie_image()))
+    assert (result.incoming.version, result.incoming.tombstone) == (Decimal(2), True)
+    assert result.incoming.origin == HERE
+
+
+def test_a_write_over_a_zombie_is_not_a_re_create_and_heals_nothing_when_it_is_whole() -> None:
+    result = change(record("MODIFY", 6, new=image("a", 3), old=zombie_image()))
+    assert not result.incoming.recreate
+    assert not result.heals_zombie
+
+
+def test_a_tombstone_still_at_its_version_is_skipped_as_before() -> None:
+    tomb = image("a", 1, origin=HERE, tombstone=True)
+    assert to_change(record("MODIFY", 7, new=tomb), here=HERE, meta=META) == LOCAL_TOMBSTONE
+    expired = record("REMOVE", 8, old=tomb, service=True)
+    assert to_change(expired, here=HERE, meta=META) == TOMBSTONE_EXPIRY

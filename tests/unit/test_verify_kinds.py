@@ -17,7 +17,9 @@ pytestmark = pytest.mark.timeout(10)
     [
         (image("a", 3, note="x"), image("a", 3, origin="us-east-1", note="x"), None),
         (None, image("a", 3, origin="us-east-1", tombstone=True), None),  # tombstone = absent
-        (image("a", 3, tombstone=True), None, None),
+        (image("a", 3, origin="eu-west-1", tombstone=True), None, None),
+        # A zombie (an update landed on a tombstone v3) is live: DESIGN §3.
+        (image("a", 4, origin="eu-west-1", rep_version=3, tombstone=True), None, "missing"),
         (image("a", 3), None, "missing"),
         (None, image("a", 3), "extra"),
         (image("a", 4, note="new"), image("a", 3, note="old"), "stale"),

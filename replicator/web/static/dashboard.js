@@ -202,10 +202,25 @@
     );
   }
 
+  // Which process replicates each table (DESIGN §6): a standby shows who holds its lease.
+  function renderLeases(service, leases) {
+    const role = service.role || "starting";
+    const badge = $("#role");
+    badge.dataset.state = role;
+    setText(badge, role);
+    setText(
+      $("#leases"),
+      leases
+        .map((lease) => `${lease.source_table}: ${lease.role} (${lease.state}), lease held by ${lease.holder || "nobody"}`)
+        .join(" · ") + (service.instance ? ` · this instance ${service.instance}` : ""),
+    );
+  }
+
   function render(status) {
     const pairs = status.pairs || [];
     const history = status.history || [];
     renderTotals(status.service || {}, status.totals || {});
+    renderLeases(status.service || {}, status.leases || []);
     const container = $("#pairs");
     const seen = new Set();
     pairs.forEach((pair, index) => {

@@ -1,0 +1,257 @@
+"""Lambda mode: ``handler(event, context)`` behind a DynamoDB Streams event source mapping.
+
+The mapping (with ``FunctionResponseTypes: [ReportBatchItemFailures]``) owns shards,
+checkpoints, retries and bisecting (DESIGN §6); the handler applies one batch with
+the container pipeline's own code: ``batches.decode`` (filter), ``batches.for_target``,
+``records.coalesce`` and a ``TargetApplier`` per target, so per-key order, bounded
+concurrency and the conflict rule are the same.
+
+- Records every target has (applied, superseded, duplicate, or dead-lettered by the
+  handler itself with the reason) are done; the response names the first record that
+  is not: ``{"batchItemFailures": [{"itemIdentifier": <SequenceNumber>}]}``, and the
+  mapping delivers it and everything after it again (duplicates by the rule).
+- A write failing for a retryable reason gets a few attempts, then is reported; once
+  ``context.get_remaining_time_in_millis()`` is below the margin no write starts.
+- An EventBridge schedule's tick writes the heartbeat into each source table.
+- Metrics are CloudWatch EMF lines on stdout (``lambda_metrics``).
+
+Config: the YAML file named by ``REPLICATOR_CONFIG`` (the ``replicator run`` schema).
+Clients, config and an event loop live as long as the execution environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from replicator.apply.applier import ChangeWriter, DeadLetterSink
+from replicator.aws import Clients
+from replicator.batches import Dead, decode, for_target
+from replicator.checkpoint import TargetRef
+from replicator.config import Config, Pair, load_config
+from replicator.dlq import DeadLetterQueue
+from replicator.errors import AwsError, ConfigError, ShutdownInterrupted
+from replicator.lambda_batch import Invocation, InvocationDeadLetters, InvocationWriter
+from replicator.lambda_event import StreamBatch, is_scheduled, stream_batch
+from replicator.lambda_metrics import EmfMetrics
+from replicator.models import Change, Meta
+from replicator.records import coalesce
+from replicator.service import (
+    applier_for,
+    heartbeat_writers,
+    meta_for,
+    target_writer,
+    targets_of,
+)
+from replicator.tables import CONTROL_KEY, ensure_table
+from replicator.telemetry.heartbeat import HeartbeatWriter
+
+log = logging.getLogger(__name__)
+
+CONFIG_ENV = "REPLICATOR_CONFIG"
+MARGIN_ENV = "REPLICATOR_DEADLINE_MARGIN_MS"
+# Time kept back from the function's timeout: a write started later may not finish,
+# and a timed-out invocation makes the mapping retry the whole batch.
+DEFAULT_MARGIN_MS = 1000
+
+WriterSeam = Callable[[TargetRef, ChangeWriter], ChangeWriter]
+"""Wraps each target's writer (fault injection in tests)."""
+
+
+class Context(Protocol):
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """A configured source table, ready to apply batches to its targets."""
+
+    pair: Pair
+    meta: Meta
+    writers: dict[TargetRef, ChangeWriter]
+    local: TargetRef | None
+    dlq: DeadLetterSink
+
+
+class LambdaFunction:
+    """One execution environment: what survives between invocations (warm starts)."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        margin_ms: int = DEFAULT_MARGIN_MS,
+        writer_seam: WriterSeam | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = EmfMetrics(source_region=config.source_region, mode=config.mode.value)
+        self._margin_ms = margin_ms
+        self._seam = writer_seam
+        # The handler is synchronous; one loop serves every invocation, so the clients
+        # (bound to the loop that created them) are reused while the environment is warm.
+        self._loop = asyncio.new_event_loop()
+        self._clients = Clients(config.endpoints)
+        self._sources: dict[str, _Source] | None = None
+        self._beats: list[HeartbeatWriter] | None = None
+
+    def __call__(self, event: dict[str, Any], context: Context) -> dict[str, Any]:
+        try:
+            return self._loop.run_until_complete(self._handle(event, context))
+        finally:
+            self.metrics.flush()
+
+    def close(self) -> None:
+        """Close the clients and the loop (idempotent); Lambda itself just ends the process."""
+        if self._loop.is_closed():
+            return
+        self._loop.run_until_complete(self._clients.aclose())
+        self._loop.close()
+        self.metrics.shutdown()
+
+    async def _handle(self, event: dict[str, Any], context: Context) -> dict[str, Any]:
+        if is_scheduled(event):
+            return {"heartbeats": await self._heartbeat()}
+        failed = await self._apply(stream_batch(event), context)
+        return {"batchItemFailures": [{"itemIdentifier": failed}] if failed else []}
+
+    async def _heartbeat(self) -> int:
+        if self._beats is None:
+            self._beats = await heartbeat_writers(self.config, self._clients)
+        async with asyncio.TaskGroup() as group:
+            for beat in self._beats:
+                group.create_task(beat.beat())
+        return len(self._beats)
+
+    async def _apply(self, batch: StreamBatch, context: Context) -> str | None:
+        """Apply a batch to every target; the first record not settled everywhere, if any."""
+        source = await self._source(batch)
+        table = batch.table
+        changes, dead = decode(
+            batch.records,
+            here=self.config.source_region,
+            meta=source.meta,
+            skipped=lambda reason: self.metrics.skipped(table, reason),
+        )
+        work = {t: for_target(changes, dead, local=t == source.local) for t in source.writers}
+        invocation = Invocation(asyncio.Event())
+        left = (context.get_remaining_time_in_millis() - self._margin_ms) / 1000
+        if left <= 0:
+            invocation.stop.set()
+        timer = asyncio.get_running_loop().call_later(max(0.0, left), invocation.stop.set)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for target, (target_changes, target_dead) in work.items():
+                    group.create_task(
+                        self._apply_target(source, target, invocation, target_changes, target_dead)
+                    )
+        finally:
+            timer.cancel()
+        first = invocation.first_unsettled(work)
+        if first is not None:
+            log.warning(
+                "%s: reporting from sequence number %s for the mapping to retry", table, first
+            )
+        return first
+
+    async def _apply_target(
+        self,
+        source: _Source,
+        target: TargetRef,
+        invocation: Invocation,
+        changes: list[Change],
+        dead: Dead,
+    ) -> None:
+        table = source.pair.source_table
+        writer = InvocationWriter(
+            source.writers[target],
+            invocation,
+            source_table=table,
+            target=target,
+            metrics=self.metrics,
+        )
+        applier = applier_for(
+            self.config,
+            source.pair,
+            target,
+            writer=writer,
+            dlq=InvocationDeadLetters(source.dlq, invocation),
+            metrics=self.metrics,
+            stop=invocation.stop,
+        )
+        try:
+            await applier.apply(table, coalesce(changes), dead)
+        except* ShutdownInterrupted:
+            log.info("%s -> %s: stopped starting writes; the rest is reported", table, target)
+        except* AwsError as errors:
+            # A dead letter that could not be written for a retryable reason: its record
+            # is not settled and is reported. Anything else (a missing table, a request
+            # we built wrongly) fails the invocation loudly.
+            fatal, _ = errors.split(lambda e: isinstance(e, AwsError) and not e.retryable)
+            if fatal is not None:
+                raise fatal from None
+            invocation.stop.set()
+            log.warning("%s -> %s: %s; the rest is reported", table, target, errors.exceptions)
+
+    async def _source(self, batch: StreamBatch) -> _Source:
+        if batch.region != self.config.source_region:
+            raise ConfigError(
+                f"the stream {batch.stream_arn} is in {batch.region} but source_region is "
+                f"{self.config.source_region}: deploy one function per source region"
+            )
+        if self._sources is None:
+            self._sources = await self._build_sources()
+        source = self._sources.get(batch.table)
+        if source is None:
+            raise ConfigError(
+                f"table {batch.table!r} (stream {batch.stream_arn}) is no source_table of "
+                "replicator.yaml: add a pair for it or remove the mapping"
+            )
+        return source
+
+    async def _build_sources(self) -> dict[str, _Source]:
+        config = self.config
+        home = await self._clients.get("dynamodb", config.source_region)
+        await ensure_table(home, config.dlq_table, CONTROL_KEY)
+        dlq = DeadLetterQueue(home, config.dlq_table)
+        sources = {}
+        for pair in config.pairs:
+            targets, local = targets_of(config, pair)
+            writers: dict[TargetRef, ChangeWriter] = {}
+            for target in targets:
+                writer = await target_writer(
+                    config, pair, target, self._clients, self.metrics, local=local
+                )
+                writers[target] = self._seam(target, writer) if self._seam else writer
+            sources[pair.source_table] = _Source(pair, meta_for(config, pair), writers, local, dlq)
+        return sources
+
+
+# The environment ``handler`` keeps warm, by config path.
+_warm: dict[str, LambdaFunction] = {}
+
+
+def handler(event: dict[str, Any], context: Context) -> dict[str, Any]:
+    """The Lambda entry point (``replicator.lambda_handler.handler``)."""
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        raise ConfigError(
+            f"{CONFIG_ENV} is not set: set it to the path of the replicator.yaml "
+            "packaged with the function"
+        )
+    function = _warm.get(path)
+    if function is None:
+        margin = os.environ.get(MARGIN_ENV, str(DEFAULT_MARGIN_MS))
+        if not margin.isdigit():
+            raise ConfigError(f"{MARGIN_ENV}={margin!r} is not whole milliseconds, e.g. 1000")
+        function = _warm[path] = LambdaFunction(load_config(path), margin_ms=int(margin))
+    return function(event, context)
+
+
+def close_warm() -> None:
+    """Close what ``handler`` keeps warm (local runs and tests end with it)."""
+    while _warm:
+        _warm.popitem()[1].close()

@@ -1,0 +1,104 @@
+"""Reading what Lambda delivers: stream batches as JSON, schedule ticks, wrong wiring."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from replicator import lambda_handler
+from replicator.config import parse_config
+from replicator.errors import ConfigError
+from replicator.lambda_event import is_scheduled, stream_batch
+from replicator.models import Change, Meta
+from replicator.records import to_change
+from tests.esm_driver import Context, shape
+from tests.records import image, record
+
+ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2026-11-30T00:00:00.000"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_binary_values_are_decoded_at_every_depth_and_the_rest_is_kept() -> None:
+    new = image("a", 3)
+    new["blob"] = {"B": b"\x00\xff"}
+    new["blobs"] = {"BS": [b"\x01", b"\x02"]}
+    new["doc"] = {"M": {"inner": {"B": b"\x03"}, "list": {"L": [{"B": b"\x04"}, {"N": "7"}]}}}
+    event = {"Records": [shape(record("MODIFY", 42, new=new, old=image("a", 2)), ARN)]}
+    assert event["Records"][0]["dynamodb"]["NewImage"]["blob"] == {"B": b64(b"\x00\xff")}
+
+    batch = stream_batch(event)
+
+    assert (batch.stream_arn, batch.region, batch.table) == (ARN, "us-east-1", "orders")
+    [decoded] = batch.records
+    assert decoded["dynamodb"]["NewImage"] == new
+    change = to_change(decoded, here="us-east-1", meta=Meta(version="version"))
+    assert isinstance(change, Change)
+    assert change.created_at == 1_700_000_000.0  # epoch seconds, as Lambda sends them
+
+
+def test_text_that_is_not_base64_is_left_for_the_target_to_refuse() -> None:
+    raw = shape(record("INSERT", 1, new=image("a", 1)), ARN)
+    raw["dynamodb"]["NewImage"]["blob"] = {"B": "not base64!"}
+    [decoded] = stream_batch({"Records": [raw]}).records
+    assert decoded["dynamodb"]["NewImage"]["blob"] == {"B": "not base64!"}
+
+
+def test_a_schedule_tick_is_told_apart_from_a_stream_batch() -> None:
+    tick = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+    assert is_scheduled(tick)
+    assert not is_scheduled({"Records": [shape(record("INSERT", 1, new=image("a", 1)), ARN)]})
+
+
+@pytest.mark.parametrize(
+    ("event", "says"),
+    [
+        ({}, "no list of Records"),
+        ({"Records": []}, "no list of Records"),
+        ({"Records": ["text"]}, "no list of Records"),
+        (
+            {
+                "Records": [
+                    shape(record("INSERT", 1, new=image("a", 1)), ARN),
+                    shape(record("INSERT", 2, new=image("b", 1)), ARN.replace("orders", "other")),
+                ]
+            },
+            "one stream's records per invocation",
+        ),
+        (
+            {"Records": [shape(record("INSERT", 1, new=image("a", 1)), "arn:aws:sqs:q")]},
+            "not a DynamoDB stream ARN",
+        ),
+    ],
+)
+def test_an_event_no_stream_mapping_sends_is_a_clear_error(event: Any, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        stream_batch(event)
+
+
+def test_the_handler_names_the_missing_config_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(lambda_handler.CONFIG_ENV, raising=False)
+    with pytest.raises(ConfigError, match="REPLICATOR_CONFIG is not set"):
+        lambda_handler.handler({"Records": []}, Context(timeout_seconds=1))
+
+
+def test_a_stream_of_another_region_is_refused_before_any_write() -> None:
+    config = parse_config(
+        {
+            "source_region": "eu-west-1",
+            "pairs": [
+                {"source_table": "orders", "targets": [{"region": "us-east-1", "table": "orders"}]}
+            ],
+        }
+    )
+    function = lambda_handler.LambdaFunction(config)
+    event = {"Records": [shape(record("INSERT", 1, new=image("a", 1)), ARN)]}
+    try:
+        with pytest.raises(ConfigError, match="one function per source region"):
+            function(event, Context(timeout_seconds=1))
+    finally:
+        function.close()

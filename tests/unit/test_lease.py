@@ -1,0 +1,233 @@
+"""The lease of DESIGN §6: who may take it, when the holder must stop writing, who is active.
+
+The decisions are pure functions of what a process read and when, on its own clock; the
+keeper is driven step by step over an in-memory lease table with a manual clock.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from replicator.checkpoint import Checkpoint, TargetRef
+from replicator.errors import AwsError, LeaseLost
+from replicator.fence import FencedCheckpoints, FencedWriter
+from replicator.lease import (
+    LeaseRecord,
+    LeaseState,
+    LeaseTimes,
+    Role,
+    may_take,
+    may_write,
+    role_of,
+    sight,
+    state_of,
+)
+from replicator.lease_keeper import LeaseKeeper
+from replicator.models import Change, Meta
+from replicator.records import to_change
+from tests.fakes import TableWriter
+from tests.records import image, record
+
+TIMES = LeaseTimes(duration=10.0, write_timeout=2.0, margin=1.0)
+META = Meta(version="version")
+TARGET = TargetRef("eu-west-1", "orders")
+
+
+def insert(key: str, seq: int) -> Change:
+    change = to_change(record("INSERT", seq, new=image(key, 1)), here="us-east-1", meta=META)
+    assert isinstance(change, Change)
+    return change
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class LeaseTable:
+    """The control table's lease items in memory, with the same conditional swap."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, LeaseRecord] = {}
+        self.failing: AwsError | None = None
+        self.lose_answers = False  # the write lands, the answer does not
+
+    async def read(self, source_table: str) -> LeaseRecord | None:
+        if self.failing:
+            raise self.failing
+        return self.items.get(source_table)
+
+    async def swap(
+        self, source_table: str, expected: LeaseRecord | None, owner: str
+    ) -> LeaseRecord | None:
+        if self.failing:
+            raise self.failing
+        if self.items.get(source_table) != expected:
+            return None
+        stored = LeaseRecord(owner, expected.counter + 1 if expected else 1)
+        self.items[source_table] = stored
+        if self.lose_answers:
+            raise AwsError("connection failed", code="Connection", retryable=True)
+        return stored
+
+
+def keeper(table: LeaseTable, clock: Clock, owner: str) -> LeaseKeeper:
+    return LeaseKeeper(table, "orders", owner=owner, times=TIMES, clock=clock)
+
+
+# -- the pure decisions ----------------------------------------------------------------
+
+
+def test_a_free_or_released_lease_may_be_taken_at_once() -> None:
+    assert may_take(sight(None, None, 0.0), 0.0, TIMES)
+    assert may_take(sight(None, LeaseRecord("", 7), 0.0), 0.0, TIMES)
+
+
+def test_a_held_lease_may_be_taken_only_a_full_lease_after_its_counter_last_moved() -> None:
+    seen = sight(None, LeaseRecord("a", 1), now=100.0)
+    seen = sight(seen, LeaseRecord("a", 1), now=105.0)  # unchanged: the clock keeps running
+    assert not may_take(seen, 109.9, TIMES)
+    assert may_take(seen, 110.0, TIMES)
+
+    moved = sight(seen, LeaseRecord("a", 2), now=109.0)  # renewed: the clock restarts
+    assert not may_take(moved, 118.9, TIMES)
+    assert may_take(moved, 119.0, TIMES)
+
+
+def test_the_holder_stops_writing_lease_minus_write_timeout_minus_margin_after_renewing() -> None:
+    assert TIMES.fence_after == 7.0
+    assert may_write(renewed_at=100.0, now=106.9, times=TIMES)
+    assert not may_write(renewed_at=100.0, now=107.0, times=TIMES)
+    assert not may_write(renewed_at=None, now=100.0, times=TIMES)
+    # Its last write (started by 107, at most 2 s long) ends before any taker may start (110).
+    assert 107.0 + TIMES.write_timeout < 100.0 + TIMES.duration
+
+
+def test_states_and_roles() -> None:
+    held = LeaseRecord("me", 3)
+    assert state_of(None, None, 0.0, TIMES) is LeaseState.WATCHING
+    assert state_of(held, 100.0, 101.0, TIMES) is LeaseState.HOLDING
+    assert state_of(held, 100.0, 107.0, TIMES) is LeaseState.FENCED
+    assert state_of(LeaseRecord("", 4), None, 0.0, TIMES) is LeaseState.RELEASED
+    assert [role_of(s) for s in LeaseState] == [
+        Role.STANDBY,
+        Role.ACTIVE,
+        Role.STANDBY,
+        Role.STANDBY,
+    ]
+
+
+def test_renewals_come_several_times_before_the_fence_closes() -> None:
+    assert TIMES.renew_every * 2 < TIMES.fence_after
+
+
+# -- the keeper, step by step ----------------------------------------------------------
+
+
+async def test_the_first_process_takes_a_free_lease_and_the_second_stands_by() -> None:
+    table, clock = LeaseTable(), Clock()
+    a, b = keeper(table, clock, "a"), keeper(table, clock, "b")
+
+    await a.look()
+    await b.look()
+
+    assert (a.state, a.may_write()) == (LeaseState.HOLDING, True)
+    assert (b.state, b.may_write()) == (LeaseState.WATCHING, False)
+    assert table.items["orders"] == LeaseRecord("a", 1)
+
+
+async def test_a_standby_takes_over_only_after_the_counter_stood_still_a_full_lease() -> None:
+    table, clock = LeaseTable(), Clock()
+    a, b = keeper(table, clock, "a"), keeper(table, clock, "b")
+    await a.look()
+    await b.look()
+    clock.now += 6.0
+    await a.renew()  # alive: the counter moves
+    await b.look()
+    clock.now += 9.9
+    await b.look()
+    assert b.state is LeaseState.WATCHING  # a renewed 9.9 s ago (by b's clock): not yet
+
+    clock.now += 0.1  # a died right after that renewal
+    await b.look()
+
+    assert b.state is LeaseState.HOLDING
+    assert table.items["orders"] == LeaseRecord("b", 3)
+    # The old holder fenced itself 3 s before b could take the lease.
+    assert not a.may_write()
+    await a.renew()
+    assert a.state is LeaseState.WATCHING
+
+
+async def test_a_holder_that_cannot_renew_stops_writing_in_time_resumes_if_still_owner() -> None:
+    table, clock = LeaseTable(), Clock()
+    a = keeper(table, clock, "a")
+    await a.look()
+    table.failing = AwsError("throttled", code="ThrottlingException", retryable=True)
+    clock.now += 6.9
+    assert a.may_write()
+    clock.now += 0.1
+    assert (a.state, a.may_write()) == (LeaseState.FENCED, False)
+
+    table.failing = None
+    await a.renew()  # nobody took it: the counter still matches
+    assert a.state is LeaseState.HOLDING
+
+
+async def test_a_renewal_whose_answer_was_lost_keeps_the_lease_timed_from_the_older_one() -> None:
+    table, clock = LeaseTable(), Clock()
+    a = keeper(table, clock, "a")
+    await a.look()
+    clock.now += 2.0
+    table.lose_answers = True
+    with pytest.raises(AwsError):
+        await a.renew()  # landed as counter 2; a still thinks it holds 1
+    table.lose_answers = False
+    clock.now += 1.0
+
+    await a.renew()  # refused (counter 2 is stored), then a finds its own name there
+
+    assert a.state is LeaseState.HOLDING
+    clock.now = 1000.0 + TIMES.fence_after  # still timed from the take at 1000, not later
+    assert a.state is LeaseState.FENCED
+    await a.renew()
+    assert table.items["orders"] == LeaseRecord("a", 3)
+    assert a.state is LeaseState.HOLDING
+
+
+async def test_release_lets_a_standby_take_over_at_once() -> None:
+    table, clock = LeaseTable(), Clock()
+    a, b = keeper(table, clock, "a"), keeper(table, clock, "b")
+    await a.look()
+    await b.look()
+
+    await a.release()
+    await b.look()
+
+    assert b.state is LeaseState.HOLDING
+    assert table.items["orders"] == LeaseRecord("b", 3)
+
+
+# -- the fence in front of target writes and checkpoints -------------------------------
+
+
+async def test_a_fenced_process_starts_no_target_write_and_saves_no_checkpoint() -> None:
+    table, clock = LeaseTable(), Clock()
+    a = keeper(table, clock, "a")
+    await a.look()
+    target = TableWriter(TARGET, meta=META)
+    writer = FencedWriter(target, a, timeout=TIMES.write_timeout)
+    checkpoints = FencedCheckpoints(None, "control", a)  # a save past the fence sends nothing
+    await writer.put(insert("k1", 10), now=0.0)
+    clock.now += TIMES.fence_after
+
+    with pytest.raises(LeaseLost):
+        await writer.put(insert("k2", 11), now=0.0)
+    saved = await checkpoints.save("orders", Checkpoint("s1", TARGET, "11", False))
+
+    assert [w.sequence_number for w in target.writes] == ["10"]
+    assert target.attempts == 1
+    assert saved is False
