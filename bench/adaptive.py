@@ -123,6 +123,8 @@ async def drain_to_stub(
                         cpu = time.process_time() - cpu_started
                         stop.set()
             first = writer.started if writer.started is not None else ended
+            # The end itself, so the rate runs to the last write, not to the last poll.
+            timeline.append((ended - first, settled(metrics), metrics.total("retries")))
             return Drain(
                 complete=checkpoints.ended.is_set(),
                 seconds=ended - first,
