@@ -38,6 +38,7 @@ bench: $(STAMP)
 
 chaos: $(STAMP)
 	$(BIN)/python -m chaos.checker --histories 5000
+	$(BIN)/replicator chaos --scenario all
 
 package: $(STAMP)
 	$(BIN)/python deploy/package.py --out dist/replicator-lambda.zip $(if $(CONFIG),--config $(CONFIG))

@@ -10,7 +10,6 @@ processes print ``listening HOST:PORT`` once ready and are always terminated on 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import select
 import subprocess
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from replicator.embedded import EMBEDDED_CREDENTIALS, embedded_backend
+from replicator.embedded import embedded_backend, embedded_credentials
 from replicator.tables import ensure_table, wait_active
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,19 +95,7 @@ def _port(endpoint: str) -> int:
     return int(endpoint.rsplit(":", 1)[1].rstrip("/"))
 
 
-@contextlib.contextmanager
-def credentials() -> Iterator[None]:
-    """moto's placeholder credentials, so no client ever looks for real ones."""
-    saved = {name: os.environ.get(name) for name in EMBEDDED_CREDENTIALS}
-    os.environ.update(EMBEDDED_CREDENTIALS)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+credentials = embedded_credentials  # moto's placeholders: no client looks for real ones
 
 
 @contextlib.contextmanager

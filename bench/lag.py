@@ -137,7 +137,7 @@ async def lag_under_load(
     stop = asyncio.Event()
     try:
         (pipeline,) = await build_pipelines(config, clients, metrics=metrics, stop=stop)
-        (beat,) = await heartbeat_writers(config, clients)
+        (beat,) = await heartbeat_writers(config, clients, metrics=metrics, stop=stop)
         tune_gc()  # as ``replicator run`` does once started
         async with asyncio.TaskGroup() as group:
             group.create_task(pipeline.run())

@@ -7,8 +7,10 @@ not queue behind earlier ones' delays. So a link adds latency without capping
 throughput, and a request/response pays up + down: the round trip (DESIGN §8).
 
 ``Faults`` is a mutable value read for every chunk, so a scenario can change it while
-traffic flows; drops and partitions extend ``Faults`` and ``_Link``. Only loopback
-addresses are accepted, for listening and for the upstream alike.
+traffic flows: latency with jitter, a bandwidth cap per link, a blackhole (every byte
+swallowed, no answer ever), and, when the proxy runs in HTTP mode, DynamoDB-shaped
+answers to a share of the requests (``chaos.httpfaults``). Only loopback addresses are
+accepted, for listening and for the upstream alike.
 
     async with FaultProxy(("127.0.0.1", moto_port), faults=Faults.round_trip(0.08)) as proxy:
         client = make_client(endpoint_url=proxy.url)
@@ -25,19 +27,21 @@ import contextlib
 import enum
 import ipaddress
 import logging
+import random
 import signal
 import sys
-from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
+from collections import Counter
+from dataclasses import dataclass, field
 
-__all__ = ["Direction", "FaultProxy", "Faults", "ProxyStats"]
+from chaos.httpfaults import FaultKind, HttpFault
+from chaos.lifecycle import Lifecycle
+from chaos.link import Link
+
+__all__ = ["Direction", "FaultKind", "FaultProxy", "Faults", "HttpFault", "ProxyStats"]
 
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
-CHUNK_BYTES = 64 * 1024
-LINK_BUFFER_CHUNKS = 64  # in flight per link: a slow reader pushes back on the sender
 DEFAULT_MAX_CONNECTIONS = 256
 CONNECT_TIMEOUT_SECONDS = 5.0
 
@@ -53,6 +57,11 @@ class Faults:
 
     up_delay: float = 0.0
     down_delay: float = 0.0
+    jitter: float = 0.0  # each chunk waits up to this much more, uniformly
+    bandwidth: float | None = None  # bytes per second per link (one direction of a connection)
+    blackhole: bool = False  # swallow every byte both ways: nothing is ever answered
+    http: list[HttpFault] = field(default_factory=list)  # HTTP mode only
+    rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
 
     @classmethod
     def round_trip(cls, seconds: float) -> Faults:
@@ -60,7 +69,22 @@ class Faults:
         return cls(up_delay=seconds / 2, down_delay=seconds / 2)
 
     def delay(self, direction: Direction) -> float:
-        return self.up_delay if direction is Direction.UP else self.down_delay
+        base = self.up_delay if direction is Direction.UP else self.down_delay
+        return base + (self.rng.uniform(0, self.jitter) if self.jitter else 0.0)
+
+    def pick(self, target: str) -> FaultKind | None:
+        """The fault a request for ``target`` (its X-Amz-Target) meets, if any."""
+        for rule in self.http:
+            if target.startswith(rule.only) and self.rng.random() < rule.share:
+                return rule.kind
+        return None
+
+    def heal(self) -> None:
+        """No more faults of any kind (the rng keeps its place in the sequence)."""
+        self.up_delay = self.down_delay = self.jitter = 0.0
+        self.bandwidth = None
+        self.blackhole = False
+        self.http = []
 
 
 @dataclass
@@ -70,6 +94,8 @@ class ProxyStats:
     active: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
+    # Per FaultKind (requests), and chunks "blackholed", "delayed" or "bandwidth-capped".
+    injected: Counter[str] = field(default_factory=Counter)
 
 
 def _require_loopback(host: str) -> None:
@@ -81,7 +107,7 @@ def _require_loopback(host: str) -> None:
         raise ValueError(f"{host!r} is not a loopback address: the fault proxy stays on loopback")
 
 
-class FaultProxy:
+class FaultProxy(Lifecycle):
     """Forwards ``host:port`` to ``upstream``, applying ``faults`` to every byte."""
 
     def __init__(
@@ -92,6 +118,7 @@ class FaultProxy:
         host: str = LOOPBACK,
         port: int = 0,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        http: bool = False,
     ) -> None:
         _require_loopback(host)
         _require_loopback(upstream[0])
@@ -101,6 +128,7 @@ class FaultProxy:
         self.faults = faults or Faults()
         self.stats = ProxyStats()
         self.max_connections = max_connections
+        self.http = http  # read whole requests, so that ``faults.http`` can answer some
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
@@ -136,18 +164,6 @@ class FaultProxy:
         if self._server is not None:
             await self._server.wait_closed()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def _accept(
         self, client_reader: asyncio.StreamReader, client: asyncio.StreamWriter
     ) -> None:
@@ -182,8 +198,8 @@ class FaultProxy:
                 self.stats.refused += 1
                 log.debug("upstream %s:%d unreachable: %s", *self.upstream, exc)
                 return
-            up = _Link(self, Direction.UP, client_reader, upstream)
-            down = _Link(self, Direction.DOWN, upstream_reader, client)
+            up = Link(self, Direction.UP, client_reader, upstream, client=client)
+            down = Link(self, Direction.DOWN, upstream_reader, client)
             try:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(up.run())
@@ -196,57 +212,12 @@ class FaultProxy:
             if upstream is not None:
                 upstream.close()
 
-    def _count(self, direction: Direction, size: int) -> None:
+    def count(self, direction: Direction, size: int) -> None:
+        """Bytes a link delivered."""
         if direction is Direction.UP:
             self.stats.bytes_up += size
         else:
             self.stats.bytes_down += size
-
-
-class _Link:
-    """One direction of one connection: a bounded delay line from a reader to a writer."""
-
-    def __init__(
-        self,
-        proxy: FaultProxy,
-        direction: Direction,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
-        self._proxy = proxy
-        self._direction = direction
-        self._reader = reader
-        self._writer = writer
-        # (due time, chunk); an empty chunk is the end of the stream, delivered late too.
-        self._line: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(LINK_BUFFER_CHUNKS)
-
-    async def run(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._deliver())
-            await self._receive()
-
-    async def _receive(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            chunk = await self._reader.read(CHUNK_BYTES)
-            due = loop.time() + self._proxy.faults.delay(self._direction)
-            await self._line.put((due, chunk))
-            if not chunk:
-                return
-
-    async def _deliver(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            due, chunk = await self._line.get()
-            if (wait := due - loop.time()) > 0:
-                await asyncio.sleep(wait)
-            if not chunk:
-                if self._writer.can_write_eof() and not self._writer.is_closing():
-                    self._writer.write_eof()
-                return
-            self._writer.write(chunk)
-            await self._writer.drain()
-            self._proxy._count(self._direction, len(chunk))
 
 
 def _address(text: str) -> tuple[str, int]:

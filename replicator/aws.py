@@ -2,6 +2,24 @@
 
 Nothing else in replicator reads botocore error codes: callers get an exception
 from ``replicator.errors`` with a ``retryable`` flag.
+
+A ValidationException has two very different causes, told apart by its message:
+
+- the record itself (``record_fault``: it goes to the DLQ and the pipeline moves on).
+  DynamoDB then names the item: its size ("Item size has exceeded the maximum allowed
+  size"), a key or index attribute of the wrong type or empty ("Type mismatch for key",
+  "cannot contain an empty string value", "Missing the key"), a key over its size
+  limit, or a number out of range ("Number overflow");
+- the request we built (``RequestError``, a bug): an invalid or unused expression,
+  attribute name or value placeholder, a parameter that fails its constraint. Every
+  record would fail the same way, so dead-lettering would empty the stream into the
+  DLQ; the pipeline stops loudly instead.
+
+Only the first list is matched; anything unrecognised counts as our bug, because a bug
+taken for a record fault loses data silently, while a record fault taken for a bug
+stops replication loudly until it is understood. Items are not measured before they
+are sent: DynamoDB's own size rule is the exact one, its refusal costs one round trip
+per oversized item, and measuring every item cost ~12 us of CPU per write.
 """
 
 from __future__ import annotations
@@ -34,6 +52,7 @@ from replicator.apply.limit import AUTO_CEILING
 from replicator.errors import (
     AwsError,
     ExpiredIteratorError,
+    RequestError,
     ResourceNotFound,
     ThrottledError,
     TrimmedDataError,
@@ -55,14 +74,29 @@ RETRYABLE_CODES = frozenset(
         "InternalFailure",
         "ServiceUnavailable",
         "TransactionInProgressException",
-        "ItemCollectionSizeLimitExceededException",
         "ExpiredTokenException",  # the next attempt signs with refreshed credentials
     }
 )
 # Connections idle this long are closed; writes come often enough to keep them warm.
 KEEPALIVE_SECONDS = 60.0
-RECORD_FAULT_CODES = frozenset({"ValidationException", "SerializationException"})
 PUT_ITEM_TARGET = "DynamoDB_20120810.PutItem"
+# A local secondary index's item collection is full (10 GB): retrying cannot make room.
+RECORD_FAULT_CODES = frozenset({"ItemCollectionSizeLimitExceededException"})
+VALIDATION = "ValidationException"
+# Lower-case fragments of the ValidationException messages that name the item (above).
+ITEM_FAULT_MESSAGES = (
+    "item size",
+    "type mismatch",
+    "empty string value",
+    "may not contain an empty string",
+    "missing the key",
+    "size of hashkey",
+    "size of rangekey",
+    "number overflow",
+    "magnitude larger than supported",
+    "magnitude smaller than supported",
+    "item collection",
+)
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
 EXPIRED_TOKEN = "ExpiredTokenException"
 
@@ -95,14 +129,19 @@ def classify(exc: BaseException) -> AwsError:
         if code in THROTTLING_CODES:
             return ThrottledError(message, code=code)
         if code == "ExpiredIteratorException":
-            return ExpiredIteratorError(message, code=code, retryable=True)
+            # Retrying the same iterator cannot help: the reader seeks a fresh one.
+            return ExpiredIteratorError(message, code=code, retryable=False)
         if code == "TrimmedDataAccessException":
             return TrimmedDataError(message, code=code, retryable=False)
         if code == "ResourceNotFoundException":
             return ResourceNotFound(message, code=code, retryable=False)
+        if code == VALIDATION and not names_the_item(message):
+            return RequestError(message, code=code)
         retryable = code in RETRYABLE_CODES or status >= 500
-        record_fault = code in RECORD_FAULT_CODES
+        record_fault = code in RECORD_FAULT_CODES or code == VALIDATION
         return AwsError(message, code=code, retryable=retryable, record_fault=record_fault)
+    if isinstance(exc, TimeoutError):
+        return AwsError("no answer within the attempt timeout", code="Timeout", retryable=True)
     if isinstance(
         exc,
         EndpointConnectionError
@@ -117,6 +156,18 @@ def classify(exc: BaseException) -> AwsError:
     if isinstance(exc, BotoCoreError):
         return AwsError(f"{type(exc).__name__}: {exc}", code=type(exc).__name__, retryable=False)
     raise exc
+
+
+def names_the_item(message: str) -> bool:
+    """Whether a ValidationException's message blames the item rather than the request."""
+    lowered = message.lower()
+    return any(fragment in lowered for fragment in ITEM_FAULT_MESSAGES)
+
+
+def region_of(client: Any) -> str:
+    """The region an aiobotocore client (or ``FastPutClient``) talks to, for log lines."""
+    meta = getattr(client, "meta", None)
+    return str(getattr(meta, "region_name", None) or getattr(client, "region", ""))
 
 
 class FastPutClient:
@@ -145,6 +196,7 @@ class FastPutClient:
         self._guard = guard
         self._http = AIOHTTP(session)
         self._credentials = Credentials.auto()
+        self.region = region
         self._endpoint = URL(endpoint) if endpoint else make_default_endpoint(region)
         host = self._endpoint.host or ""
         if not self._endpoint.is_default_port():

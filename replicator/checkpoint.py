@@ -4,6 +4,12 @@ A checkpoint only moves forward: the write is conditional on the stored sequence
 being older, so a late writer (a worker that lost its shard, a retry) can never
 move it back. Writes are shielded from cancellation so that a shutdown never
 leaves a half-written position.
+
+A checkpoint belongs to one stream: its key holds the stream's ARN. A table whose
+stream was disabled and enabled again has a new ARN and new sequence numbers, so
+the old stream's checkpoints must never position a reader of the new one; the
+pipeline finds them by their ARN and raises the data-loss alarm instead
+(``replicator.stream.loss``). Reads and writes go through the retry policy.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from replicator.aws import classify, is_conditional_check_failed
+from replicator.aws import is_conditional_check_failed, region_of
 from replicator.models import pad_seq
+from replicator.retry import RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,25 +41,34 @@ class Checkpoint:
     target: TargetRef
     sequence_number: str | None  # last record applied or dead-lettered; None: nothing yet
     shard_ended: bool
+    stream_arn: str = ""  # the stream the shard belongs to
+    updated_at: float | None = None  # when it was saved (epoch seconds), as loaded
 
 
 def _partition(source_table: str) -> str:
     return f"checkpoint#{source_table}"
 
 
-def _sort_key(shard_id: str, target: TargetRef) -> str:
-    return f"{shard_id}#{target.region}#{target.table}"
+def _sort_key(checkpoint: Checkpoint) -> str:
+    target = checkpoint.target
+    return f"{checkpoint.stream_arn}#{checkpoint.shard_id}#{target.region}#{target.table}"
 
 
 class CheckpointStore:
     """Reads and advances checkpoints kept in the control table (pk, sk)."""
 
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: Any, table: str, *, retry: RetryPolicy | None = None) -> None:
         self._client = client
         self._table = table
+        self._retry = retry or RetryPolicy()
+        self._region = region_of(client)
 
     async def load(self, source_table: str) -> dict[tuple[str, TargetRef], Checkpoint]:
-        """Every checkpoint of ``source_table``, keyed by (shard id, target)."""
+        """Every checkpoint of ``source_table``, keyed by (shard id, target).
+
+        Of a shard id saved under several stream ARNs (a table whose stream was
+        re-enabled), the newest save is kept.
+        """
         found: dict[tuple[str, TargetRef], Checkpoint] = {}
         kwargs: dict[str, Any] = {
             "TableName": self._table,
@@ -61,19 +77,15 @@ class CheckpointStore:
             "ConsistentRead": True,
         }
         while True:
-            try:
-                page = await self._client.query(**kwargs)
-            except Exception as exc:
-                raise classify(exc) from exc
+            page = await self._retry.call(
+                "checkpoint load", self._region, lambda: self._client.query(**kwargs)
+            )
             for item in page.get("Items", []):
-                target = TargetRef(item["target_region"]["S"], item["target_table"]["S"])
-                shard_id = item["shard_id"]["S"]
-                found[(shard_id, target)] = Checkpoint(
-                    shard_id=shard_id,
-                    target=target,
-                    sequence_number=item["sequence_number"]["S"] or None,
-                    shard_ended=item["shard_ended"]["BOOL"],
-                )
+                checkpoint = _checkpoint(item)
+                key = (checkpoint.shard_id, checkpoint.target)
+                known = found.get(key)
+                if known is None or (known.updated_at or 0) <= (checkpoint.updated_at or 0):
+                    found[key] = checkpoint
             if "LastEvaluatedKey" not in page:
                 return found
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -85,28 +97,44 @@ class CheckpointStore:
     async def _save(self, source_table: str, checkpoint: Checkpoint) -> bool:
         seq = checkpoint.sequence_number or ""
         position = f"{pad_seq(seq) if seq else ''}#{int(checkpoint.shard_ended)}"
-        try:
-            await self._client.put_item(
-                TableName=self._table,
-                Item={
-                    "pk": {"S": _partition(source_table)},
-                    "sk": {"S": _sort_key(checkpoint.shard_id, checkpoint.target)},
-                    "shard_id": {"S": checkpoint.shard_id},
-                    "target_region": {"S": checkpoint.target.region},
-                    "target_table": {"S": checkpoint.target.table},
-                    "sequence_number": {"S": seq},
-                    "position": {"S": position},
-                    "shard_ended": {"BOOL": checkpoint.shard_ended},
-                    "updated_at": {"N": f"{time.time():.3f}"},
-                },
-                ConditionExpression="attribute_not_exists(#p) OR #p <= :p",
-                ExpressionAttributeNames={"#p": "position"},
-                ExpressionAttributeValues={":p": {"S": position}},
-            )
-        except ClientError as exc:
-            if is_conditional_check_failed(exc):
-                return False
-            raise classify(exc) from exc
-        except Exception as exc:
-            raise classify(exc) from exc
-        return True
+        request = {
+            "TableName": self._table,
+            "Item": {
+                "pk": {"S": _partition(source_table)},
+                "sk": {"S": _sort_key(checkpoint)},
+                "stream_arn": {"S": checkpoint.stream_arn},
+                "shard_id": {"S": checkpoint.shard_id},
+                "target_region": {"S": checkpoint.target.region},
+                "target_table": {"S": checkpoint.target.table},
+                "sequence_number": {"S": seq},
+                "position": {"S": position},
+                "shard_ended": {"BOOL": checkpoint.shard_ended},
+                "updated_at": {"N": f"{time.time():.3f}"},
+            },
+            "ConditionExpression": "attribute_not_exists(#p) OR #p <= :p",
+            "ExpressionAttributeNames": {"#p": "position"},
+            "ExpressionAttributeValues": {":p": {"S": position}},
+        }
+
+        async def attempt() -> bool:
+            try:
+                await self._client.put_item(**request)
+            except ClientError as exc:
+                if is_conditional_check_failed(exc):
+                    return False
+                raise
+            return True
+
+        return await self._retry.call("checkpoint save", self._region, attempt)
+
+
+def _checkpoint(item: dict[str, Any]) -> Checkpoint:
+    updated_at = item.get("updated_at", {}).get("N")
+    return Checkpoint(
+        shard_id=item["shard_id"]["S"],
+        target=TargetRef(item["target_region"]["S"], item["target_table"]["S"]),
+        sequence_number=item["sequence_number"]["S"] or None,
+        shard_ended=item["shard_ended"]["BOOL"],
+        stream_arn=item.get("stream_arn", {}).get("S", ""),
+        updated_at=float(updated_at) if updated_at is not None else None,
+    )

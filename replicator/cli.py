@@ -188,6 +188,53 @@ def status(
         console.print(part)
 
 
+@app.command()
+def chaos(
+    scenario: Annotated[
+        str, typer.Option(help="A scenario name, several separated by commas, or all.")
+    ] = "all",
+    list_: Annotated[
+        bool, typer.Option("--list", help="Print the scenario names, one a line, and exit.")
+    ] = False,
+    quick: Annotated[bool, typer.Option(help="Short faults and a small workload (CI).")] = False,
+    seed: Annotated[int, typer.Option(help="Seeds the workload and the faults.")] = 0,
+    out: Annotated[
+        Path, typer.Option(help="Directory for chaos-report.json/.html and process logs.")
+    ] = Path(),
+) -> None:
+    """Run the chaos suite against embedded moto regions; exit 1 if any scenario fails."""
+    from chaos.catalog import SCENARIOS
+    from chaos.report import table
+    from chaos.suite import run_suite
+
+    if list_:
+        for name in SCENARIOS:
+            console.print(name, highlight=False)
+        return
+    _logging("ERROR")  # the faults are deliberate: their retry warnings would drown the table
+    try:
+        report = run_suite(
+            scenario,
+            quick=quick,
+            seed=seed,
+            out=out,
+            progress=lambda r: console.print(
+                f"{r.name}: {'pass' if r.passed else 'FAIL'}", highlight=False
+            ),
+        )
+    except ValueError as exc:
+        errors.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_CONFIG) from exc
+    # A pipe or CI log gets the whole table rather than 80 columns of ellipses.
+    (console if console.is_terminal else Console(width=160)).print(table(report.results))
+    for result in report.results:
+        for failure in result.failures:
+            console.print(f"  {result.name}: {failure}", highlight=False, soft_wrap=True)
+    console.print(f"reports: {report.json_path} {report.html_path} ({report.seconds:.0f} s)")
+    if not report.passed:
+        raise typer.Exit(1)
+
+
 def _run_reporting_errors(coroutine: Coroutine[Any, Any, T]) -> T:
     return _run_reporting_errors_sync(lambda: asyncio.run(coroutine))
 

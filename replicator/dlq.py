@@ -1,60 +1,127 @@
 """The dead-letter queue: a DynamoDB table of records that could not be applied.
 
-Each entry keeps the full stream record, the target it was meant for and the
-reason, so ``replicator dlq replay`` can retry it once the cause is fixed.
+An entry always fits in DynamoDB's 400 KB, whatever the record: the stream record
+(both images, as JSON) is stored zlib-compressed in the binary attribute ``record``.
+Where even that does not fit (a record of two large, incompressible images), the
+entry keeps what identifies and checks it: the keys, sequence number, event name,
+the images' sizes and SHA-256 digests, with ``images_omitted`` set; the item itself
+is still in the source table. Every entry has the target, the reason and the
+re-create flag of the write, so ``replicator dlq replay`` can retry it once the
+cause is fixed. Puts go through the retry policy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+import zlib
 from typing import Any
 
-from replicator.aws import classify
+from replicator.aws import region_of
 from replicator.checkpoint import TargetRef
-from replicator.models import pad_seq
+from replicator.itemsize import MAX_ITEM_BYTES, item_size
+from replicator.models import WireItem, pad_seq
+from replicator.retry import RetryPolicy
+
+# Room left in an entry for its own attributes when deciding whether the record fits.
+ENTRY_HEADROOM_BYTES = 16 * 1024
+MAX_REASON_CHARS = 1000
+IMAGES = ("NewImage", "OldImage")
 
 
 def record_json(record: dict[str, Any]) -> str:
-    """The stream record as JSON (datetimes and Decimals as strings)."""
+    """The stream record as JSON (datetimes, Decimals and binaries as strings)."""
     return json.dumps(record, default=str, sort_keys=True)
 
 
+def decode_record(entry: WireItem) -> dict[str, Any] | None:
+    """The stream record stored in a DLQ entry; None when its images were omitted."""
+    stored = entry.get("record", {}).get("B")
+    if stored is None:
+        return None
+    record: dict[str, Any] = json.loads(zlib.decompress(stored))
+    return record
+
+
+def dlq_entry(
+    *,
+    source_table: str,
+    target: TargetRef,
+    record: dict[str, Any],
+    reason: str,
+    recreate: bool,
+    failed_at: float,
+) -> WireItem:
+    """The DLQ item for ``record``, at most ``MAX_ITEM_BYTES`` large."""
+    body = record.get("dynamodb")
+    body = body if isinstance(body, dict) else {}
+    seq = str(body.get("SequenceNumber", ""))
+    entry: WireItem = {
+        "pk": {"S": f"{source_table}#{target.region}#{target.table}"},
+        "sk": {"S": pad_seq(seq) if seq else f"unsequenced#{time.time_ns()}"},
+        "source_table": {"S": source_table},
+        "target_region": {"S": target.region},
+        "target_table": {"S": target.table},
+        "reason": {"S": reason[:MAX_REASON_CHARS] or "unknown"},
+        "event_name": {"S": str(record.get("eventName", ""))},
+        "sequence_number": {"S": seq or "none"},
+        "keys": {"S": record_json(body.get("Keys", {}))[: 4 * 1024]},
+        "recreate": {"BOOL": recreate},
+        "failed_at": {"N": f"{failed_at:.3f}"},
+    }
+    text = record_json(record).encode()
+    compressed = zlib.compress(text, 6)
+    entry["record_bytes"] = {"N": str(len(text))}
+    if item_size(entry) + len(compressed) + ENTRY_HEADROOM_BYTES <= MAX_ITEM_BYTES:
+        entry["record"] = {"B": compressed}
+        return entry
+    entry["images_omitted"] = {"BOOL": True}
+    for image in IMAGES:
+        if (value := body.get(image)) is not None:
+            serialized = record_json(value).encode()
+            entry[f"{image}_bytes"] = {"N": str(len(serialized))}
+            entry[f"{image}_sha256"] = {"S": hashlib.sha256(serialized).hexdigest()}
+    return entry
+
+
 class DeadLetterQueue:
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: Any, table: str, *, retry: RetryPolicy | None = None) -> None:
         self._client = client
         self._table = table
+        self._retry = retry or RetryPolicy()
+        self._region = region_of(client)
 
     async def put(
-        self, *, source_table: str, target: TargetRef, record: dict[str, Any], reason: str
+        self,
+        *,
+        source_table: str,
+        target: TargetRef,
+        record: dict[str, Any],
+        reason: str,
+        recreate: bool = False,
     ) -> None:
-        body = record.get("dynamodb", {})
-        seq = str(body.get("SequenceNumber", "")) if isinstance(body, dict) else ""
-        try:
-            await self._client.put_item(
-                TableName=self._table,
-                Item={
-                    "pk": {"S": f"{source_table}#{target.region}#{target.table}"},
-                    "sk": {"S": pad_seq(seq) if seq else f"unsequenced#{time.time_ns()}"},
-                    "source_table": {"S": source_table},
-                    "target_region": {"S": target.region},
-                    "target_table": {"S": target.table},
-                    "reason": {"S": reason},
-                    "record": {"S": record_json(record)},
-                    "failed_at": {"N": f"{time.time():.3f}"},
-                },
-            )
-        except Exception as exc:
-            raise classify(exc) from exc
+        entry = dlq_entry(
+            source_table=source_table,
+            target=target,
+            record=record,
+            reason=reason,
+            recreate=recreate,
+            failed_at=time.time(),
+        )
+        await self._retry.call(
+            "DLQ put",
+            self._region,
+            lambda: self._client.put_item(TableName=self._table, Item=entry),
+        )
 
     async def count(self) -> int:
         """Number of entries (a full count; the DLQ is small by design)."""
         total, kwargs = 0, {"TableName": self._table, "Select": "COUNT"}
         while True:
-            try:
-                page = await self._client.scan(**kwargs)
-            except Exception as exc:
-                raise classify(exc) from exc
+            page = await self._retry.call(
+                "DLQ count", self._region, lambda: self._client.scan(**kwargs)
+            )
             total += int(page.get("Count", 0))
             if "LastEvaluatedKey" not in page:
                 return total

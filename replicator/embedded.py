@@ -30,6 +30,21 @@ EMBEDDED_CREDENTIALS = {
 }
 
 
+@contextlib.contextmanager
+def embedded_credentials() -> Iterator[None]:
+    """moto's placeholder credentials in the environment while the block runs."""
+    saved = {name: os.environ.get(name) for name in EMBEDDED_CREDENTIALS}
+    os.environ.update(EMBEDDED_CREDENTIALS)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
@@ -71,12 +86,15 @@ def _ready(endpoint: str) -> bool:
         return False
 
 
-def start_moto(region: str) -> MotoServer:
-    """Start a moto server for ``region`` on a free loopback port and wait until it answers."""
+def start_moto(region: str, *, module: str = "moto.server") -> MotoServer:
+    """Start a moto server for ``region`` on a free loopback port and wait until it answers.
+
+    ``module`` is what ``python -m`` runs: moto's server, or a wrapper of it.
+    """
     port = free_port()
     env = {**os.environ, **EMBEDDED_CREDENTIALS, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
+        [sys.executable, "-m", module, "-H", LOOPBACK, "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
@@ -99,12 +117,14 @@ def start_moto(region: str) -> MotoServer:
 
 
 @contextlib.contextmanager
-def embedded_backend(regions: Sequence[str]) -> Iterator[dict[str, MotoServer]]:
+def embedded_backend(
+    regions: Sequence[str], *, module: str = "moto.server"
+) -> Iterator[dict[str, MotoServer]]:
     """One moto server per region; all are stopped when the block exits."""
     servers: dict[str, MotoServer] = {}
     try:
         for region in regions:
-            servers[region] = start_moto(region)
+            servers[region] = start_moto(region, module=module)
         yield servers
     finally:
         # All at once: one after the other, a loaded machine spent seconds per server.

@@ -6,6 +6,7 @@
     │   ├── ThrottledError       throughput exceeded / request limit (retryable)
     │   ├── ExpiredIteratorError shard iterator older than 15 minutes: re-seek
     │   ├── TrimmedDataError     records were trimmed before we read them: data loss alarm
+    │   ├── RequestError         a request we built wrongly was refused: a bug, never a DLQ entry
     │   └── ResourceNotFound     table, stream or shard does not exist
     ├── RecordError              a stream record that cannot be applied (goes to the DLQ)
     ├── ShutdownInterrupted      a retry loop gave up because the service is stopping
@@ -53,6 +54,16 @@ class ExpiredIteratorError(AwsError):
 
 class TrimmedDataError(AwsError):
     """Records past the stream's 24 h retention were trimmed before they were read."""
+
+
+class RequestError(AwsError):
+    """A ValidationException caused by the shape of our own request, not by the record.
+
+    Never retried and never dead-lettered: every record would fail the same way.
+    """
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message, code=code, retryable=False)
 
 
 class ResourceNotFound(AwsError):

@@ -18,6 +18,7 @@ from replicator.apply.applier import ChangeWriter, DeadLetterSink
 from replicator.checkpoint import Checkpoint, CheckpointStore, TargetRef
 from replicator.errors import AwsError, LeaseLost
 from replicator.models import Change, Outcome
+from replicator.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +64,31 @@ class FencedDeadLetters:
         self._fence = fence
 
     async def put(
-        self, *, source_table: str, target: TargetRef, record: dict[str, Any], reason: str
+        self,
+        *,
+        source_table: str,
+        target: TargetRef,
+        record: dict[str, Any],
+        reason: str,
+        recreate: bool = False,
     ) -> None:
         _check(self._fence, "dead-letter write")
-        await self._dlq.put(source_table=source_table, target=target, record=record, reason=reason)
+        await self._dlq.put(
+            source_table=source_table,
+            target=target,
+            record=record,
+            reason=reason,
+            recreate=recreate,
+        )
 
 
 class FencedCheckpoints(CheckpointStore):
     """Checkpoints saved only under the lease; a refused save is reported as not stored."""
 
-    def __init__(self, client: Any, table: str, fence: Fence) -> None:
-        super().__init__(client, table)
+    def __init__(
+        self, client: Any, table: str, fence: Fence, *, retry: RetryPolicy | None = None
+    ) -> None:
+        super().__init__(client, table, retry=retry)
         self._fence = fence
 
     async def save(self, source_table: str, checkpoint: Checkpoint) -> bool:

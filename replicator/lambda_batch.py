@@ -112,10 +112,37 @@ class InvocationDeadLetters:
         self._invocation = invocation
 
     async def put(
-        self, *, source_table: str, target: TargetRef, record: dict[str, Any], reason: str
+        self,
+        *,
+        source_table: str,
+        target: TargetRef,
+        record: dict[str, Any],
+        reason: str,
+        recreate: bool = False,
     ) -> None:
         _refuse_after_stop(self._invocation)
-        await self._dlq.put(source_table=source_table, target=target, record=record, reason=reason)
+        # The DLQ's retry policy waits a failing put out for as long as it lasts; within an
+        # invocation that is only until ``stop``: the record is reported and comes back.
+        put = asyncio.ensure_future(
+            self._dlq.put(
+                source_table=source_table,
+                target=target,
+                record=record,
+                reason=reason,
+                recreate=recreate,
+            )
+        )
+        stopped = asyncio.ensure_future(self._invocation.stop.wait())
+        try:
+            await asyncio.wait((put, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not put.done():
+                put.cancel()
+                await asyncio.wait((put,))  # wait, not await: its cancellation is ours
+        if put.cancelled():
+            raise ShutdownInterrupted("a dead letter was still failing when the invocation stopped")
+        put.result()  # its error, if it failed for good
         self._invocation.dead_lettered(target, record)
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from replicator.apply.applier import TargetApplier
@@ -30,14 +31,10 @@ from replicator.checkpoint import Checkpoint, CheckpointStore, TargetRef
 from replicator.errors import ShutdownInterrupted
 from replicator.models import Meta, Outcome, pad_seq
 from replicator.records import coalesce
+from replicator.retry import RETRY_BACKOFF, RetryPolicy
 from replicator.stream.lineage import lineage_order, ready_shards
-from replicator.stream.reader import (
-    IDLE_BACKOFF,
-    RETRY_BACKOFF,
-    Batch,
-    ReaderHooks,
-    ShardReader,
-)
+from replicator.stream.loss import losses
+from replicator.stream.reader import IDLE_BACKOFF, Batch, ReaderHooks, ShardReader
 from replicator.stream.source import MAX_RECORDS_PER_CALL, Shard, StreamSource
 from replicator.telemetry.metrics import Metrics
 
@@ -70,12 +67,19 @@ class PairPipeline:
     # into the source table (DESIGN §4 rule 6) and healing its zombies (rule 7). It
     # takes only those.
     local_target: TargetRef | None = None
+    retry: RetryPolicy | None = None  # default: waits out faults, reports to ``metrics``
+    clock: Callable[[], float] = time.time
+    _retry: RetryPolicy = field(init=False)
+    _stream_arn: str = ""
     _positions: dict[tuple[str, TargetRef], Checkpoint] = field(default_factory=dict)
     _shard_done: asyncio.Event = field(default_factory=asyncio.Event)
     _queues: dict[TargetRef, list[asyncio.Queue[Decoded | None]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         table = self.source_table
+        self._retry = self.retry or RetryPolicy(
+            stop=self.stop, observer=self.metrics, backoff=self.retry_backoff
+        )
         if self.hooks is None:
             self.hooks = ReaderHooks(
                 on_get_records=lambda: self.metrics.get_records_call(table),
@@ -94,20 +98,46 @@ class PairPipeline:
             )
 
     async def run(self) -> None:
-        stream_arn = await self.source.stream_arn(self.source_table)
-        self._positions = await self.checkpoints.load(self.source_table)
+        table = self.source_table
+        try:
+            stream_arn = await self._retry.call(
+                "DescribeTable", self.region, lambda: self.source.stream_arn(table)
+            )
+            positions = await self.checkpoints.load(table)
+        except ShutdownInterrupted:
+            return
+        listed = await self._list(stream_arn)
+        if listed is None:
+            return
+        for loss in losses(positions, listed, stream_arn=stream_arn, now=self.clock()):
+            self.metrics.trimmed(table, loss.shard_id)
+            log.error("%s", loss.alarm(table))
+        self._stream_arn = stream_arn
+        # Another stream's checkpoints never position a reader of this one.
+        self._positions = {k: c for k, c in positions.items() if c.stream_arn == stream_arn}
         finished: set[str] = set()
         started: set[str] = set()
         async with asyncio.TaskGroup() as group:
-            while not self.stop.is_set():
-                shards = lineage_order(await self.source.shards(stream_arn))
+            while listed is not None and not self.stop.is_set():
+                shards = lineage_order(listed)
                 finished |= {s.shard_id for s in shards if self._all_ended(s.shard_id)}
                 for shard in ready_shards(shards, finished, started):
                     started.add(shard.shard_id)
                     group.create_task(self._consume(stream_arn, shard, finished))
                 unread = ready_shards(shards, finished, started)
-                self.metrics.shards_without_reader(self.source_table, len(unread))
+                self.metrics.shards_without_reader(table, len(unread))
                 await self._wait_for_discovery()
+                if not self.stop.is_set():
+                    listed = await self._list(stream_arn)
+
+    async def _list(self, stream_arn: str) -> list[Shard] | None:
+        """The stream's shards; None when shutdown interrupted the listing."""
+        try:
+            return await self._retry.call(
+                "DescribeStream", self.region, lambda: self.source.shards(stream_arn)
+            )
+        except ShutdownInterrupted:
+            return None
 
     async def _wait_for_discovery(self) -> None:
         stop = asyncio.ensure_future(self.stop.wait())
@@ -141,6 +171,8 @@ class PairPipeline:
             idle_backoff=self.idle_backoff,
             retry_backoff=self.retry_backoff,
             limit=self.records_per_call,
+            retry=self._retry,
+            region=self.region,
         )
         queues = {a.target: asyncio.Queue[Decoded | None](QUEUED_BATCHES_PER_LANE) for a in lanes}
         for target, queue in queues.items():
@@ -246,8 +278,8 @@ class PairPipeline:
             slots.release()
             if not settled:
                 interrupted.set()
-            if not interrupted.is_set():
-                await self._checkpoint(shard_id, target, batch)
+            if not interrupted.is_set() and not await self._checkpoint(shard_id, target, batch):
+                interrupted.set()
 
     async def _settle(
         self, shard_id: str, applier: TargetApplier, work: Decoded, taken: str | None
@@ -276,14 +308,20 @@ class PairPipeline:
             log.info("lane %s/%s stopped mid-batch; resumes from its checkpoint", shard_id, target)
         return not interrupted
 
-    async def _checkpoint(self, shard_id: str, target: TargetRef, batch: Batch) -> None:
+    async def _checkpoint(self, shard_id: str, target: TargetRef, batch: Batch) -> bool:
+        """Save the checkpoint after ``batch``; False when shutdown interrupted the save."""
         sequence = batch.last_sequence or self._sequence(shard_id, target)
-        checkpoint = Checkpoint(shard_id, target, sequence, batch.shard_ended)
-        await self.checkpoints.save(self.source_table, checkpoint)
+        checkpoint = Checkpoint(shard_id, target, sequence, batch.shard_ended, self._stream_arn)
+        try:
+            await self.checkpoints.save(self.source_table, checkpoint)
+        except ShutdownInterrupted:
+            log.info("checkpoint of %s/%s not saved: stopping", shard_id, target)
+            return False
         self._positions[(shard_id, target)] = checkpoint
         self.metrics.shard(
             self.source_table, shard_id, target, checkpoint=sequence, ended=batch.shard_ended
         )
+        return True
 
     def _sequence(self, shard_id: str, target: TargetRef) -> str | None:
         checkpoint = self._positions.get((shard_id, target))

@@ -7,8 +7,7 @@ import contextlib
 import functools
 import gc
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 from replicator.apply.applier import ChangeWriter, DeadLetterSink, TargetApplier
 from replicator.apply.limit import AUTO_CEILING
@@ -18,6 +17,7 @@ from replicator.backoff import pause
 from replicator.checkpoint import CheckpointStore, TargetRef
 from replicator.config import Config, Pair
 from replicator.dlq import DeadLetterQueue
+from replicator.errors import ShutdownInterrupted
 from replicator.fence import (
     Fence,
     FencedCheckpoints,
@@ -31,6 +31,7 @@ from replicator.lease_keeper import LeaseKeeper, process_owner
 from replicator.lease_store import LeaseStore
 from replicator.models import Change, Meta, Mode
 from replicator.pipeline import PairPipeline
+from replicator.retry import RetryObserver, RetryPolicy
 from replicator.stream.source import DynamoDBStreamSource
 from replicator.tables import CONTROL_KEY, describe, ensure_table, key_schema_of, require_table
 from replicator.telemetry.heartbeat import HeartbeatWriter, heartbeat_key
@@ -129,7 +130,9 @@ def applier_for(
     dlq: DeadLetterSink,
     metrics: Metrics,
     stop: asyncio.Event,
+    retry: RetryPolicy | None = None,
 ) -> TargetApplier:
+    """The applier of one target; ``retry`` defaults to waiting faults out until ``stop``."""
     return TargetApplier(
         writer,
         dlq,
@@ -139,42 +142,46 @@ def applier_for(
         max_writes_per_second=pair.max_writes_per_second,
         stop=stop,
         heartbeat_prefix=config.heartbeat.key_prefix,
+        retry=retry,
     )
 
 
 async def build_pipelines(
     config: Config, clients: Clients, *, metrics: Metrics, stop: asyncio.Event
 ) -> list[PairPipeline]:
-    """Check every configured table, create the control and DLQ tables, build pipelines."""
-    await prepare_tables(config, clients)
+    """Check every configured table, create the control and DLQ tables, build pipelines.
+
+    Every AWS call of the service goes through one retry policy that waits out faults
+    until ``stop`` is set and reports them to ``metrics`` (readiness, counters).
+    """
+    retry = RetryPolicy(stop=stop, observer=metrics)
+    await prepare_tables(config, clients, retry=retry)
     return [
-        await build_pipeline(config, clients, pair, metrics=metrics, stop=stop)
+        await build_pipeline(config, clients, pair, metrics=metrics, stop=stop, retry=retry)
         for pair in config.pairs
     ]
 
 
-async def prepare_tables(config: Config, clients: Clients) -> None:
-    """Create the control and DLQ tables; fail on a configured table that is missing.
-
-    All at once: a target's check is a cross-region round trip, and start-up waits for
-    the slowest one instead of their sum.
-    """
+async def prepare_tables(
+    config: Config, clients: Clients, *, retry: RetryPolicy | None = None
+) -> None:
+    """Create the control and DLQ tables; fail on a configured table that is missing or
+    (a target) keyed otherwise than its source."""
     home = await clients.get("dynamodb", config.source_region)
-    checks: list[Coroutine[Any, Any, object]] = [
-        ensure_table(home, config.control_table, CONTROL_KEY),
-        ensure_table(home, config.dlq_table, CONTROL_KEY),
-    ]
+    await ensure_table(home, config.control_table, CONTROL_KEY, retry=retry)
+    await ensure_table(home, config.dlq_table, CONTROL_KEY, retry=retry)
     for pair in config.pairs:
-        checks.append(require_table(home, pair.source_table, config.source_region, stream=True))
+        description = await require_table(
+            home, pair.source_table, config.source_region, stream=True, retry=retry
+        )
         for target in targets_of(config, pair)[0]:
-            client = await clients.get("dynamodb", target.region)
-            checks.append(require_table(client, target.table, target.region))
-    try:
-        async with asyncio.TaskGroup() as group:
-            for check in checks:
-                group.create_task(check)
-    except ExceptionGroup as failed:
-        raise failed.exceptions[0] from None  # one clear error, as checks made in turn gave
+            await require_table(
+                await clients.get("dynamodb", target.region),
+                target.table,
+                target.region,
+                key_schema=key_schema_of(description),
+                retry=retry,
+            )
 
 
 async def build_pipeline(
@@ -185,15 +192,20 @@ async def build_pipeline(
     metrics: Metrics,
     stop: asyncio.Event,
     fence: Fence | None = None,
+    retry: RetryPolicy | None = None,
 ) -> PairPipeline:
-    """One pair's pipeline; with a ``fence`` it writes and checkpoints only under the lease."""
+    """One pair's pipeline; with a ``fence`` it writes and checkpoints only under the lease.
+
+    Its AWS calls wait faults out until ``stop`` (``retry`` defaults to that policy).
+    """
+    retry = retry or RetryPolicy(stop=stop, observer=metrics)
     home = await clients.get("dynamodb", config.source_region)
     checkpoints = (
-        FencedCheckpoints(home, config.control_table, fence)
+        FencedCheckpoints(home, config.control_table, fence, retry=retry)
         if fence
-        else CheckpointStore(home, config.control_table)
+        else CheckpointStore(home, config.control_table, retry=retry)
     )
-    dlq: DeadLetterSink = DeadLetterQueue(home, config.dlq_table)
+    dlq: DeadLetterSink = DeadLetterQueue(home, config.dlq_table, retry=retry)
     if fence:
         dlq = FencedDeadLetters(dlq, fence)
     source = DynamoDBStreamSource(home, await clients.get("dynamodbstreams", config.source_region))
@@ -207,7 +219,16 @@ async def build_pipeline(
         if fence:
             writer = FencedWriter(writer, fence, timeout=config.lease.write_timeout_seconds)
         appliers.append(
-            applier_for(config, pair, target, writer=writer, dlq=dlq, metrics=metrics, stop=stop)
+            applier_for(
+                config,
+                pair,
+                target,
+                writer=writer,
+                dlq=dlq,
+                metrics=metrics,
+                stop=stop,
+                retry=retry,
+            )
         )
     return PairPipeline(
         source_table=pair.source_table,
@@ -219,6 +240,7 @@ async def build_pipeline(
         metrics=metrics,
         stop=stop,
         local_target=local,
+        retry=retry,
     )
 
 
@@ -232,14 +254,21 @@ def metrics_for(config: Config) -> Metrics:
     )
 
 
-async def heartbeat_writers(config: Config, clients: Clients) -> list[HeartbeatWriter]:
+async def heartbeat_writers(
+    config: Config,
+    clients: Clients,
+    *,
+    metrics: RetryObserver | None = None,
+    stop: asyncio.Event | None = None,
+) -> list[HeartbeatWriter]:
     """One canary writer per source table whose key schema can name it."""
     if not config.heartbeat.enabled:
         return []
+    retry = RetryPolicy(stop=stop, observer=metrics)
     home = await clients.get("dynamodb", config.source_region)
     writers: list[HeartbeatWriter] = []
     for pair in config.pairs:
-        description = await describe(home, pair.source_table)
+        description = await describe(home, pair.source_table, retry=retry)
         schema = key_schema_of(description) if description else []
         key = heartbeat_key(schema, config.heartbeat.key_prefix, config.source_region)
         if key is None:
@@ -252,6 +281,7 @@ async def heartbeat_writers(config: Config, clients: Clients) -> list[HeartbeatW
                 key,
                 version_attribute=pair.version_attribute,
                 interval=config.heartbeat.interval_seconds,
+                retry=retry,
             )
         )
     return writers
@@ -278,8 +308,15 @@ async def run_service(
     owner = metrics.leases.owner = process_owner()
     clients = Clients(config.endpoints, agent=f"replicator-instance/{owner}")
     try:
-        await prepare_tables(config, clients)
-        beats = {beat.table: beat for beat in await heartbeat_writers(config, clients)}
+        try:
+            await prepare_tables(config, clients, retry=RetryPolicy(stop=stop, observer=metrics))
+            beats = {
+                beat.table: beat
+                for beat in await heartbeat_writers(config, clients, metrics=metrics, stop=stop)
+            }
+        except ShutdownInterrupted as exc:
+            log.info("stopped during start-up: %s", exc)
+            return
         tune_gc()
         home = await clients.get("dynamodb", config.source_region)
         store = LeaseStore(home, config.control_table, duration=config.lease.duration_seconds)

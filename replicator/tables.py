@@ -1,4 +1,4 @@
-"""Creating and checking the tables replicator needs."""
+"""Creating and checking the tables replicator needs (every call through the retry policy)."""
 
 from __future__ import annotations
 
@@ -8,30 +8,35 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from replicator.aws import classify, error_code
+from replicator.aws import error_code, region_of
 from replicator.errors import ConfigError, ResourceNotFound
+from replicator.retry import RetryPolicy
 
 ACTIVE_TIMEOUT_SECONDS = 120.0
 
 
-async def describe(client: Any, table: str) -> dict[str, Any] | None:
+async def describe(
+    client: Any, table: str, *, retry: RetryPolicy | None = None
+) -> dict[str, Any] | None:
     """The table's description, None when it does not exist."""
-    try:
-        response = await client.describe_table(TableName=table)
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise classify(exc) from exc
-    except Exception as exc:
-        raise classify(exc) from exc
-    description: dict[str, Any] = response["Table"]
-    return description
+
+    async def attempt() -> dict[str, Any] | None:
+        try:
+            response = await client.describe_table(TableName=table)
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise
+        description: dict[str, Any] = response["Table"]
+        return description
+
+    return await (retry or RetryPolicy()).call("DescribeTable", region_of(client), attempt)
 
 
-async def wait_active(client: Any, table: str) -> None:
+async def wait_active(client: Any, table: str, *, retry: RetryPolicy | None = None) -> None:
     deadline = time.monotonic() + ACTIVE_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        description = await describe(client, table)
+        description = await describe(client, table, retry=retry)
         if description and description.get("TableStatus") == "ACTIVE":
             return
         await asyncio.sleep(0.2)
@@ -45,12 +50,15 @@ async def ensure_table(
     *,
     stream: bool = False,
     ttl_attribute: str | None = None,
+    retry: RetryPolicy | None = None,
 ) -> bool:
     """Create ``table`` (on-demand) if missing; True when it was created.
 
     ``key_schema`` is [(name, "HASH"|"RANGE", "S"|"N"|"B"), ...].
     """
-    if await describe(client, table) is not None:
+    retry = retry or RetryPolicy()
+    region = region_of(client)
+    if await describe(client, table, retry=retry) is not None:
         return False
     spec: dict[str, Any] = {
         "TableName": table,
@@ -65,31 +73,52 @@ async def ensure_table(
             "StreamEnabled": True,
             "StreamViewType": "NEW_AND_OLD_IMAGES",
         }
-    try:
-        await client.create_table(**spec)
-    except ClientError as exc:
-        if error_code(exc) != "ResourceInUseException":
-            raise classify(exc) from exc
-    await wait_active(client, table)
-    if ttl_attribute:
+
+    async def create() -> None:
         try:
-            await client.update_time_to_live(
+            await client.create_table(**spec)
+        except ClientError as exc:
+            if error_code(exc) != "ResourceInUseException":  # created meanwhile: fine
+                raise
+
+    await retry.call("CreateTable", region, create)
+    await wait_active(client, table, retry=retry)
+    if ttl_attribute:
+        await retry.call(
+            "UpdateTimeToLive",
+            region,
+            lambda: client.update_time_to_live(
                 TableName=table,
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute},
-            )
-        except Exception as exc:
-            raise classify(exc) from exc
+            ),
+        )
     return True
 
 
 CONTROL_KEY = [("pk", "HASH", "S"), ("sk", "RANGE", "S")]
 
 
-async def require_table(client: Any, table: str, region: str, *, stream: bool = False) -> None:
-    """Fail with a configuration error when a configured table is missing or has no stream."""
-    description = await describe(client, table)
+async def require_table(
+    client: Any,
+    table: str,
+    region: str,
+    *,
+    stream: bool = False,
+    key_schema: list[tuple[str, str, str]] | None = None,
+    retry: RetryPolicy | None = None,
+) -> dict[str, Any]:
+    """The table's description; a configuration error when it is missing, has no stream
+    (with ``stream``) or is keyed otherwise than ``key_schema`` (its source's)."""
+    description = await describe(client, table, retry=retry)
     if description is None:
         raise ConfigError(f"table {table} does not exist in {region} — create it or fix the config")
+    if key_schema is not None and sorted(key_schema_of(description)) != sorted(key_schema):
+        raise ConfigError(
+            f"table {table} in {region} is keyed {_spelled(key_schema_of(description))} but its "
+            f"source is keyed {_spelled(key_schema)} — items of the source would merge or be "
+            "refused there; create the target with the source's key schema (names, types, "
+            "hash and range) or fix the config"
+        )
     if stream:
         spec = description.get("StreamSpecification") or {}
         if not spec.get("StreamEnabled") or spec.get("StreamViewType") != "NEW_AND_OLD_IMAGES":
@@ -97,6 +126,11 @@ async def require_table(client: Any, table: str, region: str, *, stream: bool = 
                 f"table {table} in {region} has no NEW_AND_OLD_IMAGES stream — enable it with "
                 "StreamSpecification StreamViewType=NEW_AND_OLD_IMAGES"
             )
+    return description
+
+
+def _spelled(key_schema: list[tuple[str, str, str]]) -> str:
+    return "(" + ", ".join(f"{name} {type_} {kind}" for name, kind, type_ in key_schema) + ")"
 
 
 def key_schema_of(description: dict[str, Any]) -> list[tuple[str, str, str]]:

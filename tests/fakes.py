@@ -260,6 +260,7 @@ class DeadLetter:
     target: TargetRef
     record: dict[str, Any]
     reason: str
+    recreate: bool = False
 
     @property
     def sequence_number(self) -> str:
@@ -274,9 +275,15 @@ class DeadLetters:
         self.signal = signal or Signal()
 
     async def put(
-        self, *, source_table: str, target: TargetRef, record: dict[str, Any], reason: str
+        self,
+        *,
+        source_table: str,
+        target: TargetRef,
+        record: dict[str, Any],
+        reason: str,
+        recreate: bool = False,
     ) -> None:
-        self.entries.append(DeadLetter(source_table, target, record, reason))
+        self.entries.append(DeadLetter(source_table, target, record, reason, recreate))
         self.signal.notify()
 
 

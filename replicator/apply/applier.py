@@ -18,10 +18,11 @@ from typing import Any, Literal, Protocol
 from asyncio_throttle.throttler import Throttler
 
 from replicator.apply.limit import AUTO_CEILING, AdaptiveSlots, ConcurrencyLimit
-from replicator.backoff import Backoff, pause
+from replicator.backoff import Backoff
 from replicator.checkpoint import TargetRef
-from replicator.errors import AwsError, ShutdownInterrupted, ThrottledError
+from replicator.errors import AwsError, ThrottledError
 from replicator.models import Change, ItemKey, Outcome
+from replicator.retry import RETRY_BACKOFF, RetryPolicy
 from replicator.telemetry.heartbeat import sent_at
 from replicator.telemetry.metrics import Metrics
 
@@ -49,8 +50,17 @@ class ChangeWriter(Protocol):
 
 class DeadLetterSink(Protocol):
     async def put(
-        self, *, source_table: str, target: TargetRef, record: dict[str, Any], reason: str
+        self,
+        *,
+        source_table: str,
+        target: TargetRef,
+        record: dict[str, Any],
+        reason: str,
+        recreate: bool = False,
     ) -> None: ...
+
+
+TARGET_WRITE = "target write"
 
 
 @dataclass(slots=True)
@@ -77,6 +87,7 @@ class TargetApplier:
         stop: asyncio.Event | None = None,
         clock: Callable[[], float] = time.time,
         heartbeat_prefix: str | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.target = target
         self._writer = writer
@@ -94,8 +105,9 @@ class TargetApplier:
             if max_writes_per_second
             else None
         )
-        self._backoff = backoff or Backoff()
-        self._stop = stop
+        self._retry = retry or RetryPolicy(
+            stop=stop, observer=metrics, backoff=backoff or RETRY_BACKOFF
+        )
         self._clock = clock
         self._heartbeat_prefix = heartbeat_prefix
         self.in_flight = 0
@@ -169,27 +181,33 @@ class TargetApplier:
             hire()
 
     async def _apply_one(self, source_table: str, change: Change) -> Outcome:
-        attempt = 0
-        while True:
-            self.in_flight += 1
-            try:
-                if self._throttler is None:
-                    return await self._timed_put(change)
-                async with self._throttler:
-                    return await self._timed_put(change)
-            except AwsError as exc:
-                if exc.record_fault:
-                    await self.dead_letter(source_table, change.record, f"{exc.code}: {exc}")
-                    return Outcome.DEAD_LETTERED
-                if not exc.retryable:
-                    raise
-                self._metrics.retried(exc.code or "retryable")
-                log.warning("retrying write to %s after %s (attempt %d)", self.target, exc, attempt)
-            finally:
-                self.in_flight -= 1
-            if await pause(self._backoff.delay(attempt), self._stop):
-                raise ShutdownInterrupted(f"write to {self.target} abandoned for shutdown")
-            attempt += 1
+        """Write ``change``, waiting out retryable faults; a record fault goes to the DLQ."""
+        try:
+            if self._throttler is None:
+                return await self._retry.call(
+                    TARGET_WRITE, self.target.region, lambda: self._attempt(change)
+                )
+            async with self._throttler:
+                return await self._retry.call(
+                    TARGET_WRITE, self.target.region, lambda: self._attempt(change)
+                )
+        except AwsError as exc:
+            if not exc.record_fault:
+                raise
+            reason = f"{exc.code}: {exc}"
+        # Outside the handler: a failing DLQ put is its own error, not one raised while
+        # handling the write's.
+        await self.dead_letter(
+            source_table, change.record, reason, recreate=change.incoming.recreate
+        )
+        return Outcome.DEAD_LETTERED
+
+    async def _attempt(self, change: Change) -> Outcome:
+        self.in_flight += 1
+        try:
+            return await self._timed_put(change)
+        finally:
+            self.in_flight -= 1
 
     async def _timed_put(self, change: Change) -> Outcome:
         """One write; its round trip is reported to the limit when the target answered it.
@@ -220,7 +238,9 @@ class TargetApplier:
             if beat is not None:
                 self._metrics.heartbeat(source_table, self.target, sent_at=beat, lag=now - beat)
 
-    async def dead_letter(self, source_table: str, record: dict[str, Any], reason: str) -> None:
+    async def dead_letter(
+        self, source_table: str, record: dict[str, Any], reason: str, *, recreate: bool = False
+    ) -> None:
         log.error(
             "dead-lettering %s key %s for %s: %s",
             source_table,
@@ -230,5 +250,9 @@ class TargetApplier:
             extra={DEAD_LETTER: True},
         )
         await self._dlq.put(
-            source_table=source_table, target=self.target, record=record, reason=reason
+            source_table=source_table,
+            target=self.target,
+            record=record,
+            reason=reason,
+            recreate=recreate,
         )

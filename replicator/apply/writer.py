@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -10,7 +11,10 @@ from botocore.exceptions import ClientError
 from replicator.apply.condition import build_condition
 from replicator.apply.rule import decide, is_version_regression
 from replicator.aws import classify, is_conditional_check_failed
+from replicator.errors import RequestError
 from replicator.models import Change, Meta, Mode, Outcome, WireItem, stored_from_item
+
+log = logging.getLogger(__name__)
 
 
 def target_item(change: Change, *, meta: Meta, expires_at: int) -> WireItem:
@@ -31,6 +35,20 @@ def target_item(change: Change, *, meta: Meta, expires_at: int) -> WireItem:
         }
     user_data = {k: v for k, v in change.item.items() if not k.startswith(meta.prefix)}
     return {**user_data, **stamp}
+
+
+def request_shape(request: Mapping[str, Any]) -> dict[str, Any]:
+    """A PutItem request without its values: attribute names and types, the expression."""
+
+    def types(values: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+        return {name: next(iter(value), "?") for name, value in values.items()}
+
+    return {
+        **{k: v for k, v in request.items() if isinstance(v, str)},
+        "Item": types(request.get("Item", {})),
+        "ExpressionAttributeNames": request.get("ExpressionAttributeNames", {}),
+        "ExpressionAttributeValues": types(request.get("ExpressionAttributeValues", {})),
+    }
 
 
 class ConditionalWriter:
@@ -58,24 +76,35 @@ class ConditionalWriter:
     async def put(self, change: Change, *, now: float) -> Outcome:
         """Apply ``change``; ConditionalCheckFailed becomes SUPERSEDED or DUPLICATE.
 
-        Raises an ``AwsError`` (with ``retryable``) for anything else.
+        Raises an ``AwsError`` (with ``retryable`` and ``record_fault``) for anything else;
+        a ``RequestError`` is logged with the request's shape first: it is a bug in replicator.
         """
         condition = build_condition(
             change.incoming, meta=self._meta, here=self.region, mode=self._mode
         )
         item = target_item(change, meta=self._meta, expires_at=int(now) + self._ttl)
+        request = {
+            "TableName": self.table,
+            "Item": item,
+            "ConditionExpression": condition.expression,
+            "ExpressionAttributeNames": condition.names,
+            "ExpressionAttributeValues": condition.values,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
         try:
-            await self._client.put_item(
-                TableName=self.table,
-                Item=item,
-                ConditionExpression=condition.expression,
-                ExpressionAttributeNames=condition.names,
-                ExpressionAttributeValues=condition.values,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
+            await self._client.put_item(**request)
         except ClientError as exc:
             if not is_conditional_check_failed(exc):
-                raise classify(exc) from exc
+                error = classify(exc)
+                if isinstance(error, RequestError):
+                    log.critical(
+                        "BUG: %s refused the request replicator built (%s); request shape "
+                        "without values: %s",
+                        self.region,
+                        error,
+                        request_shape(request),
+                    )
+                raise error from exc
             stored = stored_from_item(exc.response.get("Item"), self._meta)
             verdict = decide(stored, change.incoming, here=self.region, mode=self._mode)
             if self._on_regression and is_version_regression(

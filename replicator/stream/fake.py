@@ -267,9 +267,7 @@ class FakeStream:
             raise AwsError(f"limit {limit} out of range", code="ValidationException")
         epoch, index, log = self._parse(iterator)
         if epoch != self._epoch:
-            raise ExpiredIteratorError(
-                "Iterator expired", code="ExpiredIteratorException", retryable=True
-            )
+            raise ExpiredIteratorError("Iterator expired", code="ExpiredIteratorException")
         if log.replays:
             replay = log.replays.popleft()
             if len(replay) > limit:

@@ -1,7 +1,8 @@
 """``ShardReader``: reads one shard from a checkpoint to its end, surviving what streams do.
 
 - empty reads back off (jittered, exponential, capped) and the backoff resets on data;
-- throttling and retryable errors are retried with jittered exponential backoff;
+- throttling and retryable errors are waited out by the retry policy (a 5xx also
+  seeks a fresh iterator: a stale one looks like a 5xx on moto);
 - an expired iterator re-seeks just after the last sequence number delivered;
 - trimmed data (records lost before we read them) raises the alarm through
   ``on_trimmed`` and an ERROR log, then reading continues from the trim horizon;
@@ -16,13 +17,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from replicator.backoff import Backoff, pause
-from replicator.errors import AwsError, ExpiredIteratorError, ThrottledError, TrimmedDataError
-from replicator.stream.source import MAX_RECORDS_PER_CALL, StreamSource
+from replicator.errors import (
+    AwsError,
+    ExpiredIteratorError,
+    ShutdownInterrupted,
+    ThrottledError,
+    TrimmedDataError,
+)
+from replicator.retry import RETRY_BACKOFF, RetryPolicy, Wait
+from replicator.stream.source import MAX_RECORDS_PER_CALL, Page, StreamSource
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +38,7 @@ log = logging.getLogger(__name__)
 # mapping): the cap is what a quiet stream adds to lag, and DynamoDB Streams allows
 # five GetRecords per shard per second.
 IDLE_BACKOFF = Backoff(base=0.05, cap=0.25)
-RETRY_BACKOFF = Backoff(base=0.1, cap=5.0)
-
-Wait = Callable[[float, asyncio.Event], Awaitable[bool]]
-"""Waits ``seconds`` or until the event is set; True when it was set."""
+GET_RECORDS = "GetRecords"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,19 @@ class ReaderHooks:
     on_trimmed: Callable[[str, str], None] = _ignore  # (shard_id, detail): the data-loss alarm
 
 
+@dataclass(frozen=True, slots=True)
+class _RetriesToHooks:
+    """Reports the retry policy's failures to ``on_retry`` (a reader without telemetry)."""
+
+    hooks: ReaderHooks
+
+    def call_failing(self, call: str, region: str, error: AwsError) -> None:
+        self.hooks.on_retry("throttled" if isinstance(error, ThrottledError) else "retryable")
+
+    def call_recovered(self, call: str, region: str) -> None:
+        return None
+
+
 class ShardReader:
     """Reads one shard, starting just after ``after`` (the trim horizon when None)."""
 
@@ -81,6 +99,8 @@ class ShardReader:
         limit: int = MAX_RECORDS_PER_CALL,
         rng: random.Random | None = None,
         wait: Wait = pause,
+        retry: RetryPolicy | None = None,
+        region: str = "",
     ) -> None:
         self.shard_id = shard_id
         self._source = source
@@ -93,6 +113,11 @@ class ShardReader:
         self._limit = limit
         self._rng = rng or random.Random()
         self._wait = wait
+        self._retry = retry or RetryPolicy(
+            stop=stop, observer=_RetriesToHooks(self._hooks), backoff=retry_backoff, wait=wait
+        )
+        self._region = region
+        self._iterator: str | None = None
 
     @property
     def position(self) -> str | None:
@@ -101,22 +126,17 @@ class ShardReader:
 
     async def batches(self) -> AsyncGenerator[Batch, None]:
         """Batches until the shard ends or ``stop`` is set; never yields an empty open batch."""
-        iterator: str | None = None
         idle = 0
         failures = 0
         while not self._stop.is_set():
             try:
-                if iterator is None:
-                    iterator = await self._source.iterator(
-                        self._stream_arn, self.shard_id, after=self._position
-                    )
-                self._hooks.on_get_records()
-                page = await self._source.get_records(iterator, limit=self._limit)
-            except AwsError as exc:
+                page = await self._retry.call(GET_RECORDS, self._region, self._read_page)
+            except ShutdownInterrupted:
+                return
+            except (ExpiredIteratorError, TrimmedDataError) as exc:
                 failures += 1
-                reseek, delay = self._recover(exc, failures)
-                if reseek:
-                    iterator = None
+                self._iterator = None
+                delay = self._recover(exc, failures)
                 if delay > 0 and await self._wait(delay, self._stop):
                     return
                 continue
@@ -124,11 +144,11 @@ class ShardReader:
                 # Not yielded, so never checkpointed: a restart reads these records again.
                 return
             failures = 0
-            iterator = page.next_iterator
+            self._iterator = page.next_iterator
             if page.records:
                 idle = 0
                 self._advance(page.records)
-            ended = iterator is None
+            ended = self._iterator is None
             if page.records or ended:
                 last = self._position if page.records else None
                 yield Batch(self.shard_id, page.records, last, ended)
@@ -140,38 +160,40 @@ class ShardReader:
                 if await self._wait(delay, self._stop):
                     return
 
-    def _recover(self, exc: AwsError, failures: int) -> tuple[bool, float]:
-        """What to do after a failed call: (seek a new iterator?, seconds to wait first)."""
+    async def _read_page(self) -> Page:
+        """One attempt: an iterator if there is none, then one GetRecords."""
+        if self._iterator is None:
+            self._iterator = await self._source.iterator(
+                self._stream_arn, self.shard_id, after=self._position
+            )
+        self._hooks.on_get_records()
+        try:
+            return await self._source.get_records(self._iterator, limit=self._limit)
+        except AwsError as exc:
+            if exc.retryable and not isinstance(exc, ThrottledError):
+                self._iterator = None  # a stale iterator looks like a 5xx on moto
+            raise
+
+    def _recover(self, exc: ExpiredIteratorError | TrimmedDataError, failures: int) -> float:
+        """Seconds to wait before seeking a fresh iterator after ``exc``."""
         # Expiry and trimming are answered by a fresh iterator, not by waiting; only if
         # that keeps failing does the backoff apply, so a broken source cannot spin.
         repeated = self._retry_backoff.delay(failures - 2, self._rng) if failures > 1 else 0.0
         if isinstance(exc, ExpiredIteratorError):
             self._hooks.on_retry("expired-iterator")
             log.info("shard %s: iterator expired, re-seeking at %s", self.shard_id, self._position)
-            return True, repeated
-        if isinstance(exc, TrimmedDataError):
-            where = "TRIM_HORIZON" if self._position is None else f"after {self._position}"
-            detail = f"position {where}: {exc}"
-            self._hooks.on_trimmed(self.shard_id, detail)
-            log.error(
-                "shard %s: records trimmed before they were read (%s); "
-                "continuing from the trim horizon, data in between is lost",
-                self.shard_id,
-                detail,
-            )
-            self._position = None
-            return True, repeated
-        if not exc.retryable:
-            raise exc
-        delay = self._retry_backoff.delay(failures - 1, self._rng)
-        if isinstance(exc, ThrottledError):
-            self._hooks.on_retry("throttled")
-            log.debug("shard %s: throttled, retrying in %.3f s", self.shard_id, delay)
-            return False, delay
-        # A stale iterator looks like a 5xx on moto, so a fresh one costs little and may cure it.
-        self._hooks.on_retry("retryable")
-        log.warning("shard %s: %s, retrying in %.3f s", self.shard_id, exc, delay)
-        return True, delay
+            return repeated
+        where = "TRIM_HORIZON" if self._position is None else f"after {self._position}"
+        detail = f"position {where}: {exc}"
+        self._hooks.on_trimmed(self.shard_id, detail)
+        log.error(
+            "shard %s: records trimmed before they were read (%s); "
+            "continuing from the trim horizon, data in between is lost",
+            self.shard_id,
+            detail,
+        )
+        self._position = None
+        return repeated
 
     def _advance(self, records: list[dict[str, Any]]) -> None:
         # A duplicated range may be older than what was delivered: never move backwards.

@@ -8,17 +8,15 @@ applied keeps growing while replication stalls (DESIGN §7).
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from replicator.aws import classify
+from replicator.aws import region_of
 from replicator.backoff import pause
-from replicator.errors import AwsError
+from replicator.errors import ShutdownInterrupted
 from replicator.models import Change, WireItem
-
-log = logging.getLogger(__name__)
+from replicator.retry import RetryPolicy
 
 SENT_AT_ATTRIBUTE = "heartbeat_ms"
 
@@ -64,8 +62,10 @@ class HeartbeatWriter:
         version_attribute: str,
         interval: float,
         clock: Callable[[], float] = time.time,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._client = client
+        self._retry = retry or RetryPolicy()
         self.table = table
         self._key = key
         self._version = version_attribute
@@ -73,22 +73,20 @@ class HeartbeatWriter:
         self._clock = clock
 
     async def beat(self) -> None:
-        millis = str(int(self._clock() * 1000))
-        try:
-            await self._client.put_item(
-                TableName=self.table,
-                Item={**self._key, self._version: {"N": millis}, SENT_AT_ATTRIBUTE: {"N": millis}},
-            )
-        except Exception as exc:
-            raise classify(exc) from exc
+        """Write one heartbeat, stamped when the attempt that lands it is made."""
+
+        def attempt() -> Any:
+            millis = str(int(self._clock() * 1000))
+            item = {**self._key, self._version: {"N": millis}, SENT_AT_ATTRIBUTE: {"N": millis}}
+            return self._client.put_item(TableName=self.table, Item=item)
+
+        await self._retry.call("heartbeat write", region_of(self._client), attempt)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await self.beat()
-            except AwsError as exc:
-                if not exc.retryable:
-                    raise
-                log.warning("heartbeat write to %s failed: %s", self.table, exc)
+            except ShutdownInterrupted:
+                return
             if await pause(self._interval, stop):
                 return

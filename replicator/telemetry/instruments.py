@@ -39,6 +39,7 @@ GAUGES = {
     "replicator_concurrency_limit": "Writes the target may have in flight (adaptive or pinned).",
     "replicator_shards_owned": "Shards with a reader.",
     "replicator_shards_without_reader": "Readable shards nobody reads.",
+    "replicator_aws_call_failing_seconds": "How long an AWS call has been failing and retried.",
     "replicator_lease_active": "1 while this process holds the table's lease and replicates it.",
 }
 Observer = Callable[[CallbackOptions], Iterable[Observation]]

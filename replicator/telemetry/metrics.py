@@ -19,6 +19,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from prometheus_client import generate_latest
 
 from replicator.checkpoint import TargetRef
+from replicator.errors import AwsError, ThrottledError
 from replicator.lease import LeaseState
 from replicator.models import Outcome
 from replicator.telemetry.instruments import COUNTERS, build_instruments
@@ -36,6 +37,9 @@ TOTALS = {
     "version_regressions": "version_regressions",
 }
 HISTORY_SAMPLES = 600  # one a second: ten minutes of dashboard chart
+# A call that has failed for this long without a success turns /readyz false: single
+# faults (a throttle, one 500) come and go under load and are not worth a flapping probe.
+FAILING_NOT_READY_SECONDS = 5.0
 
 
 class Metrics:
@@ -58,6 +62,8 @@ class Metrics:
         self._pairs: dict[PairKey, PairState] = {}
         self._shards: dict[tuple[str, str, TargetRef], ShardState] = {}
         self._without_reader: dict[str, int] = {}
+        # (call, region) -> (when it started failing, the latest error): retries in progress.
+        self._failing: dict[tuple[str, str], tuple[float, str]] = {}
         self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY_SAMPLES)
         # Counters are kept here and observed at scrape time: an OpenTelemetry add() per
         # record cost more CPU than the rest of the pipeline (bench/profiles).
@@ -74,6 +80,7 @@ class Metrics:
                 "replicator_concurrency_limit": self._observe_concurrency_limit,
                 "replicator_shards_owned": self._observe_shards_owned,
                 "replicator_shards_without_reader": self._observe_without_reader,
+                "replicator_aws_call_failing_seconds": self._observe_failing,
                 "replicator_lease_active": self._observe_lease_active,
             },
         )
@@ -146,6 +153,20 @@ class Metrics:
         self._count("records_retried", ("reason", reason))
         if reason.startswith("throttl") or "Throughput" in reason or "Throttl" in reason:
             self._count("records_throttled", ("reason", reason))
+
+    def call_failing(self, call: str, region: str, error: AwsError) -> None:
+        """A retryable failure of an AWS call (``RetryObserver``): counted, and not ready."""
+        reason = error.code or "retryable"
+        self._count("records_retried", ("reason", reason))
+        if isinstance(error, ThrottledError):
+            self._count("records_throttled", ("reason", reason))
+        with self._lock:
+            since = self._failing.get((call, region), (self._clock(), ""))[0]
+            self._failing[(call, region)] = (since, str(error))
+
+    def call_recovered(self, call: str, region: str) -> None:
+        with self._lock:
+            self._failing.pop((call, region), None)
 
     def trimmed(self, source_table: str, shard_id: str) -> None:
         self._count("trimmed_data", ("source_table", source_table), ("shard_id", shard_id))
@@ -240,6 +261,15 @@ class Metrics:
             counts = dict(self._without_reader)
         return [Observation(n, {"source_table": t}) for t, n in sorted(counts.items())]
 
+    def _observe_failing(self, _: CallbackOptions) -> Iterable[Observation]:
+        now = self._clock()
+        with self._lock:
+            failing = sorted(self._failing.items())
+        return [
+            Observation(now - since, {"call": call, "region": region})
+            for (call, region), (since, _error) in failing
+        ]
+
     def _observe_lease_active(self, _: CallbackOptions) -> Iterable[Observation]:
         return [
             Observation(int(view["role"] == "active"), {"source_table": view["source_table"]})
@@ -292,6 +322,11 @@ class Metrics:
             waiting = sum(self._without_reader.values())
             if waiting:
                 return False, f"{waiting} shard(s) have no reader"
+            for (call, region), (since, error) in sorted(self._failing.items()):
+                if now - since >= FAILING_NOT_READY_SECONDS:
+                    return False, (
+                        f"{call} in {region} failing for {now - since:.1f} s, retrying: {error}"
+                    )
             if self._heartbeat_max_age is not None:
                 for (source_table, target), state in self._pairs.items():
                     if self.leases.active(source_table) is False:

@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 
-from replicator.apply.applier import TargetApplier
+from replicator.apply.applier import ChangeWriter, TargetApplier
 from replicator.checkpoint import Checkpoint, TargetRef
 from replicator.models import Change, Meta, Outcome
 from replicator.pipeline import PairPipeline
+from replicator.retry import RetryPolicy
 from replicator.stream.fake import FakeStream
+from replicator.stream.source import MAX_RECORDS_PER_CALL
 from replicator.telemetry.metrics import Metrics
 from tests.fakes import DeadLetters, Signal, TableWriter
 from tests.functional.test_pipeline_faults import TINY
@@ -57,6 +59,46 @@ class MemoryCheckpoints:
         return True
 
 
+def fake_time_pipeline(
+    stream: FakeStream,
+    writer: ChangeWriter,
+    metrics: Metrics,
+    clock: FakeClock,
+    stop: asyncio.Event,
+    *,
+    retry: RetryPolicy | None = None,
+    records_per_call: int = MAX_RECORDS_PER_CALL,
+) -> PairPipeline:
+    """``stream`` replicated into ``writer`` (the target EU) on ``clock``'s time."""
+    applier = TargetApplier(
+        writer,
+        DeadLetters(),
+        target=EU,
+        metrics=metrics,
+        max_concurrency=4,
+        stop=stop,
+        clock=clock,
+        heartbeat_prefix=PREFIX,
+        retry=retry,
+    )
+    return PairPipeline(
+        source_table=stream.table,
+        region=HERE,
+        meta=META,
+        source=stream,
+        appliers=[applier],
+        checkpoints=MemoryCheckpoints(),  # type: ignore[arg-type]
+        metrics=metrics,
+        stop=stop,
+        discovery_interval=0.02,
+        idle_backoff=TINY,
+        retry_backoff=TINY,
+        records_per_call=records_per_call,
+        retry=retry,
+        clock=clock,
+    )
+
+
 def beat(stream: FakeStream, clock: FakeClock) -> None:
     millis = int(clock() * 1000)
     stream.insert({"pk": f"{PREFIX}#{HERE}"}, {"version": millis, "heartbeat_ms": millis})
@@ -86,29 +128,7 @@ async def test_apply_delay_raises_lag_and_a_paused_reader_ages_the_heartbeat() -
     writer = DelayedWriter(target, clock)
     metrics = Metrics(source_region=HERE, heartbeat_max_age=10.0, clock=clock)
     stop = asyncio.Event()
-    applier = TargetApplier(
-        writer,
-        DeadLetters(),
-        target=EU,
-        metrics=metrics,
-        max_concurrency=4,
-        stop=stop,
-        clock=clock,
-        heartbeat_prefix=PREFIX,
-    )
-    pipeline = PairPipeline(
-        source_table="orders",
-        region=HERE,
-        meta=META,
-        source=stream,
-        appliers=[applier],
-        checkpoints=MemoryCheckpoints(),  # type: ignore[arg-type]
-        metrics=metrics,
-        stop=stop,
-        discovery_interval=0.02,
-        idle_backoff=TINY,
-        retry_backoff=TINY,
-    )
+    pipeline = fake_time_pipeline(stream, writer, metrics, clock, stop)
     task = asyncio.create_task(pipeline.run())
     lag_count = "replicator_replication_lag_seconds_count"
     fast_bucket = 'replicator_replication_lag_seconds_bucket{le="1.0"'

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from replicator import lambda_handler
+from replicator.dlq import decode_record
 from replicator.lambda_batch import WRITE_ATTEMPTS
 from replicator.models import item_key
 from tests.esm_driver import Context, Mapping
@@ -132,7 +133,7 @@ async def test_a_poison_record_mid_batch_is_dead_lettered_and_the_rest_applied(
     [call] = driver.invocations
     assert failures(call.response) == []
     entries = await rig.dead_letters()
-    dead = {json.loads(e["record"]["S"])["dynamodb"]["Keys"]["pk"]["S"]: e for e in entries}
+    dead = {decode_record(e)["dynamodb"]["Keys"]["pk"]["S"]: e for e in entries}
     assert sorted(dead) == ["no-version", "refused"]
     assert "version" in dead["no-version"]["reason"]["S"]
     assert "ValidationException" in dead["refused"]["reason"]["S"]

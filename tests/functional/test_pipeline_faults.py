@@ -539,7 +539,9 @@ async def test_stop_drains_the_batch_in_flight_checkpoints_it_and_reads_no_more(
 
     assert [w.sequence_number for w in writer.writes] == [seq(r) for r in records]
     assert not {seq(r) for r in unread} & {w.sequence_number for w in writer.writes}
-    assert rig.checkpoints.latest(SHARD, EU) == Checkpoint(SHARD, EU, seq(records[-1]), False)
+    assert rig.checkpoints.latest(SHARD, EU) == Checkpoint(
+        SHARD, EU, seq(records[-1]), False, rig.stream.arn
+    )
     stored = await rig.checkpoints.load(stream.table)
     assert stored[(SHARD, EU)].sequence_number == seq(records[-1])
 

@@ -16,6 +16,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from replicator.checkpoint import TargetRef
+from replicator.errors import ThrottledError
 from replicator.lease import LeaseState
 from replicator.models import Outcome
 from replicator.telemetry.metrics import Metrics
@@ -65,6 +66,7 @@ def exported() -> dict[str, frozenset[str]]:
         metrics.version_regression("orders", target)
         metrics.shard("orders", "shardId-1", target, reading=True, checkpoint="42")
         metrics.shards_without_reader("orders", 1)
+        metrics.call_failing("target write", "eu-west-1", ThrottledError("slow down"))
         metrics.lease("orders", LeaseState.HOLDING, "host:1:abc")
         text = metrics.prometheus_text().decode()
     finally:

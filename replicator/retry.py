@@ -1,0 +1,176 @@
+"""The one retry policy for every AWS call the service makes (DESIGN §5).
+
+    await policy.call("checkpoint save", region, lambda: client.put_item(...))
+
+Each attempt gets ``attempt_timeout`` seconds; a failure is classified by
+``aws.classify`` (the only place that decides what is retryable). A retryable fault
+is waited out for as long as it lasts, with jittered exponential backoff: a target
+region down for an hour is an hour of retries, not a crash. While a call keeps
+failing the ``RetryObserver`` (the service's ``Metrics``) hears of it, which turns
+``/readyz`` false with the reason and moves the retry and throttle counters, and a
+WARNING naming the call and the region is logged at most once per ``warn_every``.
+Anything else is raised at once. When ``stop`` is set the waiting ends with
+``ShutdownInterrupted``, so SIGTERM never waits for a region to come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from replicator.aws import classify
+from replicator.backoff import Backoff, pause
+from replicator.errors import AwsError, ShutdownInterrupted
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Long enough for a 1 MB GetRecords page or a slow conditional put, short enough that a
+# blackholed region (connections accepted, never answered) is noticed within seconds
+# and that SIGTERM's drain stays well inside a container's 30 s stop timeout.
+ATTEMPT_TIMEOUT_SECONDS = 10.0
+# A region that is down is polled every 5-10 s once the backoff reached its cap.
+RETRY_BACKOFF = Backoff(base=0.1, cap=10.0)
+WARN_EVERY_SECONDS = 30.0
+
+Wait = Callable[[float, asyncio.Event], Awaitable[bool]]
+"""Waits ``seconds`` or until the event is set; True when it was set."""
+
+
+class _Attempt:
+    __slots__ = ("expired", "task")
+
+    def __init__(self, task: asyncio.Task[object]) -> None:
+        self.task = task
+        self.expired = False
+
+
+class _Deadlines:
+    """Per-attempt timeouts with one timer per second of deadlines, not one per attempt.
+
+    ``asyncio.timeout`` around every call cost ~10 us of CPU per target write (a timer
+    handle scheduled and cancelled each time); here attempts due in the same second
+    share one. An attempt thus gets between ``timeout`` and ``timeout`` + 1 seconds.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+        self._due: dict[float, set[_Attempt]] = {}
+
+    def start(self) -> tuple[_Attempt, set[_Attempt]]:
+        loop = asyncio.get_running_loop()
+        due = float(math.ceil(loop.time() + self._timeout))
+        bucket = self._due.get(due)
+        if bucket is None:
+            bucket = self._due[due] = set()
+            loop.call_at(due, self._expire, due)
+        task = asyncio.current_task()
+        assert task is not None, "the retry policy runs inside a task"
+        attempt = _Attempt(task)
+        bucket.add(attempt)
+        return attempt, bucket
+
+    def _expire(self, due: float) -> None:
+        for attempt in self._due.pop(due, ()):
+            attempt.expired = True
+            attempt.task.cancel()
+
+
+class RetryObserver(Protocol):
+    def call_failing(self, call: str, region: str, error: AwsError) -> None:
+        """A retryable failure of ``call`` in ``region``; it will be retried."""
+        ...
+
+    def call_recovered(self, call: str, region: str) -> None:
+        """``call`` in ``region`` succeeded after failing."""
+        ...
+
+
+@dataclass
+class RetryPolicy:
+    """Retries one call until it succeeds, fails for good, or ``stop`` is set."""
+
+    stop: asyncio.Event | None = None
+    observer: RetryObserver | None = None
+    backoff: Backoff = RETRY_BACKOFF
+    attempt_timeout: float = ATTEMPT_TIMEOUT_SECONDS
+    wait: Wait = pause
+    warn_every: float = WARN_EVERY_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    # Per (call, region): consecutive failures, and when the last WARNING was logged.
+    _failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    _warned: dict[tuple[str, str], float] = field(default_factory=dict)
+    _told: set[tuple[str, str]] = field(default_factory=set)  # streaks with a WARNING
+    _deadlines: _Deadlines = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._deadlines = _Deadlines(self.attempt_timeout)
+
+    async def call(self, call: str, region: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()``'s result; its first non-retryable error, classified, otherwise."""
+        failures = 0
+        while True:
+            timer, bucket = self._deadlines.start()
+            try:
+                result = await attempt()
+            except asyncio.CancelledError:
+                if not timer.expired or timer.task.uncancel() > 0:
+                    raise  # cancelled by its owner, not by the deadline
+                error = AwsError(
+                    f"no answer within {self.attempt_timeout:.0f} s", code="Timeout", retryable=True
+                )
+            except Exception as exc:
+                error = classify(exc)
+                if not error.retryable:
+                    if error is exc:
+                        raise
+                    raise error from exc
+            else:
+                if self._failures:
+                    self._recovered(call, region)
+                return result
+            finally:
+                bucket.discard(timer)
+            failures += 1
+            self._failing(call, region, error)
+            delay = self.backoff.delay(failures - 1)
+            if await self.wait(delay, self.stop or asyncio.Event()):
+                raise ShutdownInterrupted(
+                    f"{call} in {region} abandoned for shutdown after {failures} failed "
+                    f"attempt(s): {error}"
+                )
+
+    def _failing(self, call: str, region: str, error: AwsError) -> None:
+        key = (call, region)
+        self._failures[key] = self._failures.get(key, 0) + 1
+        if self.observer is not None:
+            self.observer.call_failing(call, region, error)
+        now = self.clock()
+        # Rate-limited across outages too: under a steady share of faults every streak is
+        # short, and a line per streak would flood the log.
+        if now - self._warned.get(key, -self.warn_every) >= self.warn_every:
+            self._warned[key] = now
+            self._told.add(key)
+            log.warning(
+                "%s in %s failed (%s); retrying with backoff (%d consecutive failure(s))",
+                call,
+                region,
+                error,
+                self._failures[key],
+            )
+
+    def _recovered(self, call: str, region: str) -> None:
+        failures = self._failures.pop((call, region), None)
+        if failures is None:
+            return
+        if self.observer is not None:
+            self.observer.call_recovered(call, region)
+        if (call, region) in self._told:  # the WARNING of this streak gets its ending
+            self._told.discard((call, region))
+            log.info("%s in %s recovered after %d failed attempt(s)", call, region, failures)

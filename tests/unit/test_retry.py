@@ -1,0 +1,180 @@
+"""The one retry policy (DESIGN §5): faults are waited out, reported and never hidden."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from replicator.backoff import Backoff
+from replicator.errors import AwsError, RequestError, ShutdownInterrupted, ThrottledError
+from replicator.retry import RetryPolicy
+from replicator.telemetry.metrics import Metrics
+
+pytestmark = pytest.mark.timeout(10)
+
+DOWN = AwsError("connection failed: reset by peer", code="Connection", retryable=True)
+
+
+class Clock:
+    """Fake time: every retry wait advances it instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def wait(self, seconds: float, stop: asyncio.Event) -> bool:
+        self.waits.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+        return stop.is_set()
+
+
+class Observer:
+    def __init__(self) -> None:
+        self.failing: list[tuple[str, str, str]] = []
+        self.recovered: list[tuple[str, str]] = []
+
+    def call_failing(self, call: str, region: str, error: AwsError) -> None:
+        self.failing.append((call, region, error.code))
+
+    def call_recovered(self, call: str, region: str) -> None:
+        self.recovered.append((call, region))
+
+
+class Flaky:
+    """Fails with ``error`` the first ``times`` calls, then answers ``"ok"``."""
+
+    def __init__(self, error: Exception, times: int) -> None:
+        self.error, self.times, self.calls = error, times, 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.calls <= self.times:
+            raise self.error
+        return "ok"
+
+
+def policy(clock: Clock, observer: Observer | None = None, **options: object) -> RetryPolicy:
+    return RetryPolicy(
+        observer=observer,
+        backoff=Backoff(base=0.1, cap=10.0),
+        wait=clock.wait,
+        clock=clock,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_region_down_for_an_hour_is_waited_out_not_a_crash(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, observer = Clock(), Observer()
+    outage = Flaky(DOWN, times=1000)
+    with caplog.at_level(logging.WARNING, logger="replicator.retry"):
+        answer = await policy(clock, observer).call("target write", "eu-west-1", outage)
+
+    assert answer == "ok" and outage.calls == 1001
+    assert clock.now > 3600, "the outage lasted over an hour of (fake) time"
+    assert max(clock.waits) <= 10.0, "backoff is capped"
+    assert len(observer.failing) == 1000
+    assert set(observer.failing) == {("target write", "eu-west-1", "Connection")}
+    assert observer.recovered == [("target write", "eu-west-1")]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    # Rate-limited: one line per 30 s of outage, each naming the call and the region.
+    assert 100 <= len(warnings) <= clock.now / 30 + 1
+    assert all("target write in eu-west-1" in line for line in warnings)
+
+
+async def test_delays_grow_exponentially_with_jitter_up_to_the_cap() -> None:
+    clock = Clock()
+    await policy(clock).call("GetRecords", "us-east-1", Flaky(ThrottledError("slow"), times=9))
+    ceilings = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10.0, 10.0]
+    assert all(c / 2 <= d <= c for d, c in zip(clock.waits, ceilings, strict=True))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AwsError("not authorized", code="AccessDeniedException"),
+        RequestError("Invalid ConditionExpression", code="ValidationException"),
+    ],
+)
+async def test_a_non_retryable_error_is_raised_after_one_attempt(error: AwsError) -> None:
+    clock, observer = Clock(), Observer()
+    attempt = Flaky(error, times=1)
+    with pytest.raises(type(error)):
+        await policy(clock, observer).call("checkpoint save", "us-east-1", attempt)
+    assert attempt.calls == 1 and not observer.failing
+
+
+async def test_an_attempt_that_never_answers_is_timed_out_and_retried() -> None:
+    clock, observer = Clock(), Observer()
+    calls = 0
+
+    async def blackholed_once() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.Event().wait()  # accepted, never answered
+        return "ok"
+
+    retry = policy(clock, observer, attempt_timeout=0.05)
+    assert await retry.call("DescribeStream", "us-east-1", blackholed_once) == "ok"
+    assert calls == 2
+    assert observer.failing == [("DescribeStream", "us-east-1", "Timeout")]
+
+
+async def test_cancelling_the_caller_is_not_taken_for_a_timeout() -> None:
+    clock, observer = Clock(), Observer()
+
+    async def never() -> str:
+        await asyncio.Event().wait()
+        return "never"
+
+    call = asyncio.create_task(policy(clock, observer).call("GetRecords", "us-east-1", never))
+    await asyncio.sleep(0)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert not observer.failing
+
+
+async def test_stop_ends_the_waiting_with_shutdown_interrupted() -> None:
+    clock, stop = Clock(), asyncio.Event()
+    attempt = Flaky(DOWN, times=1000)
+
+    async def until_stopped() -> str:
+        if attempt.calls == 3:
+            stop.set()
+        return await attempt()
+
+    with pytest.raises(ShutdownInterrupted, match="DLQ put in us-east-1"):
+        await policy(clock, stop=stop).call("DLQ put", "us-east-1", until_stopped)
+    assert attempt.calls == 4
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "LimitExceededException",
+        "RequestLimitExceeded",
+    ],
+)
+def test_every_throttling_code_moves_the_retry_and_the_throttle_counters(code: str) -> None:
+    metrics = Metrics()
+    try:
+        metrics.call_failing("GetRecords", "us-east-1", ThrottledError("slow down", code=code))
+        metrics.call_failing("GetRecords", "us-east-1", DOWN)
+        text = metrics.prometheus_text().decode()
+    finally:
+        metrics.shutdown()
+    assert metrics.total("retries") == 2
+    throttled = [line for line in text.splitlines() if line.startswith("replicator_records_thr")]
+    assert len(throttled) == 1 and f'reason="{code}"' in throttled[0]
+    assert throttled[0].endswith(" 1.0")
