@@ -49,7 +49,13 @@ class NullDeadLetters:
         self.records = 0
 
     async def put(
-        self, *, source_table: str, target: TargetRef, record: dict[str, Any], reason: str
+        self,
+        *,
+        source_table: str,
+        target: TargetRef,
+        record: dict[str, Any],
+        reason: str,
+        recreate: bool = False,
     ) -> None:
         self.records += 1
 
