@@ -1,6 +1,6 @@
 """``python -m bench``: run the benchmarks, print one table, write ``bench/results.json``.
 
-    python -m bench                 # everything, full size (~15 minutes)
+    python -m bench                 # everything, full size (~20 minutes)
     python -m bench --quick         # everything, small: checks the harness in ~2 minutes
     python -m bench --only 1,6      # some of them
 
@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench.adaptive import default_drain, throttled_drain
 from bench.drain import drain_rate
 from bench.env import DEFAULT_RTT_SECONDS, Backend, backend
 from bench.hotpath import profile_drain, profile_overhead
@@ -29,11 +30,12 @@ from bench.memory import memory
 from bench.overhead import pipeline_overhead
 from bench.results import Result, print_table, write_json
 from bench.sdk import sdk_cost
+from bench.startup import start_up
 from bench.tools import backfill_rate, verify_memory
 from bench.ui import console, say
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-ALL = frozenset(range(1, 9))
+ALL = frozenset(range(1, 12))
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,9 @@ class Sizes:
     verify_small: int = 20_000
     verify_large: int = 200_000
     backfill_items: int = 4_000
+    default_drain_records: int = 60_000
+    throttled_records: int = 20_000
+    start_rounds: int = 5
 
 
 FULL = Sizes()
@@ -70,6 +75,9 @@ QUICK = Sizes(
     verify_small=2_000,
     verify_large=20_000,
     backfill_items=500,
+    default_drain_records=3_000,
+    throttled_records=2_000,
+    start_rounds=1,
 )
 
 
@@ -114,6 +122,19 @@ async def run_all(sizes: Sizes, only: frozenset[int], rtt: float) -> Run:
         await run.step("6 SDK cost per write", sdk_cost(sizes.sdk_writes))
     if 5 in only:
         await run.step("5 memory", memory(sizes.memory_small, sizes.memory_large))
+    unthrottled: float | None = None
+    if 8 in only:
+        drained = await run.step(
+            "8 drain, default config", default_drain(sizes.default_drain_records, rtt=rtt)
+        )
+        unthrottled = drained[0].measured
+    if 9 in only:
+        await run.step(
+            "9 throttled target",
+            throttled_drain(sizes.throttled_records, rtt=rtt, unthrottled=unthrottled),
+        )
+    if 10 in only:
+        await run.step("10 start-up", start_up(sizes.start_rounds, rtt=rtt))
 
     async def drain(target: Backend) -> list[Result]:
         report = await drain_rate(
@@ -135,9 +156,9 @@ async def run_all(sizes: Sizes, only: frozenset[int], rtt: float) -> Run:
             ceiling = lagged[0].details.get("ceiling_per_second")
         if moto is not None and 7 in only:
             await run.step("7 hot path: drain", profile_drain(moto, sizes.profile_drain_records))
-    if 8 in only:
-        await run.step("8 verify memory", verify_memory(sizes.verify_small, sizes.verify_large))
-    with maybe_backend(bool(only & {2, 3, 4, 8}), rtt, "stub") as stub:
+    if 11 in only:
+        await run.step("11 verify memory", verify_memory(sizes.verify_small, sizes.verify_large))
+    with maybe_backend(bool(only & {2, 3, 4, 11}), rtt, "stub") as stub:
         if stub is not None and 4 in only:
             # The same write rate as on moto: what the pipeline adds when the target
             # itself answers at once (moto queues bursts of conditional puts).
@@ -147,9 +168,9 @@ async def run_all(sizes: Sizes, only: frozenset[int], rtt: float) -> Run:
             )
         if stub is not None and only & {2, 3}:
             await run.step("2+3 drain on a stub target", drain(stub))
-        if stub is not None and 8 in only:
+        if stub is not None and 11 in only:
             await run.step(
-                "8 backfill rate",
+                "11 backfill rate",
                 backfill_rate(stub, sizes.backfill_items, ceiling_writes=sizes.ceiling_writes),
             )
     if 7 in only:
@@ -160,7 +181,7 @@ async def run_all(sizes: Sizes, only: frozenset[int], rtt: float) -> Run:
 def _selection(text: str) -> frozenset[int]:
     chosen = frozenset(int(part) for part in text.split(",") if part.strip())
     if not chosen <= ALL:
-        raise argparse.ArgumentTypeError(f"benchmarks are numbered 1 to 8, not {text!r}")
+        raise argparse.ArgumentTypeError(f"benchmarks are numbered 1 to 11, not {text!r}")
     return chosen
 
 

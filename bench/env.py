@@ -48,11 +48,18 @@ class Backend:
 @contextlib.contextmanager
 def announced(command: Sequence[str], *, name: str) -> Iterator[int]:
     """Run a helper process until the block exits; yields the port it announced."""
+    with helper(command, name=name) as (port, _):
+        yield port
+
+
+@contextlib.contextmanager
+def helper(command: Sequence[str], *, name: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """``announced``, also yielding the process (whose stdout says more after the port)."""
     process = subprocess.Popen(
         list(command), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     )
     try:
-        yield _wait_for_port(process, name)
+        yield _wait_for_port(process, name), process
     finally:
         if process.poll() is None:
             process.terminate()

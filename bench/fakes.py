@@ -15,7 +15,7 @@ import asyncio
 import datetime as dt
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from replicator.apply.applier import TargetApplier
 from replicator.checkpoint import Checkpoint, CheckpointStore, TargetRef
@@ -49,7 +49,13 @@ class NullDeadLetters:
         self.records = 0
 
     async def put(
-        self, *, source_table: str, target: TargetRef, record: dict[str, Any], reason: str
+        self,
+        *,
+        source_table: str,
+        target: TargetRef,
+        record: dict[str, Any],
+        reason: str,
+        recreate: bool = False,
     ) -> None:
         self.records += 1
 
@@ -190,7 +196,7 @@ def memory_pipeline(
     table: str,
     metrics: Metrics,
     writer: Any | None = None,
-    max_concurrency: int = 32,
+    max_concurrency: int | Literal["auto"] = 32,
     clock: Callable[[], float] | None = None,
 ) -> tuple[PairPipeline, MemoryCheckpoints, asyncio.Event]:
     """reader -> lanes -> applier over in-memory doubles, as ``service`` wires the real ones."""

@@ -15,7 +15,7 @@ import json
 import random
 import sys
 import time
-from typing import Any
+from typing import Any, Literal
 
 from bench.drain import (
     DEFAULT_CONCURRENCY,
@@ -32,7 +32,7 @@ from replicator.aws import Clients
 from replicator.backoff import pause
 from replicator.checkpoint import TargetRef
 from replicator.config import HeartbeatConfig
-from replicator.service import build_pipelines, heartbeat_writers, sample_history
+from replicator.service import build_pipelines, heartbeat_writers, sample_history, tune_gc
 from replicator.telemetry.metrics import Metrics
 from replicator.telemetry.state import quantile
 
@@ -117,11 +117,11 @@ async def lag_under_load(
     seconds: float = 60.0,
     *,
     ceiling: float | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
+    concurrency: int | Literal["auto"] = DEFAULT_CONCURRENCY,
     heartbeat_interval: float = HEARTBEAT_INTERVAL_SECONDS,
 ) -> list[Result]:
     if ceiling is None:
-        ceiling, _ = await measure_ceiling(backend, 500, concurrency=concurrency)
+        ceiling, _ = await measure_ceiling(backend, 500)
     rate = max(1.0, ceiling * LOAD_SHARE)
     source_table, target_table = unique("lag-source"), unique("lag-target")
     probe_table = unique("lag-probe")
@@ -138,6 +138,7 @@ async def lag_under_load(
     try:
         (pipeline,) = await build_pipelines(config, clients, metrics=metrics, stop=stop)
         (beat,) = await heartbeat_writers(config, clients, metrics=metrics, stop=stop)
+        tune_gc()  # as ``replicator run`` does once started
         async with asyncio.TaskGroup() as group:
             group.create_task(pipeline.run())
             group.create_task(beat.run(stop))

@@ -21,8 +21,12 @@ from replicator.stream.source import DynamoDBStreamSource
 LAMBDA_BATCH_SIZE = 100  # the event source mapping's default
 
 
-async def first_records(backend: Backend, table: str, count: int) -> list[dict[str, Any]]:
-    """The first ``count`` stream records of ``table``, as a Lambda event would carry them."""
+async def first_records(
+    backend: Backend, table: str, count: int
+) -> tuple[list[dict[str, Any]], float]:
+    """The first ``count`` stream records of ``table``, as a Lambda event would carry them,
+    and the seconds GetRecords took to serve them: the source's own rate, one reader, with
+    nothing else to do."""
     clients = Clients(backend.endpoints)
     try:
         source = DynamoDBStreamSource(
@@ -31,6 +35,7 @@ async def first_records(backend: Backend, table: str, count: int) -> list[dict[s
         )
         arn = await source.stream_arn(table)
         (shard, *_) = await source.shards(arn)
+        started = time.perf_counter()
         iterator: str | None = await source.iterator(arn, shard.shard_id, after=None)
         records: list[dict[str, Any]] = []
         for _ in range(count // 100 + 10):  # bounded: moto never ends an open shard
@@ -39,7 +44,7 @@ async def first_records(backend: Backend, table: str, count: int) -> list[dict[s
             page = await source.get_records(iterator, limit=min(1000, count - len(records)))
             records.extend(page.records)
             iterator = page.next_iterator
-        return records[:count]
+        return records[:count], time.perf_counter() - started
     finally:
         await clients.aclose()
 

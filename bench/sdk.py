@@ -31,7 +31,7 @@ from aiodynamo.client import Client as DynamoClient
 from aiodynamo.credentials import Key, StaticCredentials
 from aiodynamo.http.aiohttp import AIOHTTP
 
-from bench.drain import DEFAULT_CONCURRENCY
+from bench.drain import RAW_CONCURRENCY
 from bench.env import announced, credentials
 from bench.fakes import META, TARGET, NullDeadLetters, synthetic_record
 from bench.results import Goal, Result
@@ -125,7 +125,7 @@ async def interleaved(
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-async def sdk_cost(writes: int = 3000, *, concurrency: int = DEFAULT_CONCURRENCY) -> list[Result]:
+async def sdk_cost(writes: int = 3000, *, concurrency: int = RAW_CONCURRENCY) -> list[Result]:
     """At the writes in flight a pair allows by default, as benchmarks 2-4 run."""
     with credentials(), announced([sys.executable, "-m", "bench.stub"], name="stub") as port:
         endpoint = f"http://127.0.0.1:{port}"

@@ -1,4 +1,4 @@
-"""Benchmark 8: the operator tools at scale.
+"""Benchmark 11: the operator tools at scale.
 
 - verify's peak memory does not grow with the table: each size is verified in a fresh
   process (``python -m bench.tools --verify-child N URL``) against the stub, whose
@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from bench.drain import DEFAULT_CONCURRENCY, drain_config, measure_ceiling, prepare, unique
+from bench.drain import RAW_CONCURRENCY, drain_config, measure_ceiling, prepare, unique
 from bench.env import ROOT, SOURCE_REGION, TARGET_REGION, Backend, announced, credentials
 from bench.fakes import item_image
 from bench.memory import status_kb
@@ -33,7 +33,7 @@ from replicator.models import Outcome
 from replicator.tools.backfill import backfill
 from replicator.tools.verify import verify
 
-NAME = "8 operator tools"
+NAME = "11 operator tools"
 MEMORY_GOAL = Goal("<=", 1.3, "x")
 RATE_GOAL = Goal(">=", 0.85, "x")
 
@@ -76,7 +76,7 @@ async def verify_memory(small: int, large: int) -> list[Result]:
     with credentials(), announced([sys.executable, "-m", "bench.stub"], name="stub") as port:
         endpoint = f"http://127.0.0.1:{port}"
         reports = []
-        with progress(f"[8] verify over {small:,} then {large:,} items", total=2) as done:
+        with progress(f"[11] verify over {small:,} then {large:,} items", total=2) as done:
             for number, items in enumerate((small, large), start=1):
                 reports.append(await asyncio.to_thread(_verify_in_child, items, endpoint))
                 done(number)
@@ -125,9 +125,9 @@ async def backfill_rate(backend: Backend, items: int, *, ceiling_writes: int) ->
     source, target = unique("backfill-source"), unique("backfill-target")
     await prepare(backend, source, [target])
     await _seed(backend, source, items)
-    ceiling, _ = await measure_ceiling(backend, ceiling_writes, concurrency=DEFAULT_CONCURRENCY)
-    config: Config = drain_config(backend, source, target, concurrency=DEFAULT_CONCURRENCY)
-    with progress(f"[8] backfill of {items:,} items", total=1) as done:
+    ceiling, _ = await measure_ceiling(backend, ceiling_writes, concurrency=RAW_CONCURRENCY)
+    config: Config = drain_config(backend, source, target, concurrency=RAW_CONCURRENCY)
+    with progress(f"[11] backfill of {items:,} items", total=1) as done:
         started = time.perf_counter()
         summary = await backfill(config, _Quiet())
         seconds = time.perf_counter() - started
@@ -141,7 +141,7 @@ async def backfill_rate(backend: Backend, items: int, *, ceiling_writes: int) ->
             rate / ceiling if summary.scanned == items else None,
             "x",
             RATE_GOAL,
-            f"{rate:,.0f} vs {ceiling:,.0f} writes/s at concurrency {DEFAULT_CONCURRENCY}, "
+            f"{rate:,.0f} vs {ceiling:,.0f} writes/s at concurrency {RAW_CONCURRENCY}, "
             f"{backend.target} target, {items:,} items",
             {"seconds": seconds, "scanned": summary.scanned, "outcomes": dict(counts)},
         )

@@ -27,15 +27,15 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-import aioboto3
 import aiohttp
-from aiodynamo.credentials import Credentials, Key
+from aiobotocore.session import get_session
+from aiodynamo.credentials import Credentials
 from aiodynamo.http.aiohttp import AIOHTTP
-from aiodynamo.sign import Request as SignedRequest
-from aiodynamo.sign import make_default_endpoint, signed_dynamo_request
+from aiodynamo.sign import make_default_endpoint
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
@@ -48,6 +48,7 @@ from botocore.exceptions import (
 )
 from yarl import URL
 
+from replicator.apply.limit import AUTO_CEILING
 from replicator.errors import (
     AwsError,
     ExpiredIteratorError,
@@ -56,6 +57,7 @@ from replicator.errors import (
     ThrottledError,
     TrimmedDataError,
 )
+from replicator.sigv4 import Signer
 
 THROTTLING_CODES = frozenset(
     {
@@ -75,6 +77,9 @@ RETRYABLE_CODES = frozenset(
         "ExpiredTokenException",  # the next attempt signs with refreshed credentials
     }
 )
+# Connections idle this long are closed; writes come often enough to keep them warm.
+KEEPALIVE_SECONDS = 60.0
+PUT_ITEM_TARGET = "DynamoDB_20120810.PutItem"
 # A local secondary index's item collection is full (10 GB): retrying cannot make room.
 RECORD_FAULT_CODES = frozenset({"ItemCollectionSizeLimitExceededException"})
 VALIDATION = "ValidationException"
@@ -161,20 +166,21 @@ def names_the_item(message: str) -> bool:
 
 
 def region_of(client: Any) -> str:
-    """The region an aioboto3 client (or ``FastPutClient``) talks to, for log lines."""
+    """The region an aiobotocore client (or ``FastPutClient``) talks to, for log lines."""
     meta = getattr(client, "meta", None)
     return str(getattr(meta, "region_name", None) or getattr(client, "region", ""))
 
 
 class FastPutClient:
-    """PutItem signed by aiodynamo and sent over aiohttp, behind aiobotocore's signature.
+    """PutItem signed by ``replicator.sigv4`` and sent over aiohttp, with aiobotocore's signature.
 
     Measured (bench/, SDK cost per write): aiobotocore spends several times more
     client CPU per request, and on a real DynamoDB target that CPU, not the network,
-    bounds writes per core. Only aiodynamo's signer and credential chain are used, not
-    its client: its retry loop (ours are jittered, bounded and counted) cost an async
-    generator and a task per request. Failures are raised as the ``ClientError`` shape
-    botocore produces, so ``classify`` stays the one place that reads error codes.
+    bounds writes per core. Only aiodynamo's credential chain is used: its client's
+    retry loop (ours are jittered, bounded and counted) cost an async generator and a
+    task per request, and its signer redid the day's key derivation for every request.
+    Failures are raised as the ``ClientError`` shape botocore produces, so ``classify``
+    stays the one place that reads error codes.
     """
 
     def __init__(
@@ -193,33 +199,33 @@ class FastPutClient:
         self._credentials = Credentials.auto()
         self.region = region
         self._endpoint = URL(endpoint) if endpoint else make_default_endpoint(region)
+        host = self._endpoint.host or ""
+        if not self._endpoint.is_default_port():
+            host = f"{host}:{self._endpoint.port}"
+        self._signer = Signer(host, region)
 
     async def put_item(self, **request: Any) -> dict[str, Any]:
         key = await self._credentials.get_key(self._http)
         if key is None:
             raise NoCredentialsError()
         try:
-            signed = self._sign(key, request)
+            body = json.dumps(request, separators=(",", ":")).encode()
         except TypeError:
             # Binary attributes arrive from the stream as bytes; JSON wants base64.
-            signed = self._sign(key, _base64_binaries(request))
-        body = signed.body if self._guard is None else _GuardedBody(signed.body, self._guard)
+            body = json.dumps(_base64_binaries(request), separators=(",", ":")).encode()
+        headers = self._signer.headers(key, PUT_ITEM_TARGET, body, now=time.time())
+        data = body if self._guard is None else _GuardedBody(body, self._guard)
         async with self._session.post(
-            signed.url, data=body, headers={**signed.headers, **self._agent}
+            self._endpoint, data=data, headers={**headers, **self._agent}
         ) as response:
-            status, body = response.status, await response.read()
+            status, answer_body = response.status, await response.read()
         if status == 200:
-            answer: dict[str, Any] = json.loads(body)
+            answer: dict[str, Any] = json.loads(answer_body)
             return answer
-        error = _client_error(status, body)
+        error = _client_error(status, answer_body)
         if error_code(error) == EXPIRED_TOKEN:
             self._credentials.invalidate()  # the retry signs with fresh credentials
         raise error
-
-    def _sign(self, key: Key, request: Mapping[str, Any]) -> SignedRequest:
-        return signed_dynamo_request(
-            key=key, payload=request, action="PutItem", region=self.region, endpoint=self._endpoint
-        )
 
 
 class _GuardedBody(aiohttp.BytesPayload):
@@ -269,7 +275,10 @@ def _client_error(status: int, body: bytes) -> ClientError:
 
 
 class Clients:
-    """Creates aioboto3 clients per (service, region), honouring endpoint overrides.
+    """Creates aiobotocore clients per (service, region), honouring endpoint overrides.
+
+    aiobotocore directly, not through aioboto3: importing boto3 on top cost start-up
+    time and nothing here uses its resources.
 
     Credentials come from the standard AWS chain (environment, profile, role); none
     are ever read from replicator's config. ``agent`` is added to every request's
@@ -280,7 +289,7 @@ class Clients:
     def __init__(
         self, endpoints: Mapping[str, str] | None = None, *, agent: str | None = None
     ) -> None:
-        self._session = aioboto3.Session()
+        self._session = get_session()
         self._endpoints = dict(endpoints or {})
         self._agent = agent
         self._config = (
@@ -288,13 +297,12 @@ class Clients:
         )
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[tuple[str, str], Any] = {}
-        self._http: aiohttp.ClientSession | None = None
 
     async def get(self, service: str, region: str) -> Any:
         """A client for ``service`` in ``region``, created once and reused."""
         key = (service, region)
         if key not in self._clients:
-            client = self._session.client(
+            client = self._session.create_client(
                 service,
                 region_name=region,
                 endpoint_url=self._endpoints.get(region),
@@ -304,30 +312,36 @@ class Clients:
         return self._clients[key]
 
     async def put_client(
-        self, region: str, *, guard: Callable[[], None] | None = None
+        self,
+        region: str,
+        *,
+        connections: int = AUTO_CEILING,
+        guard: Callable[[], None] | None = None,
     ) -> FastPutClient:
-        """The client replicated writes go through (one HTTP session shared by regions).
+        """A client for replicated writes to one target in ``region``, with its own pool.
 
-        ``guard`` is called as each request is sent and aborts it by raising.
+        ``connections`` is the target's concurrency ceiling: the adaptive limit keeps
+        fewer writes in flight, so the pool holds as many connections as the limit
+        uses. No pool is shared, so targets never cap one another. ``guard`` is called
+        as each request is sent and aborts it by raising.
         """
-        if self._http is None:
-            self._http = await self._stack.enter_async_context(
-                aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=_BOTO_CONFIG.max_pool_connections),
-                    timeout=aiohttp.ClientTimeout(
-                        connect=_BOTO_CONFIG.connect_timeout,
-                        sock_read=_BOTO_CONFIG.read_timeout,
-                    ),
-                )
+        http = await self._stack.enter_async_context(
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=connections, keepalive_timeout=KEEPALIVE_SECONDS
+                ),
+                timeout=aiohttp.ClientTimeout(
+                    connect=_BOTO_CONFIG.connect_timeout, sock_read=_BOTO_CONFIG.read_timeout
+                ),
             )
+        )
         return FastPutClient(
-            self._http, region, self._endpoints.get(region), agent=self._agent, guard=guard
+            http, region, self._endpoints.get(region), agent=self._agent, guard=guard
         )
 
     async def aclose(self) -> None:
         """Close every client (idempotent)."""
         self._clients.clear()
-        self._http = None
         await self._stack.aclose()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 import yaml
@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from replicator.apply.limit import AUTO_CEILING as MAX_CONCURRENCY
 from replicator.config_messages import (
     EXAMPLE,
     Loc,
@@ -97,6 +98,20 @@ def _tombstone_ttl(value: object) -> int:
     return seconds
 
 
+def _concurrency(value: object) -> int | str:
+    most = MAX_CONCURRENCY
+    fix = f"use auto (adaptive, up to {most}) or a whole number from 1 to {most}"
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise problem(f"{show(value)} is neither auto nor a whole number", fix)
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise problem(f"{value} is out of range", fix)
+    return value
+
+
 Region = Annotated[str, _must(_REGION.match, "{} is not an AWS region code", "use e.g. us-east-1")]
 TableName = Annotated[
     str,
@@ -111,6 +126,8 @@ EndpointUrl = Annotated[
 ]
 NonEmpty = Annotated[str, _must(str.strip, "empty", "give it a value")]
 TombstoneTtl = Annotated[int, BeforeValidator(_tombstone_ttl)]
+# "auto": adapted to the target's round trip and throttling; a number pins it.
+Concurrency = Annotated[int | Literal["auto"], BeforeValidator(_concurrency)]
 
 
 class Target(BaseModel):
@@ -130,7 +147,7 @@ class Pair(BaseModel):
     tombstone_ttl_seconds: TombstoneTtl = Field(
         default=DEFAULT_TOMBSTONE_TTL_SECONDS, alias="tombstone_ttl"
     )
-    max_concurrency: int = Field(default=32, ge=1, le=1024)
+    max_concurrency: Concurrency = "auto"
     max_writes_per_second: float | None = Field(default=None, gt=0)
 
 

@@ -24,6 +24,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
+from replicator.apply.applier import DEAD_LETTER
 from replicator.aws import Clients
 from replicator.config import Config, parse_config
 from replicator.embedded import EMBEDDED_CREDENTIALS, embedded_backend
@@ -39,6 +40,9 @@ TABLE = "orders"
 DRAIN_QUIET_SECONDS = 2.0
 DRAIN_TIMEOUT_SECONDS = 60.0
 DEFAULT_WEB_PORT = 8080
+# Writes a second: well below what the embedded servers absorb (~100 conditional puts a
+# second each on a laptop), so the lag shown is the replicator's, not a queue in moto.
+DEFAULT_RATE = 30.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,27 @@ class DemoResult:
     load: LoadStats
     totals: dict[str, Any]
     report: Report
+    dlq_table: str
+    dead_letter_example: str | None  # the first dead-letter line: table, key and reason
+
+
+class DeadLetterTally(logging.Filter):
+    """Keeps dead-letter lines off the demo's console: counted live, the first one kept.
+
+    The demo's unversioned writes are dead-lettered on purpose; one ERROR per record
+    would bury the live view.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.example: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, DEAD_LETTER, False):
+            return True
+        if self.example is None:
+            self.example = record.getMessage()
+        return False
 
 
 def demo_config(endpoints: dict[str, str], web_port: int | None = DEFAULT_WEB_PORT) -> Config:
@@ -60,7 +85,6 @@ def demo_config(endpoints: dict[str, str], web_port: int | None = DEFAULT_WEB_PO
                     "source_table": TABLE,
                     "version_attribute": "version",
                     "targets": [{"region": TARGET_REGION, "table": TABLE}],
-                    "max_concurrency": 32,
                 }
             ],
         },
@@ -135,6 +159,8 @@ async def run_demo_async(
     keys: int,
     console: Console,
     web_port: int | None = DEFAULT_WEB_PORT,
+    rate: float = DEFAULT_RATE,
+    tally: DeadLetterTally | None = None,
 ) -> DemoResult:
     config = demo_config(endpoints, web_port)
     await create_demo_tables(config)
@@ -155,7 +181,14 @@ async def run_demo_async(
         generator = LoadGenerator(await clients.get("dynamodb", SOURCE_REGION), TABLE, keys=keys)
         ends = time.monotonic() + duration
         load = asyncio.create_task(
-            generator.run(operations=10**9, deadline=ends, concurrency=8, stop=stop_load)
+            generator.run(
+                operations=10**9,
+                deadline=ends,
+                concurrency=8,
+                stop=stop_load,
+                rate=rate,
+                unversioned_first=True,
+            )
         )
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             while not load.done():
@@ -179,7 +212,13 @@ async def run_demo_async(
         await service
         console.print("\nverifying: scanning both regions ...")
         report = await verify(config, on_progress=lambda m: console.print(f"  {m}"))
-        return DemoResult(generator.stats, metrics.status()["totals"], report)
+        return DemoResult(
+            generator.stats,
+            metrics.status()["totals"],
+            report,
+            config.dlq_table,
+            tally.example if tally else None,
+        )
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         stop_service.set()
@@ -194,19 +233,29 @@ def demo_backend() -> Iterator[dict[str, str]]:
 
 
 def run_demo(
-    *, duration: float, keys: int, console: Console, web_port: int | None = DEFAULT_WEB_PORT
+    *,
+    duration: float,
+    keys: int,
+    console: Console,
+    web_port: int | None = DEFAULT_WEB_PORT,
+    rate: float = DEFAULT_RATE,
 ) -> DemoResult:
     """Run the whole demo; moto servers are stopped whatever happens."""
     console.print(f"starting embedded DynamoDB for {SOURCE_REGION} and {TARGET_REGION} ...")
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
-    )
+    tally = DeadLetterTally()
+    handler = RichHandler(console=console, show_path=False)
+    handler.addFilter(tally)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler])
     os.environ.update(EMBEDDED_CREDENTIALS)
     with demo_backend() as endpoints:
         return asyncio.run(
             run_demo_async(
-                endpoints, duration=duration, keys=keys, console=console, web_port=web_port
+                endpoints,
+                duration=duration,
+                keys=keys,
+                console=console,
+                web_port=web_port,
+                rate=rate,
+                tally=tally,
             )
         )

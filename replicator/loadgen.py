@@ -52,13 +52,25 @@ class LoadGenerator:
         deadline: float | None = None,
         concurrency: int = 4,
         stop: asyncio.Event | None = None,
+        rate: float | None = None,
+        unversioned_first: bool = False,
     ) -> LoadStats:
-        """Perform ``operations`` writes (fewer if ``deadline`` or ``stop`` comes first)."""
+        """Perform ``operations`` writes (fewer if ``deadline`` or ``stop`` comes first).
+
+        ``rate``: at most that many writes a second (as fast as the table takes them if None).
+        ``unversioned_first``: begin with a write without a version, so even a short run
+        shows one dead-lettered.
+        """
         budget = iter(range(operations))
+        started = time.monotonic()
+        if unversioned_first and next(budget, None) is not None:
+            await self._write_unversioned(random.Random(self.seed))
 
         async def worker(number: int) -> None:
             rng = random.Random(f"{self.seed}-{number}")
-            for _ in budget:
+            for issued in budget:
+                if rate is not None:
+                    await asyncio.sleep(max(0.0, started + issued / rate - time.monotonic()))
                 if (stop and stop.is_set()) or (deadline and time.monotonic() >= deadline):
                     return
                 await self._one(rng)
@@ -71,14 +83,7 @@ class LoadGenerator:
 
     async def _one(self, rng: random.Random) -> None:
         if rng.random() < UNVERSIONED_SHARE:
-            key = f"unversioned-{rng.randrange(self.keys)}"
-            self._unversioned.add(key)
-            await self._call(
-                "unversioned",
-                self.client.put_item,
-                TableName=self.table,
-                Item={self.key_name: {"S": key}, "note": {"S": "no version"}},
-            )
+            await self._write_unversioned(rng)
             return
         key = f"k{rng.randrange(self.keys):05d}"
         version = self._versions.get(key)
@@ -89,6 +94,16 @@ class LoadGenerator:
             await self._delete(key, version)
         else:
             await self._write("update", key, version + 1, expected=version, rng=rng)
+
+    async def _write_unversioned(self, rng: random.Random) -> None:
+        key = f"unversioned-{rng.randrange(self.keys)}"
+        self._unversioned.add(key)
+        await self._call(
+            "unversioned",
+            self.client.put_item,
+            TableName=self.table,
+            Item={self.key_name: {"S": key}, "note": {"S": "no version"}},
+        )
 
     async def _write(
         self, op: str, key: str, version: int, *, expected: int | None, rng: random.Random

@@ -41,6 +41,7 @@ from replicator.telemetry.metrics import Metrics
 log = logging.getLogger(__name__)
 
 QUEUED_BATCHES_PER_LANE = 4
+READ_AHEAD_PAGES = 1
 LANE_WINDOW = 2  # batches a lane applies at once; the applier keeps per-key order
 DISCOVERY_INTERVAL_SECONDS = 10.0
 
@@ -90,6 +91,7 @@ class PairPipeline:
                 table,
                 applier.target,
                 in_flight=lambda a=applier: a.in_flight,  # type: ignore[misc]
+                concurrency_limit=lambda a=applier: a.limit.limit,  # type: ignore[misc]
                 queue_depth=lambda t=applier.target: sum(  # type: ignore[misc]
                     q.qsize() for q in self._queues.get(t, [])
                 ),
@@ -196,7 +198,12 @@ class PairPipeline:
         async with asyncio.TaskGroup() as group:
             for applier in lanes:
                 group.create_task(self._lane(shard.shard_id, applier, queues[applier.target]))
-            async for batch in reader.batches():
+            # Read-ahead: the next page is fetched while this one is decoded and queued,
+            # so the stream's round trip overlaps the lanes' work. Memory stays bounded:
+            # READ_AHEAD_PAGES wait in ``pages`` and the fetcher holds one more.
+            pages: asyncio.Queue[Batch | None] = asyncio.Queue(READ_AHEAD_PAGES)
+            group.create_task(_fetch(reader, pages))
+            while (batch := await pages.get()) is not None:
                 decoded = self._decode(batch)
                 for queue in queues.values():
                     await queue.put(decoded)
@@ -323,6 +330,12 @@ class PairPipeline:
     def _ended(self, shard_id: str, target: TargetRef) -> bool:
         checkpoint = self._positions.get((shard_id, target))
         return checkpoint is not None and checkpoint.shard_ended
+
+
+async def _fetch(reader: ShardReader, pages: asyncio.Queue[Batch | None]) -> None:
+    async for batch in reader.batches():
+        await pages.put(batch)
+    await pages.put(None)
 
 
 def _padded(sequence: str | None) -> str | None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 from collections.abc import Callable
 
 from replicator.apply.applier import ChangeWriter, DeadLetterSink, TargetApplier
+from replicator.apply.limit import AUTO_CEILING
 from replicator.apply.writer import ConditionalWriter, LocalWriter
 from replicator.aws import Clients
 from replicator.backoff import pause
@@ -36,6 +38,18 @@ from replicator.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+# The young generation is collected every 50 000 net allocations instead of 700. At
+# thousands of writes a second the defaults ran the full collector every few seconds over
+# every record in the lanes' queues: 130 µs of CPU per write, 40 % of it (bench 8).
+# Reference counting still frees the pipeline's garbage at once; only cycles wait longer.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Collector settings for a long-running pipeline; call once start-up is done."""
+    gc.freeze()  # modules and SDK models loaded at start-up are never garbage: skip them
+    gc.set_threshold(*GC_THRESHOLDS)
+
 
 def regression_reporter(
     metrics: Metrics, source_table: str, target: TargetRef
@@ -56,6 +70,11 @@ def regression_reporter(
         )
 
     return report
+
+
+def connections(pair: Pair) -> int:
+    """The size of a target's connection pool: its concurrency ceiling."""
+    return AUTO_CEILING if pair.max_concurrency == "auto" else pair.max_concurrency
 
 
 def meta_for(config: Config, pair: Pair) -> Meta:
@@ -88,7 +107,7 @@ async def target_writer(
     """
     meta = meta_for(config, pair)
     conditional = ConditionalWriter(
-        await clients.put_client(target.region, guard=guard),
+        await clients.put_client(target.region, connections=connections(pair), guard=guard),
         target.table,
         region=target.region,
         meta=meta,
@@ -296,6 +315,7 @@ async def run_service(
         except ShutdownInterrupted as exc:
             log.info("stopped during start-up: %s", exc)
             return
+        tune_gc()
         home = await clients.get("dynamodb", config.source_region)
         store = LeaseStore(home, config.control_table, duration=config.lease.duration_seconds)
         async with contextlib.AsyncExitStack() as stack:

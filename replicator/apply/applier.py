@@ -1,30 +1,47 @@
 """Applies changes to one target: serial per key, parallel across keys, bounded.
 
 One ``TargetApplier`` exists per target table and is shared by every shard that
-feeds it, so ``max_concurrency`` and ``max_writes_per_second`` bound the target
-as a whole.
+feeds it, so its concurrency limit (adaptive, or pinned by ``max_concurrency``) and
+``max_writes_per_second`` bound the target as a whole.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from asyncio_throttle.throttler import Throttler
 
+from replicator.apply.limit import AUTO_CEILING, AdaptiveSlots, ConcurrencyLimit
 from replicator.backoff import Backoff
 from replicator.checkpoint import TargetRef
-from replicator.errors import AwsError
+from replicator.errors import AwsError, ThrottledError
 from replicator.models import Change, ItemKey, Outcome
 from replicator.retry import RETRY_BACKOFF, RetryPolicy
 from replicator.telemetry.heartbeat import sent_at
 from replicator.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+
+DEAD_LETTER = "dead_letter"  # set on dead-letter log records, so a console can sum them up
+
+
+def record_key(record: dict[str, Any]) -> str:
+    """A stream record's key as ``name=value, ...`` ("?" when the record has none)."""
+    body = record.get("dynamodb")
+    keys = body.get("Keys") if isinstance(body, dict) else None
+    if not isinstance(keys, dict) or not keys:
+        return "?"
+    return ", ".join(
+        f"{name}={next(iter(value.values()), '?') if isinstance(value, dict) else value}"
+        for name, value in sorted(keys.items())
+    )
 
 
 class ChangeWriter(Protocol):
@@ -64,7 +81,7 @@ class TargetApplier:
         *,
         target: TargetRef,
         metrics: Metrics,
-        max_concurrency: int,
+        max_concurrency: int | Literal["auto"] = "auto",
         max_writes_per_second: float | None = None,
         backoff: Backoff | None = None,
         stop: asyncio.Event | None = None,
@@ -76,8 +93,13 @@ class TargetApplier:
         self._writer = writer
         self._dlq = dlq
         self._metrics = metrics
-        self._max_concurrency = max_concurrency
-        self._slots = asyncio.Semaphore(max_concurrency)
+        pinned = isinstance(max_concurrency, int)
+        self.limit = ConcurrencyLimit(
+            ceiling=max_concurrency if isinstance(max_concurrency, int) else AUTO_CEILING,
+            fixed=pinned,
+        )
+        # Bounds the target across every shard feeding it; its capacity follows the limit.
+        self._slots = AdaptiveSlots(self.limit)
         self._throttler = (
             Throttler(rate_limit=max(1, round(max_writes_per_second)), period=1.0)
             if max_writes_per_second
@@ -111,11 +133,19 @@ class TargetApplier:
                 await self.dead_letter(source_table, record, reason)
                 self._metrics.outcome(source_table, self.target, Outcome.DEAD_LETTERED)
             # A few workers share the keys instead of a task per key: per-key tasks cost
-            # more CPU than the rest of a record's trip through the pipeline.
-            pending = iter(runs)
+            # more CPU than the rest of a record's trip through the pipeline. There are as
+            # many as the limit allows, hired as it grows.
+            pending = collections.deque(runs)
+            workers = 0
             async with asyncio.TaskGroup() as group:
-                for _ in range(min(self._max_concurrency, len(runs))):
-                    group.create_task(self._work_through(source_table, pending))
+
+                def hire() -> None:
+                    nonlocal workers
+                    while workers < min(self.limit.limit, len(pending)):
+                        workers += 1
+                        group.create_task(self._work_through(source_table, pending, hire))
+
+                hire()
         finally:
             for run in runs:  # runs never started (an error stopped the batch) free their key
                 self._release(run)
@@ -131,12 +161,15 @@ class TargetApplier:
         if self._tails.get(run.key) is run.done:
             del self._tails[run.key]
 
-    async def _work_through(self, source_table: str, runs: Iterator[_Run]) -> None:
-        for run in runs:
+    async def _work_through(
+        self, source_table: str, runs: collections.deque[_Run], hire: Callable[[], None]
+    ) -> None:
+        while runs:
+            run = runs.popleft()
             try:
                 if run.after is not None and not run.after.done():
                     await asyncio.wait((run.after,))  # wait, not await: never cancel it
-                async with self._slots:  # bounds the target across every shard feeding it
+                async with self._slots:
                     for change in run.changes:
                         outcome = await self._apply_one(source_table, change)
                         if outcome is Outcome.APPLIED:
@@ -145,6 +178,7 @@ class TargetApplier:
                             self._metrics.outcome(source_table, self.target, outcome)
             finally:
                 self._release(run)
+            hire()
 
     async def _apply_one(self, source_table: str, change: Change) -> Outcome:
         """Write ``change``, waiting out retryable faults; a record fault goes to the DLQ."""
@@ -171,9 +205,28 @@ class TargetApplier:
     async def _attempt(self, change: Change) -> Outcome:
         self.in_flight += 1
         try:
-            return await self._writer.put(change, now=self._clock())
+            return await self._timed_put(change)
         finally:
             self.in_flight -= 1
+
+    async def _timed_put(self, change: Change) -> Outcome:
+        """One write; its round trip is reported to the limit when the target answered it.
+
+        Other failures (connection errors, 5xx) say nothing about the target's queue, and
+        a refused connection's instant answer would pass for a very short round trip.
+        """
+        started = time.monotonic()
+        try:
+            outcome = await self._writer.put(change, now=self._clock())
+        except ThrottledError:
+            self._sample(started, throttled=True)
+            raise
+        self._sample(started, throttled=False)
+        return outcome
+
+    def _sample(self, started: float, *, throttled: bool) -> None:
+        self.limit.sample(time.monotonic() - started, in_flight=self.in_flight, throttled=throttled)
+        self._slots.refresh()  # a grown limit lets waiting writes start now
 
     def _observe_lag(self, source_table: str, change: Change) -> None:
         now = self._clock()
@@ -188,7 +241,14 @@ class TargetApplier:
     async def dead_letter(
         self, source_table: str, record: dict[str, Any], reason: str, *, recreate: bool = False
     ) -> None:
-        log.error("dead-lettering record for %s: %s", self.target, reason)
+        log.error(
+            "dead-lettering %s key %s for %s: %s",
+            source_table,
+            record_key(record),
+            self.target,
+            reason,
+            extra={DEAD_LETTER: True},
+        )
         await self._dlq.put(
             source_table=source_table,
             target=self.target,

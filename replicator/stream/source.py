@@ -57,7 +57,7 @@ class StreamSource(Protocol):
 
 
 class DynamoDBStreamSource:
-    """``StreamSource`` over aioboto3 ``dynamodb`` and ``dynamodbstreams`` clients."""
+    """``StreamSource`` over aiobotocore ``dynamodb`` and ``dynamodbstreams`` clients."""
 
     def __init__(self, dynamodb_client: Any, streams_client: Any) -> None:
         self._dynamodb = dynamodb_client

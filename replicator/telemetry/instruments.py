@@ -36,6 +36,7 @@ GAUGES = {
     "replicator_heartbeat_age_seconds": "Age of the newest heartbeat applied on the target.",
     "replicator_in_flight_writes": "Conditional writes in flight.",
     "replicator_queue_depth": "Batches queued per lane.",
+    "replicator_concurrency_limit": "Writes the target may have in flight (adaptive or pinned).",
     "replicator_shards_owned": "Shards with a reader.",
     "replicator_shards_without_reader": "Readable shards nobody reads.",
     "replicator_aws_call_failing_seconds": "How long an AWS call has been failing and retried.",

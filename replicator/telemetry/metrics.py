@@ -77,6 +77,7 @@ class Metrics:
                 "replicator_heartbeat_age_seconds": self._observe_heartbeat_age,
                 "replicator_in_flight_writes": self._observe_in_flight,
                 "replicator_queue_depth": self._observe_queue_depth,
+                "replicator_concurrency_limit": self._observe_concurrency_limit,
                 "replicator_shards_owned": self._observe_shards_owned,
                 "replicator_shards_without_reader": self._observe_without_reader,
                 "replicator_aws_call_failing_seconds": self._observe_failing,
@@ -96,6 +97,7 @@ class Metrics:
         *,
         in_flight: Callable[[], int] | None = None,
         queue_depth: Callable[[], int] | None = None,
+        concurrency_limit: Callable[[], int] | None = None,
     ) -> None:
         with self._lock:
             state = self._pair(source_table, target)
@@ -103,6 +105,8 @@ class Metrics:
                 state.in_flight = in_flight
             if queue_depth:
                 state.queue_depth = queue_depth
+            if concurrency_limit:
+                state.concurrency_limit = concurrency_limit
 
     def outcome(
         self, source_table: str, target: TargetRef, outcome: Outcome, *, lag: float | None = None
@@ -241,6 +245,9 @@ class Metrics:
     def _observe_queue_depth(self, _: CallbackOptions) -> Iterable[Observation]:
         return self._per_pair(lambda state, now: state.queue_depth())
 
+    def _observe_concurrency_limit(self, _: CallbackOptions) -> Iterable[Observation]:
+        return self._per_pair(lambda state, now: state.concurrency_limit())
+
     def _observe_shards_owned(self, _: CallbackOptions) -> Iterable[Observation]:
         with self._lock:
             owned = collections.Counter(
@@ -349,6 +356,7 @@ class Metrics:
                         "target_table": target.table,
                         **{o.value: state.outcomes[o.value] for o in Outcome},
                         "in_flight": state.in_flight(),
+                        "concurrency_limit": state.concurrency_limit(),
                         "throughput_per_second": round(state.throughput, 3),
                         "lag_seconds": {
                             "last": state.lags[-1][1] if state.lags else None,

@@ -43,6 +43,7 @@ class PairState:
     throughput: float = 0.0
     in_flight: Callable[[], int] = lambda: 0
     queue_depth: Callable[[], int] = lambda: 0
+    concurrency_limit: Callable[[], int] = lambda: 0
 
     def recent_lags(self, now: float) -> list[float]:
         return [lag for at, lag in self.lags if at >= now - LAG_WINDOW_SECONDS]

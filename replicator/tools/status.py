@@ -118,6 +118,7 @@ def _pair_table(pair: Mapping[str, Any]) -> Table:
         ("duplicate", _count(pair.get("duplicate"))),
         ("dead-lettered (DLQ)", Text(_count(dead), style="bold red" if dead else "")),
         ("in flight", _count(pair.get("in_flight"))),
+        ("concurrency limit", _count(pair.get("concurrency_limit"))),
     ]
     for name, value in rows:
         table.add_row(name, value)

@@ -44,11 +44,17 @@ def start_demo(*args: str) -> tuple[subprocess.Popen[str], str]:
 
 @pytest.mark.timeout(180)
 def test_demo_verifies_0_differences_and_stops_its_servers() -> None:
-    process, marker = start_demo("--duration", "6", "--keys", "50")
+    # 100 writes/s for 6 s: enough that some of the 1 % unversioned writes come up.
+    process, marker = start_demo("--duration", "6", "--keys", "50", "--rate", "100")
     output, _ = process.communicate(timeout=150)
     assert process.returncode == 0, output
     assert "verify: 0 differences" in output
     assert "dashboard: http://127.0.0.1:" in output
+    # The unversioned writes it dead-letters on purpose: one summary line, not one per record.
+    assert "dead-lettered" in output and "records into the DLQ table replicator-dlq, e.g." in output
+    assert output.count("dead-lettering") == 1, output
+    summary = next(line for line in output.splitlines() if "into the DLQ table" in line)
+    assert "orders key pk=unversioned-" in summary and "version" in summary.split(":")[-1]
     assert processes_marked(marker) == []
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from bench import ui
 from bench.__main__ import main
+from bench.adaptive import default_drain, throttled_drain
 from bench.drain import drain_rate
 from bench.env import backend
 from bench.hotpath import profile_drain, profile_overhead
@@ -24,6 +25,7 @@ from bench.memory import memory
 from bench.overhead import pipeline_overhead
 from bench.results import Result, table
 from bench.sdk import sdk_cost
+from bench.startup import start_up
 from bench.tools import backfill_rate, verify_memory
 
 RTT = 0.02
@@ -68,7 +70,7 @@ async def test_drain_ceiling_and_naive_handler(
 ) -> None:
     with backend(RTT, endpoints=endpoints, target=target) as started:
         report = await drain_rate(started, 60, ceiling_writes=30, naive_records=5)
-    check(report.results, with_goal=2)
+    check(report.results, with_goal=3)
     assert report.ceiling_per_second > 0
     drained = report.results[0].details
     assert drained["totals"]["applied"] == 60, drained
@@ -123,6 +125,25 @@ async def test_hot_path(endpoints: dict[str, str], tmp_path: Path) -> None:
     assert (tmp_path / "drain.txt").exists()
     assert any("overhead:" in r.figure for r in results)
     assert any("drain:" in r.figure for r in results)
+
+
+@pytest.mark.timeout(120)
+async def test_default_drain_to_a_round_trip_stub() -> None:
+    results = await default_drain(400, rtt=RTT)
+    check(results, with_goal=2)
+    assert results[0].details["peak"] > 0  # the adaptive limit was read while draining
+
+
+@pytest.mark.timeout(120)
+async def test_throttled_target() -> None:
+    results = await throttled_drain(300, rtt=RTT)
+    check(results, with_goal=2)
+    assert results[0].details["timeline"]
+
+
+@pytest.mark.timeout(120)
+async def test_start_up() -> None:
+    check(await start_up(1, rtt=RTT), with_goal=1)
 
 
 @pytest.mark.timeout(60)

@@ -13,17 +13,23 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
 from replicator.apply.applier import TargetApplier
+from replicator.apply.limit import INITIAL_LIMIT
 from replicator.aws import Clients
 from replicator.backoff import Backoff
 from replicator.checkpoint import Checkpoint, TargetRef
 from replicator.errors import AwsError, ThrottledError
 from replicator.models import ItemKey, Meta, Mode, Outcome, item_key, pad_seq
-from replicator.pipeline import LANE_WINDOW, QUEUED_BATCHES_PER_LANE, PairPipeline
+from replicator.pipeline import (
+    LANE_WINDOW,
+    QUEUED_BATCHES_PER_LANE,
+    READ_AHEAD_PAGES,
+    PairPipeline,
+)
 from replicator.stream.fake import FakeStream, stream_record
 from replicator.stream.source import MAX_RECORDS_PER_CALL, Page
 from replicator.tables import CONTROL_KEY, ensure_table
@@ -105,7 +111,7 @@ class Rig:
         metrics: Metrics,
         *,
         targets: Sequence[TargetRef] = (EU,),
-        max_concurrency: int = 8,
+        max_concurrency: int | Literal["auto"] = 8,
         records_per_call: int = MAX_RECORDS_PER_CALL,
         local_target: TargetRef | None = None,
     ) -> PairPipeline:
@@ -406,12 +412,30 @@ async def test_throttled_writes_are_retried_counted_and_all_applied(
     assert writer.state() == rig.expected(records)
 
 
+@pytest.mark.timeout(30)
+async def test_a_throttling_target_shrinks_the_adaptive_limit_and_every_write_still_lands(
+    rig: Rig, metrics: Metrics
+) -> None:
+    stream = rig.stream
+    records = [stream.insert(key(f"k{i}"), {"version": 1}) for i in range(40)]
+    writer = rig.writer(EU)
+    writer.fail_all(ThrottledError("slow down", code="ProvisionedThroughputExceededException"))
+    pipeline = rig.pipeline(metrics, max_concurrency="auto")
+    (applier,) = pipeline.appliers
+    assert applier.limit.limit == INITIAL_LIMIT
+    async with rig.running(pipeline):
+        await rig.until(lambda: applier.limit.limit < INITIAL_LIMIT / 2)
+        writer.heal()
+        await rig.until(rig.checkpointed(SHARD, seq(records[-1])))
+    assert writer.state() == rig.expected(records)
+
+
 # -- 5. poison records ------------------------------------------------------------------
 
 
 @pytest.mark.timeout(30)
 async def test_poison_records_go_to_the_dlq_with_a_reason_and_the_checkpoint_passes_them(
-    rig: Rig, metrics: Metrics
+    rig: Rig, metrics: Metrics, caplog: pytest.LogCaptureFixture
 ) -> None:
     stream = rig.stream
     writer = rig.writer(EU)
@@ -427,9 +451,16 @@ async def test_poison_records_go_to_the_dlq_with_a_reason_and_the_checkpoint_pas
         stream.insert(key("none"), {"data": "no version at all"}),
         stream.put(SHARD, garbled_time(stream_record("INSERT", key("when"), new={"version": 1}))),
     ]
-    async with rig.running(rig.pipeline(metrics)):
-        await rig.until(rig.checkpointed(SHARD, seq(records[-1])))
+    with caplog.at_level(logging.ERROR, logger="replicator"):
+        async with rig.running(rig.pipeline(metrics)):
+            await rig.until(rig.checkpointed(SHARD, seq(records[-1])))
 
+    # Every dead-letter line names the table, the key and the reason.
+    lines = [r.getMessage() for r in caplog.records if "dead-lettering" in r.getMessage()]
+    assert len(lines) == 4
+    big = next(line for line in lines if "pk=big" in line)
+    assert stream.table in big and str(EU) in big and "ValidationException" in big
+    assert any("pk=none" in line and "numeric version" in line for line in lines)
     reasons = {e.sequence_number: e.reason for e in rig.dlq.entries}
     assert set(reasons) == {seq(records[i]) for i in (1, 2, 4, 5)}
     assert "ValidationException" in reasons[seq(records[1])]
@@ -689,22 +720,24 @@ async def test_a_slow_target_neither_holds_back_the_other_checkpoint_nor_grows_m
     slow.hold()
     pipeline = rig.pipeline(metrics, targets=(EU, AP), records_per_call=1)
     # The slow lane holds the LANE_WINDOW batches it applies at once, and
-    # QUEUED_BATCHES_PER_LANE more are queued; the reader has one more in hand.
-    bound = LANE_WINDOW + QUEUED_BATCHES_PER_LANE + 1
+    # QUEUED_BATCHES_PER_LANE more are queued; the decoder has one more in hand. Read
+    # ahead of it: READ_AHEAD_PAGES waiting and one in the fetcher's hand.
+    delivered = LANE_WINDOW + QUEUED_BATCHES_PER_LANE + 1
+    bound = delivered + READ_AHEAD_PAGES + 1
     async with rig.running(pipeline):
         await rig.until(lambda: slow.held == LANE_WINDOW)
         # By then the fast target has applied and checkpointed those batches on its own.
-        await rig.until(rig.checkpointed(SHARD, seq(records[bound - 2]), EU))
+        await rig.until(rig.checkpointed(SHARD, seq(records[delivered - 2]), EU))
         stored = await rig.checkpoints.load(stream.table)
         assert (SHARD, AP) not in stored
         fast_position = stored[(SHARD, EU)].sequence_number
         assert fast_position is not None
-        assert int(fast_position) >= int(seq(records[bound - 2]))
+        assert int(fast_position) >= int(seq(records[delivered - 2]))
         # The reader now waits for room in the slow lane rather than buffering ahead.
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(stream.wait_for_get_records(bound + 1), timeout=0.3)
-        assert metrics.total("records_read") <= bound
-        assert len(fast.writes) <= bound
+        assert metrics.total("records_read") <= delivered
+        assert len(fast.writes) <= delivered
 
         slow.release()
         await rig.until(rig.checkpointed(SHARD, seq(records[-1]), EU, AP))

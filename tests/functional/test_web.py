@@ -51,7 +51,8 @@ def contract_status(*, samples: int = 3, now: float = 1_700_000_100.0) -> dict[s
         "pairs": [
             {"source_table": "orders", "target": "eu-west-1/orders", "target_region": "eu-west-1",
              "target_table": "orders", "applied": 900, "superseded": 200, "duplicate": 90,
-             "dead_lettered": 1, "in_flight": 4, "throughput_per_second": 12.0,
+             "dead_lettered": 1, "in_flight": 4, "concurrency_limit": 96,
+             "throughput_per_second": 12.0,
              "lag_seconds": {"last": 0.2, "p50": 0.12, "p99": 0.4},
              "heartbeat": {"lag_seconds": 0.05, "age_seconds": 12.5}}
         ],
@@ -324,6 +325,8 @@ async def test_status_command_prints_each_pair_and_the_shards(
         "12.50 s",
         "12.0 /s",
         "dead-lettered (DLQ)",
+        "concurrency limit",
+        "96",
         "shardId-00000001",
         "reading",
     )

@@ -62,13 +62,21 @@ def test_defaults(tmp_path: Path) -> None:
     pair = config.pairs[0]
     assert pair.version_attribute == "version"
     assert pair.tombstone_ttl_seconds == 604800
-    assert pair.max_concurrency == 32
+    assert pair.max_concurrency == "auto"
     assert pair.max_writes_per_second is None
     assert (config.web.enabled, config.web.host, config.web.port) == (True, "127.0.0.1", 9464)
     assert config.heartbeat.enabled
     assert config.heartbeat.interval_seconds == 1.0
     assert config.heartbeat.key_prefix == "__replicator_heartbeat__"
     assert config.heartbeat.ready_max_age_seconds == 60.0
+
+
+@pytest.mark.parametrize(("written", "parsed"), [("auto", "auto"), ("AUTO", "auto"), ("64", 64)])
+def test_max_concurrency_is_auto_or_a_pinned_number(
+    tmp_path: Path, written: str, parsed: object
+) -> None:
+    config = load_config(write(tmp_path, with_pair(max_concurrency=written)))
+    assert config.pairs[0].max_concurrency == parsed
 
 
 @pytest.mark.parametrize(
@@ -146,7 +154,8 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         with_pair(max_concurrency="lots"),
-        "replicator.yaml: pairs[0].max_concurrency: 'lots' is not a whole number — use a whole",
+        "replicator.yaml: pairs[0].max_concurrency: 'lots' is neither auto nor a whole number — "
+        "use auto (adaptive, up to 1024) or a whole number from 1 to 1024",
         id="wrong-type-int",
     ),
     pytest.param(
@@ -255,13 +264,19 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         with_pair(max_concurrency="0"),
-        "replicator.yaml: pairs[0].max_concurrency: 0 is out of range — use a value of at least 1",
+        "replicator.yaml: pairs[0].max_concurrency: 0 is out of range — use auto",
         id="max-concurrency-too-low",
     ),
     pytest.param(
         with_pair(max_concurrency="5000"),
-        "pairs[0].max_concurrency: 5000 is out of range — use a value of at most 1024",
+        "pairs[0].max_concurrency: 5000 is out of range — use auto (adaptive, up to 1024) or a "
+        "whole number from 1 to 1024",
         id="max-concurrency-too-high",
+    ),
+    pytest.param(
+        with_pair(max_concurrency="true"),
+        "pairs[0].max_concurrency: true is neither auto nor a whole number",
+        id="max-concurrency-boolean",
     ),
     pytest.param(
         with_pair(version_attribute="_rep_version"),

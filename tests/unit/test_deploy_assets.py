@@ -47,7 +47,13 @@ def exported() -> dict[str, frozenset[str]]:
     metrics = Metrics(source_region="us-east-1")
     target = TargetRef("eu-west-1", "orders")
     try:
-        metrics.register_pair("orders", target, in_flight=lambda: 1, queue_depth=lambda: 2)
+        metrics.register_pair(
+            "orders",
+            target,
+            in_flight=lambda: 1,
+            queue_depth=lambda: 2,
+            concurrency_limit=lambda: 3,
+        )
         for outcome in Outcome:
             metrics.outcome("orders", target, outcome)
         metrics.outcome("orders", target, Outcome.APPLIED, lag=0.3)

@@ -74,6 +74,7 @@
     const rate = isNumber(pair.throughput_per_second) ? pair.throughput_per_second : 0;
     setText(card.figure("throughput"), `${rate.toFixed(1)} /s`);
     setText(card.figure("in-flight"), numbers.format(pair.in_flight || 0));
+    setText(card.figure("concurrency-limit"), numbers.format(pair.concurrency_limit || 0));
     for (const outcome of ["applied", "superseded", "duplicate", "dead_lettered"]) {
       setText(card.figure(outcome), numbers.format(pair[outcome] || 0));
     }
