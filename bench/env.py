@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from replicator.embedded import embedded_backend, embedded_credentials
+from replicator.demo.embedded import embedded_backend, embedded_credentials
 from replicator.tables import ensure_table, wait_active
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -40,7 +40,7 @@ from replicator.apply.applier import TargetApplier
 from replicator.apply.condition import build_condition
 from replicator.apply.writer import ConditionalWriter, target_item
 from replicator.aws import Clients
-from replicator.embedded import EMBEDDED_CREDENTIALS
+from replicator.demo.embedded import EMBEDDED_CREDENTIALS
 from replicator.models import Change, Mode
 from replicator.records import coalesce, to_change
 from replicator.telemetry.metrics import Metrics

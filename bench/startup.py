@@ -28,7 +28,7 @@ from bench.env import SOURCE_REGION, TARGET_REGION, Backend, credentials, helper
 from bench.results import Goal, Result
 from bench.ui import progress
 from replicator.aws import Clients
-from replicator.embedded import EMBEDDED_CREDENTIALS, embedded_backend
+from replicator.demo.embedded import EMBEDDED_CREDENTIALS, embedded_backend
 from replicator.tables import CONTROL_KEY, ensure_table
 
 NAME = "10 start-up"

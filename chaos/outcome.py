@@ -1,7 +1,7 @@
 """What a chaos scenario measured and whether it passed, and the check that decides it.
 
 The expectation is computed from the history alone: every successful application write
-is logged (``replicator.activeload.Write``) and the per-key last-writer-wins winner of
+is logged (``replicator.demo.activeload.Write``) and the per-key last-writer-wins winner of
 the log is what every target must show. Nothing the replicator reports is trusted.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from replicator.activeload import Write, winners
+from replicator.demo.activeload import Write, winners
 
 Visible = dict[str, Any] | None  # what a reader sees of a key: None when absent or a tombstone
 EXAMPLES_KEPT = 5

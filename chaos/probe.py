@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from chaos.outcome import Diff, Timeline
-from replicator.activeload import Write
 from replicator.backoff import pause
+from replicator.demo.activeload import Write
 
 CANARY = "chaos-canary"
 

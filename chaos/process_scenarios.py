@@ -23,7 +23,7 @@ from chaos.outcome import Diff, Result, compare, expected_state
 from chaos.probe import CANARY, Canary, drain
 from chaos.processes import ProcessRig
 from chaos.scenario import Budget, Context
-from replicator.activeload import ActiveActiveLoad, Write
+from replicator.demo.activeload import ActiveActiveLoad, Write
 
 SOURCE, TARGET = "us-east-1", "eu-west-1"
 MESH = ("ap-southeast-2", "eu-west-1", "us-east-1")

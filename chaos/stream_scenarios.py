@@ -19,7 +19,7 @@ from chaos.outcome import Diff, Result, compare, expected_state
 from chaos.probe import CANARY, Canary, drain
 from chaos.scenario import Budget, Context
 from chaos.streams import StreamRig
-from replicator.activeload import Write
+from replicator.demo.activeload import Write
 from replicator.models import Mode
 
 SOURCE, TARGET = "us-east-1", "eu-west-1"

@@ -22,13 +22,13 @@ from chaos.lifecycle import Lifecycle
 from chaos.outcome import Visible
 from chaos.proxy import FaultProxy, Faults
 from chaos.scenario import FAST, Context
-from replicator.activeload import Write
 from replicator.apply.applier import TargetApplier
 from replicator.apply.rule import visible
 from replicator.apply.writer import ConditionalWriter
 from replicator.aws import Clients
 from replicator.backoff import Backoff
 from replicator.checkpoint import CheckpointStore, TargetRef
+from replicator.demo.activeload import Write
 from replicator.dlq import DeadLetterQueue
 from replicator.models import Meta, Mode
 from replicator.pipeline import PairPipeline

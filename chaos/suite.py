@@ -19,7 +19,7 @@ from chaos.catalog import select
 from chaos.outcome import Result
 from chaos.report import write_html, write_json
 from chaos.scenario import FULL, QUICK, Budget, Context, Scenario, Seams
-from replicator.embedded import embedded_backend, embedded_credentials
+from replicator.demo.embedded import embedded_backend, embedded_credentials
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2")
 Progress = Callable[[Result], None]

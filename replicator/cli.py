@@ -278,7 +278,7 @@ def demo(
     rate: Annotated[float, typer.Option(help="Load in writes per second.", min=1, max=10_000)] = 40,
 ) -> None:
     """Embedded two-region demo: load with conflicts and deletes, live view, then verify."""
-    from replicator.demo import run_demo
+    from replicator.demo.run import run_demo
 
     result = _run_reporting_errors_sync(
         lambda: run_demo(

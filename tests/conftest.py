@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from replicator.embedded import EMBEDDED_CREDENTIALS, MotoServer, embedded_backend
+from replicator.demo.embedded import EMBEDDED_CREDENTIALS, MotoServer, embedded_backend
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2")
 

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 from aiohttp import web
 
-from replicator.embedded import free_port
+from replicator.demo.embedded import free_port
 
 JSON = "application/x-amz-json-1.0"
 

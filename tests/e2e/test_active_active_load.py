@@ -9,8 +9,8 @@ import time
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
-from replicator.activeload import ActiveActiveLoad, Write, winners
 from replicator.apply.rule import visible
+from replicator.demo.activeload import ActiveActiveLoad, Write, winners
 from replicator.models import Meta
 from tests.e2e.helpers import wait_until
 from tests.mesh import REGIONS, Mesh, running_mesh

@@ -12,7 +12,7 @@ import pytest
 
 from replicator.aws import Clients
 from replicator.config import load_config
-from replicator.loadgen import LoadGenerator
+from replicator.demo.loadgen import LoadGenerator
 from replicator.tables import ensure_table
 from replicator.tools.progress import ProgressStore
 from tests.e2e.helpers import (

@@ -24,7 +24,7 @@ import yaml
 
 from replicator.aws import clients as aws_clients
 from replicator.config import Config, load_config
-from replicator.loadgen import LoadGenerator
+from replicator.demo.loadgen import LoadGenerator
 from replicator.tools.status import fetch_status
 from tests.e2e.counting_proxy import CountingProxy, counting_proxy
 from tests.e2e.helpers import (

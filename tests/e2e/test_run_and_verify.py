@@ -11,7 +11,7 @@ import pytest
 from replicator.aws import Clients
 from replicator.checkpoint import CheckpointStore
 from replicator.config import load_config
-from replicator.loadgen import LoadGenerator
+from replicator.demo.loadgen import LoadGenerator
 from tests.e2e.helpers import (
     SOURCE,
     TARGET,

@@ -18,8 +18,8 @@ import pytest
 from chaos.proxy import FaultProxy
 from replicator.aws import Clients
 from replicator.config import load_config
-from replicator.embedded import free_port
-from replicator.loadgen import LoadGenerator
+from replicator.demo.embedded import free_port
+from replicator.demo.loadgen import LoadGenerator
 from tests.e2e.helpers import (
     SOURCE,
     TARGET,

@@ -17,7 +17,7 @@ import pytest
 from cfnlint.decode import decode
 
 from replicator.config import load_config
-from replicator.embedded import free_port
+from replicator.demo.embedded import free_port
 from tests.e2e.helpers import create_tables, stop, wait_until, write_config
 
 ROOT = Path(__file__).resolve().parents[2]

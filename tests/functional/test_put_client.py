@@ -10,7 +10,7 @@ from aiohttp import web
 from botocore.exceptions import ClientError
 
 from replicator.aws import Clients, FastPutClient, classify
-from replicator.embedded import free_port
+from replicator.demo.embedded import free_port
 from replicator.errors import LeaseLost
 from replicator.tables import ensure_table
 

@@ -10,9 +10,9 @@ import pytest
 
 from replicator.aws import Clients
 from replicator.config import load_config
-from replicator.embedded import free_port
+from replicator.demo.embedded import free_port
+from replicator.demo.loadgen import LoadGenerator
 from replicator.errors import ConfigError
-from replicator.loadgen import LoadGenerator
 from replicator.service import build_pipelines, metrics_for, run_service
 from replicator.tables import ensure_table
 from tests.e2e.helpers import SOURCE, TARGET, converged, create_tables, write_config

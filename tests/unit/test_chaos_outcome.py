@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from chaos.outcome import Result, Timeline, compare, expected_state
 from chaos.report import chart
-from replicator.activeload import Write
+from replicator.demo.activeload import Write
 
 EU = "eu-west-1"
 

@@ -27,8 +27,8 @@ from rich.text import Text
 from replicator.apply.applier import DEAD_LETTER
 from replicator.aws import Clients
 from replicator.config import Config, parse_config
-from replicator.embedded import EMBEDDED_CREDENTIALS, embedded_backend
-from replicator.loadgen import LoadGenerator, LoadStats
+from replicator.demo.embedded import EMBEDDED_CREDENTIALS, embedded_backend
+from replicator.demo.loadgen import LoadGenerator, LoadStats
 from replicator.service import metrics_for, run_service
 from replicator.tables import ensure_table
 from replicator.telemetry.metrics import Metrics

@@ -14,7 +14,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from replicator.loadgen import LoadGenerator
+from replicator.demo.loadgen import LoadGenerator
 
 _deserialize = TypeDeserializer().deserialize
 
