@@ -6,15 +6,25 @@ import asyncio
 import json
 import logging
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from replicator.config import Config, load_config
-from replicator.errors import ConfigError, ReplicatorError
+from replicator.cli_common import (
+    EXIT_CONFIG,
+    EXIT_INTERRUPTED,
+    ConfigOption,
+    PairOption,
+    console,
+    errors,
+    load,
+    run_reporting_errors,
+    run_reporting_errors_sync,
+)
+from replicator.cli_dlq import dlq_app
 
 if TYPE_CHECKING:
     from replicator.tools.verify import Report
@@ -24,25 +34,6 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Cross-region replication for DynamoDB tables (last writer wins, tombstoned deletes).",
 )
-console = Console()
-errors = Console(stderr=True)
-
-ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="Path to replicator.yaml.", show_default=False)
-]
-EXIT_CONFIG = 2
-EXIT_INTERRUPTED = 130
-T = TypeVar("T")
-
-
-def _load(path: Path) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        errors.print(f"[red]config error[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_CONFIG) from exc
-
-
 def _logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -52,7 +43,7 @@ def _logging(level: str) -> None:
 @app.command()
 def validate(config: ConfigOption) -> None:
     """Check a config file; print the first mistake per field and exit 2 if any."""
-    loaded = _load(config)
+    loaded = load(config)
     targets = sum(len(p.targets) for p in loaded.pairs)
     console.print(f"{config}: ok ({len(loaded.pairs)} table(s), {targets} target(s))")
 
@@ -66,7 +57,7 @@ def run(
     from replicator.models import Outcome
     from replicator.service import metrics_for, run_service
 
-    loaded = _load(config)
+    loaded = load(config)
     _logging(log_level)
 
     async def main() -> None:
@@ -85,13 +76,7 @@ def run(
             logging.getLogger("replicator").info("summary: %s", figures)
             metrics.shutdown()
 
-    _run_reporting_errors(main())
-
-
-PairOption = Annotated[
-    str | None,
-    typer.Option("--pair", help="Only the pair whose source table is this.", show_default=False),
-]
+    run_reporting_errors(main())
 
 
 @app.command()
@@ -115,19 +100,19 @@ def verify(
     from replicator.tools.repair import repair as repair_targets
     from replicator.tools.verify import verify as verify_tables
 
-    loaded = _load(config)
+    loaded = load(config)
     progress: Callable[[str], None] = _quiet if as_json else _progress_line
-    report = _run_reporting_errors(verify_tables(loaded, pair=pair, on_progress=progress))
+    report = run_reporting_errors(verify_tables(loaded, pair=pair, on_progress=progress))
     if repair and report.differences:
         _print_report(report, show, as_json=False)
-        fixed = _run_reporting_errors(repair_targets(loaded, report))
+        fixed = run_reporting_errors(repair_targets(loaded, report))
         console.print(
             f"repair: {fixed.repaired} written, {len(fixed.moved)} skipped because the target "
             f"changed meanwhile, {len(fixed.unrepairable)} unrepairable"
         )
         for difference, reason in fixed.unrepairable[:show]:
             console.print(f"  {difference}: {reason}", highlight=False)
-        report = _run_reporting_errors(verify_tables(loaded, pair=pair, on_progress=progress))
+        report = run_reporting_errors(verify_tables(loaded, pair=pair, on_progress=progress))
     _print_report(report, show, as_json=as_json)
     if report.differences:
         raise typer.Exit(1)
@@ -173,10 +158,10 @@ def backfill(
     from replicator.tools.backfill import backfill as backfill_tables
     from replicator.tools.backfill_view import RichBackfillView
 
-    loaded = _load(config)
+    loaded = load(config)
     try:
         with RichBackfillView(console) as view:
-            summary = _run_reporting_errors(
+            summary = run_reporting_errors(
                 backfill_tables(
                     loaded, view, pair=pair, segments=segments, rate=rate, restart=restart
                 )
@@ -187,83 +172,7 @@ def backfill(
     console.print(summary.line(), highlight=False, soft_wrap=True)
 
 
-dlq_app = typer.Typer(no_args_is_help=True, help="See, re-drive and purge dead-lettered records.")
 app.add_typer(dlq_app, name="dlq")
-
-
-@dlq_app.command("list")
-def dlq_list(
-    config: ConfigOption,
-    pair: PairOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON.")] = False,
-) -> None:
-    """One line per entry: id, keys, reason, first and last failure, attempts."""
-    from replicator.tools.dlq import list_entries
-
-    found = _run_reporting_errors(list_entries(_load(config), pair=pair))
-    if as_json:
-        print(json.dumps([entry.as_json() for entry in found], indent=2))
-        return
-    for entry in found:
-        console.print(entry.line(), highlight=False, soft_wrap=True)
-    console.print(f"{len(found)} entries")
-
-
-@dlq_app.command("show")
-def dlq_show(config: ConfigOption, entry_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
-    """The entry's record (decompressed) and reason in full."""
-    from replicator.tools.dlq import find
-
-    entry = _run_reporting_errors(find(_load(config), entry_id))
-    console.print(entry.line(), highlight=False, soft_wrap=True)
-    console.print(f"reason: {entry.reason}", highlight=False, soft_wrap=True)
-    record = entry.record if entry.record is not None else "(not stored: too large)"
-    print(json.dumps(record, indent=2, default=str))
-
-
-@dlq_app.command("replay")
-def dlq_replay(
-    config: ConfigOption,
-    ids: Annotated[
-        list[str] | None, typer.Option("--id", help="Entry to replay (repeatable).")
-    ] = None,
-    replay_all: Annotated[bool, typer.Option("--all", help="Replay every entry.")] = False,
-) -> None:
-    """Re-drive each entry's key from the source's current state; remove it once applied."""
-    from replicator.tools.dlq import replay
-
-    if bool(ids) == replay_all:
-        errors.print("[red]usage[/red] give --id ID (one or more) or --all", highlight=False)
-        raise typer.Exit(EXIT_CONFIG)
-    result = _run_reporting_errors(replay(_load(config), ids=None if replay_all else ids))
-    for entry, reason in result.failed:
-        console.print(f"  {entry.id} {entry.key_text()}: {reason}", highlight=False)
-    console.print(f"replay: {len(result.settled)} applied and removed, {len(result.failed)} kept")
-    if result.failed:
-        raise typer.Exit(1)
-
-
-@dlq_app.command("purge")
-def dlq_purge(
-    config: ConfigOption,
-    older_than: Annotated[
-        str, typer.Option(help="Age of the last failure, e.g. 7d, 12h, 30m.", show_default=False)
-    ],
-) -> None:
-    """Delete the entries whose last failure is older than the given age."""
-    from replicator.config import duration_seconds
-    from replicator.tools.dlq import purge
-
-    seconds = duration_seconds(older_than)
-    if seconds is None:
-        errors.print(
-            f"[red]usage[/red] --older-than {older_than!r} is not a duration — use e.g. 7d, "
-            "12h, 30m or 90s",
-            highlight=False,
-        )
-        raise typer.Exit(EXIT_CONFIG)
-    removed = _run_reporting_errors(purge(_load(config), older_than=seconds))
-    console.print(f"purged {removed} entries")
 
 
 @app.command()
@@ -280,7 +189,7 @@ def demo(
     """Embedded two-region demo: load with conflicts and deletes, live view, then verify."""
     from replicator.demo.run import run_demo
 
-    result = _run_reporting_errors_sync(
+    result = run_reporting_errors_sync(
         lambda: run_demo(
             duration=duration, keys=keys, console=console, web_port=web_port, rate=rate
         )
@@ -318,10 +227,10 @@ def status(
     """Print the running service's lag, heartbeat, outcomes and shards; exit 1 if it is down."""
     from replicator.tools.status import fetch_status, render_status, status_url, unreachable_hint
 
-    loaded = _load(config)
-    endpoint = _run_reporting_errors_sync(lambda: status_url(loaded.web, url))
+    loaded = load(config)
+    endpoint = run_reporting_errors_sync(lambda: status_url(loaded.web, url))
     hint = "" if url else unreachable_hint(loaded.web, str(config))
-    document = _run_reporting_errors_sync(
+    document = run_reporting_errors_sync(
         lambda: fetch_status(endpoint, hint=hint, timeout=timeout)
     )
     for part in render_status(document):
@@ -373,21 +282,6 @@ def chaos(
     console.print(f"reports: {report.json_path} {report.html_path} ({report.seconds:.0f} s)")
     if not report.passed:
         raise typer.Exit(1)
-
-
-def _run_reporting_errors(coroutine: Coroutine[Any, Any, T]) -> T:
-    return _run_reporting_errors_sync(lambda: asyncio.run(coroutine))
-
-
-def _run_reporting_errors_sync(call: Callable[[], T]) -> T:
-    try:
-        return call()
-    except ConfigError as exc:
-        errors.print(f"[red]config error[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_CONFIG) from exc
-    except ReplicatorError as exc:
-        errors.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from exc
 
 
 def main() -> None:

@@ -1,0 +1,95 @@
+"""``replicator dlq``: see, re-drive and purge dead-lettered records."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from replicator.cli_common import (
+    EXIT_CONFIG,
+    ConfigOption,
+    PairOption,
+    console,
+    errors,
+    load,
+    run_reporting_errors,
+)
+
+dlq_app = typer.Typer(no_args_is_help=True, help="See, re-drive and purge dead-lettered records.")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    config: ConfigOption,
+    pair: PairOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON.")] = False,
+) -> None:
+    """One line per entry: id, keys, reason, first and last failure, attempts."""
+    from replicator.tools.dlq import list_entries
+
+    found = run_reporting_errors(list_entries(load(config), pair=pair))
+    if as_json:
+        print(json.dumps([entry.as_json() for entry in found], indent=2))
+        return
+    for entry in found:
+        console.print(entry.line(), highlight=False, soft_wrap=True)
+    console.print(f"{len(found)} entries")
+
+
+@dlq_app.command("show")
+def dlq_show(config: ConfigOption, entry_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """The entry's record (decompressed) and reason in full."""
+    from replicator.tools.dlq import find
+
+    entry = run_reporting_errors(find(load(config), entry_id))
+    console.print(entry.line(), highlight=False, soft_wrap=True)
+    console.print(f"reason: {entry.reason}", highlight=False, soft_wrap=True)
+    record = entry.record if entry.record is not None else "(not stored: too large)"
+    print(json.dumps(record, indent=2, default=str))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    config: ConfigOption,
+    ids: Annotated[
+        list[str] | None, typer.Option("--id", help="Entry to replay (repeatable).")
+    ] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Replay every entry.")] = False,
+) -> None:
+    """Re-drive each entry's key from the source's current state; remove it once applied."""
+    from replicator.tools.dlq import replay
+
+    if bool(ids) == replay_all:
+        errors.print("[red]usage[/red] give --id ID (one or more) or --all", highlight=False)
+        raise typer.Exit(EXIT_CONFIG)
+    result = run_reporting_errors(replay(load(config), ids=None if replay_all else ids))
+    for entry, reason in result.failed:
+        console.print(f"  {entry.id} {entry.key_text()}: {reason}", highlight=False)
+    console.print(f"replay: {len(result.settled)} applied and removed, {len(result.failed)} kept")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@dlq_app.command("purge")
+def dlq_purge(
+    config: ConfigOption,
+    older_than: Annotated[
+        str, typer.Option(help="Age of the last failure, e.g. 7d, 12h, 30m.", show_default=False)
+    ],
+) -> None:
+    """Delete the entries whose last failure is older than the given age."""
+    from replicator.config import duration_seconds
+    from replicator.tools.dlq import purge
+
+    seconds = duration_seconds(older_than)
+    if seconds is None:
+        errors.print(
+            f"[red]usage[/red] --older-than {older_than!r} is not a duration — use e.g. 7d, "
+            "12h, 30m or 90s",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_CONFIG)
+    removed = run_reporting_errors(purge(load(config), older_than=seconds))
+    console.print(f"purged {removed} entries")
