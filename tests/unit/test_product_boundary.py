@@ -8,13 +8,15 @@ the CLI command that runs it, importing it lazily.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "replicator"
 DEMO = PACKAGE / "demo"
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(90)
 
 
 def demo_imports(path: Path) -> list[str]:
@@ -45,3 +47,18 @@ def test_the_cli_reaches_the_demo_only_inside_the_demo_command() -> None:
     tree = ast.parse((PACKAGE / "cli.py").read_text())
     top_level = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
     assert not [n for n in top_level if "demo" in ast.unparse(n)]
+
+
+def test_importing_the_product_never_imports_moto() -> None:
+    modules = sorted(
+        ".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts)
+        for p in PACKAGE.rglob("*.py")
+        if DEMO not in p.parents and p.name != "__main__.py"
+    )
+    probe = "import importlib, sys\n"
+    probe += "".join(f"importlib.import_module({m!r})\n" for m in modules)
+    probe += "print(sorted(n for n in sys.modules if n.split('.')[0] == 'moto'))\n"
+    answer = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert answer.stdout.strip() == "[]"
