@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import contextvars
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -274,6 +275,34 @@ def _client_error(status: int, body: bytes) -> ClientError:
     return ClientError(response, "PutItem")
 
 
+# The check a request must pass as it is sent, set by the caller for that one call: a
+# fenced process (HA) paused between deciding to write and sending must not send.
+_send_guard: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "send_guard", default=None
+)
+
+
+@contextlib.contextmanager
+def guarded_send(guard: Callable[[], None] | None) -> Iterator[None]:
+    """Run ``guard`` (it raises to refuse) right before each request of this block is sent."""
+    if guard is None:
+        yield
+        return
+    guard()
+    token = _send_guard.set(guard)
+    try:
+        yield
+    finally:
+        _send_guard.reset(token)
+
+
+def _check_send_guard(**_: Any) -> None:
+    # botocore's last hook before the HTTP send; returning None lets the request go.
+    guard = _send_guard.get()
+    if guard is not None:
+        guard()
+
+
 class Clients:
     """Creates aiobotocore clients per (service, region), honouring endpoint overrides.
 
@@ -309,6 +338,7 @@ class Clients:
                 config=self._config,
             )
             self._clients[key] = await self._stack.enter_async_context(client)
+            self._clients[key].meta.events.register("before-send", _check_send_guard)
         return self._clients[key]
 
     async def put_client(

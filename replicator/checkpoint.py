@@ -22,7 +22,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from replicator.aws import is_conditional_check_failed, region_of
+from replicator.aws import guarded_send, is_conditional_check_failed, region_of
 from replicator.models import pad_seq
 from replicator.retry import RetryPolicy
 from replicator.tables import partition_items
@@ -123,10 +123,9 @@ class CheckpointStore:
         }
 
         async def attempt() -> bool:
-            if self._guard is not None:
-                self._guard()
             try:
-                await self._client.put_item(**request)
+                with guarded_send(self._guard):
+                    await self._client.put_item(**request)
             except ClientError as exc:
                 if is_conditional_check_failed(exc):
                     return False

