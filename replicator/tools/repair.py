@@ -19,6 +19,7 @@ region that is ahead could freeze a divergence for good.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from botocore.exceptions import ClientError
 
 from replicator.apply.writer import ConditionalWriter
 from replicator.aws import Clients, classify, is_conditional_check_failed
-from replicator.config import Config
+from replicator.config import Config, Pair
 from replicator.errors import AwsError, RecordError
 from replicator.models import (
     Change,
@@ -39,6 +40,7 @@ from replicator.models import (
     number,
     stored_from_item,
 )
+from replicator.retry import RetryPolicy
 from replicator.service import meta_for
 from replicator.tools.deliver import state_change
 from replicator.tools.scan import wire_key
@@ -146,33 +148,27 @@ async def repair(
     result = RepairReport()
     pairs = {pair.source_table: pair for pair in config.pairs}
     clients = Clients(config.endpoints)
+    retry = RetryPolicy()  # a throttled or unreachable region is waited out, as in `run`
     try:
         for difference in report.differences:
             pair = pairs[difference.source_table]
-            meta = meta_for(config, pair)
             region, table = difference.target.split("/", 1)
             client = await clients.get("dynamodb", region)
             try:
-                if config.mode is Mode.ACTIVE_ACTIVE:
-                    writer = ConditionalWriter(
+                written = await retry.call(
+                    "repair write",
+                    region,
+                    functools.partial(
+                        _write,
+                        config,
+                        pair,
                         client,
+                        region,
                         table,
-                        region=region,
-                        meta=meta,
-                        mode=config.mode,
-                        tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
-                    )
-                    outcome = await writer.put(winner_change(difference, meta), now=clock())
-                    written = outcome is Outcome.APPLIED
-                else:
-                    written = await _compare_and_set(
-                        client,
-                        table,
-                        difference,
-                        meta,
-                        ttl_seconds=pair.tombstone_ttl_seconds,
+                        difference=difference,
                         now=clock(),
-                    )
+                    ),
+                )
             except ValueError as exc:
                 result.unrepairable.append((difference, str(exc)))
                 continue
@@ -188,6 +184,33 @@ async def repair(
         return result
     finally:
         await clients.aclose()
+
+
+async def _write(
+    config: Config,
+    pair: Pair,
+    client: Any,
+    region: str,
+    table: str,
+    *,
+    difference: Difference,
+    now: float,
+) -> bool:
+    """One repair write: the winner active-active, compare-and-set one-way; True if written."""
+    meta = meta_for(config, pair)
+    if config.mode is Mode.ACTIVE_ACTIVE:
+        writer = ConditionalWriter(
+            client,
+            table,
+            region=region,
+            meta=meta,
+            mode=config.mode,
+            tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
+        )
+        return await writer.put(winner_change(difference, meta), now=now) is Outcome.APPLIED
+    return await _compare_and_set(
+        client, table, difference, meta, ttl_seconds=pair.tombstone_ttl_seconds, now=now
+    )
 
 
 async def _compare_and_set(
