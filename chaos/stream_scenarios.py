@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from chaos.httpfaults import FaultKind, HttpFault
-from chaos.outcome import Diff, Result, compare, expected_state
+from chaos.outcome import Diff, Result, Timeline, compare, expected_state
 from chaos.probe import CANARY, Canary, drain
 from chaos.scenario import Budget, Context
 from chaos.streams import StreamRig
@@ -39,6 +39,8 @@ class StreamPlan:
     mode: Mode = Mode.ONE_WAY
     held: tuple[str, ...] = ()  # origins whose pipeline the schedule starts, late
     rewrite_after_heal: bool = False  # every key written once more once the fault is over
+    # The paced writes end at the heal: no later write of a key hides a stale delivery.
+    quiet_after_heal: bool = False
     alarm: str | None = None  # a metric that must have counted the fault
 
 
@@ -66,7 +68,9 @@ async def run_stream(ctx: Context, name: str, plan: StreamPlan) -> Result:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(canary.run(stop, limit=limit))
-                group.create_task(_paced_writes(rig, stop))
+                group.create_task(
+                    _paced_writes(rig, stop, canary.timeline if plan.quiet_after_heal else None)
+                )
                 try:
                     async with asyncio.timeout(limit):
                         await plan.schedule(rig, canary, budget)
@@ -96,9 +100,10 @@ async def run_stream(ctx: Context, name: str, plan: StreamPlan) -> Result:
     return result
 
 
-async def _paced_writes(rig: StreamRig, stop: asyncio.Event) -> None:
+async def _paced_writes(rig: StreamRig, stop: asyncio.Event, until: Timeline | None) -> None:
+    """Random writes every ``WRITE_PACE_SECONDS`` until ``stop``, or ``until`` heals."""
     for _ in range(MAX_WRITES):
-        if stop.is_set():
+        if stop.is_set() or (until is not None and until.healed_at is not None):
             return
         rig.sim.write()
         await asyncio.sleep(WRITE_PACE_SECONDS)
@@ -200,6 +205,11 @@ PLANS = {
     "stream-duplicate-reorder": StreamPlan(duplicated_and_reordered),
     "stream-throttled": StreamPlan(throttled),
     "stream-origins-reorder": StreamPlan(
-        origin_held_back, origins=(AP, EU), target=SOURCE, mode=Mode.ACTIVE_ACTIVE, held=(EU,)
+        origin_held_back,
+        origins=(AP, EU),
+        target=SOURCE,
+        mode=Mode.ACTIVE_ACTIVE,
+        held=(EU,),
+        quiet_after_heal=True,
     ),
 }

@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-import aioboto3
 import pytest
+from aiobotocore.session import get_session
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     ClientError,
@@ -44,7 +44,7 @@ def upstream(endpoints: dict[str, str]) -> tuple[str, int]:
 async def client_through(
     proxy: FaultProxy, service: str = "dynamodb", config: BotoConfig = NO_RETRIES
 ) -> AsyncIterator[Any]:
-    async with aioboto3.Session().client(
+    async with get_session().create_client(
         service, region_name=REGION, endpoint_url=proxy.url, config=config
     ) as client:
         yield client
