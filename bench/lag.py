@@ -32,7 +32,8 @@ from replicator.aws import Clients
 from replicator.backoff import pause
 from replicator.checkpoint import TargetRef
 from replicator.config import HeartbeatConfig
-from replicator.service import build_pipelines, heartbeat_writers, sample_history, tune_gc
+from replicator.service import build_pipelines, sample_history, tune_gc
+from replicator.startup import heartbeat_writers
 from replicator.telemetry.metrics import Metrics
 from replicator.telemetry.state import quantile
 

@@ -40,13 +40,8 @@ from replicator.lambda_event import StreamBatch, is_scheduled, stream_batch
 from replicator.lambda_metrics import EmfMetrics
 from replicator.models import Change, Meta
 from replicator.records import coalesce
-from replicator.service import (
-    applier_for,
-    heartbeat_writers,
-    meta_for,
-    target_writer,
-    targets_of,
-)
+from replicator.service import applier_for, meta_for, target_writer
+from replicator.startup import heartbeat_writers, targets_of
 from replicator.tables import CONTROL_KEY, ensure_table
 from replicator.telemetry.heartbeat import HeartbeatWriter
 

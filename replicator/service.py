@@ -28,12 +28,11 @@ from replicator.ha import replicate_under_lease, replicating
 from replicator.lease import LeaseTimes
 from replicator.lease_keeper import LeaseKeeper, process_owner
 from replicator.lease_store import LeaseStore
-from replicator.models import Change, Meta, Mode
+from replicator.models import Change, Meta
 from replicator.pipeline import PairPipeline
-from replicator.retry import RetryObserver, RetryPolicy
+from replicator.retry import RetryPolicy
+from replicator.startup import heartbeat_writers, prepare_tables, targets_of
 from replicator.stream.source import DynamoDBStreamSource
-from replicator.tables import CONTROL_KEY, describe, ensure_table, key_schema_of, require_table
-from replicator.telemetry.heartbeat import HeartbeatWriter, heartbeat_key
 from replicator.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -79,16 +78,6 @@ def connections(pair: Pair) -> int:
 
 def meta_for(config: Config, pair: Pair) -> Meta:
     return Meta(version=pair.version_attribute, prefix=config.metadata_prefix)
-
-
-def targets_of(config: Config, pair: Pair) -> tuple[list[TargetRef], TargetRef | None]:
-    """A pair's targets and, in active-active mode, its local target (the source table
-    itself, for this region's tombstones, DESIGN §4 rule 6), which is also the last target."""
-    targets = [TargetRef(t.region, t.table) for t in pair.targets]
-    if config.mode is not Mode.ACTIVE_ACTIVE:
-        return targets, None
-    local = TargetRef(config.source_region, pair.source_table)
-    return [*targets, local], local
 
 
 async def target_writer(
@@ -161,28 +150,6 @@ async def build_pipelines(
     ]
 
 
-async def prepare_tables(
-    config: Config, clients: Clients, *, retry: RetryPolicy | None = None
-) -> None:
-    """Create the control and DLQ tables; fail on a configured table that is missing or
-    (a target) keyed otherwise than its source."""
-    home = await clients.get("dynamodb", config.source_region)
-    await ensure_table(home, config.control_table, CONTROL_KEY, retry=retry)
-    await ensure_table(home, config.dlq_table, CONTROL_KEY, retry=retry)
-    for pair in config.pairs:
-        description = await require_table(
-            home, pair.source_table, config.source_region, stream=True, retry=retry
-        )
-        for target in targets_of(config, pair)[0]:
-            await require_table(
-                await clients.get("dynamodb", target.region),
-                target.table,
-                target.region,
-                key_schema=key_schema_of(description),
-                retry=retry,
-            )
-
-
 async def build_pipeline(
     config: Config,
     clients: Clients,
@@ -252,39 +219,6 @@ def metrics_for(config: Config) -> Metrics:
     )
 
 
-async def heartbeat_writers(
-    config: Config,
-    clients: Clients,
-    *,
-    metrics: RetryObserver | None = None,
-    stop: asyncio.Event | None = None,
-) -> list[HeartbeatWriter]:
-    """One canary writer per source table whose key schema can name it."""
-    if not config.heartbeat.enabled:
-        return []
-    retry = RetryPolicy(stop=stop, observer=metrics)
-    home = await clients.get("dynamodb", config.source_region)
-    writers: list[HeartbeatWriter] = []
-    for pair in config.pairs:
-        description = await describe(home, pair.source_table, retry=retry)
-        schema = key_schema_of(description) if description else []
-        key = heartbeat_key(schema, config.heartbeat.key_prefix, config.source_region)
-        if key is None:
-            log.warning("no heartbeat for %s: its partition key is not a string", pair.source_table)
-            continue
-        writers.append(
-            HeartbeatWriter(
-                home,
-                pair.source_table,
-                key,
-                version_attribute=pair.version_attribute,
-                interval=config.heartbeat.interval_seconds,
-                retry=retry,
-            )
-        )
-    return writers
-
-
 async def sample_history(metrics: Metrics, stop: asyncio.Event) -> None:
     while not await pause(1.0, stop):
         metrics.sample()
@@ -307,11 +241,13 @@ async def run_service(
     clients = Clients(config.endpoints, agent=f"replicator-instance/{owner}")
     try:
         try:
-            await prepare_tables(config, clients, retry=RetryPolicy(stop=stop, observer=metrics))
-            beats = {
-                beat.table: beat
-                for beat in await heartbeat_writers(config, clients, metrics=metrics, stop=stop)
-            }
+            descriptions = await prepare_tables(
+                config, clients, retry=RetryPolicy(stop=stop, observer=metrics)
+            )
+            writers = await heartbeat_writers(
+                config, clients, metrics=metrics, stop=stop, descriptions=descriptions
+            )
+            beats = {beat.table: beat for beat in writers}
         except ShutdownInterrupted as exc:
             log.info("stopped during start-up: %s", exc)
             return

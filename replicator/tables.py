@@ -128,9 +128,21 @@ async def require_table(
     key_schema: list[tuple[str, str, str]] | None = None,
     retry: RetryPolicy | None = None,
 ) -> dict[str, Any]:
+    """The table's description, checked as ``check_table`` does."""
+    description = await describe(client, table, retry=retry)
+    return check_table(description, table, region, stream=stream, key_schema=key_schema)
+
+
+def check_table(
+    description: dict[str, Any] | None,
+    table: str,
+    region: str,
+    *,
+    stream: bool = False,
+    key_schema: list[tuple[str, str, str]] | None = None,
+) -> dict[str, Any]:
     """The table's description; a configuration error when it is missing, has no stream
     (with ``stream``) or is keyed otherwise than ``key_schema`` (its source's)."""
-    description = await describe(client, table, retry=retry)
     if description is None:
         raise ConfigError(f"table {table} does not exist in {region} — create it or fix the config")
     if key_schema is not None and sorted(key_schema_of(description)) != sorted(key_schema):
