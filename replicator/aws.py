@@ -24,30 +24,20 @@ per oversized item, and measuring every item cost ~12 us of CPU per write.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import contextvars
-import json
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from aiobotocore.session import get_session
 from aiodynamo.credentials import Credentials
-from aiodynamo.http.aiohttp import AIOHTTP
-from aiodynamo.sign import make_default_endpoint
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
-    NoCredentialsError,
     ReadTimeoutError,
 )
-from yarl import URL
 
 from replicator.apply.limit import AUTO_CEILING
 from replicator.errors import (
@@ -58,7 +48,10 @@ from replicator.errors import (
     ThrottledError,
     TrimmedDataError,
 )
-from replicator.sigv4 import Signer
+from replicator.json_client import JsonClient, send_guard
+
+if TYPE_CHECKING:
+    from botocore.config import Config as BotoConfig
 
 THROTTLING_CODES = frozenset(
     {
@@ -80,7 +73,10 @@ RETRYABLE_CODES = frozenset(
 )
 # Connections idle this long are closed; writes come often enough to keep them warm.
 KEEPALIVE_SECONDS = 60.0
-PUT_ITEM_TARGET = "DynamoDB_20120810.PutItem"
+CONNECT_TIMEOUT_SECONDS = 5
+READ_TIMEOUT_SECONDS = 20
+# The pool of each service's client in a region (stream reads, control-table writes).
+POOL_CONNECTIONS = 256
 # A local secondary index's item collection is full (10 GB): retrying cannot make room.
 RECORD_FAULT_CODES = frozenset({"ItemCollectionSizeLimitExceededException"})
 VALIDATION = "ValidationException"
@@ -99,16 +95,23 @@ ITEM_FAULT_MESSAGES = (
     "item collection",
 )
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
-EXPIRED_TOKEN = "ExpiredTokenException"
 
-# Retries are ours (jittered, bounded, counted); botocore's own would hide throttling.
-# ``total_max_attempts`` counts the first attempt: ``max_attempts: 1`` still retried once.
-_BOTO_CONFIG = BotoConfig(
-    retries={"total_max_attempts": 1, "mode": "standard"},
-    connect_timeout=5,
-    read_timeout=20,
-    max_pool_connections=256,
-)
+
+def boto_config(agent: str | None) -> BotoConfig:
+    """aiobotocore's settings; built on first use: botocore.config alone cost 40 ms to import.
+
+    Retries are ours (jittered, bounded, counted); botocore's own would hide throttling.
+    ``total_max_attempts`` counts the first attempt: ``max_attempts: 1`` still retried once.
+    """
+    from botocore.config import Config
+
+    return Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        read_timeout=READ_TIMEOUT_SECONDS,
+        max_pool_connections=POOL_CONNECTIONS,
+        user_agent_extra=agent,
+    )
 
 
 def error_code(exc: ClientError) -> str:
@@ -167,119 +170,9 @@ def names_the_item(message: str) -> bool:
 
 
 def region_of(client: Any) -> str:
-    """The region an aiobotocore client (or ``FastPutClient``) talks to, for log lines."""
+    """The region an aiobotocore client (or ``JsonClient``) talks to, for log lines."""
     meta = getattr(client, "meta", None)
     return str(getattr(meta, "region_name", None) or getattr(client, "region", ""))
-
-
-class FastPutClient:
-    """PutItem signed by ``replicator.sigv4`` and sent over aiohttp, with aiobotocore's signature.
-
-    Measured (bench/, SDK cost per write): aiobotocore spends several times more
-    client CPU per request, and on a real DynamoDB target that CPU, not the network,
-    bounds writes per core. Only aiodynamo's credential chain is used: its client's
-    retry loop (ours are jittered, bounded and counted) cost an async generator and a
-    task per request, and its signer redid the day's key derivation for every request.
-    Failures are raised as the ``ClientError`` shape botocore produces, so ``classify``
-    stays the one place that reads error codes.
-    """
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        region: str,
-        endpoint: str | None,
-        *,
-        agent: str | None = None,
-        guard: Callable[[], None] | None = None,
-    ) -> None:
-        self._session = session
-        self._agent = {"User-Agent": agent} if agent else {}
-        self._guard = guard
-        self._http = AIOHTTP(session)
-        self._credentials = Credentials.auto()
-        self.region = region
-        self._endpoint = URL(endpoint) if endpoint else make_default_endpoint(region)
-        host = self._endpoint.host or ""
-        if not self._endpoint.is_default_port():
-            host = f"{host}:{self._endpoint.port}"
-        self._signer = Signer(host, region)
-
-    async def put_item(self, **request: Any) -> dict[str, Any]:
-        key = await self._credentials.get_key(self._http)
-        if key is None:
-            raise NoCredentialsError()
-        try:
-            body = json.dumps(request, separators=(",", ":")).encode()
-        except TypeError:
-            # Binary attributes arrive from the stream as bytes; JSON wants base64.
-            body = json.dumps(_base64_binaries(request), separators=(",", ":")).encode()
-        headers = self._signer.headers(key, PUT_ITEM_TARGET, body, now=time.time())
-        data = body if self._guard is None else _GuardedBody(body, self._guard)
-        async with self._session.post(
-            self._endpoint, data=data, headers={**headers, **self._agent}
-        ) as response:
-            status, answer_body = response.status, await response.read()
-        if status == 200:
-            answer: dict[str, Any] = json.loads(answer_body)
-            return answer
-        error = _client_error(status, answer_body)
-        if error_code(error) == EXPIRED_TOKEN:
-            self._credentials.invalidate()  # the retry signs with fresh credentials
-        raise error
-
-
-class _GuardedBody(aiohttp.BytesPayload):
-    """A request body that calls ``guard`` just before its bytes go to the socket.
-
-    The lease fence is asked before a write starts, but a process frozen after that (a
-    SIGSTOP, a VM pause) and before the send would send it once it thaws, after another
-    process took the lease over. aiohttp writes headers and body together here, with no
-    await between the guard and the socket: a guard that raises aborts the request unsent.
-    """
-
-    def __init__(self, value: bytes, guard: Callable[[], None]) -> None:
-        super().__init__(value)
-        self._guard = guard
-
-    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
-        self._guard()
-        await super().write_with_length(writer, content_length)
-
-
-def _base64_binaries(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(value).decode()
-    if isinstance(value, dict):
-        return {k: _base64_binaries(v) for k, v in value.items()}
-    if isinstance(value, list | set | tuple):
-        return [_base64_binaries(v) for v in value]
-    return value
-
-
-def _client_error(status: int, body: bytes) -> ClientError:
-    """DynamoDB's JSON error body as botocore's ``ClientError`` (``HTTP<status>`` if none)."""
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        parsed = None
-    fields: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
-    code = str(fields.get("__type", f"HTTP{status}")).rsplit("#", 1)[-1]
-    message = str(fields.get("message", fields.get("Message", "")))
-    response: dict[str, Any] = {
-        "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": status},
-    }
-    if "Item" in fields:
-        response["Item"] = fields["Item"]
-    return ClientError(response, "PutItem")
-
-
-# The check a request must pass as it is sent, set by the caller for that one call: a
-# fenced process (HA) paused between deciding to write and sending must not send.
-_send_guard: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
-    "send_guard", default=None
-)
 
 
 @contextlib.contextmanager
@@ -289,25 +182,27 @@ def guarded_send(guard: Callable[[], None] | None) -> Iterator[None]:
         yield
         return
     guard()
-    token = _send_guard.set(guard)
+    token = send_guard.set(guard)
     try:
         yield
     finally:
-        _send_guard.reset(token)
+        send_guard.reset(token)
 
 
 def _check_send_guard(**_: Any) -> None:
     # botocore's last hook before the HTTP send; returning None lets the request go.
-    guard = _send_guard.get()
+    guard = send_guard.get()
     if guard is not None:
         guard()
 
 
 class Clients:
-    """Creates aiobotocore clients per (service, region), honouring endpoint overrides.
+    """Creates clients per (service, region), honouring endpoint overrides.
 
-    aiobotocore directly, not through aioboto3: importing boto3 on top cost start-up
-    time and nothing here uses its resources.
+    ``json`` and ``put_client`` are the lean clients ``replicator run`` uses
+    (``replicator.json_client``); ``get`` gives aiobotocore's, for the tools that page
+    through tables. aiobotocore directly, not through aioboto3: importing boto3 on top
+    cost start-up time and nothing here uses its resources; it is imported on first use.
 
     Credentials come from the standard AWS chain (environment, profile, role); none
     are ever read from replicator's config. ``agent`` is added to every request's
@@ -318,28 +213,38 @@ class Clients:
     def __init__(
         self, endpoints: Mapping[str, str] | None = None, *, agent: str | None = None
     ) -> None:
-        self._session = get_session()
         self._endpoints = dict(endpoints or {})
         self._agent = agent
-        self._config = (
-            _BOTO_CONFIG.merge(BotoConfig(user_agent_extra=agent)) if agent else _BOTO_CONFIG
-        )
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[tuple[str, str], Any] = {}
+        self._json: dict[tuple[str, str], JsonClient] = {}
+        self._session: Any = None
+        self._credentials: Credentials | None = None
 
     async def get(self, service: str, region: str) -> Any:
-        """A client for ``service`` in ``region``, created once and reused."""
+        """An aiobotocore client for ``service`` in ``region``, created once and reused."""
         key = (service, region)
         if key not in self._clients:
+            if self._session is None:
+                from aiobotocore.session import get_session
+
+                self._session = get_session()
             client = self._session.create_client(
                 service,
                 region_name=region,
                 endpoint_url=self._endpoints.get(region),
-                config=self._config,
+                config=boto_config(self._agent),
             )
             self._clients[key] = await self._stack.enter_async_context(client)
             self._clients[key].meta.events.register("before-send", _check_send_guard)
         return self._clients[key]
+
+    async def json(self, service: str, region: str) -> JsonClient:
+        """A lean client for ``service`` in ``region``, created once and reused."""
+        key = (service, region)
+        if key not in self._json:
+            self._json[key] = await self._json_client(region, POOL_CONNECTIONS, service=service)
+        return self._json[key]
 
     async def put_client(
         self,
@@ -347,7 +252,7 @@ class Clients:
         *,
         connections: int = AUTO_CEILING,
         guard: Callable[[], None] | None = None,
-    ) -> FastPutClient:
+    ) -> JsonClient:
         """A client for replicated writes to one target in ``region``, with its own pool.
 
         ``connections`` is the target's concurrency ceiling: the adaptive limit keeps
@@ -355,23 +260,42 @@ class Clients:
         uses. No pool is shared, so targets never cap one another. ``guard`` is called
         as each request is sent and aborts it by raising.
         """
+        return await self._json_client(region, connections, guard=guard)
+
+    async def _json_client(
+        self,
+        region: str,
+        connections: int,
+        *,
+        service: str = "dynamodb",
+        guard: Callable[[], None] | None = None,
+    ) -> JsonClient:
         http = await self._stack.enter_async_context(
             aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
                     limit=connections, keepalive_timeout=KEEPALIVE_SECONDS
                 ),
                 timeout=aiohttp.ClientTimeout(
-                    connect=_BOTO_CONFIG.connect_timeout, sock_read=_BOTO_CONFIG.read_timeout
+                    connect=CONNECT_TIMEOUT_SECONDS, sock_read=READ_TIMEOUT_SECONDS
                 ),
             )
         )
-        return FastPutClient(
-            http, region, self._endpoints.get(region), agent=self._agent, guard=guard
+        if self._credentials is None:
+            self._credentials = Credentials.auto()
+        return JsonClient(
+            http,
+            region,
+            self._endpoints.get(region),
+            credentials=self._credentials,
+            service=service,
+            agent=self._agent,
+            guard=guard,
         )
 
     async def aclose(self) -> None:
         """Close every client (idempotent)."""
         self._clients.clear()
+        self._json.clear()
         await self._stack.aclose()
 
 

@@ -67,10 +67,10 @@ def stream_batch(event: Mapping[str, Any]) -> StreamBatch:
             f"eventSourceARN {arn!r} is not a DynamoDB stream ARN: map the function to the "
             "stream of a table listed in replicator.yaml"
         )
-    return StreamBatch(str(arn), match[1], match[2], [_decoded(r) for r in records])
+    return StreamBatch(str(arn), match[1], match[2], [decoded_record(r) for r in records])
 
 
-def _decoded(record: dict[str, Any]) -> dict[str, Any]:
+def decoded_record(record: dict[str, Any]) -> dict[str, Any]:
     body = record.get("dynamodb")
     if not isinstance(body, dict):
         return record  # to_change dead-letters it with the reason

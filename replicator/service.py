@@ -106,7 +106,7 @@ async def target_writer(
     )
     if target != local:
         return conditional
-    return LocalWriter(conditional, await clients.get("dynamodb", target.region), meta=meta)
+    return LocalWriter(conditional, await clients.json("dynamodb", target.region), meta=meta)
 
 
 def applier_for(
@@ -165,7 +165,7 @@ async def build_pipeline(
     Its AWS calls wait faults out until ``stop`` (``retry`` defaults to that policy).
     """
     retry = retry or RetryPolicy(stop=stop, observer=metrics)
-    home = await clients.get("dynamodb", config.source_region)
+    home = await clients.json("dynamodb", config.source_region)
     checkpoints = (
         FencedCheckpoints(home, config.control_table, fence, retry=retry)
         if fence
@@ -173,7 +173,7 @@ async def build_pipeline(
     )
     dlq_guard = send_guard(fence, "dead-letter write") if fence else None
     dlq = DeadLetterQueue(home, config.dlq_table, retry=retry, guard=dlq_guard)
-    source = DynamoDBStreamSource(home, await clients.get("dynamodbstreams", config.source_region))
+    source = DynamoDBStreamSource(home, await clients.json("dynamodbstreams", config.source_region))
     targets, local = targets_of(config, pair)
     guard = send_guard(fence) if fence else None
     appliers = []
@@ -252,7 +252,7 @@ async def run_service(
             log.info("stopped during start-up: %s", exc)
             return
         tune_gc()
-        home = await clients.get("dynamodb", config.source_region)
+        home = await clients.json("dynamodb", config.source_region)
         store = LeaseStore(home, config.control_table, duration=config.lease.duration_seconds)
         async with contextlib.AsyncExitStack() as stack:
             if config.web.enabled:

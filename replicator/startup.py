@@ -55,7 +55,7 @@ async def prepare_tables(
 ) -> dict[str, dict[str, Any]]:
     """Create the control and DLQ tables; fail on a configured table that is missing or
     (a target) keyed otherwise than its source. Returns each source table's description."""
-    home = await clients.get("dynamodb", config.source_region)
+    home = await clients.json("dynamodb", config.source_region)
     region = config.source_region
     checks: list[Awaitable[Any]] = [
         ensure_table(home, config.control_table, CONTROL_KEY, retry=retry),
@@ -65,7 +65,7 @@ async def prepare_tables(
     checks += [describe(home, table, retry=retry) for table in sources]
     targets = [(pair, target) for pair in config.pairs for target in targets_of(config, pair)[0]]
     for _, target in targets:
-        client = await clients.get("dynamodb", target.region)
+        client = await clients.json("dynamodb", target.region)
         checks.append(describe(client, target.table, retry=retry))
     answers = await concurrently(*checks)
     found = dict(zip(sources, answers[2 : 2 + len(sources)], strict=True))
@@ -94,7 +94,7 @@ async def heartbeat_writers(
     if not config.heartbeat.enabled:
         return []
     retry = RetryPolicy(stop=stop, observer=metrics)
-    home = await clients.get("dynamodb", config.source_region)
+    home = await clients.json("dynamodb", config.source_region)
     writers: list[HeartbeatWriter] = []
     for pair in config.pairs:
         known = (descriptions or {}).get(pair.source_table)

@@ -57,7 +57,8 @@ class StreamSource(Protocol):
 
 
 class DynamoDBStreamSource:
-    """``StreamSource`` over aiobotocore ``dynamodb`` and ``dynamodbstreams`` clients."""
+    """``StreamSource`` over ``dynamodb`` and ``dynamodbstreams`` clients (``Clients.json``
+    or aiobotocore's)."""
 
     def __init__(self, dynamodb_client: Any, streams_client: Any) -> None:
         self._dynamodb = dynamodb_client

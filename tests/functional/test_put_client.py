@@ -9,9 +9,10 @@ import pytest
 from aiohttp import web
 from botocore.exceptions import ClientError
 
-from replicator.aws import Clients, FastPutClient, classify
+from replicator.aws import Clients, classify
 from replicator.demo.embedded import free_port
 from replicator.errors import LeaseLost
+from replicator.json_client import JsonClient
 from replicator.tables import ensure_table
 
 pytestmark = pytest.mark.timeout(60)
@@ -32,12 +33,12 @@ async def clients(endpoints: dict[str, str], unique_name: str) -> AsyncIterator[
 
 
 @pytest.fixture
-async def put(clients: Clients) -> FastPutClient:
+async def put(clients: Clients) -> JsonClient:
     return await clients.put_client(REGION)
 
 
 async def test_binary_attributes_from_the_stream_are_written(
-    clients: Clients, put: FastPutClient, unique_name: str
+    clients: Clients, put: JsonClient, unique_name: str
 ) -> None:
     item = {"pk": {"S": "k"}, "blob": {"B": b"\x00\xffraw"}, "blobs": {"BS": [b"a", b"b"]}}
     await put.put_item(TableName=unique_name, Item=item)
@@ -48,7 +49,7 @@ async def test_binary_attributes_from_the_stream_are_written(
 
 
 async def test_an_oversized_item_is_a_record_fault_for_the_dlq(
-    put: FastPutClient, unique_name: str
+    put: JsonClient, unique_name: str
 ) -> None:
     huge = {"pk": {"S": "k"}, "data": {"S": "x" * 500_000}}
     with pytest.raises(ClientError) as raised:
