@@ -148,3 +148,33 @@ async def test_a_garbage_iterator_is_a_retryable_error_on_moto(
     with pytest.raises(AwsError) as raised:
         await source.get_records("not-an-iterator")
     assert raised.value.retryable
+
+
+async def test_the_lean_client_reads_binary_values_as_botocore_does(
+    aws: tuple[Any, DynamoDBStreamSource], endpoints: dict[str, str], unique_name: str
+) -> None:
+    # replicator run reads through Clients.json; a change must be the same value whichever
+    # client read it (bytes, not base64 text, in B and BS, nested too).
+    dynamodb, botocore_source = aws
+    await create_table(dynamodb, unique_name)
+    item = {
+        "pk": {"S": "a"},
+        "blob": {"B": b"\x00\xffbinary"},
+        "blobs": {"BS": [b"one", b"two"]},
+        "nested": {"M": {"inner": {"L": [{"B": b"deep"}]}}},
+    }
+    await dynamodb.put_item(TableName=unique_name, Item=item)
+    lean = Clients(endpoints)
+    try:
+        lean_source = DynamoDBStreamSource(
+            await lean.json("dynamodb", REGION), await lean.json("dynamodbstreams", REGION)
+        )
+        arn = await lean_source.stream_arn(unique_name)
+        [shard] = await lean_source.shards(arn)
+        [by_lean] = await read(lean_source, arn, shard.shard_id, 1)
+    finally:
+        await lean.aclose()
+    [by_botocore] = await read(botocore_source, arn, shard.shard_id, 1)
+
+    assert by_lean["dynamodb"]["NewImage"] == by_botocore["dynamodb"]["NewImage"] == item
+    assert by_lean["dynamodb"]["Keys"] == by_botocore["dynamodb"]["Keys"]
