@@ -240,28 +240,33 @@ async def run_service(
     owner = metrics.leases.owner = process_owner()
     clients = Clients(config.endpoints, agent=f"replicator-instance/{owner}")
     try:
-        try:
-            descriptions = await prepare_tables(
-                config, clients, retry=RetryPolicy(stop=stop, observer=metrics)
-            )
-            writers = await heartbeat_writers(
-                config, clients, metrics=metrics, stop=stop, descriptions=descriptions
-            )
-            beats = {beat.table: beat for beat in writers}
-        except ShutdownInterrupted as exc:
-            log.info("stopped during start-up: %s", exc)
-            return
-        tune_gc()
-        home = await clients.json("dynamodb", config.source_region)
-        store = LeaseStore(home, config.control_table, duration=config.lease.duration_seconds)
         async with contextlib.AsyncExitStack() as stack:
-            if config.web.enabled:
+
+            async def start_web() -> None:
                 from replicator.web.server import serve
 
                 url = await stack.enter_async_context(serve(config.web, metrics))
                 log.info("dashboard and /metrics on %s", url)
                 if on_web_started:
                     on_web_started(url)
+
+            try:
+                descriptions = await prepare_tables(
+                    config,
+                    clients,
+                    retry=RetryPolicy(stop=stop, observer=metrics),
+                    meanwhile=start_web if config.web.enabled else None,
+                )
+            except ShutdownInterrupted as exc:
+                log.info("stopped during start-up: %s", exc)
+                return
+            writers = await heartbeat_writers(
+                config, clients, metrics=metrics, stop=stop, descriptions=descriptions
+            )
+            beats = {beat.table: beat for beat in writers}
+            tune_gc()
+            home = await clients.json("dynamodb", config.source_region)
+            store = LeaseStore(home, config.control_table, duration=config.lease.duration_seconds)
             log.info(
                 "%s: %d table(s) from %s, each replicated while this process holds its lease",
                 owner,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from replicator.aws import Clients
@@ -51,28 +51,42 @@ def targets_of(config: Config, pair: Pair) -> tuple[list[TargetRef], TargetRef |
 
 
 async def prepare_tables(
-    config: Config, clients: Clients, *, retry: RetryPolicy | None = None
+    config: Config,
+    clients: Clients,
+    *,
+    retry: RetryPolicy | None = None,
+    meanwhile: Callable[[], Awaitable[object]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Create the control and DLQ tables; fail on a configured table that is missing or
-    (a target) keyed otherwise than its source. Returns each source table's description."""
+    (a target) keyed otherwise than its source. Returns each source table's description.
+
+    ``meanwhile`` is local start-up work (the dashboard) done once this region's tables
+    have answered, while the targets' checks still cross the ocean.
+    """
     home = await clients.json("dynamodb", config.source_region)
-    region = config.source_region
-    checks: list[Awaitable[Any]] = [
-        ensure_table(home, config.control_table, CONTROL_KEY, retry=retry),
-        ensure_table(home, config.dlq_table, CONTROL_KEY, retry=retry),
-    ]
     sources = [pair.source_table for pair in config.pairs]
-    checks += [describe(home, table, retry=retry) for table in sources]
     targets = [(pair, target) for pair in config.pairs for target in targets_of(config, pair)[0]]
-    for _, target in targets:
-        client = await clients.json("dynamodb", target.region)
-        checks.append(describe(client, target.table, retry=retry))
-    answers = await concurrently(*checks)
-    found = dict(zip(sources, answers[2 : 2 + len(sources)], strict=True))
+    target_checks = [
+        describe(await clients.json("dynamodb", target.region), target.table, retry=retry)
+        for _, target in targets
+    ]
+
+    async def here() -> list[Any]:
+        answers = await concurrently(
+            ensure_table(home, config.control_table, CONTROL_KEY, retry=retry),
+            ensure_table(home, config.dlq_table, CONTROL_KEY, retry=retry),
+            *(describe(home, table, retry=retry) for table in sources),
+        )
+        if meanwhile is not None:
+            await meanwhile()
+        return answers[2:]
+
+    found, target_descriptions = await concurrently(here(), concurrently(*target_checks))
     descriptions = {
-        table: check_table(found[table], table, region, stream=True) for table in sources
+        table: check_table(description, table, config.source_region, stream=True)
+        for table, description in zip(sources, found, strict=True)
     }
-    for (pair, target), description in zip(targets, answers[2 + len(sources) :], strict=True):
+    for (pair, target), description in zip(targets, target_descriptions, strict=True):
         schema = key_schema_of(descriptions[pair.source_table])
         check_table(description, target.table, target.region, key_schema=schema)
     return descriptions
