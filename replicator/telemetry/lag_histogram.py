@@ -12,9 +12,10 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from prometheus_client.core import HistogramMetricFamily
-from prometheus_client.registry import Collector
+if TYPE_CHECKING:
+    from prometheus_client.core import HistogramMetricFamily
 
 NAME = "replicator_replication_lag_seconds"
 LABELS = ("source_table", "target_region", "target_table")
@@ -26,8 +27,12 @@ class _Series:
     total: float = 0.0
 
 
-class LagHistogram(Collector):
-    """Bucket counts per label set (values of ``LABELS``); not thread-safe by itself."""
+class LagHistogram:
+    """Bucket counts per label set (values of ``LABELS``); not thread-safe by itself.
+
+    A prometheus_client collector (it has ``collect``) that imports prometheus_client only
+    when collected: the service counts from its first write, the exporter loads later.
+    """
 
     def __init__(self, buckets: Sequence[float]) -> None:
         self.buckets = tuple(buckets)
@@ -41,6 +46,8 @@ class LagHistogram(Collector):
         series.total += seconds
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
+        from prometheus_client.core import HistogramMetricFamily
+
         family = HistogramMetricFamily(
             NAME,
             "Apply time minus the stream record's ApproximateCreationDateTime.",

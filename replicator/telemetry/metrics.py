@@ -9,22 +9,26 @@ Metric names are listed in docs/telemetry-contract.md.
 from __future__ import annotations
 
 import collections
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterable
 from importlib.metadata import version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
-from prometheus_client import generate_latest
 
 from replicator.checkpoint import TargetRef
 from replicator.errors import AwsError, ThrottledError
 from replicator.lease import LeaseState
 from replicator.models import Outcome
-from replicator.telemetry.instruments import COUNTERS, build_instruments
+from replicator.telemetry.instruments import COUNTERS, LAG_BUCKETS, Instruments, build_instruments
+from replicator.telemetry.lag_histogram import LagHistogram
 from replicator.telemetry.leases import LeaseBoard
 from replicator.telemetry.state import PairKey, PairState, ShardState, labels, quantile
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 Labels = tuple[tuple[str, str], ...]
 _OUTCOMES_IN_ORDER = tuple(o.value for o in Outcome)
@@ -70,7 +74,15 @@ class Metrics:
         self._counts: dict[str, collections.Counter[Labels]] = {
             name: collections.Counter() for name in COUNTERS
         }
-        self._otel = build_instruments(
+        self._lag = LagHistogram(LAG_BUCKETS)
+        # (source_table, shard_id) -> age of the last record read there, in seconds.
+        self._iterator_ages: dict[tuple[str, str], float] = {}
+
+    @functools.cached_property
+    def _otel(self) -> Instruments:
+        # Built on first use (a scrape, or registry for a test): every instrument observes
+        # the state above, so one built late exports the same figures.
+        return build_instruments(
             counters=self._observe_counter,
             gauges={
                 "replicator_heartbeat_lag_seconds": self._observe_heartbeat_lag,
@@ -83,10 +95,14 @@ class Metrics:
                 "replicator_aws_call_failing_seconds": self._observe_failing,
                 "replicator_lease_active": self._observe_lease_active,
             },
+            iterator_age=self._observe_iterator_age,
+            lag=self._lag,
         )
-        self.registry = self._otel.registry
-        self._lag = self._otel.lag
-        self._iterator_age = self._otel.iterator_age
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The Prometheus registry ``/metrics`` exposes."""
+        return self._otel.registry
 
     # -- events -----------------------------------------------------------------------
 
@@ -141,7 +157,8 @@ class Metrics:
             self._counts["records_read"][(("source_table", source_table),)] += count
         if newest_created_at is not None:
             age = max(0.0, self._clock() - newest_created_at)
-            self._iterator_age.set(age, {"source_table": source_table, "shard_id": shard_id})
+            with self._lock:
+                self._iterator_ages[(source_table, shard_id)] = age
 
     def get_records_call(self, source_table: str) -> None:
         self._count("get_records_calls", ("source_table", source_table))
@@ -270,6 +287,11 @@ class Metrics:
             for (call, region), (since, _error) in failing
         ]
 
+    def _observe_iterator_age(self, _: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            ages = sorted(self._iterator_ages.items())
+        return [Observation(age, {"source_table": t, "shard_id": s}) for (t, s), age in ages]
+
     def _observe_lease_active(self, _: CallbackOptions) -> Iterable[Observation]:
         return [
             Observation(int(view["role"] == "active"), {"source_table": view["source_table"]})
@@ -284,6 +306,8 @@ class Metrics:
     # -- reading ----------------------------------------------------------------------
 
     def prometheus_text(self) -> bytes:
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry)
 
     def total(self, name: str) -> int:
@@ -407,4 +431,5 @@ class Metrics:
         }
 
     def shutdown(self) -> None:
-        self._otel.provider.shutdown()
+        if "_otel" in self.__dict__:  # built: never build the SDK only to shut it down
+            self._otel.provider.shutdown()

@@ -1,8 +1,9 @@
 """``replicator run`` loads only what its first write needs (bench 10: start-up time).
 
 botocore's client machinery and boto3 cost about 0.2 s of CPU before a first request,
-aiohttp's web server the dashboard's share: none of them may creep back onto the path
-from the command to the service through a module-level import.
+the OpenTelemetry SDK with prometheus_client 60 ms, aiohttp's web server the dashboard's
+share: none of them may creep back onto the path from the command to the service through
+a module-level import. The exporter loads at the first scrape and exports the same figures.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ NOT_ON_THE_RUN_PATH = (
     "botocore.client",
     "botocore.config",
     "aiohttp.web",
+    "opentelemetry.sdk",
+    "prometheus_client",
 )
 
 
@@ -43,3 +46,20 @@ def test_the_command_and_the_service_leave_botocore_boto3_and_the_web_server_unl
     loaded = loaded_after("replicator.cli", "replicator.service", "replicator.startup")
     assert "replicator.json_client" in loaded
     assert sorted(m for m in NOT_ON_THE_RUN_PATH if m in loaded) == []
+
+
+def test_a_metrics_object_loads_the_exporter_at_its_first_scrape() -> None:
+    code = (
+        "import sys, time\n"
+        "from replicator.telemetry.metrics import Metrics\n"
+        "metrics = Metrics(source_region='us-east-1')\n"
+        "metrics.records_read('t', 3, newest_created_at=time.time() - 2, shard_id='s1')\n"
+        "assert 'prometheus_client' not in sys.modules\n"
+        "print(metrics.prometheus_text().decode())\n"
+        "metrics.shutdown()\n"
+    )
+    text = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=50
+    ).stdout
+    assert "replicator_records_read_total{" in text
+    assert 'shard_id="s1",source_table="t"} 2.' in text  # the age of the last record read
