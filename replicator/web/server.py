@@ -20,7 +20,6 @@ from urllib.parse import unquote
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from replicator.config import WebConfig
 
@@ -150,6 +149,9 @@ def build_app(metrics: StatusSource) -> web.Application:
         return web.Response(body=files[name], headers={"Content-Type": STATIC_FILES[name]})
 
     async def prometheus(request: web.Request) -> web.Response:
+        # Loaded with the exporter at the first scrape, not before the service's first write.
+        from prometheus_client import CONTENT_TYPE_LATEST
+
         return web.Response(
             body=metrics.prometheus_text(),
             headers={"Content-Type": CONTENT_TYPE_LATEST, **_NO_STORE},

@@ -48,6 +48,11 @@ def test_the_command_and_the_service_leave_botocore_boto3_and_the_web_server_unl
     assert sorted(m for m in NOT_ON_THE_RUN_PATH if m in loaded) == []
 
 
+def test_the_dashboard_leaves_the_exporter_to_the_first_scrape() -> None:
+    loaded = loaded_after("replicator.service", "replicator.web.server")
+    assert sorted(m for m in ("opentelemetry.sdk", "prometheus_client") if m in loaded) == []
+
+
 def test_a_metrics_object_loads_the_exporter_at_its_first_scrape() -> None:
     code = (
         "import sys, time\n"
