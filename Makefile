@@ -22,13 +22,13 @@ demo: $(STAMP)
 	$(BIN)/replicator demo --duration $(DURATION)
 
 test: $(STAMP)
-	$(BIN)/ruff check replicator tests deploy
-	$(BIN)/mypy --strict replicator
+	$(BIN)/ruff check replicator chaos bench tests deploy
+	$(BIN)/mypy --strict replicator chaos bench
 	$(BIN)/python -m pytest -n 2 -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check replicator tests deploy
-	$(BIN)/mypy --strict replicator
+	$(BIN)/ruff check replicator chaos bench tests deploy
+	$(BIN)/mypy --strict replicator chaos bench
 
 clean:
 	rm -rf $(VENV) .venv-checkov dist .pytest_cache .mypy_cache .ruff_cache

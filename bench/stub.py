@@ -80,7 +80,7 @@ def _scan(request: dict[str, Any]) -> bytes:
     start = request.get("ExclusiveStartKey")
     number = int(start["pk"]["S"][1:]) + total if start else segment
     limit = int(request.get("Limit", 1000))
-    items = []
+    items: list[dict[str, Any]] = []
     while number < size and len(items) < limit:
         items.append({"pk": {"S": f"k{number:09d}"}, "version": {"N": "1"}, "note": {"S": NOTE}})
         number += total
