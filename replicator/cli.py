@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -25,6 +26,7 @@ from replicator.cli_common import (
     run_reporting_errors_sync,
 )
 from replicator.cli_dlq import dlq_app
+from replicator.gc_tuning import GC_THRESHOLDS
 
 if TYPE_CHECKING:
     from replicator.tools.verify import Report
@@ -54,6 +56,7 @@ def run(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Replicate until SIGTERM/SIGINT, then drain in-flight writes, checkpoint and exit 0."""
+    gc.set_threshold(*GC_THRESHOLDS)  # the service's settings, already for its imports
     from replicator.models import Outcome
     from replicator.service import metrics_for, run_service
 

@@ -24,6 +24,7 @@ from replicator.fence import (
     FencedWriter,
     send_guard,
 )
+from replicator.gc_tuning import GC_THRESHOLDS
 from replicator.ha import replicate_under_lease, replicating
 from replicator.lease import LeaseTimes
 from replicator.lease_keeper import LeaseKeeper, process_owner
@@ -36,12 +37,6 @@ from replicator.stream.source import DynamoDBStreamSource
 from replicator.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-# The young generation is collected every 50 000 net allocations instead of 700. At
-# thousands of writes a second the defaults ran the full collector every few seconds over
-# every record in the lanes' queues: 130 µs of CPU per write, 40 % of it (bench 8).
-# Reference counting still frees the pipeline's garbage at once; only cycles wait longer.
-GC_THRESHOLDS = (50_000, 20, 20)
 
 
 def tune_gc() -> None:

@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from replicator.gc_tuning import GC_THRESHOLDS
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -68,3 +71,19 @@ def test_a_metrics_object_loads_the_exporter_at_its_first_scrape() -> None:
     ).stdout
     assert "replicator_records_read_total{" in text
     assert 'shard_id="s1",source_table="t"} 2.' in text  # the age of the last record read
+
+
+def test_replicator_run_collects_rarely_from_its_start(tmp_path: Path) -> None:
+    # The service's collector settings apply before it loads its modules (40 ms of
+    # collecting spared): a run refused for its config has them already.
+    code = (
+        "import gc, sys\n"
+        "from typer.testing import CliRunner\n"
+        "from replicator.cli import app\n"
+        f"result = CliRunner().invoke(app, ['run', '-c', {str(tmp_path / 'absent.yaml')!r}])\n"
+        "print(result.exit_code, list(gc.get_threshold()))\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=50
+    ).stdout.split(maxsplit=1)
+    assert output == ["2", f"{list(GC_THRESHOLDS)}\n"]
