@@ -58,6 +58,7 @@ from replicator.errors import (
     ThrottledError,
     TrimmedDataError,
 )
+from replicator.http_pool import ConnectionPool
 from replicator.sigv4 import Signer
 
 THROTTLING_CODES = frozenset(
@@ -173,7 +174,8 @@ def region_of(client: Any) -> str:
 
 
 class FastPutClient:
-    """PutItem signed by ``replicator.sigv4`` and sent over aiohttp, with aiobotocore's signature.
+    """PutItem signed by ``replicator.sigv4`` and sent over ``http_pool``, with aiobotocore's
+    signature.
 
     Measured (bench/, SDK cost per write): aiobotocore spends several times more
     client CPU per request, and on a real DynamoDB target that CPU, not the network,
@@ -182,6 +184,10 @@ class FastPutClient:
     task per request, and its signer redid the day's key derivation for every request.
     Failures are raised as the ``ClientError`` shape botocore produces, so ``classify``
     stays the one place that reads error codes.
+
+    ``guard`` is asked as each request's bytes go out: the lease fence is asked before a
+    write starts, but a process frozen after that (a SIGSTOP, a VM pause) and before the
+    send would send it once it thaws, after another process took the lease over.
     """
 
     def __init__(
@@ -190,20 +196,24 @@ class FastPutClient:
         region: str,
         endpoint: str | None,
         *,
+        connections: int = AUTO_CEILING,
         agent: str | None = None,
         guard: Callable[[], None] | None = None,
     ) -> None:
-        self._session = session
+        if agent is not None and ("\r" in agent or "\n" in agent):
+            raise ValueError(f"a User-Agent cannot hold a line break: {agent!r}")
         self._agent = {"User-Agent": agent} if agent else {}
         self._guard = guard
         self._http = AIOHTTP(session)
         self._credentials = Credentials.auto()
         self.region = region
-        self._endpoint = URL(endpoint) if endpoint else make_default_endpoint(region)
-        host = self._endpoint.host or ""
-        if not self._endpoint.is_default_port():
-            host = f"{host}:{self._endpoint.port}"
-        self._signer = Signer(host, region)
+        self._pool = ConnectionPool(
+            URL(endpoint) if endpoint else make_default_endpoint(region),
+            limit=connections,
+            connect_timeout=_BOTO_CONFIG.connect_timeout,
+            keepalive=KEEPALIVE_SECONDS,
+        )
+        self._signer = Signer(self._pool.host, region)
 
     async def put_item(self, **request: Any) -> dict[str, Any]:
         key = await self._credentials.get_key(self._http)
@@ -215,11 +225,9 @@ class FastPutClient:
             # Binary attributes arrive from the stream as bytes; JSON wants base64.
             body = json.dumps(_base64_binaries(request), separators=(",", ":")).encode()
         headers = self._signer.headers(key, PUT_ITEM_TARGET, body, now=time.time())
-        data = body if self._guard is None else _GuardedBody(body, self._guard)
-        async with self._session.post(
-            self._endpoint, data=data, headers={**headers, **self._agent}
-        ) as response:
-            status, answer_body = response.status, await response.read()
+        status, answer_body = await self._pool.post(
+            {**headers, **self._agent}, body, guard=self._guard
+        )
         if status == 200:
             answer: dict[str, Any] = json.loads(answer_body)
             return answer
@@ -228,23 +236,8 @@ class FastPutClient:
             self._credentials.invalidate()  # the retry signs with fresh credentials
         raise error
 
-
-class _GuardedBody(aiohttp.BytesPayload):
-    """A request body that calls ``guard`` just before its bytes go to the socket.
-
-    The lease fence is asked before a write starts, but a process frozen after that (a
-    SIGSTOP, a VM pause) and before the send would send it once it thaws, after another
-    process took the lease over. aiohttp writes headers and body together here, with no
-    await between the guard and the socket: a guard that raises aborts the request unsent.
-    """
-
-    def __init__(self, value: bytes, guard: Callable[[], None]) -> None:
-        super().__init__(value)
-        self._guard = guard
-
-    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
-        self._guard()
-        await super().write_with_length(writer, content_length)
+    async def aclose(self) -> None:
+        await self._pool.aclose()
 
 
 def _base64_binaries(value: Any) -> Any:
@@ -355,19 +348,24 @@ class Clients:
         uses. No pool is shared, so targets never cap one another. ``guard`` is called
         as each request is sent and aborts it by raising.
         """
+        # The session serves the credential chain (instance and task roles) only.
         http = await self._stack.enter_async_context(
             aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=connections, keepalive_timeout=KEEPALIVE_SECONDS
-                ),
                 timeout=aiohttp.ClientTimeout(
                     connect=_BOTO_CONFIG.connect_timeout, sock_read=_BOTO_CONFIG.read_timeout
-                ),
+                )
             )
         )
-        return FastPutClient(
-            http, region, self._endpoints.get(region), agent=self._agent, guard=guard
+        client = FastPutClient(
+            http,
+            region,
+            self._endpoints.get(region),
+            connections=connections,
+            agent=self._agent,
+            guard=guard,
         )
+        self._stack.push_async_callback(client.aclose)
+        return client
 
     async def aclose(self) -> None:
         """Close every client (idempotent)."""

@@ -1,0 +1,134 @@
+"""The write path's keep-alive connections against a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from aiohttp import web
+from yarl import URL
+
+from replicator.aws import classify
+from replicator.demo.embedded import free_port
+from replicator.http_pool import ConnectionFailed, ConnectionPool
+
+pytestmark = pytest.mark.timeout(30)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Server:
+    """An aiohttp server whose answer is ``handler``; it notes each request's connection."""
+
+    def __init__(self) -> None:
+        self.handler: Handler = self.empty
+        self.connections: list[object] = []
+
+    async def empty(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"{}")
+
+    async def answer(self, request: web.Request) -> web.StreamResponse:
+        self.connections.append(request.transport)
+        return await self.handler(request)
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Server, ConnectionPool]]:
+    server = Server()
+    app = web.Application()
+    app.router.add_post("/", server.answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    pool = ConnectionPool(URL(f"http://127.0.0.1:{port}"), limit=8, connect_timeout=5, keepalive=60)
+    try:
+        yield server, pool
+    finally:
+        await pool.aclose()
+        await runner.cleanup()
+
+
+async def test_writes_one_after_another_share_one_connection(
+    served: tuple[Server, ConnectionPool],
+) -> None:
+    server, pool = served
+    for _ in range(20):
+        assert await pool.post({"X-Amz-Target": "t"}, b"{}") == (200, b"{}")
+    assert len(server.connections) == 20
+    assert len(set(map(id, server.connections))) == 1
+
+
+async def test_a_connection_the_server_closes_is_replaced(
+    served: tuple[Server, ConnectionPool],
+) -> None:
+    server, pool = served
+
+    async def closing(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"{}", headers={"Connection": "close"})
+
+    server.handler = closing
+    for _ in range(3):
+        assert await pool.post({}, b"{}") == (200, b"{}")
+    assert len(set(map(id, server.connections))) == 3
+
+
+async def test_an_abandoned_request_never_hands_its_late_answer_to_the_next(
+    served: tuple[Server, ConnectionPool],
+) -> None:
+    server, pool = served
+    release = asyncio.Event()
+
+    async def numbered(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if body == b"first":
+            await release.wait()
+        return web.Response(body=body)
+
+    server.handler = numbered
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await pool.post({}, b"first")
+    release.set()
+    assert await pool.post({}, b"second") == (200, b"second")
+
+
+async def test_a_chunked_answer_is_read_whole(served: tuple[Server, ConnectionPool]) -> None:
+    server, pool = served
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=400)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for part in (b'{"__type":', b'"Throttling', b'Exception"}'):
+            await response.write(part)
+        await response.write_eof()
+        return response
+
+    server.handler = chunked
+    assert await pool.post({}, b"{}") == (400, b'{"__type":"ThrottlingException"}')
+    assert await pool.post({}, b"{}") == (400, b'{"__type":"ThrottlingException"}')
+    assert len(set(map(id, server.connections))) == 1
+
+
+async def test_a_server_that_hangs_up_is_a_retryable_failure(
+    served: tuple[Server, ConnectionPool],
+) -> None:
+    server, pool = served
+
+    async def hang_up(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        request.transport.close()
+        raise asyncio.CancelledError
+
+    server.handler = hang_up
+    with pytest.raises(ConnectionFailed) as raised:
+        await pool.post({}, b"{}")
+    assert classify(raised.value).retryable
+    server.handler = server.empty
+    assert await pool.post({}, b"{}") == (200, b"{}")
+
+
+async def test_an_endpoint_without_a_host_is_refused() -> None:
+    with pytest.raises(ValueError, match="http"):
+        ConnectionPool(URL("ftp://example.com"), limit=1, connect_timeout=1, keepalive=1)
