@@ -24,6 +24,11 @@ class Server:
         self.handler: Handler = self.empty
         self.connections: list[object] = []
 
+    @property
+    def opened(self) -> int:
+        """Connections the requests came on."""
+        return len(set(map(id, self.connections)))
+
     async def empty(self, request: web.Request) -> web.StreamResponse:
         return web.Response(body=b"{}")
 
@@ -56,7 +61,7 @@ async def test_writes_one_after_another_share_one_connection(
     for _ in range(20):
         assert await pool.post({"X-Amz-Target": "t"}, b"{}") == (200, b"{}")
     assert len(server.connections) == 20
-    assert len(set(map(id, server.connections))) == 1
+    assert server.opened == 1
 
 
 async def test_a_connection_the_server_closes_is_replaced(
@@ -70,7 +75,7 @@ async def test_a_connection_the_server_closes_is_replaced(
     server.handler = closing
     for _ in range(3):
         assert await pool.post({}, b"{}") == (200, b"{}")
-    assert len(set(map(id, server.connections))) == 3
+    assert server.opened == 3
 
 
 async def test_an_abandoned_request_never_hands_its_late_answer_to_the_next(
@@ -108,7 +113,7 @@ async def test_a_chunked_answer_is_read_whole(served: tuple[Server, ConnectionPo
     server.handler = chunked
     assert await pool.post({}, b"{}") == (400, b'{"__type":"ThrottlingException"}')
     assert await pool.post({}, b"{}") == (400, b'{"__type":"ThrottlingException"}')
-    assert len(set(map(id, server.connections))) == 1
+    assert server.opened == 1
 
 
 async def test_a_server_that_hangs_up_is_a_retryable_failure(
