@@ -179,15 +179,18 @@ class ConnectionPool:
         limit: int,
         connect_timeout: float,
         keepalive: float,
+        tls: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``tls``: how https endpoints are verified (default: the system's CAs)."""
         if endpoint.scheme not in ("http", "https") or not endpoint.host:
             raise ValueError(f"endpoint must be an http(s) URL with a host, not {endpoint}")
         self._address = endpoint.host
         self._port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
         self.host = endpoint.host if endpoint.is_default_port() else f"{endpoint.host}:{self._port}"
         self._path = endpoint.raw_path_qs or "/"
-        self._ssl = ssl.create_default_context() if endpoint.scheme == "https" else None
+        https = endpoint.scheme == "https"
+        self._ssl = (tls or ssl.create_default_context()) if https else None
         self._connect_timeout = connect_timeout
         self._keepalive = keepalive
         self._clock = clock

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from yarl import URL
 
 from replicator.aws import classify
@@ -137,3 +145,63 @@ async def test_a_server_that_hangs_up_is_a_retryable_failure(
 async def test_an_endpoint_without_a_host_is_refused() -> None:
     with pytest.raises(ValueError, match="http"):
         ConnectionPool(URL("ftp://example.com"), limit=1, connect_timeout=1, keepalive=1)
+
+
+def _certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1: (certificate, key) files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+async def test_an_https_endpoint_is_spoken_to_over_verified_tls(tmp_path: Path) -> None:
+    cert_file, key_file = _certificate(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert_file, key_file)
+    app = web.Application()
+    app.router.add_post("/", Server().empty)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=server_tls).start()
+    endpoint = URL(f"https://127.0.0.1:{port}")
+    trusting = ConnectionPool(
+        endpoint,
+        limit=2,
+        connect_timeout=5,
+        keepalive=60,
+        tls=ssl.create_default_context(cafile=str(cert_file)),
+    )
+    default = ConnectionPool(endpoint, limit=2, connect_timeout=5, keepalive=60)
+    try:
+        assert await trusting.post({}, b"{}") == (200, b"{}")
+        with pytest.raises(ConnectionFailed, match="CERTIFICATE_VERIFY_FAILED"):
+            await default.post({}, b"{}")  # a certificate no known CA signed
+    finally:
+        await trusting.aclose()
+        await default.aclose()
+        await runner.cleanup()
