@@ -160,7 +160,8 @@ async def default_drain(records: int, *, rtt: float) -> list[Result]:
     note = (
         f"{records:,}-record backlog from a generated source, {rtt * 1000:.0f} ms RTT stub "
         f"target, max_concurrency auto (limit peaked at {drained.peak_limit}); "
-        f"{drained.settled:,} settled in {drained.seconds:.2f} s from the first write"
+        f"{drained.settled:,} settled in {drained.seconds:.2f} s from the first write, "
+        f"this process's CPU {drained.cpu_seconds / drained.seconds:.0%} of one core meanwhile"
     )
     made_us = drained.made_cpu_seconds / records * 1e6
     details = {"seconds": drained.seconds, "settled": drained.settled, "peak": drained.peak_limit}
