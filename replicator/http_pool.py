@@ -64,11 +64,14 @@ def parse_answer(buffer: bytes | bytearray) -> tuple[int, bytes, int, bool] | No
 
 
 def body_until_close(buffer: bytes | bytearray) -> tuple[int, bytes] | None:
-    """(status, body) of an answer whose body ran until the connection closed."""
+    """(status, body) of an answer whose body ran until the connection closed; None when
+    the answer is cut short (its head incomplete, or fewer bytes than its framing says)."""
     end = buffer.find(HEAD_END)
     if end < 0:
         return None
-    status, _, _ = _head(bytes(buffer[:end]))
+    status, fields, _ = _head(bytes(buffer[:end]))
+    if "content-length" in fields or "transfer-encoding" in fields:
+        return None  # framed, so ``parse_answer`` would have had it whole
     return status, bytes(buffer[end + len(HEAD_END) :])
 
 

@@ -51,6 +51,12 @@ def test_an_answer_without_framing_runs_until_the_connection_closes() -> None:
     assert body_until_close(answer) == (500, b"<html>oops</html>")
 
 
+def test_an_answer_cut_short_by_the_close_is_not_an_answer() -> None:
+    assert body_until_close(OK[:-1]) is None
+    assert body_until_close(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{") is None
+    assert body_until_close(b"HTTP/1.1 200 OK\r\nContent-") is None
+
+
 def test_bytes_that_are_not_http_are_refused() -> None:
     with pytest.raises(ValueError, match="not an HTTP"):
         parse_answer(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
