@@ -4,7 +4,8 @@
 - ``NullDeadLetters``: a ``DeadLetterSink`` that only counts.
 - ``MemoryCheckpoints``: a ``CheckpointStore`` in a dict, waking a waiter when a shard ends.
 - ``GeneratedStream``: a ``StreamSource`` that makes its records when they are read, so a
-  500 000-record backlog costs no memory of its own and peak RSS is the pipeline's.
+  500 000-record backlog costs no memory of its own and peak RSS is the pipeline's; or
+  beforehand (``make_all``), so that a CPU measurement counts the replicator alone.
 - ``synthetic_record``: the stream record the benchmarks replicate (INSERT, MODIFY or
   REMOVE of a versioned item of ~300 bytes).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -155,7 +157,8 @@ def filled_fake_stream(records: int, *, seed: int = 0, table: str = "bench") -> 
 
 
 class GeneratedStream:
-    """One closed shard of ``records`` records, each made when GetRecords reaches it."""
+    """One closed shard of ``records`` records, each made when GetRecords reaches it
+    (or all at once beforehand: ``make_all``)."""
 
     SHARD_ID = "shard-0000"
 
@@ -166,6 +169,15 @@ class GeneratedStream:
         self._seed = seed
         self._keys = max(1, records // 2)
         self._created = dt.datetime.now(dt.UTC)
+        self._made: dict[tuple[int, int], Page] = {}
+
+    def make_all(self, *, limit: int = MAX_RECORDS_PER_CALL) -> float:
+        """Make every page of ``limit`` records now, so that reading them costs no CPU
+        (each is handed out once); returns the CPU seconds that took."""
+        started = time.process_time()
+        for start in range(0, self.records, limit):
+            self._made[(start, limit)] = self._page(start, limit)
+        return time.process_time() - started
 
     async def stream_arn(self, table: str) -> str:
         return self.arn
@@ -181,6 +193,10 @@ class GeneratedStream:
     async def get_records(self, iterator: str, *, limit: int = MAX_RECORDS_PER_CALL) -> Page:
         await asyncio.sleep(0)  # as real I/O would
         start = int(iterator)
+        made = self._made.pop((start, limit), None)
+        return made if made is not None else self._page(start, limit)
+
+    def _page(self, start: int, limit: int) -> Page:
         end = min(start + limit, self.records)
         rng = random.Random(self._seed * 1_000_003 + start)
         page = [

@@ -48,9 +48,10 @@ from replicator.errors import (
     ThrottledError,
     TrimmedDataError,
 )
-from replicator.json_client import JsonClient, send_guard
+from replicator.json_client import CONNECT_TIMEOUT_SECONDS, JsonClient, send_guard
 
 if TYPE_CHECKING:
+    from aiodynamo.http.types import HttpImplementation
     from botocore.config import Config as BotoConfig
 
 THROTTLING_CODES = frozenset(
@@ -71,9 +72,6 @@ RETRYABLE_CODES = frozenset(
         "ExpiredTokenException",  # the next attempt signs with refreshed credentials
     }
 )
-# Connections idle this long are closed; writes come often enough to keep them warm.
-KEEPALIVE_SECONDS = 60.0
-CONNECT_TIMEOUT_SECONDS = 5
 READ_TIMEOUT_SECONDS = 20
 # The pool of each service's client in a region (stream reads, control-table writes).
 POOL_CONNECTIONS = 256
@@ -219,7 +217,7 @@ class Clients:
         self._clients: dict[tuple[str, str], Any] = {}
         self._json: dict[tuple[str, str], JsonClient] = {}
         self._session: Any = None
-        self._credentials: Credentials | None = None
+        self._credentials: tuple[Credentials, HttpImplementation] | None = None
 
     async def get(self, service: str, region: str) -> Any:
         """An aiobotocore client for ``service`` in ``region``, created once and reused."""
@@ -270,27 +268,32 @@ class Clients:
         service: str = "dynamodb",
         guard: Callable[[], None] | None = None,
     ) -> JsonClient:
-        http = await self._stack.enter_async_context(
-            aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=connections, keepalive_timeout=KEEPALIVE_SECONDS
-                ),
-                timeout=aiohttp.ClientTimeout(
-                    connect=CONNECT_TIMEOUT_SECONDS, sock_read=READ_TIMEOUT_SECONDS
-                ),
-            )
-        )
         if self._credentials is None:
-            self._credentials = Credentials.auto()
-        return JsonClient(
+            from aiodynamo.http.aiohttp import AIOHTTP
+
+            # One session, for the credential chain (task and instance roles) only: the
+            # requests themselves go over each client's own pool.
+            session = await self._stack.enter_async_context(
+                aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(
+                        connect=CONNECT_TIMEOUT_SECONDS, sock_read=READ_TIMEOUT_SECONDS
+                    )
+                )
+            )
+            self._credentials = (Credentials.auto(), AIOHTTP(session))
+        credentials, http = self._credentials
+        client = JsonClient(
             http,
             region,
             self._endpoints.get(region),
-            credentials=self._credentials,
+            credentials=credentials,
+            connections=connections,
             service=service,
             agent=self._agent,
             guard=guard,
         )
+        self._stack.push_async_callback(client.aclose)
+        return client
 
     async def aclose(self) -> None:
         """Close every client (idempotent)."""

@@ -136,3 +136,17 @@ async def test_slots_follow_the_limit_as_it_changes() -> None:
         await blocked
     slots.release()
     assert slots.taken == 1
+
+
+def test_a_slow_first_answer_does_not_slow_the_next_decisions() -> None:
+    """The first write also opens its connection: the next window is not sized on that answer."""
+    clock = Clock()
+    limit = ConcurrencyLimit(clock=clock)
+    clock.now += 4 * RTT
+    limit.sample(4 * RTT, in_flight=INITIAL_LIMIT)  # connect + TLS + the write
+    before = limit.limit
+    for _ in range(3):
+        clock.now += RTT
+        for number in range(before):
+            limit.sample(RTT, in_flight=before - number)
+    assert limit.limit > before

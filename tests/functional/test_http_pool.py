@@ -1,0 +1,207 @@
+"""The write path's keep-alive connections against a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from yarl import URL
+
+from replicator.aws import classify
+from replicator.demo.embedded import free_port
+from replicator.http_pool import ConnectionFailed, ConnectionPool
+
+pytestmark = pytest.mark.timeout(30)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Server:
+    """An aiohttp server whose answer is ``handler``; it notes each request's connection."""
+
+    def __init__(self) -> None:
+        self.handler: Handler = self.empty
+        self.connections: list[object] = []
+
+    @property
+    def opened(self) -> int:
+        """Connections the requests came on."""
+        return len(set(map(id, self.connections)))
+
+    async def empty(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"{}")
+
+    async def answer(self, request: web.Request) -> web.StreamResponse:
+        self.connections.append(request.transport)
+        return await self.handler(request)
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Server, ConnectionPool]]:
+    server = Server()
+    app = web.Application()
+    app.router.add_post("/", server.answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    pool = ConnectionPool(URL(f"http://127.0.0.1:{port}"), limit=8, connect_timeout=5, keepalive=60)
+    try:
+        yield server, pool
+    finally:
+        await pool.aclose()
+        await runner.cleanup()
+
+
+async def test_writes_one_after_another_share_one_connection(
+    served: tuple[Server, ConnectionPool],
+) -> None:
+    server, pool = served
+    for _ in range(20):
+        assert await pool.post({"X-Amz-Target": "t"}, b"{}") == (200, b"{}")
+    assert len(server.connections) == 20
+    assert server.opened == 1
+
+
+async def test_a_connection_the_server_closes_is_replaced(
+    served: tuple[Server, ConnectionPool],
+) -> None:
+    server, pool = served
+
+    async def closing(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"{}", headers={"Connection": "close"})
+
+    server.handler = closing
+    for _ in range(3):
+        assert await pool.post({}, b"{}") == (200, b"{}")
+    assert server.opened == 3
+
+
+async def test_an_abandoned_request_never_hands_its_late_answer_to_the_next(
+    served: tuple[Server, ConnectionPool],
+) -> None:
+    server, pool = served
+    release = asyncio.Event()
+
+    async def numbered(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if body == b"first":
+            await release.wait()
+        return web.Response(body=body)
+
+    server.handler = numbered
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await pool.post({}, b"first")
+    release.set()
+    assert await pool.post({}, b"second") == (200, b"second")
+
+
+async def test_a_chunked_answer_is_read_whole(served: tuple[Server, ConnectionPool]) -> None:
+    server, pool = served
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=400)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for part in (b'{"__type":', b'"Throttling', b'Exception"}'):
+            await response.write(part)
+        await response.write_eof()
+        return response
+
+    server.handler = chunked
+    assert await pool.post({}, b"{}") == (400, b'{"__type":"ThrottlingException"}')
+    assert await pool.post({}, b"{}") == (400, b'{"__type":"ThrottlingException"}')
+    assert server.opened == 1
+
+
+async def test_a_server_that_hangs_up_is_a_retryable_failure(
+    served: tuple[Server, ConnectionPool],
+) -> None:
+    server, pool = served
+
+    async def hang_up(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        request.transport.close()
+        raise asyncio.CancelledError
+
+    server.handler = hang_up
+    with pytest.raises(ConnectionFailed) as raised:
+        await pool.post({}, b"{}")
+    assert classify(raised.value).retryable
+    server.handler = server.empty
+    assert await pool.post({}, b"{}") == (200, b"{}")
+
+
+async def test_an_endpoint_without_a_host_is_refused() -> None:
+    with pytest.raises(ValueError, match="http"):
+        ConnectionPool(URL("ftp://example.com"), limit=1, connect_timeout=1, keepalive=1)
+
+
+def _certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1: (certificate, key) files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+async def test_an_https_endpoint_is_spoken_to_over_verified_tls(tmp_path: Path) -> None:
+    cert_file, key_file = _certificate(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert_file, key_file)
+    app = web.Application()
+    app.router.add_post("/", Server().empty)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=server_tls).start()
+    endpoint = URL(f"https://127.0.0.1:{port}")
+    trusting = ConnectionPool(
+        endpoint,
+        limit=2,
+        connect_timeout=5,
+        keepalive=60,
+        tls=ssl.create_default_context(cafile=str(cert_file)),
+    )
+    default = ConnectionPool(endpoint, limit=2, connect_timeout=5, keepalive=60)
+    try:
+        assert await trusting.post({}, b"{}") == (200, b"{}")
+        with pytest.raises(ConnectionFailed, match="CERTIFICATE_VERIFY_FAILED"):
+            await default.post({}, b"{}")  # a certificate no known CA signed
+    finally:
+        await trusting.aclose()
+        await default.aclose()
+        await runner.cleanup()
