@@ -29,7 +29,6 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from aiodynamo.credentials import Credentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -40,6 +39,7 @@ from botocore.exceptions import (
 )
 
 from replicator.apply.limit import AUTO_CEILING
+from replicator.credentials import CredentialChain
 from replicator.errors import (
     AwsError,
     ExpiredIteratorError,
@@ -51,7 +51,6 @@ from replicator.errors import (
 from replicator.json_client import CONNECT_TIMEOUT_SECONDS, JsonClient, send_guard
 
 if TYPE_CHECKING:
-    from aiodynamo.http.types import HttpImplementation
     from botocore.config import Config as BotoConfig
 
 THROTTLING_CODES = frozenset(
@@ -217,7 +216,7 @@ class Clients:
         self._clients: dict[tuple[str, str], Any] = {}
         self._json: dict[tuple[str, str], JsonClient] = {}
         self._session: Any = None
-        self._credentials: tuple[Credentials, HttpImplementation] | None = None
+        self._credentials: CredentialChain | None = None
 
     async def get(self, service: str, region: str) -> Any:
         """An aiobotocore client for ``service`` in ``region``, created once and reused."""
@@ -269,24 +268,11 @@ class Clients:
         guard: Callable[[], None] | None = None,
     ) -> JsonClient:
         if self._credentials is None:
-            from aiodynamo.http.aiohttp import AIOHTTP
-
-            # One session, for the credential chain (task and instance roles) only: the
-            # requests themselves go over each client's own pool.
-            session = await self._stack.enter_async_context(
-                aiohttp.ClientSession(
-                    timeout=aiohttp.ClientTimeout(
-                        connect=CONNECT_TIMEOUT_SECONDS, sock_read=READ_TIMEOUT_SECONDS
-                    )
-                )
-            )
-            self._credentials = (Credentials.auto(), AIOHTTP(session))
-        credentials, http = self._credentials
+            self._credentials = CredentialChain()
         client = JsonClient(
-            http,
             region,
             self._endpoints.get(region),
-            credentials=credentials,
+            credentials=self._credentials,
             connections=connections,
             service=service,
             agent=self._agent,

@@ -15,9 +15,9 @@ stays the one place that reads error codes. Answers are DynamoDB's JSON as is, e
 that stream records get botocore's shape back (binary values as bytes), so a change is
 the same value whichever client read it.
 
-Only aiodynamo's credential chain is used: its client's retry loop cost an async
-generator and a task per request, and its signer redid the day's key derivation for
-every request.
+aiodynamo's client is not used: its retry loop cost an async generator and a task per
+request, and its signer redid the day's key derivation for every request. Keys come from
+the standard AWS chain (``replicator.credentials``).
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiodynamo.credentials import Credentials
-from aiodynamo.http.types import HttpImplementation
 from aiodynamo.sign import make_default_endpoint
 from botocore.exceptions import ClientError, NoCredentialsError
 from yarl import URL
 
+from replicator.credentials import CredentialChain
 from replicator.http_pool import ConnectionPool
 from replicator.lambda_event import decoded_record
 from replicator.sigv4 import Signer
@@ -85,22 +84,19 @@ class JsonClient:
 
     def __init__(
         self,
-        http: HttpImplementation,
         region: str,
         endpoint: str | None,
         *,
-        credentials: Credentials,
+        credentials: CredentialChain,
         connections: int,
         service: str = "dynamodb",
         agent: str | None = None,
         guard: Callable[[], None] | None = None,
     ) -> None:
-        """``http`` serves the credential chain (task and instance roles) only."""
         if agent is not None and ("\r" in agent or "\n" in agent):
             raise ValueError(f"a User-Agent cannot hold a line break: {agent!r}")
         self._agent = {"User-Agent": agent} if agent else {}
         self._guard = guard
-        self._http = http
         self._credentials = credentials
         self._prefix = SERVICES[service]
         self.region = region
@@ -134,7 +130,7 @@ class JsonClient:
 
     async def call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
         """One request; DynamoDB's answer, or its refusal raised as a ``ClientError``."""
-        key = await self._credentials.get_key(self._http)
+        key = await self._credentials.key()
         if key is None:
             raise NoCredentialsError()
         try:
