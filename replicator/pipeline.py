@@ -42,7 +42,11 @@ log = logging.getLogger(__name__)
 
 QUEUED_BATCHES_PER_LANE = 4
 READ_AHEAD_PAGES = 1
-LANE_WINDOW = 2  # batches a lane applies at once; the applier keeps per-key order
+# Batches a lane applies at once (the applier keeps per-key order). Under steady load
+# batches are small, and a batch waiting for a free place waited for the slowest write
+# of an older batch: with 2 places that was most of the lag on a slow target. Merged
+# batches hold under two pages (``merge_waiting``), so this bounds records in flight.
+LANE_WINDOW = 8
 DISCOVERY_INTERVAL_SECONDS = 10.0
 
 
@@ -255,7 +259,7 @@ class PairPipeline:
                         while await queue.get() is not None:
                             pass
                         break
-                    work, last = merge_waiting(first, queue)
+                    work, last = merge_waiting(first, queue, most=self.records_per_call)
                     settling = group.create_task(self._settle(shard_id, applier, work, taken))
                     window.put_nowait((settling, work.batch))
                     # The reader never moves backwards: the newest is the batch's last.

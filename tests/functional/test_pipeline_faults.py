@@ -517,6 +517,31 @@ async def test_a_slow_write_holds_back_only_its_key_not_the_next_batch(
     assert writer.state() == rig.expected([slow, update, *others])
 
 
+@pytest.mark.timeout(30)
+async def test_small_batches_behind_a_slow_write_are_applied_as_they_arrive(
+    rig: Rig, metrics: Metrics
+) -> None:
+    # Steady load: one small batch after another while an older write is slow. Each is
+    # written as it arrives, not once the slow write's batch is done (that wait was
+    # most of the lag on a slow target).
+    behind = 6
+    stream = rig.stream
+    slow = stream.insert(key("slow"), {"version": 1})
+    writer = rig.writer(EU)
+    writer.hold({"pk": {"S": "slow"}})
+    later: list[dict[str, Any]] = []
+    async with rig.running(rig.pipeline(metrics)):
+        await rig.until(lambda: writer.held == 1)
+        for i in range(behind):
+            later.append(stream.insert(key(f"k{i}"), {"version": 1}))
+            await rig.until(lambda: len(writer.writes) == len(later))
+        assert rig.checkpoints.saved == [], "nothing is checkpointed past the slow write"
+        writer.release()
+        await rig.until(rig.checkpointed(SHARD, seq(later[-1])))
+
+    assert writer.state() == rig.expected([slow, *later])
+
+
 # -- 6. graceful stop -------------------------------------------------------------------
 
 
@@ -714,16 +739,16 @@ async def test_duplicates_are_counted_per_lane_and_the_local_tombstone_lane_coun
 async def test_a_slow_target_neither_holds_back_the_other_checkpoint_nor_grows_memory(
     rig: Rig, metrics: Metrics
 ) -> None:
-    stream = rig.stream
-    records = [stream.insert(key(f"k{i}"), {"version": 1}) for i in range(12)]
-    fast, slow = rig.writer(EU), rig.writer(AP)
-    slow.hold()
-    pipeline = rig.pipeline(metrics, targets=(EU, AP), records_per_call=1)
     # The slow lane holds the LANE_WINDOW batches it applies at once, and
     # QUEUED_BATCHES_PER_LANE more are queued; the decoder has one more in hand. Read
     # ahead of it: READ_AHEAD_PAGES waiting and one in the fetcher's hand.
     delivered = LANE_WINDOW + QUEUED_BATCHES_PER_LANE + 1
     bound = delivered + READ_AHEAD_PAGES + 1
+    stream = rig.stream
+    records = [stream.insert(key(f"k{i}"), {"version": 1}) for i in range(bound + 4)]
+    fast, slow = rig.writer(EU), rig.writer(AP)
+    slow.hold()
+    pipeline = rig.pipeline(metrics, targets=(EU, AP), records_per_call=1)
     async with rig.running(pipeline):
         await rig.until(lambda: slow.held == LANE_WINDOW)
         # By then the fast target has applied and checkpointed those batches on its own.
