@@ -114,6 +114,7 @@ class Rig:
         max_concurrency: int | Literal["auto"] = 8,
         records_per_call: int = MAX_RECORDS_PER_CALL,
         local_target: TargetRef | None = None,
+        checkpoint_interval: float = 0.0,  # a save per batch: tests see each position
     ) -> PairPipeline:
         stop = asyncio.Event()
         appliers = [
@@ -142,6 +143,7 @@ class Rig:
             retry_backoff=TINY,
             records_per_call=records_per_call,
             local_target=local_target,
+            checkpoint_interval=checkpoint_interval,
         )
 
     @contextlib.asynccontextmanager
@@ -540,6 +542,44 @@ async def test_small_batches_behind_a_slow_write_are_applied_as_they_arrive(
         await rig.until(rig.checkpointed(SHARD, seq(later[-1])))
 
     assert writer.state() == rig.expected([slow, *later])
+
+
+@pytest.mark.timeout(30)
+async def test_checkpoints_are_saved_at_most_once_per_interval_and_the_last_at_stop(
+    rig: Rig, metrics: Metrics
+) -> None:
+    stream = rig.stream
+    writer = rig.writer(EU)
+    records: list[dict[str, Any]] = []
+    pipeline = rig.pipeline(metrics, checkpoint_interval=3600)
+    async with rig.running(pipeline) as run:
+        for i in range(5):  # one batch each
+            records.append(stream.insert(key(f"k{i}"), {"version": 1}))
+            await rig.until(lambda: len(writer.writes) == len(records))
+        # The first batch's checkpoint is saved; the next ones wait for the interval.
+        assert [c.sequence_number for c in rig.checkpoints.saved] == [seq(records[0])]
+        pipeline.stop.set()
+        async with asyncio.timeout(STOP_TIMEOUT):
+            await run
+
+    assert [c.sequence_number for c in rig.checkpoints.saved] == [seq(r) for r in records[::4]]
+    stored = await rig.checkpoints.load(stream.table)
+    assert stored[(SHARD, EU)].sequence_number == seq(records[-1])
+
+
+@pytest.mark.timeout(30)
+async def test_a_lane_that_goes_quiet_saves_its_checkpoint_once_the_interval_passed(
+    rig: Rig, metrics: Metrics
+) -> None:
+    stream = rig.stream
+    writer = rig.writer(EU)
+    first = stream.insert(key("a"), {"version": 1})
+    async with rig.running(rig.pipeline(metrics, checkpoint_interval=0.05)):
+        await rig.until(rig.checkpointed(SHARD, seq(first)))
+        second = stream.insert(key("b"), {"version": 1})
+        # Nothing else arrives: the timer, not a later batch or the stop, saves it.
+        await rig.until(rig.checkpointed(SHARD, seq(second)))
+        assert len(writer.writes) == 2
 
 
 # -- 6. graceful stop -------------------------------------------------------------------
