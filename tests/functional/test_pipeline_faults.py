@@ -545,6 +545,43 @@ async def test_small_batches_behind_a_slow_write_are_applied_as_they_arrive(
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.parametrize("then", ["update", "remove"])
+async def test_writes_of_a_key_queued_behind_its_slow_write_are_coalesced_not_across_a_remove(
+    rig: Rig, metrics: Metrics, then: str
+) -> None:
+    # A key written in every batch (the heartbeat) while its write is slow: the batches
+    # behind it would each queue one more write of it, and its lag grew by a round trip
+    # per batch. A waiting write followed by another live write is coalesced into it.
+    stream = rig.stream
+    hot = key("hot")
+    first = stream.insert(hot, {"version": 1})
+    writer = rig.writer(EU)
+    writer.hold({"pk": {"S": "hot"}})
+    async with rig.running(rig.pipeline(metrics)):
+        await rig.until(lambda: writer.held == 1)
+        queued = [
+            stream.modify(hot, {"version": 1}, {"version": 2}),
+            stream.insert(key("m2"), {"version": 1}),
+        ]
+        await rig.until(lambda: len(writer.writes) == 1)  # m2: the batch is being applied
+        if then == "update":
+            last = stream.modify(hot, {"version": 2}, {"version": 3})
+        else:
+            last = stream.remove(hot, {"version": 2})
+        marker = stream.insert(key("m3"), {"version": 1})
+        await rig.until(lambda: len(writer.writes) == 2)
+        writer.release()
+        await rig.until(rig.checkpointed(SHARD, seq(marker)))
+
+    written = writer.sequences_by_key()[ikey("hot")]
+    if then == "update":
+        assert written == [int(seq(first)), int(seq(last))]
+    else:
+        assert written == [int(seq(first)), int(seq(queued[0])), int(seq(last))]
+    assert writer.state() == rig.expected([first, *queued, last, marker])
+
+
+@pytest.mark.timeout(30)
 async def test_checkpoints_are_saved_at_most_once_per_interval_and_the_last_at_stop(
     rig: Rig, metrics: Metrics
 ) -> None:
