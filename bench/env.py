@@ -10,13 +10,14 @@ processes print ``listening HOST:PORT`` once ready and are always terminated on 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import select
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +39,9 @@ class Backend:
     proxied_target: str  # the same target through the fault proxy: what the pipeline uses
     rtt: float
     target: Literal["moto", "stub"] = "moto"
+    # The helper processes this benchmark started, by role ("moto source", "fault proxy",
+    # ...): what shares the machine's cores with the pipeline.
+    processes: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def endpoints(self) -> dict[str, str]:
@@ -91,6 +95,12 @@ def _wait_for_port(process: subprocess.Popen[bytes], name: str) -> int:
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _port(endpoint: str) -> int:
     return int(endpoint.rsplit(":", 1)[1].rstrip("/"))
 
@@ -112,19 +122,25 @@ def backend(
     """
     with contextlib.ExitStack() as stack:
         stack.enter_context(credentials())
+        processes: dict[str, int] = {}
         if endpoints is None:
             regions = [SOURCE_REGION] if target == "stub" else [SOURCE_REGION, TARGET_REGION]
             servers = stack.enter_context(embedded_backend(regions))
             endpoints = {region: server.endpoint for region, server in servers.items()}
+            for region, server in servers.items():
+                processes["moto source" if region == SOURCE_REGION else "moto target"] = (
+                    server.process.pid
+                )
         if target == "stub":
-            stub_port = stack.enter_context(
-                announced([sys.executable, "-m", "bench.stub"], name="stub endpoint")
+            stub_port, stub = stack.enter_context(
+                helper([sys.executable, "-m", "bench.stub"], name="stub endpoint")
             )
+            processes["stub target"] = stub.pid
             target_endpoint = f"http://127.0.0.1:{stub_port}"
         else:
             target_endpoint = endpoints[TARGET_REGION]
-        proxy_port = stack.enter_context(
-            announced(
+        proxy_port, proxy = stack.enter_context(
+            helper(
                 [
                     sys.executable,
                     "-m",
@@ -139,12 +155,14 @@ def backend(
                 name="fault proxy",
             )
         )
+        processes["fault proxy"] = proxy.pid
         yield Backend(
             source_endpoint=endpoints[SOURCE_REGION],
             target_endpoint=target_endpoint,
             proxied_target=f"http://127.0.0.1:{proxy_port}",
             rtt=rtt,
             target=target,
+            processes=processes,
         )
 
 

@@ -87,20 +87,25 @@ def not_yet_applied(sequence: str, done: str) -> bool:
     return not sequence or pad_seq(sequence) > done
 
 
-def merge_waiting(first: Decoded, queue: asyncio.Queue[Decoded | None]) -> tuple[Decoded, bool]:
-    """``first`` plus every batch already queued behind it, as one; True if the lane ended.
+def merge_waiting(
+    first: Decoded, queue: asyncio.Queue[Decoded | None], *, most: int
+) -> tuple[Decoded, bool]:
+    """``first`` plus the batches already queued behind it, as one; True if the lane ended.
 
-    Each batch costs at least one round trip to the target, so under steady load a
-    lane that took one small batch at a time lagged by its whole queue. Queued batches
+    Small batches are merged until the result holds ``most`` records (a page's worth),
+    so a merged batch holds fewer than ``2 * most``: many small batches cost one
+    checkpoint, and a lane's batches in flight stay bounded in records. Queued batches
     are consecutive in stream order, so applying them together (coalesced as one) and
     checkpointing after the last is the same as a larger GetRecords page.
     """
     merged = [first]
-    while not queue.empty():
+    size = len(first.batch.records)
+    while size < most and not queue.empty():
         following = queue.get_nowait()
         if following is None:
             return _joined(merged), True
         merged.append(following)
+        size += len(following.batch.records)
     return _joined(merged), False
 
 

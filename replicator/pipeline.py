@@ -28,6 +28,7 @@ from replicator.batches import (
     sequence_of,
 )
 from replicator.checkpoint import Checkpoint, CheckpointStore, TargetRef
+from replicator.commits import CHECKPOINT_INTERVAL_SECONDS, LaneCommits, Window
 from replicator.errors import ShutdownInterrupted
 from replicator.models import Meta, Outcome, pad_seq
 from replicator.records import coalesce
@@ -42,7 +43,11 @@ log = logging.getLogger(__name__)
 
 QUEUED_BATCHES_PER_LANE = 4
 READ_AHEAD_PAGES = 1
-LANE_WINDOW = 2  # batches a lane applies at once; the applier keeps per-key order
+# Batches a lane applies at once (the applier keeps per-key order). Under steady load
+# batches are small, and a batch waiting for a free place waited for the slowest write
+# of an older batch: with 2 places that was most of the lag on a slow target. Merged
+# batches hold under two pages (``merge_waiting``), so this bounds records in flight.
+LANE_WINDOW = 8
 DISCOVERY_INTERVAL_SECONDS = 10.0
 
 
@@ -63,6 +68,7 @@ class PairPipeline:
     idle_backoff: Backoff = IDLE_BACKOFF
     retry_backoff: Backoff = RETRY_BACKOFF
     records_per_call: int = MAX_RECORDS_PER_CALL
+    checkpoint_interval: float = CHECKPOINT_INTERVAL_SECONDS  # per lane: at most one save
     # Active-active: the lane writing this region's own deletes as local tombstones
     # into the source table (DESIGN §4 rule 6) and healing its zombies (rule 7). It
     # takes only those.
@@ -234,7 +240,7 @@ class PairPipeline:
         A lane that waited for each batch to finish before starting the next idled for
         the slowest write of every batch while the next records queued behind it.
         """
-        window: asyncio.Queue[tuple[asyncio.Task[bool], Batch] | None] = asyncio.Queue()
+        window: Window = asyncio.Queue()
         slots = asyncio.Semaphore(LANE_WINDOW)
         interrupted = asyncio.Event()
         last = False
@@ -242,7 +248,12 @@ class PairPipeline:
         # a range the stream delivers again is filtered even while it is still in flight.
         taken = _padded(self._sequence(shard_id, applier.target))
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._commit(shard_id, applier.target, window, slots, interrupted))
+            commits = LaneCommits(
+                lambda batch: self._checkpoint(shard_id, applier.target, batch),
+                interrupted,
+                interval=self.checkpoint_interval,
+            )
+            group.create_task(commits.run(window, slots))
             try:
                 while not last:
                     await slots.acquire()  # before taking a batch: a full lane holds none
@@ -255,31 +266,13 @@ class PairPipeline:
                         while await queue.get() is not None:
                             pass
                         break
-                    work, last = merge_waiting(first, queue)
+                    work, last = merge_waiting(first, queue, most=self.records_per_call)
                     settling = group.create_task(self._settle(shard_id, applier, work, taken))
                     window.put_nowait((settling, work.batch))
                     # The reader never moves backwards: the newest is the batch's last.
                     taken = _padded(work.batch.last_sequence) or taken
             finally:
                 window.put_nowait(None)
-
-    async def _commit(
-        self,
-        shard_id: str,
-        target: TargetRef,
-        window: asyncio.Queue[tuple[asyncio.Task[bool], Batch] | None],
-        slots: asyncio.Semaphore,
-        interrupted: asyncio.Event,
-    ) -> None:
-        """Checkpoint each batch of ``window`` once it and every batch before it settled."""
-        while (entry := await window.get()) is not None:
-            settling, batch = entry
-            settled = await settling
-            slots.release()
-            if not settled:
-                interrupted.set()
-            if not interrupted.is_set() and not await self._checkpoint(shard_id, target, batch):
-                interrupted.set()
 
     async def _settle(
         self, shard_id: str, applier: TargetApplier, work: Decoded, taken: str | None

@@ -71,6 +71,22 @@ class _Run:
     changes: list[Change]
     after: asyncio.Future[None] | None
     done: asyncio.Future[None]
+    successor: _Run | None = None  # the key's next run, from a later batch
+
+
+def _plain(change: Change) -> bool:
+    return not (change.incoming.tombstone or change.incoming.recreate or change.heals_zombie)
+
+
+def _written_by_successor(run: _Run) -> bool:
+    """True when ``run`` is coalesced into the key's next run (DESIGN §4 rule 5).
+
+    A frequently written key (the heartbeat) on a slow target queued one write per
+    batch behind the write in flight, so its lag grew by a round trip per batch. Only
+    plain live writes on both sides: no run crosses a REMOVE and no flag is lost.
+    """
+    following = run.successor
+    return following is not None and all(map(_plain, run.changes)) and _plain(following.changes[0])
 
 
 class TargetApplier:
@@ -113,7 +129,7 @@ class TargetApplier:
         self.in_flight = 0
         # Per key, the run that writes it last among the batches being applied: a lane
         # applies more than one batch at a time, and a key's writes must keep stream order.
-        self._tails: dict[ItemKey, asyncio.Future[None]] = {}
+        self._tails: dict[ItemKey, _Run] = {}
 
     async def apply(
         self,
@@ -151,14 +167,22 @@ class TargetApplier:
                 self._release(run)
 
     def _claim(self, key: ItemKey, changes: list[Change]) -> _Run:
-        run = _Run(key, changes, self._tails.get(key), asyncio.get_running_loop().create_future())
-        self._tails[key] = run.done
+        previous = self._tails.get(key)
+        run = _Run(
+            key,
+            changes,
+            previous.done if previous else None,
+            asyncio.get_running_loop().create_future(),
+        )
+        if previous is not None:
+            previous.successor = run
+        self._tails[key] = run
         return run
 
     def _release(self, run: _Run) -> None:
         if not run.done.done():
             run.done.set_result(None)
-        if self._tails.get(run.key) is run.done:
+        if self._tails.get(run.key) is run:
             del self._tails[run.key]
 
     async def _work_through(
@@ -169,6 +193,8 @@ class TargetApplier:
             try:
                 if run.after is not None and not run.after.done():
                     await asyncio.wait((run.after,))  # wait, not await: never cancel it
+                if _written_by_successor(run):
+                    continue  # ``finally`` releases the key to the successor
                 async with self._slots:
                     for change in run.changes:
                         outcome = await self._apply_one(source_table, change)

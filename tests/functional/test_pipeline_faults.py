@@ -114,6 +114,7 @@ class Rig:
         max_concurrency: int | Literal["auto"] = 8,
         records_per_call: int = MAX_RECORDS_PER_CALL,
         local_target: TargetRef | None = None,
+        checkpoint_interval: float = 0.0,  # a save per batch: tests see each position
     ) -> PairPipeline:
         stop = asyncio.Event()
         appliers = [
@@ -142,6 +143,7 @@ class Rig:
             retry_backoff=TINY,
             records_per_call=records_per_call,
             local_target=local_target,
+            checkpoint_interval=checkpoint_interval,
         )
 
     @contextlib.asynccontextmanager
@@ -517,6 +519,106 @@ async def test_a_slow_write_holds_back_only_its_key_not_the_next_batch(
     assert writer.state() == rig.expected([slow, update, *others])
 
 
+@pytest.mark.timeout(30)
+async def test_small_batches_behind_a_slow_write_are_applied_as_they_arrive(
+    rig: Rig, metrics: Metrics
+) -> None:
+    # Steady load: one small batch after another while an older write is slow. Each is
+    # written as it arrives, not once the slow write's batch is done (that wait was
+    # most of the lag on a slow target).
+    behind = 6
+    stream = rig.stream
+    slow = stream.insert(key("slow"), {"version": 1})
+    writer = rig.writer(EU)
+    writer.hold({"pk": {"S": "slow"}})
+    later: list[dict[str, Any]] = []
+    async with rig.running(rig.pipeline(metrics)):
+        await rig.until(lambda: writer.held == 1)
+        for i in range(behind):
+            later.append(stream.insert(key(f"k{i}"), {"version": 1}))
+            await rig.until(lambda: len(writer.writes) == len(later))
+        assert rig.checkpoints.saved == [], "nothing is checkpointed past the slow write"
+        writer.release()
+        await rig.until(rig.checkpointed(SHARD, seq(later[-1])))
+
+    assert writer.state() == rig.expected([slow, *later])
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("then", ["update", "remove"])
+async def test_writes_of_a_key_queued_behind_its_slow_write_are_coalesced_not_across_a_remove(
+    rig: Rig, metrics: Metrics, then: str
+) -> None:
+    # A key written in every batch (the heartbeat) while its write is slow: the batches
+    # behind it would each queue one more write of it, and its lag grew by a round trip
+    # per batch. A waiting write followed by another live write is coalesced into it.
+    stream = rig.stream
+    hot = key("hot")
+    first = stream.insert(hot, {"version": 1})
+    writer = rig.writer(EU)
+    writer.hold({"pk": {"S": "hot"}})
+    async with rig.running(rig.pipeline(metrics)):
+        await rig.until(lambda: writer.held == 1)
+        queued = [
+            stream.modify(hot, {"version": 1}, {"version": 2}),
+            stream.insert(key("m2"), {"version": 1}),
+        ]
+        await rig.until(lambda: len(writer.writes) == 1)  # m2: the batch is being applied
+        if then == "update":
+            last = stream.modify(hot, {"version": 2}, {"version": 3})
+        else:
+            last = stream.remove(hot, {"version": 2})
+        marker = stream.insert(key("m3"), {"version": 1})
+        await rig.until(lambda: len(writer.writes) == 2)
+        writer.release()
+        await rig.until(rig.checkpointed(SHARD, seq(marker)))
+
+    written = writer.sequences_by_key()[ikey("hot")]
+    if then == "update":
+        assert written == [int(seq(first)), int(seq(last))]
+    else:
+        assert written == [int(seq(first)), int(seq(queued[0])), int(seq(last))]
+    assert writer.state() == rig.expected([first, *queued, last, marker])
+
+
+@pytest.mark.timeout(30)
+async def test_checkpoints_are_saved_at_most_once_per_interval_and_the_last_at_stop(
+    rig: Rig, metrics: Metrics
+) -> None:
+    stream = rig.stream
+    writer = rig.writer(EU)
+    records: list[dict[str, Any]] = []
+    pipeline = rig.pipeline(metrics, checkpoint_interval=3600)
+    async with rig.running(pipeline) as run:
+        for i in range(5):  # one batch each
+            records.append(stream.insert(key(f"k{i}"), {"version": 1}))
+            await rig.until(lambda: len(writer.writes) == len(records))
+        # The first batch's checkpoint is saved; the next ones wait for the interval.
+        assert [c.sequence_number for c in rig.checkpoints.saved] == [seq(records[0])]
+        pipeline.stop.set()
+        async with asyncio.timeout(STOP_TIMEOUT):
+            await run
+
+    assert [c.sequence_number for c in rig.checkpoints.saved] == [seq(r) for r in records[::4]]
+    stored = await rig.checkpoints.load(stream.table)
+    assert stored[(SHARD, EU)].sequence_number == seq(records[-1])
+
+
+@pytest.mark.timeout(30)
+async def test_a_lane_that_goes_quiet_saves_its_checkpoint_once_the_interval_passed(
+    rig: Rig, metrics: Metrics
+) -> None:
+    stream = rig.stream
+    writer = rig.writer(EU)
+    first = stream.insert(key("a"), {"version": 1})
+    async with rig.running(rig.pipeline(metrics, checkpoint_interval=0.05)):
+        await rig.until(rig.checkpointed(SHARD, seq(first)))
+        second = stream.insert(key("b"), {"version": 1})
+        # Nothing else arrives: the timer, not a later batch or the stop, saves it.
+        await rig.until(rig.checkpointed(SHARD, seq(second)))
+        assert len(writer.writes) == 2
+
+
 # -- 6. graceful stop -------------------------------------------------------------------
 
 
@@ -714,16 +816,16 @@ async def test_duplicates_are_counted_per_lane_and_the_local_tombstone_lane_coun
 async def test_a_slow_target_neither_holds_back_the_other_checkpoint_nor_grows_memory(
     rig: Rig, metrics: Metrics
 ) -> None:
-    stream = rig.stream
-    records = [stream.insert(key(f"k{i}"), {"version": 1}) for i in range(12)]
-    fast, slow = rig.writer(EU), rig.writer(AP)
-    slow.hold()
-    pipeline = rig.pipeline(metrics, targets=(EU, AP), records_per_call=1)
     # The slow lane holds the LANE_WINDOW batches it applies at once, and
     # QUEUED_BATCHES_PER_LANE more are queued; the decoder has one more in hand. Read
     # ahead of it: READ_AHEAD_PAGES waiting and one in the fetcher's hand.
     delivered = LANE_WINDOW + QUEUED_BATCHES_PER_LANE + 1
     bound = delivered + READ_AHEAD_PAGES + 1
+    stream = rig.stream
+    records = [stream.insert(key(f"k{i}"), {"version": 1}) for i in range(bound + 4)]
+    fast, slow = rig.writer(EU), rig.writer(AP)
+    slow.hold()
+    pipeline = rig.pipeline(metrics, targets=(EU, AP), records_per_call=1)
     async with rig.running(pipeline):
         await rig.until(lambda: slow.held == LANE_WINDOW)
         # By then the fast target has applied and checkpointed those batches on its own.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from bench.drain import NAIVE_GOAL, _unreachable
+from bench.drain import NAIVE_GOAL, _unreachable, read_unreachable
 from bench.results import Goal, Result, table
 
 GOAL = Goal(">=", 25, "x naive")
@@ -28,6 +28,16 @@ def test_a_goal_the_backend_rules_out_is_reported_not_judged() -> None:
     assert result.as_json()["unreachable"] == "the target caps it"
     text = rendered(result)
     assert "unreachable" in text and "the target caps it" in text and "FAIL" not in text
+
+
+def test_goal_2_is_unreachable_only_when_the_target_itself_bounds_the_drain() -> None:
+    # moto as the target: 117 writes/s from 32 writers at 80 ms RTT (400/s by RTT alone).
+    assert "0.16x moto's GetRecords" in read_unreachable(117.0, 119.0, 749.0, rtt=0.08)
+    # A stub target: the raw writers were held back by the round trip only, and the
+    # pipeline wrote past them; a shortfall there is the pipeline's.
+    assert read_unreachable(337.0, 1362.0, 1762.0, rtt=0.08) == ""
+    # A slow target that still outruns the source.
+    assert read_unreachable(190.0, 190.0, 200.0, rtt=0.08) == ""
 
 
 def test_goal_3_is_unreachable_only_when_the_targets_own_ceiling_is_below_it() -> None:
