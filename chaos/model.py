@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,7 +30,7 @@ from replicator.models import (
     number,
     stored_from_item,
 )
-from replicator.records import Skip, coalesce, to_change
+from replicator.records import Skip, coalesce, coalesces_into, to_change
 
 REGIONS = ("ap-southeast-2", "eu-west-1", "us-east-1")
 META = Meta(version="version")
@@ -63,6 +63,10 @@ def filter_then_coalesce(records: Iterable[Record], *, here: str) -> dict[ItemKe
     return coalesce(changes)
 
 
+class AheadRule(Protocol):
+    def __call__(self, run: Sequence[Change], following: Sequence[Change]) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Rules:
     """The rules under test; the defaults are the real ones."""
@@ -71,6 +75,8 @@ class Rules:
     decide: DecideRule = decide
     local_tombstones: bool = True  # DESIGN §4 rule 6, active-active only
     heal_zombies: bool = True  # DESIGN §4 rule 7: the local lane clears a zombie's flags
+    # Whether a key's run is left to its next run, in the page read ahead.
+    ahead: AheadRule = coalesces_into
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,8 +342,11 @@ class World:
         at a random point) before checkpointing, so the batch is read again later.
         """
         start = lane.checkpoint
-        end = min(start + size, len(self.regions[lane.source].stream))
-        self.deliver(lane, start, end, how=how, crash=how == "crash")
+        stream = self.regions[lane.source].stream
+        end = min(start + size, len(stream))
+        # The reader already holds the next page while this one is applied.
+        ahead = stream[end : end + size]
+        self.deliver(lane, start, end, how=how, crash=how == "crash", ahead=ahead)
         if how == "crash":
             return
         if how == "duplicate":
@@ -353,10 +362,23 @@ class World:
         self.deliver(lane, start, end, how="late")
         return True
 
-    def deliver(self, lane: Lane, start: int, end: int, *, how: str, crash: bool = False) -> None:
+    def deliver(
+        self,
+        lane: Lane,
+        start: int,
+        end: int,
+        *,
+        how: str,
+        crash: bool = False,
+        ahead: Sequence[Record] = (),
+    ) -> None:
         records = self.regions[lane.source].stream[start:end]
+        following = self.rules.batch(ahead, here=lane.source) if ahead else {}
         notes: list[str] = []
-        for changes in self.rules.batch(records, here=lane.source).values():
+        for key, changes in self.rules.batch(records, here=lane.source).items():
+            if self.rules.ahead(changes, following.get(key, [])):
+                notes.append(f"{changes[0].keys['pk']['S']} left to the page read ahead")
+                continue
             cut = self.rng.randint(0, len(changes)) if crash else len(changes)
             notes.extend(self._apply(lane, change) for change in changes[:cut])
         seqs = [r["dynamodb"]["SequenceNumber"] for r in records]

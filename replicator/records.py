@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -107,6 +107,21 @@ def _change(
         record=record,
         heals_zombie=heals_zombie,
     )
+
+
+def coalesces_into(run: Sequence[Change], following: Sequence[Change]) -> bool:
+    """Whether a key's ``run`` of one batch may be left to its ``following`` run, of a later
+    batch already read, instead of being written (DESIGN §4 rule 5 across batches).
+
+    Only plain live writes on both sides: a run never crosses a REMOVE, and no re-create
+    or zombie-heal flag is dropped. The following run is applied after this batch's
+    checkpoint; a restart reads it again from there.
+    """
+    return bool(following) and _plain(following[0]) and all(map(_plain, run))
+
+
+def _plain(change: Change) -> bool:
+    return not (change.incoming.tombstone or change.incoming.recreate or change.heals_zombie)
 
 
 def coalesce(changes: Iterable[Change]) -> dict[ItemKey, list[Change]]:

@@ -22,6 +22,7 @@ from replicator.backoff import Backoff
 from replicator.checkpoint import TargetRef
 from replicator.errors import AwsError, ThrottledError
 from replicator.models import Change, ItemKey, Outcome
+from replicator.records import coalesces_into
 from replicator.retry import RETRY_BACKOFF, RetryPolicy
 from replicator.telemetry.heartbeat import sent_at
 from replicator.telemetry.metrics import Metrics
@@ -74,19 +75,14 @@ class _Run:
     successor: _Run | None = None  # the key's next run, from a later batch
 
 
-def _plain(change: Change) -> bool:
-    return not (change.incoming.tombstone or change.incoming.recreate or change.heals_zombie)
-
-
 def _written_by_successor(run: _Run) -> bool:
-    """True when ``run`` is coalesced into the key's next run (DESIGN §4 rule 5).
+    """True when ``run`` is coalesced into the key's next run (``records.coalesces_into``).
 
     A frequently written key (the heartbeat) on a slow target queued one write per
-    batch behind the write in flight, so its lag grew by a round trip per batch. Only
-    plain live writes on both sides: no run crosses a REMOVE and no flag is lost.
+    batch behind the write in flight, so its lag grew by a round trip per batch.
     """
     following = run.successor
-    return following is not None and all(map(_plain, run.changes)) and _plain(following.changes[0])
+    return following is not None and coalesces_into(run.changes, following.changes)
 
 
 class TargetApplier:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import pytest
 
@@ -40,6 +40,7 @@ def test_random_histories_converge_on_the_lww_winner() -> None:
     lines = "\n".join(line for result in results for line in result.trace)
     # A mapper's update landing on a replicated tombstone, healed (DESIGN §4 rule 7).
     faults = (" duplicate ", " crash ", " late ", " stall ", " re-create ", "(zombie)", "healed")
+    faults += ("left to the page read ahead",)
     for fault in faults:
         assert fault in lines, fault
     assert re.search(r"ttl expiry \S+ \S+ tombstone", lines)
@@ -148,6 +149,11 @@ def zombies_as_tombstones(records: Iterable[Record], *, here: str) -> dict[ItemK
     return chaos.model.filter_then_coalesce(kept, here=here)
 
 
+def ahead_across_anything(run: Sequence[Change], following: Sequence[Change]) -> bool:
+    """A run left to the page read ahead whatever it holds: REMOVEs, re-creates, heals."""
+    return bool(following)
+
+
 BROKEN = {
     "coalesce before filtering echoes": Rules(batch=coalesce_raw_records),
     "no echo filter": Rules(batch=no_echo_filter),
@@ -157,6 +163,7 @@ BROKEN = {
     "no local tombstone (rule 6)": Rules(local_tombstones=False),
     "zombies not healed (rule 7)": Rules(heal_zombies=False),
     "zombies taken for tombstones (rule 7)": Rules(batch=zombies_as_tombstones),
+    "coalescing ahead across a REMOVE or a flag": Rules(ahead=ahead_across_anything),
 }
 
 
