@@ -46,8 +46,10 @@ READ_AHEAD_PAGES = 1
 # Batches a lane applies at once (the applier keeps per-key order). Under steady load
 # batches are small, and a batch waiting for a free place waited for the slowest write
 # of an older batch: with 2 places that was most of the lag on a slow target. Merged
-# batches hold under two pages (``merge_waiting``), so this bounds records in flight.
-LANE_WINDOW = 8
+# batches hold under two pages (``merge_waiting``), so this bounds records in flight:
+# with 8 places a long drain's peak memory grew by 24 MiB (bench 5: 1.31x, goal 1.2x);
+# 4 kept bench 4's lag (moto p99 0.25 s) and bench 8's rate.
+LANE_WINDOW = 4
 DISCOVERY_INTERVAL_SECONDS = 10.0
 
 
