@@ -30,7 +30,7 @@ import yaml
 
 import replicator
 from bench.drain import prepare, unique
-from bench.env import SOURCE_REGION, TARGET_REGION, Backend, credentials, helper
+from bench.env import SOURCE_REGION, TARGET_REGION, Backend, cpu_seconds, credentials, helper
 from bench.results import Goal, Result
 from bench.ui import progress
 from replicator.aws import Clients
@@ -89,12 +89,6 @@ def _first_write(stub: subprocess.Popen[bytes], within: float) -> float:
     raise RuntimeError(f"no write reached the target within {within:.0f} s")
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU the process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def one_start(source: str, rtt: float, workdir: Path) -> tuple[float, float]:
     """(Seconds from spawning ``replicator run`` to the target's first write, CPU seconds
     the service had used by then)."""
@@ -114,7 +108,7 @@ def one_start(source: str, rtt: float, workdir: Path) -> tuple[float, float]:
         )
         try:
             first = _first_write(stub, FIRST_WRITE_TIMEOUT_SECONDS)
-            return first - started, _cpu_seconds(service.pid)
+            return first - started, cpu_seconds(service.pid)
         finally:
             service.send_signal(signal.SIGTERM)
             try:
