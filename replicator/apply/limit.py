@@ -135,7 +135,7 @@ class AdaptiveSlots:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # handed over just as we were cancelled: pass it on
-            else:
+            elif waiter in self._waiters:  # refresh() drops waiters already cancelled
                 self._waiters.remove(waiter)
             raise
 

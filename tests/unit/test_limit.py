@@ -150,3 +150,18 @@ def test_a_slow_first_answer_does_not_slow_the_next_decisions() -> None:
         for number in range(before):
             limit.sample(RTT, in_flight=before - number)
     assert limit.limit > before
+
+
+@pytest.mark.timeout(10)
+async def test_a_waiter_cancelled_as_a_slot_frees_ends_cancelled() -> None:
+    # A TaskGroup cancelling its workers (shutdown) while another batch frees a slot: the
+    # cancelled waiter must end with its cancellation, not an error of the slots' own.
+    slots = AdaptiveSlots(ConcurrencyLimit(ceiling=1, fixed=True))
+    await slots.acquire()
+    waiting = asyncio.ensure_future(slots.acquire())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    slots.release()  # before the cancelled waiter runs again
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert slots.taken == 0
