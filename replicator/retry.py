@@ -115,36 +115,45 @@ class RetryPolicy:
     async def call(self, call: str, region: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """``attempt()``'s result; its first non-retryable error, classified, otherwise."""
         failures = 0
-        while True:
-            timer, bucket = self._deadlines.start()
-            try:
-                result = await attempt()
-            except asyncio.CancelledError:
-                if not timer.expired or timer.task.uncancel() > 0:
-                    raise  # cancelled by its owner, not by the deadline
-                error = AwsError(
-                    f"no answer within {self.attempt_timeout:.0f} s", code="Timeout", retryable=True
-                )
-            except Exception as exc:
-                error = classify(exc)
-                if not error.retryable:
-                    if error is exc:
-                        raise
-                    raise error from exc
-            else:
-                if self._failures:
-                    self._recovered(call, region)
-                return result
-            finally:
-                bucket.discard(timer)
-            failures += 1
-            self._failing(call, region, error)
-            delay = self.backoff.delay(failures - 1)
-            if await self.wait(delay, self.stop or asyncio.Event()):
-                raise ShutdownInterrupted(
-                    f"{call} in {region} abandoned for shutdown after {failures} failed "
-                    f"attempt(s): {error}"
-                )
+        try:
+            while True:
+                timer, bucket = self._deadlines.start()
+                try:
+                    result = await attempt()
+                except asyncio.CancelledError:
+                    if not timer.expired or timer.task.uncancel() > 0:
+                        raise  # cancelled by its owner, not by the deadline
+                    error = AwsError(
+                        f"no answer within {self.attempt_timeout:.0f} s",
+                        code="Timeout",
+                        retryable=True,
+                    )
+                except Exception as exc:
+                    error = classify(exc)
+                    if not error.retryable:
+                        if error is exc:
+                            raise
+                        raise error from exc
+                else:
+                    if self._failures:
+                        self._recovered(call, region)
+                    return result
+                finally:
+                    bucket.discard(timer)
+                failures += 1
+                self._failing(call, region, error)
+                delay = self.backoff.delay(failures - 1)
+                if await self.wait(delay, self.stop or asyncio.Event()):
+                    raise ShutdownInterrupted(
+                        f"{call} in {region} abandoned for shutdown after {failures} failed "
+                        f"attempt(s): {error}"
+                    )
+        except BaseException:
+            if failures:
+                # Given up (shutdown, a fault that is not retryable, the lease lost): this
+                # streak no longer says the call is failing, or /readyz stayed false for good.
+                self._streak_over(call, region)
+            raise
 
     def _failing(self, call: str, region: str, error: AwsError) -> None:
         key = (call, region)
@@ -166,11 +175,16 @@ class RetryPolicy:
             )
 
     def _recovered(self, call: str, region: str) -> None:
-        failures = self._failures.pop((call, region), None)
+        failures = self._streak_over(call, region)
         if failures is None:
             return
-        if self.observer is not None:
-            self.observer.call_recovered(call, region)
         if (call, region) in self._told:  # the WARNING of this streak gets its ending
             self._told.discard((call, region))
             log.info("%s in %s recovered after %d failed attempt(s)", call, region, failures)
+
+    def _streak_over(self, call: str, region: str) -> int | None:
+        """End the streak of failures of ``call`` in ``region``; how long it was, if any."""
+        failures = self._failures.pop((call, region), None)
+        if failures is not None and self.observer is not None:
+            self.observer.call_recovered(call, region)
+        return failures

@@ -157,6 +157,31 @@ async def test_stop_ends_the_waiting_with_shutdown_interrupted() -> None:
     assert attempt.calls == 4
 
 
+@pytest.mark.parametrize("ending", ["shutdown", "not retryable"])
+async def test_a_call_given_up_no_longer_reads_as_failing(ending: str) -> None:
+    # A tenure ends (HA) or a fault turns out not retryable mid-outage: the next tenure's
+    # policy never sees this streak succeed, so /readyz would have stayed false for good.
+    clock, stop = Clock(), asyncio.Event()
+    metrics = Metrics(clock=clock)
+    attempts = 0
+
+    async def attempt() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 3:
+            if ending == "shutdown":
+                stop.set()
+            else:
+                raise RequestError("a request of ours DynamoDB refused", code="Validation")
+        raise DOWN
+
+    retry = RetryPolicy(stop=stop, observer=metrics, wait=clock.wait, clock=clock)
+    with pytest.raises((ShutdownInterrupted, RequestError)):
+        await retry.call("GetRecords", "us-east-1", attempt)
+    clock.now += 60  # long past the 5 s after which a failing call turns /readyz false
+    assert metrics.ready() == (True, "ok")
+
+
 @pytest.mark.parametrize(
     "code",
     [
