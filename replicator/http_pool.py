@@ -218,10 +218,10 @@ class ConnectionPool:
             connection = self._reuse() or await self._connect()
             if guard is not None:
                 try:
-                    guard()
-                except Exception as exc:
-                    self._release(connection)
-                    raise ConnectionFailed(f"request not sent: {exc}") from exc
+                    guard()  # its refusal is its own error (the lease lost), not the network's
+                except BaseException:
+                    self._release(connection)  # unused, still good for the next request
+                    raise
             try:
                 answer = await connection.send(data)
             except BaseException:
