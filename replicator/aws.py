@@ -151,7 +151,6 @@ def classify(exc: BaseException) -> AwsError:
         | ReadTimeoutError
         | ConnectionClosedError
         | ConnectionError
-        | TimeoutError
         | aiohttp.ClientError,
     ):
         return AwsError(f"connection failed: {exc}", code="Connection", retryable=True)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from replicator.aws import classify, is_conditional_check_failed
 from replicator.lease import LeaseRecord
 
@@ -74,10 +72,8 @@ class LeaseStore:
             }
         try:
             await self._client.put_item(TableName=self._table, Item=item, **condition)
-        except ClientError as exc:
+        except Exception as exc:
             if is_conditional_check_failed(exc):
                 return None
-            raise classify(exc) from exc
-        except Exception as exc:
             raise classify(exc) from exc
         return LeaseRecord(owner=owner, counter=counter)

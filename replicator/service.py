@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 
 from replicator.apply.applier import ChangeWriter, DeadLetterSink, TargetApplier
-from replicator.apply.limit import AUTO_CEILING
+from replicator.apply.limit import ceiling_of
 from replicator.apply.writer import ConditionalWriter, LocalWriter
 from replicator.aws import Clients
 from replicator.backoff import pause
@@ -68,7 +68,7 @@ def regression_reporter(
 
 def connections(pair: Pair) -> int:
     """The size of a target's connection pool: its concurrency ceiling."""
-    return AUTO_CEILING if pair.max_concurrency == "auto" else pair.max_concurrency
+    return ceiling_of(pair.max_concurrency)
 
 
 def meta_for(config: Config, pair: Pair) -> Meta:

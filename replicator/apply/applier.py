@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 
 from asyncio_throttle.throttler import Throttler
 
-from replicator.apply.limit import AUTO_CEILING, AdaptiveSlots, ConcurrencyLimit
+from replicator.apply.limit import AdaptiveSlots, ConcurrencyLimit, ceiling_of
 from replicator.backoff import Backoff
 from replicator.checkpoint import TargetRef
 from replicator.errors import AwsError, ThrottledError
@@ -107,7 +107,7 @@ class TargetApplier:
         self._metrics = metrics
         pinned = isinstance(max_concurrency, int)
         self.limit = ConcurrencyLimit(
-            ceiling=max_concurrency if isinstance(max_concurrency, int) else AUTO_CEILING,
+            ceiling=ceiling_of(max_concurrency),
             fixed=pinned,
         )
         # Bounds the target across every shard feeding it; its capacity follows the limit.

@@ -24,6 +24,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 AUTO_CEILING = 1024
 INITIAL_LIMIT = 32
@@ -37,6 +38,11 @@ MIN_WINDOW_SECONDS = 0.02
 # The floor is re-learnt this often, so a path that became slower for good is not
 # judged against a round trip it will never see again.
 FLOOR_MEMORY_SECONDS = 30.0
+
+
+def ceiling_of(max_concurrency: int | Literal["auto"]) -> int:
+    """The most writes a target may have in flight: the pinned number, or the auto ceiling."""
+    return AUTO_CEILING if max_concurrency == "auto" else max_concurrency
 
 
 @dataclass(slots=True)

@@ -102,8 +102,9 @@ def test_the_holder_stops_writing_lease_minus_write_timeout_minus_margin_after_r
     assert may_write(renewed_at=100.0, now=106.9, times=TIMES)
     assert not may_write(renewed_at=100.0, now=107.0, times=TIMES)
     assert not may_write(renewed_at=None, now=100.0, times=TIMES)
-    # Its last write (started by 107, at most 2 s long) ends before any taker may start (110).
-    assert 107.0 + TIMES.write_timeout < 100.0 + TIMES.duration
+    # Its last write (started before the fence, at most write_timeout long) ends before
+    # any taker may start (a full lease after the renewal).
+    assert TIMES.fence_after + TIMES.write_timeout < TIMES.duration
 
 
 def test_states_and_roles() -> None:
