@@ -57,7 +57,8 @@ async def test_a_profile_outside_the_environment_signs_the_requests(
         client = await clients.json("dynamodb", REGION)
         with pytest.raises(ClientError) as refused:
             await client.describe_table(TableName=unique_name)
-        # moto answered a signed request: the table is missing, not the credentials.
+        # The lean client found keys and sent the request (moto checks no signature: the
+        # key asserted above is what shows whose keys they were).
         assert refused.value.response["Error"]["Code"] == "ResourceNotFoundException"
     finally:
         await clients.aclose()
