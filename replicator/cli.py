@@ -36,6 +36,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Cross-region replication for DynamoDB tables (last writer wins, tombstoned deletes).",
 )
+
+
 def _logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -233,9 +235,7 @@ def status(
     loaded = load(config)
     endpoint = run_reporting_errors_sync(lambda: status_url(loaded.web, url))
     hint = "" if url else unreachable_hint(loaded.web, str(config))
-    document = run_reporting_errors_sync(
-        lambda: fetch_status(endpoint, hint=hint, timeout=timeout)
-    )
+    document = run_reporting_errors_sync(lambda: fetch_status(endpoint, hint=hint, timeout=timeout))
     for part in render_status(document):
         console.print(part)
 

@@ -119,6 +119,7 @@ class DeadLetterQueue:
             recreate=recreate,
             failed_at=time.time(),
         )
+
         async def attempt() -> None:
             with guarded_send(self._guard):
                 await self._client.put_item(TableName=self._table, Item=entry)

@@ -112,11 +112,24 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         self._deadlines = _Deadlines(self.attempt_timeout)
 
-    async def call(self, call: str, region: str, attempt: Callable[[], Awaitable[T]]) -> T:
-        """``attempt()``'s result; its first non-retryable error, classified, otherwise."""
+    async def call(
+        self,
+        call: str,
+        region: str,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        before: Callable[[], Awaitable[None]] | None = None,
+    ) -> T:
+        """``attempt()``'s result; its first non-retryable error, classified, otherwise.
+
+        ``before`` is awaited ahead of every attempt, outside its deadline: a rate cap
+        paces retries too, and its wait is never taken for a silent target.
+        """
         failures = 0
         try:
             while True:
+                if before is not None:
+                    await before()
                 timer, bucket = self._deadlines.start()
                 try:
                     result = await attempt()

@@ -13,6 +13,7 @@ of writes and checkpoints across targets.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -152,6 +153,7 @@ class TableWriter:
         self.items: dict[ItemKey, WireItem] = {}
         self.writes: list[Write] = []
         self.attempts = 0
+        self.attempted_at: list[float] = []  # time.monotonic() of every attempt
         self.in_flight = 0
         self.max_in_flight = 0
         self.same_key_overlaps = 0
@@ -219,6 +221,7 @@ class TableWriter:
     async def put(self, change: Change, *, now: float) -> Outcome:
         key = change.key
         self.attempts += 1
+        self.attempted_at.append(time.monotonic())
         if key in self._keys_in_flight:
             self.same_key_overlaps += 1
         self._keys_in_flight.add(key)

@@ -112,8 +112,10 @@ class TargetApplier:
         )
         # Bounds the target across every shard feeding it; its capacity follows the limit.
         self._slots = AdaptiveSlots(self.limit)
-        self._throttler = (
-            Throttler(rate_limit=max(1, round(max_writes_per_second)), period=1.0)
+        # Every attempt takes its turn, retries included: a throttled target is not
+        # hammered past the operator's cap by the writes it refused.
+        self._paced = (
+            Throttler(rate_limit=max(1, round(max_writes_per_second)), period=1.0).acquire
             if max_writes_per_second
             else None
         )
@@ -205,14 +207,9 @@ class TargetApplier:
     async def _apply_one(self, source_table: str, change: Change) -> Outcome:
         """Write ``change``, waiting out retryable faults; a record fault goes to the DLQ."""
         try:
-            if self._throttler is None:
-                return await self._retry.call(
-                    TARGET_WRITE, self.target.region, lambda: self._attempt(change)
-                )
-            async with self._throttler:
-                return await self._retry.call(
-                    TARGET_WRITE, self.target.region, lambda: self._attempt(change)
-                )
+            return await self._retry.call(
+                TARGET_WRITE, self.target.region, lambda: self._attempt(change), before=self._paced
+            )
         except AwsError as exc:
             if not exc.record_fault:
                 raise

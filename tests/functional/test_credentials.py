@@ -30,9 +30,7 @@ def no_environment_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def profile_only(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_environment_keys: None
-) -> str:
+def profile_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_environment_keys: None) -> str:
     """No keys in the environment; a profile whose keys come from ``credential_process``."""
     answer = {"Version": 1, "AccessKeyId": "AKIDPROCESS", "SecretAccessKey": "process-secret"}
     script = tmp_path / "creds.py"

@@ -112,6 +112,7 @@ class Rig:
         *,
         targets: Sequence[TargetRef] = (EU,),
         max_concurrency: int | Literal["auto"] = 8,
+        max_writes_per_second: float | None = None,
         records_per_call: int = MAX_RECORDS_PER_CALL,
         local_target: TargetRef | None = None,
         checkpoint_interval: float = 0.0,  # a save per batch: tests see each position
@@ -124,6 +125,7 @@ class Rig:
                 target=target,
                 metrics=metrics,
                 max_concurrency=max_concurrency,
+                max_writes_per_second=max_writes_per_second,
                 backoff=TINY,
                 stop=stop,
             )
@@ -412,6 +414,27 @@ async def test_throttled_writes_are_retried_counted_and_all_applied(
     assert metrics.total(Outcome.APPLIED.value) == 6
     assert writer.attempts == 6 + 7
     assert writer.state() == rig.expected(records)
+
+
+@pytest.mark.timeout(30)
+async def test_the_write_rate_cap_holds_for_retried_attempts_too(
+    rig: Rig, metrics: Metrics
+) -> None:
+    stream = rig.stream
+    records = [stream.insert(key(f"k{i}"), {"version": 1}) for i in range(12)]
+    writer = rig.writer(EU)
+    throttled = ThrottledError("slow down", code="ProvisionedThroughputExceededException")
+    writer.fail_next(throttled, times=12)  # the target refuses as many writes as it takes
+    cap = 8
+    async with rig.running(rig.pipeline(metrics, max_writes_per_second=cap)):
+        await rig.until(rig.checkpointed(SHARD, seq(records[-1])), within=15)
+
+    assert writer.attempts == 24 and writer.state() == rig.expected(records)
+    times = writer.attempted_at
+    # The cap admits ``cap`` attempts per second; the margin covers the step from the
+    # pacer's clock reading to the attempt's.
+    busiest = max(sum(1 for t in times if start <= t < start + 0.98) for start in times)
+    assert busiest <= cap
 
 
 @pytest.mark.timeout(30)

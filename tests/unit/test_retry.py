@@ -203,3 +203,21 @@ def test_every_throttling_code_moves_the_retry_and_the_throttle_counters(code: s
     throttled = [line for line in text.splitlines() if line.startswith("replicator_records_thr")]
     assert len(throttled) == 1 and f'reason="{code}"' in throttled[0]
     assert throttled[0].endswith(" 1.0")
+
+
+async def test_a_pacing_wait_comes_before_every_attempt_and_outside_its_deadline() -> None:
+    clock, observer = Clock(), Observer()
+    paced = 0
+
+    async def slow_turn() -> None:
+        # A rate cap's wait, longer than an attempt may take: it must not read as a
+        # target that did not answer.
+        nonlocal paced
+        paced += 1
+        await asyncio.sleep(0.1)
+
+    attempt = Flaky(ThrottledError("slow down", code="ThrottlingException"), times=2)
+    retry = policy(clock, observer, attempt_timeout=0.05)
+    assert await retry.call("target write", "eu-west-1", attempt, before=slow_turn) == "ok"
+    assert (paced, attempt.calls) == (3, 3)
+    assert [code for _, _, code in observer.failing] == ["ThrottlingException"] * 2
