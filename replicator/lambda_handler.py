@@ -11,8 +11,10 @@ concurrency and the conflict rule are the same.
   is not: ``{"batchItemFailures": [{"itemIdentifier": <SequenceNumber>}]}``, and the
   mapping delivers it and everything after it again (duplicates by the rule).
 - A write failing for a retryable reason gets a few attempts, then is reported; once
-  ``context.get_remaining_time_in_millis()`` is below the margin no write starts.
-- An EventBridge schedule's tick writes the heartbeat into each source table.
+  ``context.get_remaining_time_in_millis()`` is below the margin no write starts, and
+  at half the margin a write still unanswered is cancelled and reported.
+- An EventBridge schedule's tick writes the heartbeat into each source table; a source
+  that does not answer before the margin misses that tick (logged), it is not waited for.
 - Metrics are CloudWatch EMF lines on stdout (``lambda_metrics``).
 
 Config: the YAML file named by ``REPLICATOR_CONFIG`` (the ``replicator run`` schema).
@@ -22,9 +24,10 @@ Clients, config and an event loop live as long as the execution environment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -92,6 +95,7 @@ class LambdaFunction:
         self._clients = Clients(config.endpoints)
         self._sources: dict[str, _Source] | None = None
         self._beats: list[HeartbeatWriter] | None = None
+        self._tick = asyncio.Event()  # set when a heartbeat tick's time is up
 
     def __call__(self, event: dict[str, Any], context: Context) -> dict[str, Any]:
         try:
@@ -109,17 +113,62 @@ class LambdaFunction:
 
     async def _handle(self, event: dict[str, Any], context: Context) -> dict[str, Any]:
         if is_scheduled(event):
-            return {"heartbeats": await self._heartbeat()}
+            return {"heartbeats": await self._heartbeat(context)}
         failed = await self._apply(stream_batch(event), context)
         return {"batchItemFailures": [{"itemIdentifier": failed}] if failed else []}
 
-    async def _heartbeat(self) -> int:
-        if self._beats is None:
-            self._beats = await heartbeat_writers(self.config, self._clients)
-        async with asyncio.TaskGroup() as group:
-            for beat in self._beats:
-                group.create_task(beat.beat())
-        return len(self._beats)
+    @contextlib.asynccontextmanager
+    async def _until_margin(
+        self, context: Context, stop: asyncio.Event, unfinished: str
+    ) -> AsyncIterator[None]:
+        """Set ``stop`` once the time left falls to the margin; cancel the block at half of it.
+
+        ``stop`` ends retries and keeps new writes from starting. A write still out at
+        half the margin (a blackholed region answers nothing for an attempt's 10 s) is
+        cancelled, so the invocation answers before its timeout; it is reported as
+        ``unfinished`` says, and the conditional write makes doing it again harmless.
+        """
+        remaining = context.get_remaining_time_in_millis() / 1000
+        margin = self._margin_ms / 1000
+        if remaining <= margin:
+            stop.set()
+        timer = asyncio.get_running_loop().call_later(max(0.0, remaining - margin), stop.set)
+        try:
+            async with asyncio.timeout(max(0.0, remaining - margin / 2)):
+                yield
+        except TimeoutError:
+            log.warning("calls still out at the function's deadline were cancelled; %s", unfinished)
+        finally:
+            timer.cancel()
+
+    async def _heartbeat(self, context: Context) -> int:
+        """Heartbeats written; a source that does not answer in time misses this tick."""
+        written = 0
+
+        async def write(beat: HeartbeatWriter) -> None:
+            nonlocal written
+            try:
+                await beat.beat()
+            except ShutdownInterrupted as exc:
+                log.warning("heartbeat missed this tick: %s", exc)
+                return
+            written += 1
+
+        # The writers (and their retry policy) outlive the tick; their stop is re-armed.
+        self._tick.clear()
+        async with self._until_margin(context, self._tick, "the heartbeat misses this tick"):
+            if self._beats is None:
+                try:
+                    self._beats = await heartbeat_writers(
+                        self.config, self._clients, stop=self._tick
+                    )
+                except ShutdownInterrupted as exc:
+                    log.warning("no heartbeat this tick: %s", exc)
+                    return 0
+            async with asyncio.TaskGroup() as group:
+                for beat in self._beats:
+                    group.create_task(write(beat))
+        return written
 
     async def _apply(self, batch: StreamBatch, context: Context) -> str | None:
         """Apply a batch to every target; the first record not settled everywhere, if any."""
@@ -133,18 +182,15 @@ class LambdaFunction:
         )
         work = {t: for_target(changes, dead, local=t == source.local) for t in source.writers}
         invocation = Invocation(asyncio.Event())
-        left = (context.get_remaining_time_in_millis() - self._margin_ms) / 1000
-        if left <= 0:
-            invocation.stop.set()
-        timer = asyncio.get_running_loop().call_later(max(0.0, left), invocation.stop.set)
-        try:
-            async with asyncio.TaskGroup() as group:
-                for target, (target_changes, target_dead) in work.items():
-                    group.create_task(
-                        self._apply_target(source, target, invocation, target_changes, target_dead)
-                    )
-        finally:
-            timer.cancel()
+        reported = "their records are reported"
+        async with (
+            self._until_margin(context, invocation.stop, reported),
+            asyncio.TaskGroup() as group,
+        ):
+            for target, (target_changes, target_dead) in work.items():
+                group.create_task(
+                    self._apply_target(source, target, invocation, target_changes, target_dead)
+                )
         first = invocation.first_unsettled(work)
         if first is not None:
             log.warning(

@@ -69,6 +69,20 @@ class FailingWrites:
         return outcome
 
 
+class Unanswered:
+    """Our writer seam: while ``hanging`` is set, a write is sent and never answered (a
+    blackholed region: no error, only the attempt's deadline would end it)."""
+
+    def __init__(self, inner: ChangeWriter) -> None:
+        self.inner = inner
+        self.hanging = True
+
+    async def put(self, change: Change, *, now: float) -> Outcome:
+        if self.hanging:
+            await asyncio.Event().wait()
+        return await self.inner.put(change, now=now)
+
+
 class RefusedKey:
     """Our writer seam: the target refuses one key's items as DynamoDB refuses a record
     (a ValidationException: too large with our metadata, a type error)."""
@@ -102,8 +116,10 @@ class Rig:
     async def db(self, region: str = US) -> Any:
         return await self.clients.get("dynamodb", region)
 
-    def function(self, writer_seam: WriterSeam | None = None) -> LambdaFunction:
-        function = LambdaFunction(self.config, writer_seam=writer_seam)
+    def function(
+        self, writer_seam: WriterSeam | None = None, *, config: Config | None = None
+    ) -> LambdaFunction:
+        function = LambdaFunction(config or self.config, writer_seam=writer_seam)
         self.functions.append(function)
         return function
 

@@ -7,11 +7,13 @@ import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
+from chaos.proxy import FaultProxy, Faults
 from tests.esm_driver import Context
-from tests.lambda_rig import FailingWrites, Rig, lambda_rig
+from tests.lambda_rig import US, FailingWrites, Rig, config_for, lambda_rig
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,6 +52,23 @@ async def test_the_schedule_writes_the_heartbeat_and_its_lag_is_measured_on_appl
     [pair] = function.metrics.status()["pairs"]
     assert 0 <= pair["heartbeat"]["lag_seconds"] < 30
     assert await rig.differences() == []  # the canary is not user data
+
+
+async def test_a_tick_the_source_does_not_answer_is_missed_before_the_function_times_out(
+    rig: Rig, endpoints: dict[str, str]
+) -> None:
+    source = urlsplit(endpoints[US])
+    assert source.hostname is not None and source.port is not None
+    async with FaultProxy((source.hostname, source.port), faults=Faults(blackhole=True)) as proxy:
+        function = rig.function(config=config_for({**endpoints, US: proxy.url}, rig.table))
+        ticks = []
+        for blackholed in (True, False, True, False):  # the first before any answer
+            proxy.faults.blackhole = blackholed
+            context = Context(timeout_seconds=2.5)
+            response = await asyncio.to_thread(function, SCHEDULED, context)
+            ticks.append((response, context.get_remaining_time_in_millis() > 0))
+    missed, written = ({"heartbeats": 0}, True), ({"heartbeats": 1}, True)
+    assert ticks == [missed, written, missed, written]
 
 
 async def test_emf_lines_carry_the_aws_metadata_metric_definitions_and_dimensions(

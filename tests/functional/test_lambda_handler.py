@@ -20,7 +20,7 @@ from replicator.dlq import decode_record
 from replicator.lambda_batch import WRITE_ATTEMPTS
 from replicator.models import item_key
 from tests.esm_driver import Context, Mapping
-from tests.lambda_rig import FailingWrites, RefusedKey, Rig, lambda_rig
+from tests.lambda_rig import FailingWrites, RefusedKey, Rig, Unanswered, lambda_rig
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -173,6 +173,39 @@ async def test_a_context_with_200_ms_left_starts_no_write_and_reports_the_batch(
     assert failures(short.response) == [short.sequence_numbers[0]]
     assert attempts_when_short == [0]  # not one write started
     assert retry.sequence_numbers == short.sequence_numbers
+    assert failures(retry.response) == []
+    assert await rig.differences() == []
+
+
+async def test_a_write_left_unanswered_is_cancelled_and_reported_before_the_timeout(
+    rig: Rig,
+) -> None:
+    for n in range(5):
+        await rig.put(f"k{n}", 1)
+    seams: list[Unanswered] = []
+
+    def unanswered(_target: Any, writer: Any) -> Unanswered:
+        seams.append(Unanswered(writer))  # takes writes, answers none until told
+        return seams[-1]
+
+    function = rig.function(writer_seam=unanswered)
+    left_ms: list[int] = []
+
+    def short_then_normal(event: dict[str, Any], context: Any) -> Any:
+        if left_ms:
+            return function(event, context)
+        short = Context(timeout_seconds=2.5)
+        response = function(event, short)
+        left_ms.append(short.get_remaining_time_in_millis())
+        seams[0].hanging = False
+        return response
+
+    driver = rig.driver([short_then_normal], Mapping(batch_size=100))
+    await driver.drain()
+
+    short, retry = driver.invocations
+    assert left_ms[0] > 0  # answered before its timeout, not after the attempt's 10 s
+    assert failures(short.response) == [short.sequence_numbers[0]]
     assert failures(retry.response) == []
     assert await rig.differences() == []
 
