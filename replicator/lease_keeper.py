@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from replicator.backoff import Backoff, pause
-from replicator.errors import AwsError
+from replicator.errors import AwsError, ShutdownInterrupted
 from replicator.lease import (
     LeaseRecord,
     LeaseState,
@@ -28,10 +28,12 @@ from replicator.lease import (
     sight,
     state_of,
 )
+from replicator.retry import RetryObserver, RetryPolicy
 
 log = logging.getLogger(__name__)
 
 RETRY_BACKOFF = Backoff(base=0.1, cap=1.0)
+LEASE_CALL = "lease"
 T = TypeVar("T")
 
 
@@ -64,17 +66,21 @@ class LeaseKeeper:
         times: LeaseTimes,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[LeaseState, str], None] = _ignore,
+        observer: RetryObserver | None = None,
+        region: str = "",
     ) -> None:
+        """``observer`` hears of failing lease calls (the service's metrics and /readyz)."""
         self.source_table = source_table
         self.owner = owner
         self._store = store
         self._times = times
         self._clock = clock
         self._on_change = on_change
+        self._observer = observer
+        self._region = region
         self._held: LeaseRecord | None = None
         self._renewed_at: float | None = None  # when the last successful renewal was sent
         self._sighting: Sighting | None = None
-        self._failures = 0
 
     @property
     def state(self) -> LeaseState:
@@ -85,15 +91,14 @@ class LeaseKeeper:
 
     async def acquire(self, stop: asyncio.Event) -> bool:
         """Stand by until this process holds the lease; False when ``stop`` came first."""
+        retry = self._retry_until(stop)
         while not stop.is_set():
             if self.may_write():
                 return True
             try:
-                await self.look()
-            except AwsError as exc:
-                if await self._failed(exc, stop):
-                    return False
-                continue
+                await retry.call(LEASE_CALL, self._region, self.look)
+            except ShutdownInterrupted:
+                return False
             if self.may_write():
                 return True
             if await pause(self._next_look(), stop):
@@ -102,17 +107,18 @@ class LeaseKeeper:
 
     async def hold(self, tenure: asyncio.Event, done: asyncio.Event) -> None:
         """Renew until ``done``; set ``tenure`` (stop replicating) once writes are fenced."""
+        retry = self._retry_until(done)
+
+        async def fence() -> None:  # before every attempt: a failing renewal still fences
+            if not self.may_write():
+                tenure.set()
+
         while not done.is_set():
-            if not self.may_write():
-                tenure.set()
             try:
-                await self.renew()
-            except AwsError as exc:
-                if await self._failed(exc, done):
-                    return
-                continue
-            if not self.may_write():
-                tenure.set()
+                await retry.call(LEASE_CALL, self._region, self.renew, before=fence)
+            except ShutdownInterrupted:
+                return
+            await fence()
             wait = self._times.renew_every
             if self._renewed_at is not None:
                 # Wake at the fence too, so the pipeline stops reading as the fence closes.
@@ -191,13 +197,10 @@ class LeaseKeeper:
         due = sighting.since + self._times.duration - self._clock()
         return max(0.0, min(every, due))
 
-    async def _failed(self, exc: AwsError, stop: asyncio.Event) -> bool:
-        """Wait out a retryable failure (True when ``stop`` came first); raise any other."""
-        if not exc.retryable:
-            raise exc
-        self._failures += 1
-        log.warning("lease on %s: %s (attempt %d)", self.source_table, exc, self._failures)
-        return await pause(RETRY_BACKOFF.delay(self._failures), stop)
+    def _retry_until(self, stop: asyncio.Event) -> RetryPolicy:
+        # The one policy, with a short backoff: a renewal is tried again well before the
+        # fence closes, and a standby notices a free lease within a second.
+        return RetryPolicy(stop=stop, observer=self._observer, backoff=RETRY_BACKOFF)
 
     async def _call(self, request: Awaitable[T]) -> T:
         """One lease request, bounded by the write timeout like every other write."""
@@ -210,7 +213,6 @@ class LeaseKeeper:
                 code="Timeout",
                 retryable=True,
             ) from None
-        self._failures = 0
         return answer
 
     def _report(self, state: LeaseState, holder: str) -> None:

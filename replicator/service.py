@@ -276,6 +276,8 @@ async def run_service(
                         owner=owner,
                         times=lease_times(config),
                         on_change=functools.partial(metrics.lease, pair.source_table),
+                        observer=metrics,
+                        region=config.source_region,
                     )
                     build = functools.partial(
                         build_pipeline, config, clients, pair, metrics=metrics, fence=keeper

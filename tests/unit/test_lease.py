@@ -6,6 +6,8 @@ keeper is driven step by step over an in-memory lease table with a manual clock.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from replicator.checkpoint import Checkpoint, TargetRef
@@ -197,6 +199,69 @@ async def test_a_renewal_whose_answer_was_lost_keeps_the_lease_timed_from_the_ol
     await a.renew()
     assert table.items["orders"] == LeaseRecord("a", 3)
     assert a.state is LeaseState.HOLDING
+
+
+class HealingObserver:
+    """The service's metrics as the retry policy sees them; on the ``heal_at``-th failure
+    the table answers again. Each failure also moves the clock ``step`` seconds on."""
+
+    def __init__(self, table: LeaseTable, clock: Clock, *, heal_at: int, step: float) -> None:
+        self.table, self.clock, self.heal_at, self.step = table, clock, heal_at, step
+        self.failing: list[tuple[str, str, str]] = []
+        self.recovered: list[tuple[str, str]] = []
+
+    def call_failing(self, call: str, region: str, error: AwsError) -> None:
+        self.failing.append((call, region, error.code))
+        self.clock.now += self.step
+        if len(self.failing) == self.heal_at:
+            self.table.failing = None
+
+    def call_recovered(self, call: str, region: str) -> None:
+        self.recovered.append((call, region))
+
+
+THROTTLED = AwsError("throttled", code="ThrottlingException", retryable=True)
+
+
+@pytest.mark.timeout(10)
+async def test_failing_lease_calls_are_retried_by_the_one_policy_and_reported() -> None:
+    table, clock = LeaseTable(), Clock()
+    table.failing = THROTTLED
+    observer = HealingObserver(table, clock, heal_at=2, step=0.0)
+    a = LeaseKeeper(
+        table, "orders", owner="a", times=TIMES, clock=clock, observer=observer, region="us-east-1"
+    )
+    assert await a.acquire(asyncio.Event())
+    assert observer.failing == [("lease", "us-east-1", "ThrottlingException")] * 2
+    assert observer.recovered == [("lease", "us-east-1")]  # /readyz is true again
+
+
+@pytest.mark.timeout(10)
+async def test_a_holder_whose_renewals_keep_failing_ends_its_tenure_at_the_fence() -> None:
+    table, clock = LeaseTable(), Clock()
+    observer = HealingObserver(table, clock, heal_at=3, step=4.0)
+    renewed = asyncio.Event()
+
+    def on_change(state: LeaseState, _holder: str) -> None:
+        if state is LeaseState.HOLDING:
+            renewed.set()
+
+    a = LeaseKeeper(
+        table, "orders", owner="a", times=TIMES, clock=clock, observer=observer, on_change=on_change
+    )
+    await a.look()
+    renewed.clear()
+    table.failing = THROTTLED
+    tenure, done = asyncio.Event(), asyncio.Event()
+    holding = asyncio.create_task(a.hold(tenure, done))
+    # Failures at 0, 4 and 8 s: the fence (7 s after the renewal) closed before the third.
+    async with asyncio.timeout(5):
+        await tenure.wait()
+        assert not renewed.is_set()  # fenced while its renewals were still failing
+        await renewed.wait()  # the fourth attempt lands: nobody took the lease meanwhile
+    done.set()
+    await holding
+    assert len(observer.failing) == 3
 
 
 async def test_release_lets_a_standby_take_over_at_once() -> None:
