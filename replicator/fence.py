@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from replicator.apply.applier import ChangeWriter
-from replicator.checkpoint import Checkpoint, CheckpointStore
+from replicator.checkpoint import CheckpointStore
 from replicator.errors import AwsError, LeaseLost
 from replicator.models import Change, Outcome
 from replicator.retry import RetryPolicy
-
-log = logging.getLogger(__name__)
 
 
 class Fence(Protocol):
@@ -61,16 +58,10 @@ class FencedWriter:
 
 
 class FencedCheckpoints(CheckpointStore):
-    """Checkpoints saved only under the lease; a refused save is reported as not stored."""
+    """Checkpoints saved only under the lease: a refused save raises ``LeaseLost``, which
+    the pipeline takes as a save that did not happen (it stops, nothing is recorded)."""
 
     def __init__(
         self, client: Any, table: str, fence: Fence, *, retry: RetryPolicy | None = None
     ) -> None:
         super().__init__(client, table, retry=retry, guard=send_guard(fence, "checkpoint"))
-
-    async def save(self, source_table: str, checkpoint: Checkpoint) -> bool:
-        try:
-            return await super().save(source_table, checkpoint)
-        except LeaseLost:
-            log.info("checkpoint %s not saved: the lease is not held", checkpoint)
-            return False

@@ -50,15 +50,17 @@ async def replicate_under_lease(keeper: LeaseKeeper, tenure: Tenure, stop: async
     while await keeper.acquire(stop):
         ending = asyncio.Event()  # lease lost, fenced or shutdown: stop reading and drain
         done = asyncio.Event()  # the tenure drained: renewals may stop
-        async with asyncio.TaskGroup() as group:
-            # The keeper renews through the drain: its last writes still need the lease.
-            group.create_task(keeper.hold(ending, done))
-            group.create_task(_end_on(stop, ending))
-            try:
-                await tenure(ending)
-            finally:
-                done.set()
-                ending.set()
+        # A write the fence refuses ends the tenure at once (``LeaseKeeper.tenure``).
+        with keeper.tenure(ending):
+            async with asyncio.TaskGroup() as group:
+                # The keeper renews through the drain: its last writes still need the lease.
+                group.create_task(keeper.hold(ending, done))
+                group.create_task(_end_on(stop, ending))
+                try:
+                    await tenure(ending)
+                finally:
+                    done.set()
+                    ending.set()
         if stop.is_set():
             break
     await keeper.release()

@@ -8,12 +8,13 @@ functions of ``replicator.lease``; this class only does the I/O and keeps the cl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol, TypeVar
 
 from replicator.backoff import Backoff, pause
@@ -81,13 +82,33 @@ class LeaseKeeper:
         self._held: LeaseRecord | None = None
         self._renewed_at: float | None = None  # when the last successful renewal was sent
         self._sighting: Sighting | None = None
+        self._ending: asyncio.Event | None = None  # the tenure's, while one runs
 
     @property
     def state(self) -> LeaseState:
         return state_of(self._held, self._renewed_at, self._clock(), self._times)
 
     def may_write(self) -> bool:
-        return self._held is not None and may_write(self._renewed_at, self._clock(), self._times)
+        if self._held is not None and may_write(self._renewed_at, self._clock(), self._times):
+            return True
+        if self._ending is not None:
+            self._ending.set()
+        return False
+
+    @contextlib.contextmanager
+    def tenure(self, ending: asyncio.Event) -> Iterator[None]:
+        """While in the block, a write refused by the fence sets ``ending``.
+
+        A refused write interrupts its lane, which then drops every later batch; a
+        renewal landing late (its answer straddled the fence) would let the process hold
+        the lease with lanes that never write again. So the refusal ends the tenure, and
+        the next one resumes from the checkpoints.
+        """
+        self._ending = ending
+        try:
+            yield
+        finally:
+            self._ending = None
 
     async def acquire(self, stop: asyncio.Event) -> bool:
         """Stand by until this process holds the lease; False when ``stop`` came first."""

@@ -304,13 +304,14 @@ class PairPipeline:
         return not interrupted
 
     async def _checkpoint(self, shard_id: str, target: TargetRef, batch: Batch) -> bool:
-        """Save the checkpoint after ``batch``; False when shutdown interrupted the save."""
+        """Save the checkpoint after ``batch``; False when shutdown (or the lease lost)
+        interrupted the save: then nothing counts it as stored."""
         sequence = batch.last_sequence or self._sequence(shard_id, target)
         checkpoint = Checkpoint(shard_id, target, sequence, batch.shard_ended, self._stream_arn)
         try:
             await self.checkpoints.save(self.source_table, checkpoint)
-        except ShutdownInterrupted:
-            log.info("checkpoint of %s/%s not saved: stopping", shard_id, target)
+        except ShutdownInterrupted as exc:
+            log.info("checkpoint of %s/%s not saved: %s", shard_id, target, exc)
             return False
         self._positions[(shard_id, target)] = checkpoint
         self.metrics.shard(

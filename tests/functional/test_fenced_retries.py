@@ -88,8 +88,8 @@ async def test_a_dead_letter_retry_after_the_lease_is_lost_is_not_sent(rig: Rig)
 async def test_a_checkpoint_retry_after_the_lease_is_lost_is_not_sent(rig: Rig) -> None:
     db = await rig.clients.get("dynamodb", REGION)
     checkpoints = FencedCheckpoints(db, rig.table, rig.fence, retry=rig.policy())
-    saved = await checkpoints.save(
-        "orders", Checkpoint("shard-1", TargetRef("eu-west-1", "orders"), "11", False)
-    )
-    assert saved is False
+    with pytest.raises(LeaseLost):
+        await checkpoints.save(
+            "orders", Checkpoint("shard-1", TargetRef("eu-west-1", "orders"), "11", False)
+        )
     assert rig.sent() == 1, rig.faulty.injected

@@ -264,6 +264,25 @@ async def test_a_holder_whose_renewals_keep_failing_ends_its_tenure_at_the_fence
     assert len(observer.failing) == 3
 
 
+async def test_a_write_refused_in_a_tenure_ends_it_even_if_a_late_renewal_lands() -> None:
+    table, clock = LeaseTable(), Clock()
+    a = keeper(table, clock, "a")
+    await a.look()
+    ending = asyncio.Event()
+    with a.tenure(ending):
+        assert a.may_write() and not ending.is_set()
+        clock.now += TIMES.fence_after  # a renewal is out, slow: the fence closes
+        with pytest.raises(LeaseLost):  # its lane drops every later batch from here on
+            await FencedWriter(TableWriter(TARGET, meta=META), a, timeout=1.0).put(
+                insert("k1", 10), now=0.0
+            )
+        await a.renew()  # the renewal lands: the lease is held again
+        assert a.may_write()
+    # The tenure ends all the same; the next one resumes from the checkpoints.
+    assert ending.is_set()
+    assert a.may_write()  # outside a tenure, asking ends nothing
+
+
 async def test_release_lets_a_standby_take_over_at_once() -> None:
     table, clock = LeaseTable(), Clock()
     a, b = keeper(table, clock, "a"), keeper(table, clock, "b")
@@ -292,8 +311,8 @@ async def test_a_fenced_process_starts_no_target_write_and_saves_no_checkpoint()
 
     with pytest.raises(LeaseLost):
         await writer.put(insert("k2", 11), now=0.0)
-    saved = await checkpoints.save("orders", Checkpoint("s1", TARGET, "11", False))
+    with pytest.raises(LeaseLost):
+        await checkpoints.save("orders", Checkpoint("s1", TARGET, "11", False))
 
     assert [w.sequence_number for w in target.writes] == ["10"]
     assert target.attempts == 1
-    assert saved is False
