@@ -41,11 +41,24 @@ def run_reporting_errors(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 def run_reporting_errors_sync(call: Callable[[], T]) -> T:
+    """``call()``; our errors become one line each and an exit code, bugs a traceback.
+
+    The service runs in task groups, so its errors often arrive wrapped in groups.
+    """
     try:
         return call()
-    except ConfigError as exc:
-        errors.print(f"[red]config error[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_CONFIG) from exc
-    except ReplicatorError as exc:
-        errors.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from exc
+    except (ReplicatorError, BaseExceptionGroup) as exc:
+        problems = _leaves(exc)
+        if not all(isinstance(problem, ReplicatorError) for problem in problems):
+            raise  # a bug of ours: the traceback is the report
+        for problem in problems:
+            kind = "config error" if isinstance(problem, ConfigError) else "error"
+            errors.print(f"[red]{kind}[/red] {problem}", highlight=False, soft_wrap=True)
+        only_config = all(isinstance(problem, ConfigError) for problem in problems)
+        raise typer.Exit(EXIT_CONFIG if only_config else 1) from exc
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if not isinstance(exc, BaseExceptionGroup):
+        return [exc]
+    return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]

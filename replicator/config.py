@@ -81,6 +81,9 @@ def duration_seconds(text: str) -> int | None:
     return int(match[1]) * _UNIT_SECONDS[match[2]] if match else None
 
 
+MAX_TOMBSTONE_TTL_SECONDS = 3650 * 86_400
+
+
 def _tombstone_ttl(value: object) -> int:
     fix = "use whole seconds or a number with d, h, m or s, e.g. 7d"
     parsed = duration_seconds(value) if isinstance(value, str) else None
@@ -95,6 +98,8 @@ def _tombstone_ttl(value: object) -> int:
     if seconds <= STREAM_RETENTION_SECONDS:
         what = f"{shown} is not longer than the 24 h stream retention"
         raise problem(what, f"set it above {STREAM_RETENTION_SECONDS} s (default 7d)")
+    if seconds > MAX_TOMBSTONE_TTL_SECONDS:  # an expiry DynamoDB would refuse on every delete
+        raise problem(f"{shown} is too long", "use at most 3650d (ten years)")
     return seconds
 
 
@@ -131,7 +136,7 @@ Concurrency = Annotated[int | Literal["auto"], BeforeValidator(_concurrency)]
 
 
 class Target(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     region: Region
     table: TableName
@@ -139,7 +144,9 @@ class Target(BaseModel):
 
 class Pair(BaseModel):
     # By name too, so code can say Pair(tombstone_ttl_seconds=...) where YAML says tombstone_ttl.
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_by_name=True, allow_inf_nan=False
+    )
 
     source_table: TableName
     version_attribute: NonEmpty = "version"
@@ -152,7 +159,7 @@ class Pair(BaseModel):
 
 
 class WebConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     enabled: bool = True
     host: NonEmpty = "127.0.0.1"  # loopback: exposing the dashboard is an explicit choice
@@ -160,7 +167,7 @@ class WebConfig(BaseModel):
 
 
 class HeartbeatConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     enabled: bool = True
     interval_seconds: float = Field(default=1.0, gt=0)
@@ -171,7 +178,7 @@ class HeartbeatConfig(BaseModel):
 class LeaseConfig(BaseModel):
     """The lease that makes one process per source table the active one (DESIGN §6)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     # A standby takes over this long after the active process stopped renewing.
     duration_seconds: float = Field(default=10.0, gt=0, le=3600)
@@ -182,7 +189,7 @@ class LeaseConfig(BaseModel):
 
 
 class Config(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     source_region: Region
     mode: Mode = Mode.ONE_WAY

@@ -92,6 +92,8 @@ def explain(error: ErrorDetails, allowed_keys: Callable[[str], list[str]]) -> tu
         return what, f"remove it (allowed: {', '.join(allowed)})"
     if kind == "too_short":
         return "empty", "add at least one entry"
+    if kind == "finite_number":  # .inf or .nan in YAML
+        return f"{shown} is not a finite number", "use a plain number, e.g. 100"
     if bounds := [f"{word} {ctx[key]:g}" for key, word in _BOUNDS if key in ctx]:
         return f"{shown} is out of range", f"use a value {bounds[0]}"
     if kind == "enum":

@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import os
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
@@ -22,6 +23,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from replicator.config import WebConfig
+from replicator.errors import ConfigError
 
 __all__ = ["StatusSource", "base_url", "build_app", "serve"]
 
@@ -212,10 +214,21 @@ async def serve(config: WebConfig, metrics: StatusSource) -> AsyncIterator[str]:
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # in use, or a host this machine does not have
+            raise ConfigError(
+                f"web: cannot listen on {config.host}:{config.port} ({_reason(exc)}); "
+                "choose another web.port or web.host, or set web.enabled: false"
+            ) from exc
         host, port = runner.addresses[0][:2]
         url = base_url(str(host), int(port))
         log.debug("serving on %s/", url)  # the caller announces it where its user looks
         yield url
     finally:
         await runner.cleanup()
+
+
+def _reason(exc: OSError) -> str:
+    """'Address already in use', not asyncio's sentence that repeats the address."""
+    return os.strerror(exc.errno).lower() if exc.errno else str(exc)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import cli
+from replicator.config import load_config
+from tests.e2e.helpers import cli, create_tables, write_config
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -38,3 +41,22 @@ def test_the_example_config_validates() -> None:
     result = cli("validate", "-c", "examples/replicator.yaml")
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout
+
+
+async def test_run_with_the_dashboard_port_taken_says_so_in_one_line(
+    tmp_path: Path, endpoints: dict[str, str], unique_name: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = write_config(tmp_path / "replicator.yaml", endpoints, unique_name, web_port=port)
+        await create_tables(load_config(path))
+        result = await asyncio.to_thread(cli, "run", "-c", str(path))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    problems = [line for line in result.stderr.splitlines() if "error" in line]
+    assert problems == [
+        f"config error web: cannot listen on 127.0.0.1:{port} (address already in use); choose "
+        "another web.port or web.host, or set web.enabled: false"
+    ]

@@ -185,6 +185,21 @@ BAD_CONFIGS = [
         id="tombstone-ttl-exactly-retention",
     ),
     pytest.param(
+        with_pair(tombstone_ttl="40000d"),
+        "pairs[0].tombstone_ttl: 40000d = 3456000000 s is too long — use at most 3650d",
+        id="tombstone-ttl-too-long",
+    ),
+    pytest.param(
+        with_pair(max_writes_per_second=".inf"),
+        "pairs[0].max_writes_per_second: inf is not a finite number — use a plain number",
+        id="rate-cap-infinite",
+    ),
+    pytest.param(
+        MINIMAL + "lease:\n  duration_seconds: .nan\n",
+        "lease.duration_seconds: nan is not a finite number — use a plain number",
+        id="lease-nan",
+    ),
+    pytest.param(
         with_pair(tombstone_ttl="one week"),
         "pairs[0].tombstone_ttl: 'one week' is not a duration — use whole seconds or a number "
         "with d, h, m or s",
