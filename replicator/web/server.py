@@ -12,8 +12,8 @@ import contextlib
 import ipaddress
 import json
 import logging
-import os
 import math
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any, Final, Protocol
