@@ -25,10 +25,10 @@ per oversized item, and measuring every item cost ~12 us of CPU per write.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -150,13 +150,19 @@ def classify(exc: BaseException) -> AwsError:
         | ConnectTimeoutError
         | ReadTimeoutError
         | ConnectionClosedError
-        | ConnectionError
-        | aiohttp.ClientError,
-    ):
+        | ConnectionError,
+    ) or _is_aiohttp_error(exc):
         return AwsError(f"connection failed: {exc}", code="Connection", retryable=True)
     if isinstance(exc, BotoCoreError):
         return AwsError(f"{type(exc).__name__}: {exc}", code=type(exc).__name__, retryable=False)
     raise exc
+
+
+def _is_aiohttp_error(exc: BaseException) -> bool:
+    # Only the tools (aiobotocore) and the dashboard load aiohttp: importing it here cost
+    # ``replicator run`` 50 ms of start-up, and unloaded, none of its errors can exist.
+    aiohttp = sys.modules.get("aiohttp")
+    return aiohttp is not None and isinstance(exc, aiohttp.ClientError)
 
 
 def names_the_item(message: str) -> bool:
@@ -214,6 +220,7 @@ class Clients:
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[tuple[str, str], Any] = {}
         self._json: dict[tuple[str, str], JsonClient] = {}
+        self._targets: dict[tuple[str, str], JsonClient] = {}
         self._session: Any = None
         self._credentials: CredentialChain | None = None
 
@@ -258,6 +265,14 @@ class Clients:
         """
         return await self._json_client(region, connections, guard=guard)
 
+    async def target_client(self, region: str, table: str, *, connections: int) -> JsonClient:
+        """The one client of a target table's writes, created once: the start-up check and
+        every tenure's writes (``JsonClient.guarded``) share its pool of connections."""
+        key = (region, table)
+        if key not in self._targets:
+            self._targets[key] = await self._json_client(region, connections)
+        return self._targets[key]
+
     async def _json_client(
         self,
         region: str,
@@ -284,6 +299,7 @@ class Clients:
         """Close every client (idempotent)."""
         self._clients.clear()
         self._json.clear()
+        self._targets.clear()
         await self._stack.aclose()
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import contextvars
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -107,6 +108,12 @@ class JsonClient:
             keepalive=KEEPALIVE_SECONDS,
         )
         self._signer = Signer(self._pool.host, region)
+
+    def guarded(self, guard: Callable[[], None] | None) -> JsonClient:
+        """This client over the same connections, with every request asked of ``guard``."""
+        view = copy.copy(self)
+        view._guard = guard
+        return view
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         operation = None if name.startswith("_") else OPERATIONS[self._prefix].get(name)

@@ -7,10 +7,9 @@ import contextlib
 import functools
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from replicator.apply.applier import ChangeWriter, DeadLetterSink, TargetApplier
-from replicator.apply.limit import ceiling_of
 from replicator.apply.writer import ConditionalWriter, LocalWriter
 from replicator.aws import Clients
 from replicator.backoff import pause
@@ -25,14 +24,23 @@ from replicator.fence import (
     send_guard,
 )
 from replicator.gc_tuning import GC_THRESHOLDS
-from replicator.ha import replicate_under_lease, replicating
+from replicator.ha import end_on, replicate_under_lease, replicating
 from replicator.lease import LeaseTimes
 from replicator.lease_keeper import LeaseKeeper, process_owner
 from replicator.lease_store import LeaseStore
 from replicator.models import Change, Meta
 from replicator.pipeline import PairPipeline
 from replicator.retry import RetryPolicy
-from replicator.startup import heartbeat_writers, prepare_tables, targets_of
+from replicator.startup import (
+    TargetCheck,
+    concurrently,
+    heartbeat_writers,
+    prepare_here,
+    prepare_tables,
+    serve_dashboard,
+    targets_of,
+    write_client,
+)
 from replicator.stream.source import DynamoDBStreamSource
 from replicator.telemetry.metrics import Metrics
 
@@ -66,11 +74,6 @@ def regression_reporter(
     return report
 
 
-def connections(pair: Pair) -> int:
-    """The size of a target's connection pool: its concurrency ceiling."""
-    return ceiling_of(pair.max_concurrency)
-
-
 def meta_for(config: Config, pair: Pair) -> Meta:
     return Meta(version=pair.version_attribute, prefix=config.metadata_prefix)
 
@@ -87,11 +90,11 @@ async def target_writer(
 ) -> ChangeWriter:
     """The conditional writer of one target; for the local target it also heals zombies.
 
-    ``guard`` is asked as each write is sent and aborts it by raising (``Clients.put_client``).
+    ``guard`` is asked as each write is sent and aborts it by raising (``JsonClient.guarded``).
     """
     meta = meta_for(config, pair)
     conditional = ConditionalWriter(
-        await clients.put_client(target.region, connections=connections(pair), guard=guard),
+        (await write_client(clients, pair, target)).guarded(guard),
         target.table,
         region=target.region,
         meta=meta,
@@ -114,6 +117,7 @@ def applier_for(
     metrics: Metrics,
     stop: asyncio.Event,
     retry: RetryPolicy | None = None,
+    checked: Callable[[], Awaitable[bool]] | None = None,
 ) -> TargetApplier:
     """The applier of one target; ``retry`` defaults to waiting faults out until ``stop``."""
     return TargetApplier(
@@ -126,6 +130,7 @@ def applier_for(
         stop=stop,
         heartbeat_prefix=config.heartbeat.key_prefix,
         retry=retry,
+        checked=checked,
     )
 
 
@@ -154,10 +159,15 @@ async def build_pipeline(
     stop: asyncio.Event,
     fence: Fence | None = None,
     retry: RetryPolicy | None = None,
+    checked: Callable[[], Awaitable[bool]] | None = None,
+    streams: dict[str, str] | None = None,
 ) -> PairPipeline:
-    """One pair's pipeline; with a ``fence`` it writes and checkpoints only under the lease.
+    """One pair's pipeline; with a ``fence`` it writes and checkpoints only under the lease,
+    with ``checked`` (``TargetCheck.passed``) only once the targets' check passed.
 
     Its AWS calls wait faults out until ``stop`` (``retry`` defaults to that policy).
+    ``streams`` are the stream ARNs start-up's descriptions named, each taken by the first
+    pipeline of its table: a later tenure describes the table again (its stream may differ).
     """
     retry = retry or RetryPolicy(stop=stop, observer=metrics)
     home = await clients.json("dynamodb", config.source_region)
@@ -188,6 +198,7 @@ async def build_pipeline(
                 metrics=metrics,
                 stop=stop,
                 retry=retry,
+                checked=checked,
             )
         )
     return PairPipeline(
@@ -201,6 +212,7 @@ async def build_pipeline(
         stop=stop,
         local_target=local,
         retry=retry,
+        stream_arn=(streams or {}).pop(pair.source_table, ""),
     )
 
 
@@ -234,65 +246,75 @@ async def run_service(
     """
     owner = metrics.leases.owner = process_owner()
     clients = Clients(config.endpoints, agent=f"replicator-instance/{owner}")
+    halt = asyncio.Event()  # ``stop``, or the targets' start-up check failed
+    retry = RetryPolicy(stop=halt, observer=metrics)
+    check = TargetCheck(config, clients, retry=retry)
     try:
         async with contextlib.AsyncExitStack() as stack:
-
-            async def start_web() -> None:
-                from replicator.web.server import serve
-
-                url = await stack.enter_async_context(serve(config.web, metrics))
-                log.info("dashboard and /metrics on %s", url)
-                if on_web_started:
-                    on_web_started(url)
-
-            try:
-                descriptions = await prepare_tables(
-                    config,
-                    clients,
-                    retry=RetryPolicy(stop=stop, observer=metrics),
-                    meanwhile=start_web if config.web.enabled else None,
-                )
-            except ShutdownInterrupted as exc:
-                log.info("stopped during start-up: %s", exc)
-                return
-            writers = await heartbeat_writers(
-                config, clients, metrics=metrics, stop=stop, descriptions=descriptions
+            await concurrently(
+                end_on(stop, halt),
+                check.run(halt),
+                replicate_pairs(config, clients, metrics=metrics, check=check, halt=halt),
+                serve_dashboard(config, metrics, stack, halt, on_web_started),
             )
-            beats = {beat.table: beat for beat in writers}
-            tune_gc()
-            home = await clients.json("dynamodb", config.source_region)
-            store = LeaseStore(home, config.control_table, duration=config.lease.duration_seconds)
-            log.info(
-                "%s: %d table(s) from %s, each replicated while this process holds its lease",
-                owner,
-                len(config.pairs),
-                config.source_region,
-            )
-            async with asyncio.TaskGroup() as group:
-                for pair in config.pairs:
-                    keeper = LeaseKeeper(
-                        store,
-                        pair.source_table,
-                        owner=owner,
-                        times=lease_times(config),
-                        on_change=functools.partial(metrics.lease, pair.source_table),
-                    )
-                    build = functools.partial(
-                        build_pipeline, config, clients, pair, metrics=metrics, fence=keeper
-                    )
-                    tenure = replicating(
-                        build,
-                        beats.get(pair.source_table),
-                        # A standby reads no shard by design: none counts as without a reader.
-                        on_end=functools.partial(
-                            metrics.shards_without_reader, pair.source_table, 0
-                        ),
-                    )
-                    group.create_task(replicate_under_lease(keeper, tenure, stop))
-                group.create_task(sample_history(metrics, stop))
+        check.raise_failure()
         log.info("stopped: every lane drained and checkpointed")
+    except ShutdownInterrupted as exc:
+        log.info("stopped during start-up: %s", exc)
     finally:
         await clients.aclose()
+
+
+async def replicate_pairs(
+    config: Config, clients: Clients, *, metrics: Metrics, check: TargetCheck, halt: asyncio.Event
+) -> None:
+    """This region's start-up, then each table replicated under its lease until ``halt``."""
+    retry = RetryPolicy(stop=halt, observer=metrics)
+    descriptions = await prepare_here(config, clients, retry=retry)
+    check.sources_described(descriptions)
+    writers = await heartbeat_writers(
+        config, clients, metrics=metrics, stop=halt, descriptions=descriptions
+    )
+    beats = {beat.table: beat for beat in writers}
+    tune_gc()
+    home = await clients.json("dynamodb", config.source_region)
+    store = LeaseStore(home, config.control_table, duration=config.lease.duration_seconds)
+    owner = metrics.leases.owner
+    streams = {table: d.get("LatestStreamArn", "") for table, d in descriptions.items()}
+    log.info(
+        "%s: %d table(s) from %s, each replicated while this process holds its lease",
+        owner,
+        len(config.pairs),
+        config.source_region,
+    )
+    async with asyncio.TaskGroup() as group:
+        for pair in config.pairs:
+            keeper = LeaseKeeper(
+                store,
+                pair.source_table,
+                owner=owner,
+                times=lease_times(config),
+                on_change=functools.partial(metrics.lease, pair.source_table),
+            )
+            build = functools.partial(
+                build_pipeline,
+                config,
+                clients,
+                pair,
+                metrics=metrics,
+                fence=keeper,
+                checked=check.passed,
+                streams=streams,
+            )
+            tenure = replicating(
+                build,
+                beats.get(pair.source_table),
+                # A standby reads no shard by design: none counts as without a reader.
+                on_end=functools.partial(metrics.shards_without_reader, pair.source_table, 0),
+                checked=check.passed,
+            )
+            group.create_task(replicate_under_lease(keeper, tenure, halt))
+        group.create_task(sample_history(metrics, halt))
 
 
 def lease_times(config: Config) -> LeaseTimes:
