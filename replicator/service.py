@@ -10,25 +10,20 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from replicator.apply.applier import ChangeWriter, DeadLetterSink, TargetApplier
-from replicator.apply.writer import ConditionalWriter, LocalWriter
+from replicator.apply.writer import ConditionalWriter, LocalWriter, regression_reporter
 from replicator.aws import Clients
 from replicator.backoff import pause
 from replicator.checkpoint import CheckpointStore, TargetRef
 from replicator.config import Config, Pair
 from replicator.dlq import DeadLetterQueue
 from replicator.errors import ShutdownInterrupted
-from replicator.fence import (
-    Fence,
-    FencedCheckpoints,
-    FencedWriter,
-    send_guard,
-)
+from replicator.fence import Fence, FencedCheckpoints, FencedWriter, send_guard
 from replicator.gc_tuning import GC_THRESHOLDS
 from replicator.ha import end_on, replicate_under_lease, replicating
 from replicator.lease import LeaseTimes
 from replicator.lease_keeper import LeaseKeeper, process_owner
 from replicator.lease_store import LeaseStore
-from replicator.models import Change, Meta
+from replicator.models import Meta
 from replicator.pipeline import PairPipeline
 from replicator.retry import RetryPolicy
 from replicator.startup import (
@@ -51,27 +46,6 @@ def tune_gc() -> None:
     """Collector settings for a long-running pipeline; call once start-up is done."""
     gc.freeze()  # modules and SDK models loaded at start-up are never garbage: skip them
     gc.set_threshold(*GC_THRESHOLDS)
-
-
-def regression_reporter(
-    metrics: Metrics, source_table: str, target: TargetRef
-) -> Callable[[Change], None]:
-    """Counts and logs an active-active re-create that lost to its own origin's tombstone."""
-
-    def report(change: Change) -> None:
-        metrics.version_regression(source_table, target)
-        key = ", ".join(f"{name}={value}" for name, _, value in change.key)
-        log.error(
-            "version regression on %s key %s: re-created at version %s below its tombstone in "
-            "%s; in active-active mode a key's version must never go back (continue from the "
-            "tombstone's version)",
-            source_table,
-            key,
-            change.incoming.version,
-            target,
-        )
-
-    return report
 
 
 def meta_for(config: Config, pair: Pair) -> Meta:
@@ -250,14 +224,16 @@ async def run_service(
     retry = RetryPolicy(stop=halt, observer=metrics)
     check = TargetCheck(config, clients, retry=retry)
     try:
-        async with contextlib.AsyncExitStack() as stack:
-            await concurrently(
-                end_on(stop, halt),
-                check.run(halt),
-                replicate_pairs(config, clients, metrics=metrics, check=check, halt=halt),
-                serve_dashboard(config, metrics, stack, halt, on_web_started),
-            )
-        check.raise_failure()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                await concurrently(
+                    end_on(stop, halt),
+                    check.run(halt),
+                    replicate_pairs(config, clients, metrics, check=check, halt=halt, retry=retry),
+                    serve_dashboard(config, metrics, stack, halt, on_web_started),
+                )
+        finally:
+            check.raise_failure()  # a failed check is why everything stopped
         log.info("stopped: every lane drained and checkpointed")
     except ShutdownInterrupted as exc:
         log.info("stopped during start-up: %s", exc)
@@ -266,10 +242,15 @@ async def run_service(
 
 
 async def replicate_pairs(
-    config: Config, clients: Clients, *, metrics: Metrics, check: TargetCheck, halt: asyncio.Event
+    config: Config,
+    clients: Clients,
+    metrics: Metrics,
+    *,
+    check: TargetCheck,
+    halt: asyncio.Event,
+    retry: RetryPolicy,
 ) -> None:
     """This region's start-up, then each table replicated under its lease until ``halt``."""
-    retry = RetryPolicy(stop=halt, observer=metrics)
     descriptions = await prepare_here(config, clients, retry=retry)
     check.sources_described(descriptions)
     writers = await heartbeat_writers(

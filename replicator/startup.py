@@ -153,6 +153,8 @@ class TargetCheck:
             for pair, target in targets
         ]
         found = await concurrently(*checks)
+        for (_, target), description in zip(targets, found, strict=True):
+            check_table(description, target.table, target.region)  # missing: known already
         sources = await self._sources
         for (pair, target), description in zip(targets, found, strict=True):
             schema = key_schema_of(sources[pair.source_table])

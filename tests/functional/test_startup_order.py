@@ -15,6 +15,7 @@ import yaml
 from replicator import startup
 from replicator.aws import Clients
 from replicator.config import Config, load_config
+from replicator.demo.embedded import free_port
 from replicator.errors import ConfigError
 from replicator.service import metrics_for, run_service
 from replicator.telemetry.metrics import Metrics
@@ -165,3 +166,15 @@ async def test_with_nothing_to_replicate_the_dashboard_still_starts(
 
         await wait_until(serving, within=30, what="the dashboard", every=0.05)
         assert metrics.total("applied") == 0
+
+
+async def test_a_failed_target_check_is_raised_while_the_source_is_still_waited_for(
+    endpoints: dict[str, str], unique_name: str, tmp_path: Path
+) -> None:
+    # The source's calls end interrupted when the failed check stops the service: what
+    # is raised is still the check's error, not the interruption.
+    regions = {SOURCE: f"http://127.0.0.1:{free_port()}", TARGET: endpoints[TARGET]}
+    config = load_config(write_config(tmp_path / "r.yaml", regions, unique_name))
+    with pytest.raises(ConfigError, match=f"table {unique_name} does not exist in {TARGET}"):
+        async with asyncio.timeout(30):
+            await run_service(config, stop=asyncio.Event(), metrics=metrics_for(config))
