@@ -252,26 +252,24 @@ class Clients:
     async def put_client(
         self,
         region: str,
+        table: str = "",
         *,
         connections: int = AUTO_CEILING,
         guard: Callable[[], None] | None = None,
     ) -> JsonClient:
-        """A client for replicated writes to one target in ``region``, with its own pool.
+        """A client for replicated writes to ``table`` in ``region``, over that table's pool.
 
-        ``connections`` is the target's concurrency ceiling: the adaptive limit keeps
-        fewer writes in flight, so the pool holds as many connections as the limit
-        uses. No pool is shared, so targets never cap one another. ``guard`` is called
-        as each request is sent and aborts it by raising.
+        The pool is created once per target table, sized by the first caller: the start-up
+        check and every tenure's writes share its connections, so the first write finds
+        the check's open. ``connections`` is the target's concurrency ceiling (the adaptive
+        limit keeps fewer writes in flight). No pool is shared between targets, so they
+        never cap one another. ``guard`` is called as each request of this client is sent
+        and aborts it by raising.
         """
-        return await self._json_client(region, connections, guard=guard)
-
-    async def target_client(self, region: str, table: str, *, connections: int) -> JsonClient:
-        """The one client of a target table's writes, created once: the start-up check and
-        every tenure's writes (``JsonClient.guarded``) share its pool of connections."""
         key = (region, table)
         if key not in self._targets:
             self._targets[key] = await self._json_client(region, connections)
-        return self._targets[key]
+        return self._targets[key].guarded(guard)
 
     async def _json_client(
         self,
@@ -279,7 +277,6 @@ class Clients:
         connections: int,
         *,
         service: str = "dynamodb",
-        guard: Callable[[], None] | None = None,
     ) -> JsonClient:
         if self._credentials is None:
             self._credentials = CredentialChain()
@@ -290,7 +287,6 @@ class Clients:
             connections=connections,
             service=service,
             agent=self._agent,
-            guard=guard,
         )
         self._stack.push_async_callback(client.aclose)
         return client

@@ -79,8 +79,8 @@ send_guard: contextvars.ContextVar[Callable[[], None] | None] = contextvars.Cont
 class JsonClient:
     """One service (``dynamodb`` or ``dynamodbstreams``) in one region.
 
-    ``guard``, if given, is called as each request is sent and aborts it by raising;
-    otherwise the ``send_guard`` of the calling context is.
+    The guard of a ``guarded`` view is called as each request is sent and aborts it by
+    raising; otherwise the ``send_guard`` of the calling context is.
     """
 
     def __init__(
@@ -92,12 +92,11 @@ class JsonClient:
         connections: int,
         service: str = "dynamodb",
         agent: str | None = None,
-        guard: Callable[[], None] | None = None,
     ) -> None:
         if agent is not None and ("\r" in agent or "\n" in agent):
             raise ValueError(f"a User-Agent cannot hold a line break: {agent!r}")
         self._agent = {"User-Agent": agent} if agent else {}
-        self._guard = guard
+        self._guard: Callable[[], None] | None = None
         self._credentials = credentials
         self._prefix = SERVICES[service]
         self.region = region

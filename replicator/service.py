@@ -64,11 +64,11 @@ async def target_writer(
 ) -> ChangeWriter:
     """The conditional writer of one target; for the local target it also heals zombies.
 
-    ``guard`` is asked as each write is sent and aborts it by raising (``JsonClient.guarded``).
+    ``guard`` is asked as each write is sent and aborts it by raising (``Clients.put_client``).
     """
     meta = meta_for(config, pair)
     conditional = ConditionalWriter(
-        (await write_client(clients, pair, target)).guarded(guard),
+        await write_client(clients, pair, target, guard),
         target.table,
         region=target.region,
         meta=meta,

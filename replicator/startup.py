@@ -95,10 +95,13 @@ async def prepare_here(
     }
 
 
-async def write_client(clients: Clients, pair: Pair, target: TargetRef) -> JsonClient:
-    """The client of a target's writes, sized to its concurrency ceiling."""
-    return await clients.target_client(
-        target.region, target.table, connections=ceiling_of(pair.max_concurrency)
+async def write_client(
+    clients: Clients, pair: Pair, target: TargetRef, guard: Callable[[], None] | None = None
+) -> JsonClient:
+    """A client of a target's writes, over its pool sized to its concurrency ceiling."""
+    connections = ceiling_of(pair.max_concurrency)
+    return await clients.put_client(
+        target.region, target.table, connections=connections, guard=guard
     )
 
 
