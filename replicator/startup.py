@@ -157,7 +157,8 @@ class TargetCheck:
         ]
         found = await concurrently(*checks)
         for (_, target), description in zip(targets, found, strict=True):
-            check_table(description, target.table, target.region)  # missing: known already
+            # A missing target fails now, not once the source has answered too.
+            check_table(description, target.table, target.region)
         sources = await self._sources
         for (pair, target), description in zip(targets, found, strict=True):
             schema = key_schema_of(sources[pair.source_table])
