@@ -150,7 +150,7 @@ async def start_up(rounds: int, *, rtt: float) -> list[Result]:
             "s",
             None,
             "user + system CPU of the service at its first write: what a busy machine cannot "
-            "inflate (imports, config, clients, first reads; the dashboard's start is in it, "
-            "done while the target's check is under way)",
+            "inflate (imports, config, clients, first reads; the dashboard starts once that "
+            "write is answered)",
         ),
     ]

@@ -25,10 +25,10 @@ per oversized item, and measuring every item cost ~12 us of CPU per write.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -150,13 +150,19 @@ def classify(exc: BaseException) -> AwsError:
         | ConnectTimeoutError
         | ReadTimeoutError
         | ConnectionClosedError
-        | ConnectionError
-        | aiohttp.ClientError,
-    ):
+        | ConnectionError,
+    ) or _is_aiohttp_error(exc):
         return AwsError(f"connection failed: {exc}", code="Connection", retryable=True)
     if isinstance(exc, BotoCoreError):
         return AwsError(f"{type(exc).__name__}: {exc}", code=type(exc).__name__, retryable=False)
     raise exc
+
+
+def _is_aiohttp_error(exc: BaseException) -> bool:
+    # Only the tools (aiobotocore) and the dashboard load aiohttp: importing it here cost
+    # ``replicator run`` 50 ms of start-up, and unloaded, none of its errors can exist.
+    aiohttp = sys.modules.get("aiohttp")
+    return aiohttp is not None and isinstance(exc, aiohttp.ClientError)
 
 
 def names_the_item(message: str) -> bool:
@@ -214,6 +220,7 @@ class Clients:
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[tuple[str, str], Any] = {}
         self._json: dict[tuple[str, str], JsonClient] = {}
+        self._targets: dict[tuple[str, str], JsonClient] = {}
         self._session: Any = None
         self._credentials: CredentialChain | None = None
 
@@ -245,18 +252,24 @@ class Clients:
     async def put_client(
         self,
         region: str,
+        table: str = "",
         *,
         connections: int = AUTO_CEILING,
         guard: Callable[[], None] | None = None,
     ) -> JsonClient:
-        """A client for replicated writes to one target in ``region``, with its own pool.
+        """A client for replicated writes to ``table`` in ``region``, over that table's pool.
 
-        ``connections`` is the target's concurrency ceiling: the adaptive limit keeps
-        fewer writes in flight, so the pool holds as many connections as the limit
-        uses. No pool is shared, so targets never cap one another. ``guard`` is called
-        as each request is sent and aborts it by raising.
+        The pool is created once per target table, sized by the first caller: the start-up
+        check and every tenure's writes share its connections, so the first write finds
+        the check's open. ``connections`` is the target's concurrency ceiling (the adaptive
+        limit keeps fewer writes in flight). No pool is shared between targets, so they
+        never cap one another. ``guard`` is called as each request of this client is sent
+        and aborts it by raising.
         """
-        return await self._json_client(region, connections, guard=guard)
+        key = (region, table)
+        if key not in self._targets:
+            self._targets[key] = await self._json_client(region, connections)
+        return self._targets[key].guarded(guard)
 
     async def _json_client(
         self,
@@ -264,7 +277,6 @@ class Clients:
         connections: int,
         *,
         service: str = "dynamodb",
-        guard: Callable[[], None] | None = None,
     ) -> JsonClient:
         if self._credentials is None:
             self._credentials = CredentialChain()
@@ -275,7 +287,6 @@ class Clients:
             connections=connections,
             service=service,
             agent=self._agent,
-            guard=guard,
         )
         self._stack.push_async_callback(client.aclose)
         return client
@@ -284,6 +295,7 @@ class Clients:
         """Close every client (idempotent)."""
         self._clients.clear()
         self._json.clear()
+        self._targets.clear()
         await self._stack.aclose()
 
 

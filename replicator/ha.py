@@ -25,20 +25,25 @@ def replicating(
     beat: HeartbeatWriter | None,
     *,
     on_end: Callable[[], None],
+    checked: Callable[[], Awaitable[bool]],
 ) -> Tenure:
     """A tenure: a pipeline from ``build(stop=ending)``, and the table's heartbeat, until ending.
 
     Both are built anew for each tenure: a process that lost the lease starts the next one
-    from the checkpoints, as a standby taking over does.
+    from the checkpoints, as a standby taking over does. The heartbeat, a write the targets
+    are to replicate, starts once the targets' start-up check passed (``checked``).
     """
+
+    async def beating(ending: asyncio.Event) -> None:
+        if beat is not None and await checked():
+            await beat.run(ending)
 
     async def replicate(ending: asyncio.Event) -> None:
         pipeline = await build(stop=ending)
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(pipeline.run())
-                if beat is not None:
-                    group.create_task(beat.run(ending))
+                group.create_task(beating(ending))
         finally:
             on_end()
 
@@ -55,7 +60,7 @@ async def replicate_under_lease(keeper: LeaseKeeper, tenure: Tenure, stop: async
             async with asyncio.TaskGroup() as group:
                 # The keeper renews through the drain: its last writes still need the lease.
                 group.create_task(keeper.hold(ending, done))
-                group.create_task(_end_on(stop, ending))
+                group.create_task(end_on(stop, ending))
                 try:
                     await tenure(ending)
                 finally:
@@ -66,7 +71,7 @@ async def replicate_under_lease(keeper: LeaseKeeper, tenure: Tenure, stop: async
     await keeper.release()
 
 
-async def _end_on(stop: asyncio.Event, ending: asyncio.Event) -> None:
+async def end_on(stop: asyncio.Event, ending: asyncio.Event) -> None:
     """Set ``ending`` once ``stop`` is set; return as soon as either is."""
     waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(ending.wait())}
     try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import contextvars
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -78,8 +79,8 @@ send_guard: contextvars.ContextVar[Callable[[], None] | None] = contextvars.Cont
 class JsonClient:
     """One service (``dynamodb`` or ``dynamodbstreams``) in one region.
 
-    ``guard``, if given, is called as each request is sent and aborts it by raising;
-    otherwise the ``send_guard`` of the calling context is.
+    The guard of a ``guarded`` view is called as each request is sent and aborts it by
+    raising; otherwise the ``send_guard`` of the calling context is.
     """
 
     def __init__(
@@ -91,12 +92,11 @@ class JsonClient:
         connections: int,
         service: str = "dynamodb",
         agent: str | None = None,
-        guard: Callable[[], None] | None = None,
     ) -> None:
         if agent is not None and ("\r" in agent or "\n" in agent):
             raise ValueError(f"a User-Agent cannot hold a line break: {agent!r}")
         self._agent = {"User-Agent": agent} if agent else {}
-        self._guard = guard
+        self._guard: Callable[[], None] | None = None
         self._credentials = credentials
         self._prefix = SERVICES[service]
         self.region = region
@@ -107,6 +107,12 @@ class JsonClient:
             keepalive=KEEPALIVE_SECONDS,
         )
         self._signer = Signer(self._pool.host, region)
+
+    def guarded(self, guard: Callable[[], None] | None) -> JsonClient:
+        """This client over the same connections, with every request asked of ``guard``."""
+        view = copy.copy(self)
+        view._guard = guard
+        return view
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         operation = None if name.startswith("_") else OPERATIONS[self._prefix].get(name)

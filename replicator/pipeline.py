@@ -76,6 +76,7 @@ class PairPipeline:
     # takes only those.
     local_target: TargetRef | None = None
     retry: RetryPolicy | None = None  # default: waits out faults, reports to ``metrics``
+    stream_arn: str = ""  # the table's stream, if start-up's description named it already
     clock: Callable[[], float] = time.time
     _retry: RetryPolicy = field(init=False)
     _stream_arn: str = ""
@@ -108,7 +109,7 @@ class PairPipeline:
     async def run(self) -> None:
         table = self.source_table
         try:
-            stream_arn = await self._retry.call(
+            stream_arn = self.stream_arn or await self._retry.call(
                 "DescribeTable", self.region, lambda: self.source.stream_arn(table)
             )
             positions = await self.checkpoints.load(table)

@@ -7,32 +7,35 @@ import contextlib
 import functools
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from replicator.apply.applier import ChangeWriter, DeadLetterSink, TargetApplier
-from replicator.apply.limit import ceiling_of
-from replicator.apply.writer import ConditionalWriter, LocalWriter
+from replicator.apply.writer import ConditionalWriter, LocalWriter, regression_reporter
 from replicator.aws import Clients
 from replicator.backoff import pause
 from replicator.checkpoint import CheckpointStore, TargetRef
 from replicator.config import Config, Pair
 from replicator.dlq import DeadLetterQueue
 from replicator.errors import ShutdownInterrupted
-from replicator.fence import (
-    Fence,
-    FencedCheckpoints,
-    FencedWriter,
-    send_guard,
-)
+from replicator.fence import Fence, FencedCheckpoints, FencedWriter, send_guard
 from replicator.gc_tuning import GC_THRESHOLDS
-from replicator.ha import replicate_under_lease, replicating
+from replicator.ha import end_on, replicate_under_lease, replicating
 from replicator.lease import LeaseTimes
 from replicator.lease_keeper import LeaseKeeper, process_owner
 from replicator.lease_store import LeaseStore
-from replicator.models import Change, Meta
+from replicator.models import Meta
 from replicator.pipeline import PairPipeline
 from replicator.retry import RetryPolicy
-from replicator.startup import heartbeat_writers, prepare_tables, targets_of
+from replicator.startup import (
+    TargetCheck,
+    concurrently,
+    heartbeat_writers,
+    prepare_here,
+    prepare_tables,
+    serve_dashboard,
+    targets_of,
+    write_client,
+)
 from replicator.stream.source import DynamoDBStreamSource
 from replicator.telemetry.metrics import Metrics
 
@@ -43,32 +46,6 @@ def tune_gc() -> None:
     """Collector settings for a long-running pipeline; call once start-up is done."""
     gc.freeze()  # modules and SDK models loaded at start-up are never garbage: skip them
     gc.set_threshold(*GC_THRESHOLDS)
-
-
-def regression_reporter(
-    metrics: Metrics, source_table: str, target: TargetRef
-) -> Callable[[Change], None]:
-    """Counts and logs an active-active re-create that lost to its own origin's tombstone."""
-
-    def report(change: Change) -> None:
-        metrics.version_regression(source_table, target)
-        key = ", ".join(f"{name}={value}" for name, _, value in change.key)
-        log.error(
-            "version regression on %s key %s: re-created at version %s below its tombstone in "
-            "%s; in active-active mode a key's version must never go back (continue from the "
-            "tombstone's version)",
-            source_table,
-            key,
-            change.incoming.version,
-            target,
-        )
-
-    return report
-
-
-def connections(pair: Pair) -> int:
-    """The size of a target's connection pool: its concurrency ceiling."""
-    return ceiling_of(pair.max_concurrency)
 
 
 def meta_for(config: Config, pair: Pair) -> Meta:
@@ -91,7 +68,7 @@ async def target_writer(
     """
     meta = meta_for(config, pair)
     conditional = ConditionalWriter(
-        await clients.put_client(target.region, connections=connections(pair), guard=guard),
+        await write_client(clients, pair, target, guard),
         target.table,
         region=target.region,
         meta=meta,
@@ -114,6 +91,7 @@ def applier_for(
     metrics: Metrics,
     stop: asyncio.Event,
     retry: RetryPolicy | None = None,
+    checked: Callable[[], Awaitable[bool]] | None = None,
 ) -> TargetApplier:
     """The applier of one target; ``retry`` defaults to waiting faults out until ``stop``."""
     return TargetApplier(
@@ -126,6 +104,7 @@ def applier_for(
         stop=stop,
         heartbeat_prefix=config.heartbeat.key_prefix,
         retry=retry,
+        checked=checked,
     )
 
 
@@ -154,10 +133,15 @@ async def build_pipeline(
     stop: asyncio.Event,
     fence: Fence | None = None,
     retry: RetryPolicy | None = None,
+    checked: Callable[[], Awaitable[bool]] | None = None,
+    streams: dict[str, str] | None = None,
 ) -> PairPipeline:
-    """One pair's pipeline; with a ``fence`` it writes and checkpoints only under the lease.
+    """One pair's pipeline; with a ``fence`` it writes and checkpoints only under the lease,
+    with ``checked`` (``TargetCheck.passed``) only once the targets' check passed.
 
     Its AWS calls wait faults out until ``stop`` (``retry`` defaults to that policy).
+    ``streams`` are the stream ARNs start-up's descriptions named, each taken by the first
+    pipeline of its table: a later tenure describes the table again (its stream may differ).
     """
     retry = retry or RetryPolicy(stop=stop, observer=metrics)
     home = await clients.json("dynamodb", config.source_region)
@@ -188,6 +172,7 @@ async def build_pipeline(
                 metrics=metrics,
                 stop=stop,
                 retry=retry,
+                checked=checked,
             )
         )
     return PairPipeline(
@@ -201,6 +186,7 @@ async def build_pipeline(
         stop=stop,
         local_target=local,
         retry=retry,
+        stream_arn=(streams or {}).pop(pair.source_table, ""),
     )
 
 
@@ -234,67 +220,84 @@ async def run_service(
     """
     owner = metrics.leases.owner = process_owner()
     clients = Clients(config.endpoints, agent=f"replicator-instance/{owner}")
+    halt = asyncio.Event()  # ``stop``, or the targets' start-up check failed
+    retry = RetryPolicy(stop=halt, observer=metrics)
+    check = TargetCheck(config, clients, retry=retry)
     try:
-        async with contextlib.AsyncExitStack() as stack:
-
-            async def start_web() -> None:
-                from replicator.web.server import serve
-
-                url = await stack.enter_async_context(serve(config.web, metrics))
-                log.info("dashboard and /metrics on %s", url)
-                if on_web_started:
-                    on_web_started(url)
-
-            try:
-                descriptions = await prepare_tables(
-                    config,
-                    clients,
-                    retry=RetryPolicy(stop=stop, observer=metrics),
-                    meanwhile=start_web if config.web.enabled else None,
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                await concurrently(
+                    end_on(stop, halt),
+                    check.run(halt),
+                    replicate_pairs(config, clients, metrics, check=check, halt=halt, retry=retry),
+                    serve_dashboard(config, metrics, stack, halt, on_web_started),
                 )
-            except ShutdownInterrupted as exc:
-                log.info("stopped during start-up: %s", exc)
-                return
-            writers = await heartbeat_writers(
-                config, clients, metrics=metrics, stop=stop, descriptions=descriptions
-            )
-            beats = {beat.table: beat for beat in writers}
-            tune_gc()
-            home = await clients.json("dynamodb", config.source_region)
-            store = LeaseStore(home, config.control_table, duration=config.lease.duration_seconds)
-            log.info(
-                "%s: %d table(s) from %s, each replicated while this process holds its lease",
-                owner,
-                len(config.pairs),
-                config.source_region,
-            )
-            async with asyncio.TaskGroup() as group:
-                for pair in config.pairs:
-                    keeper = LeaseKeeper(
-                        store,
-                        pair.source_table,
-                        owner=owner,
-                        times=lease_times(config),
-                        on_change=functools.partial(metrics.lease, pair.source_table),
-                        observer=metrics,
-                        region=config.source_region,
-                    )
-                    build = functools.partial(
-                        build_pipeline, config, clients, pair, metrics=metrics, fence=keeper
-                    )
-                    tenure = replicating(
-                        build,
-                        beats.get(pair.source_table),
-                        # A standby reads no shard by design: none counts as without a reader.
-                        on_end=functools.partial(
-                            metrics.shards_without_reader, pair.source_table, 0
-                        ),
-                    )
-                    group.create_task(replicate_under_lease(keeper, tenure, stop))
-                group.create_task(sample_history(metrics, stop))
+        finally:
+            check.raise_failure()  # a failed check is why everything stopped
         log.info("stopped: every lane drained and checkpointed")
+    except ShutdownInterrupted as exc:
+        log.info("stopped during start-up: %s", exc)
     finally:
         await clients.aclose()
+
+
+async def replicate_pairs(
+    config: Config,
+    clients: Clients,
+    metrics: Metrics,
+    *,
+    check: TargetCheck,
+    halt: asyncio.Event,
+    retry: RetryPolicy,
+) -> None:
+    """This region's start-up, then each table replicated under its lease until ``halt``."""
+    descriptions = await prepare_here(config, clients, retry=retry)
+    check.sources_described(descriptions)
+    writers = await heartbeat_writers(
+        config, clients, metrics=metrics, stop=halt, descriptions=descriptions
+    )
+    beats = {beat.table: beat for beat in writers}
+    tune_gc()
+    home = await clients.json("dynamodb", config.source_region)
+    store = LeaseStore(home, config.control_table, duration=config.lease.duration_seconds)
+    owner = metrics.leases.owner
+    streams = {table: d.get("LatestStreamArn", "") for table, d in descriptions.items()}
+    log.info(
+        "%s: %d table(s) from %s, each replicated while this process holds its lease",
+        owner,
+        len(config.pairs),
+        config.source_region,
+    )
+    async with asyncio.TaskGroup() as group:
+        for pair in config.pairs:
+            keeper = LeaseKeeper(
+                store,
+                pair.source_table,
+                owner=owner,
+                times=lease_times(config),
+                on_change=functools.partial(metrics.lease, pair.source_table),
+                observer=metrics,
+                region=config.source_region,
+            )
+            build = functools.partial(
+                build_pipeline,
+                config,
+                clients,
+                pair,
+                metrics=metrics,
+                fence=keeper,
+                checked=check.passed,
+                streams=streams,
+            )
+            tenure = replicating(
+                build,
+                beats.get(pair.source_table),
+                # A standby reads no shard by design: none counts as without a reader.
+                on_end=functools.partial(metrics.shards_without_reader, pair.source_table, 0),
+                checked=check.passed,
+            )
+            group.create_task(replicate_under_lease(keeper, tenure, halt))
+        group.create_task(sample_history(metrics, halt))
 
 
 def lease_times(config: Config) -> LeaseTimes:

@@ -2,25 +2,34 @@
 
 Each check is a round trip, a target's across an ocean: one after another, seven of
 them were most of the time from ``replicator run`` to its first write (bench 10).
-Together they cost the slowest one.
+Together they cost the slowest one, and the service does not wait for the targets'
+one to start: it takes its leases and reads its streams meanwhile, and only what goes
+to a target waits for the check (``TargetCheck``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+from replicator.apply.limit import ceiling_of
 from replicator.aws import Clients
 from replicator.checkpoint import TargetRef
 from replicator.config import Config, Pair
+from replicator.errors import ReplicatorError
+from replicator.json_client import JsonClient
 from replicator.models import Mode
 from replicator.retry import RetryObserver, RetryPolicy
 from replicator.tables import CONTROL_KEY, check_table, describe, ensure_table, key_schema_of
 from replicator.telemetry.heartbeat import HeartbeatWriter, heartbeat_key
+from replicator.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+DASHBOARD_LATEST_SECONDS = 1.0
 
 T = TypeVar("T")
 
@@ -51,45 +60,109 @@ def targets_of(config: Config, pair: Pair) -> tuple[list[TargetRef], TargetRef |
 
 
 async def prepare_tables(
-    config: Config,
-    clients: Clients,
-    *,
-    retry: RetryPolicy | None = None,
-    meanwhile: Callable[[], Awaitable[object]] | None = None,
+    config: Config, clients: Clients, *, retry: RetryPolicy | None = None
 ) -> dict[str, dict[str, Any]]:
     """Create the control and DLQ tables; fail on a configured table that is missing or
-    (a target) keyed otherwise than its source. Returns each source table's description.
+    (a target) keyed otherwise than its source. Returns each source table's description."""
+    check = TargetCheck(config, clients, retry=retry)
 
-    ``meanwhile`` is local start-up work (the dashboard) done once this region's tables
-    have answered, while the targets' checks still cross the ocean.
-    """
+    async def here() -> dict[str, dict[str, Any]]:
+        descriptions = await prepare_here(config, clients, retry=retry)
+        check.sources_described(descriptions)
+        return descriptions
+
+    found: list[Any] = await concurrently(here(), check.run(asyncio.Event()))
+    check.raise_failure()
+    descriptions: dict[str, dict[str, Any]] = found[0]
+    return descriptions
+
+
+async def prepare_here(
+    config: Config, clients: Clients, *, retry: RetryPolicy | None = None
+) -> dict[str, dict[str, Any]]:
+    """This region's side: the control and DLQ tables created, each source table described
+    and checked (it must exist and have its stream). Returns the sources' descriptions."""
     home = await clients.json("dynamodb", config.source_region)
     sources = [pair.source_table for pair in config.pairs]
-    targets = [(pair, target) for pair in config.pairs for target in targets_of(config, pair)[0]]
-    target_checks = [
-        describe(await clients.json("dynamodb", target.region), target.table, retry=retry)
-        for _, target in targets
-    ]
-
-    async def here() -> list[Any]:
-        answers = await concurrently(
-            ensure_table(home, config.control_table, CONTROL_KEY, retry=retry),
-            ensure_table(home, config.dlq_table, CONTROL_KEY, retry=retry),
-            *(describe(home, table, retry=retry) for table in sources),
-        )
-        if meanwhile is not None:
-            await meanwhile()
-        return answers[2:]
-
-    found, target_descriptions = await concurrently(here(), concurrently(*target_checks))
-    descriptions = {
+    answers: list[Any] = await concurrently(
+        ensure_table(home, config.control_table, CONTROL_KEY, retry=retry),
+        ensure_table(home, config.dlq_table, CONTROL_KEY, retry=retry),
+        *(describe(home, table, retry=retry) for table in sources),
+    )
+    return {
         table: check_table(description, table, config.source_region, stream=True)
-        for table, description in zip(sources, found, strict=True)
+        for table, description in zip(sources, answers[2:], strict=True)
     }
-    for (pair, target), description in zip(targets, target_descriptions, strict=True):
-        schema = key_schema_of(descriptions[pair.source_table])
-        check_table(description, target.table, target.region, key_schema=schema)
-    return descriptions
+
+
+async def write_client(
+    clients: Clients, pair: Pair, target: TargetRef, guard: Callable[[], None] | None = None
+) -> JsonClient:
+    """A client of a target's writes, over its pool sized to its concurrency ceiling."""
+    connections = ceiling_of(pair.max_concurrency)
+    return await clients.put_client(
+        target.region, target.table, connections=connections, guard=guard
+    )
+
+
+class TargetCheck:
+    """The targets' start-up check, crossing the ocean while this region's side starts.
+
+    Each target is described through the pool its writes use, so the first write finds
+    that connection open (and on AWS, its TLS handshake done). Nothing may be sent to a
+    target before ``passed()``; a failed check sets the ``halt`` given to ``run`` and is
+    raised by ``raise_failure()`` once the service has stopped.
+    """
+
+    def __init__(self, config: Config, clients: Clients, *, retry: RetryPolicy | None) -> None:
+        self._config = config
+        self._clients = clients
+        self._retry = retry
+        loop = asyncio.get_running_loop()
+        self._sources: asyncio.Future[Mapping[str, dict[str, Any]]] = loop.create_future()
+        self._outcome: asyncio.Future[None] = loop.create_future()
+
+    def sources_described(self, descriptions: Mapping[str, dict[str, Any]]) -> None:
+        """The source tables' descriptions, whose key schemas the targets must have."""
+        self._sources.set_result(descriptions)
+
+    async def run(self, halt: asyncio.Event) -> None:
+        try:
+            await self._check()
+        except ReplicatorError as exc:
+            self._outcome.set_exception(exc)
+            halt.set()
+        else:
+            self._outcome.set_result(None)
+
+    async def passed(self) -> bool:
+        """Wait for the check; False when it failed (the service is stopping)."""
+        if not self._outcome.done():
+            await asyncio.wait((self._outcome,))  # wait, not await: never cancel the check
+        return not self._outcome.cancelled() and self._outcome.exception() is None
+
+    def raise_failure(self) -> None:
+        """Raise what failed the check, if it failed."""
+        if self._outcome.done() and not self._outcome.cancelled():
+            self._outcome.result()
+
+    async def _check(self) -> None:
+        config, clients = self._config, self._clients
+        targets = [
+            (pair, target) for pair in config.pairs for target in targets_of(config, pair)[0]
+        ]
+        checks = [
+            describe(await write_client(clients, pair, target), target.table, retry=self._retry)
+            for pair, target in targets
+        ]
+        found = await concurrently(*checks)
+        for (_, target), description in zip(targets, found, strict=True):
+            # A missing target fails now, not once the source has answered too.
+            check_table(description, target.table, target.region)
+        sources = await self._sources
+        for (pair, target), description in zip(targets, found, strict=True):
+            schema = key_schema_of(sources[pair.source_table])
+            check_table(description, target.table, target.region, key_schema=schema)
 
 
 async def heartbeat_writers(
@@ -129,3 +202,36 @@ async def heartbeat_writers(
             )
         )
     return writers
+
+
+async def serve_dashboard(
+    config: Config,
+    metrics: Metrics,
+    stack: contextlib.AsyncExitStack,
+    halt: asyncio.Event,
+    on_started: Callable[[str], None] | None,
+) -> None:
+    """With ``web.enabled``, serve the dashboard for as long as ``stack`` is open.
+
+    It starts once the first record is settled, or at the latest DASHBOARD_LATEST_SECONDS
+    after start-up (a standby, an idle stream): loading the web server took 60 ms of
+    CPU, which delayed the first write when it was done before (bench 10).
+    """
+    if not config.web.enabled:
+        return
+    waiters = {asyncio.ensure_future(metrics.settled.wait()), asyncio.ensure_future(halt.wait())}
+    try:
+        await asyncio.wait(
+            waiters, timeout=DASHBOARD_LATEST_SECONDS, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    if halt.is_set():
+        return
+    from replicator.web.server import serve
+
+    url = await stack.enter_async_context(serve(config.web, metrics))
+    log.info("dashboard and /metrics on %s", url)
+    if on_started:
+        on_started(url)

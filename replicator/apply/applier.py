@@ -11,7 +11,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -20,7 +20,7 @@ from asyncio_throttle.throttler import Throttler
 from replicator.apply.limit import AdaptiveSlots, ConcurrencyLimit, ceiling_of
 from replicator.backoff import Backoff
 from replicator.checkpoint import TargetRef
-from replicator.errors import AwsError, ThrottledError
+from replicator.errors import AwsError, ShutdownInterrupted, ThrottledError
 from replicator.models import Change, ItemKey, Outcome
 from replicator.records import coalesces_into
 from replicator.retry import RETRY_BACKOFF, RetryPolicy
@@ -100,8 +100,12 @@ class TargetApplier:
         clock: Callable[[], float] = time.time,
         heartbeat_prefix: str | None = None,
         retry: RetryPolicy | None = None,
+        checked: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
+        """``checked`` is awaited before each batch: False (the target's start-up check
+        failed) interrupts it, so nothing reaches a target before its check passed."""
         self.target = target
+        self._checked = checked
         self._writer = writer
         self._dlq = dlq
         self._metrics = metrics
@@ -143,6 +147,8 @@ class TargetApplier:
         # Claimed before the first await, so the order of calls is the order per key.
         runs = [self._claim(key, changes) for key, changes in per_key.items()]
         try:
+            if self._checked is not None and not await self._checked():
+                raise ShutdownInterrupted(f"stopping: the start-up check of {self.target} failed")
             for record, reason in dead:
                 await self.dead_letter(source_table, record, reason)
                 self._metrics.outcome(source_table, self.target, Outcome.DEAD_LETTERED)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -13,6 +13,10 @@ from replicator.apply.rule import decide, is_version_regression
 from replicator.aws import classify, is_conditional_check_failed
 from replicator.errors import RequestError
 from replicator.models import Change, Meta, Mode, Outcome, WireItem, stored_from_item
+
+if TYPE_CHECKING:
+    from replicator.checkpoint import TargetRef
+    from replicator.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -161,3 +165,24 @@ class LocalWriter:
         except Exception as exc:
             raise classify(exc) from exc
         return Outcome.APPLIED
+
+
+def regression_reporter(
+    metrics: Metrics, source_table: str, target: TargetRef
+) -> Callable[[Change], None]:
+    """Counts and logs an active-active re-create that lost to its own origin's tombstone."""
+
+    def report(change: Change) -> None:
+        metrics.version_regression(source_table, target)
+        key = ", ".join(f"{name}={value}" for name, _, value in change.key)
+        log.error(
+            "version regression on %s key %s: re-created at version %s below its tombstone in "
+            "%s; in active-active mode a key's version must never go back (continue from the "
+            "tombstone's version)",
+            source_table,
+            key,
+            change.incoming.version,
+            target,
+        )
+
+    return report

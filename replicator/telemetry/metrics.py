@@ -8,6 +8,7 @@ Metric names are listed in docs/telemetry-contract.md.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import functools
 import threading
@@ -77,6 +78,9 @@ class Metrics:
         self._lag = LagHistogram(LAG_BUCKETS)
         # (source_table, shard_id) -> age of the last record read there, in seconds.
         self._iterator_ages: dict[tuple[str, str], float] = {}
+        # Set as the first record is settled on a target: start-up is over (the dashboard
+        # starts then, out of the way of the first write).
+        self.settled = asyncio.Event()
 
     @functools.cached_property
     def _otel(self) -> Instruments:
@@ -130,6 +134,7 @@ class Metrics:
         """Count one settled record; ``lag``: seconds from its stream record to applied."""
         # The per-pair outcome counts are the records_<outcome> counters' values too.
         # One call (one lock, one lookup) per record: this runs for every record.
+        self.settled.set()
         with self._lock:
             state = self._pair(source_table, target)
             state.outcomes[outcome.value] += 1

@@ -6,9 +6,10 @@ proxy per region tells the processes of a deployment apart while they share one 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -25,12 +26,15 @@ class Request:
     operation: str  # e.g. GetRecords, PutItem
     table: str
     partition: str  # the item's pk for a write to the control table
+    connection: int  # which of the proxy's client connections it came on
 
 
 class CountingProxy:
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, *, hold: Mapping[str, float] | None = None) -> None:
+        """``hold``: seconds an operation waits before it is forwarded (a far region)."""
         self.upstream = upstream.rstrip("/")
         self.requests: list[Request] = []
+        self.hold = dict(hold or {})
 
     def by(self, pid: int, *, since: float = 0.0) -> list[Request]:
         """Requests sent by the ``replicator run`` process ``pid`` arriving after ``since``."""
@@ -39,7 +43,9 @@ class CountingProxy:
 
     async def forward(self, request: web.Request, session: aiohttp.ClientSession) -> web.Response:
         body = await request.read()
-        self.requests.append(_describe(request, body))
+        noted = _describe(request, body)
+        self.requests.append(noted)
+        await asyncio.sleep(self.hold.get(noted.operation, 0.0))
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         async with session.request(
             request.method, self.upstream + request.path_qs, data=body, headers=headers
@@ -62,13 +68,16 @@ def _describe(request: web.Request, body: bytes) -> Request:
         operation=operation,
         table=str(document.get("TableName", "")),
         partition=str(item.get("pk", {}).get("S", "")) if isinstance(item, dict) else "",
+        connection=id(request.transport),
     )
 
 
 @asynccontextmanager
-async def counting_proxy(upstream: str) -> AsyncIterator[tuple[CountingProxy, str]]:
+async def counting_proxy(
+    upstream: str, *, hold: Mapping[str, float] | None = None
+) -> AsyncIterator[tuple[CountingProxy, str]]:
     """A running proxy to ``upstream`` and its URL."""
-    proxy = CountingProxy(upstream)
+    proxy = CountingProxy(upstream, hold=hold)
     async with aiohttp.ClientSession(auto_decompress=False) as session:
 
         async def forward(request: web.Request) -> web.Response:
