@@ -25,7 +25,10 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from chaos.model import META, REGIONS, Event, Rules, Visible, World, show
+from chaos.model import World
+from chaos.regions import META, REGIONS, Event, Visible, show
+from chaos.replication import advance, replay_late, unread
+from chaos.rules import Rules
 from replicator.errors import RecordError
 from replicator.models import Mode
 
@@ -151,9 +154,9 @@ def _random_step(world: World, rng: random.Random, names: list[str], writers: li
             lane.stalled_until = world.step + rng.randint(3, 15)
             world.trace.append(f"{world.step:>3} stall {lane} until step {lane.stalled_until}")
         elif action == "late":
-            world.replay_late(lane)
-        elif world.unread(lane):
-            world.advance(lane, rng.randint(1, MAX_BATCH), how=action)
+            replay_late(world, lane)
+        elif unread(world, lane):
+            advance(world, lane, rng.randint(1, MAX_BATCH), how=action)
 
 
 def _a_week_passes(world: World, rng: random.Random) -> None:
@@ -174,15 +177,15 @@ def _drain(world: World, rng: random.Random) -> bool:
     for lane in world.lanes:
         lane.stalled_until = -1
     for _ in range(DRAIN_LIMIT):
-        pending = [lane for lane in world.lanes if world.unread(lane)]
+        pending = [lane for lane in world.lanes if unread(world, lane)]
         if not pending:
             return True
         lane = rng.choice(pending)
         roll = rng.random()
-        if roll < 0.05 and world.replay_late(lane):
+        if roll < 0.05 and replay_late(world, lane):
             continue
         how = "crash" if roll < 0.08 else "duplicate" if roll < 0.12 else "batch"
-        world.advance(lane, rng.randint(1, MAX_BATCH), how=how)
+        advance(world, lane, rng.randint(1, MAX_BATCH), how=how)
     return False
 
 
