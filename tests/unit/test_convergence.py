@@ -14,9 +14,10 @@ from collections.abc import Iterable, Sequence
 import pytest
 
 import chaos.rules
-from chaos.checker import Result, mode_for, run_history
+from chaos.histories import mode_for, run_history
 from chaos.regions import META, Record
 from chaos.rules import Rules
+from chaos.verdict import Result
 from replicator.apply.rule import decide
 from replicator.models import Change, Incoming, ItemKey, Mode, Outcome, Stored
 from replicator.records import Skip, coalesce, to_change
