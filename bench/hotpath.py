@@ -16,7 +16,8 @@ from typing import Any
 from pyinstrument import Profiler
 from pyinstrument.frame import Frame
 
-from bench.drain import pipeline_drain, prepare, unique
+from bench.backlog import prepare, unique
+from bench.drain import pipeline_drain
 from bench.env import Backend
 from bench.fakes import filled_fake_stream
 from bench.overhead import drain_once, fixture_frozen

@@ -17,14 +17,8 @@ import sys
 import time
 from typing import Any, Literal
 
-from bench.drain import (
-    DEFAULT_CONCURRENCY,
-    drain_config,
-    measure_ceiling,
-    prepare,
-    replicated_put,
-    unique,
-)
+from bench.backlog import measure_ceiling, prepare, replicated_put, unique
+from bench.drain import DEFAULT_CONCURRENCY, drain_config
 from bench.env import ROOT, SOURCE_REGION, TARGET_REGION, Backend
 from bench.results import Goal, Result
 from bench.ui import progress

@@ -31,7 +31,7 @@ from aiodynamo.client import Client as DynamoClient
 from aiodynamo.credentials import Key, StaticCredentials
 from aiodynamo.http.aiohttp import AIOHTTP
 
-from bench.drain import RAW_CONCURRENCY
+from bench.backlog import RAW_CONCURRENCY
 from bench.env import announced, credentials
 from bench.fakes import META, TARGET, NullDeadLetters, synthetic_record
 from bench.results import Goal, Result

@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 import replicator
-from bench.drain import prepare, unique
+from bench.backlog import prepare, unique
 from bench.env import SOURCE_REGION, TARGET_REGION, Backend, cpu_seconds, credentials, helper
 from bench.results import Goal, Result
 from bench.ui import progress

@@ -21,7 +21,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from bench.drain import RAW_CONCURRENCY, drain_config, measure_ceiling, prepare, unique
+from bench.backlog import RAW_CONCURRENCY, measure_ceiling, prepare, unique
+from bench.drain import drain_config
 from bench.env import ROOT, SOURCE_REGION, TARGET_REGION, Backend, announced, credentials
 from bench.fakes import item_image
 from bench.memory import status_kb

@@ -1,156 +1,33 @@
-"""The replication protocol in memory: tables, streams, application writers, replicator lanes.
+"""The replication protocol in memory: the world of regions and the application writing to it.
 
-Each region has a table (items in the wire format, as DynamoDB stores them) and a stream that
-records every mutation as NEW_AND_OLD_IMAGES would, so replicator writes really echo. The
-replicator runs OUR pure rules (``to_change``, ``coalesce``, ``decide``, ``target_item``),
-reached through ``Rules`` so that a teeth test can swap one for a deliberately broken variant.
+``World`` holds every region (``chaos.regions``), the replicator lanes between them and the
+history so far; its application reads, writes, deletes and expires items as a real one does,
+and every mutation lands in the region's stream, so replicator writes really echo. The lanes
+run in ``chaos.replication`` with the rules of ``chaos.rules``.
 One ``random.Random`` drives everything: a seed replays a history exactly.
 """
 
 from __future__ import annotations
 
 import random
-from collections import deque
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Iterable
+from typing import Any
 
-from replicator.apply.rule import decide, is_version_regression
-from replicator.apply.writer import target_item
-from replicator.models import (
-    Change,
-    Incoming,
-    ItemKey,
-    Meta,
-    Mode,
-    Outcome,
-    Stored,
-    WireItem,
-    is_tombstone,
-    number,
-    stored_from_item,
+from chaos.regions import (
+    META,
+    SERVICE_IDENTITY,
+    Event,
+    Lane,
+    Record,
+    Region,
+    Visible,
+    show,
+    user_data,
+    version_of,
+    visible,
 )
-from replicator.records import Skip, coalesce, coalesces_into, to_change
-
-REGIONS = ("ap-southeast-2", "eu-west-1", "us-east-1")
-META = Meta(version="version")
-TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600
-# A worker that lost its lease can only still hold batches it read during its last lease.
-LATE_BATCHES_KEPT = 6
-SERVICE_IDENTITY = {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}
-
-Record = dict[str, Any]
-Visible = dict[str, dict[str, Any]]  # an item's user data: no _rep_ attributes
-
-
-class BatchRule(Protocol):
-    def __call__(self, records: Iterable[Record], *, here: str) -> dict[ItemKey, list[Change]]: ...
-
-
-class DecideRule(Protocol):
-    def __call__(
-        self, stored: Stored | None, incoming: Incoming, *, here: str, mode: Mode
-    ) -> Outcome: ...
-
-
-def filter_then_coalesce(records: Iterable[Record], *, here: str) -> dict[ItemKey, list[Change]]:
-    """DESIGN §4 as the pipeline does it: filter each record, drop the skips, coalesce."""
-    changes: list[Change] = []
-    for record in records:
-        result = to_change(record, here=here, meta=META)
-        if not isinstance(result, Skip):
-            changes.append(result)
-    return coalesce(changes)
-
-
-class AheadRule(Protocol):
-    def __call__(self, run: Sequence[Change], following: Sequence[Change]) -> bool: ...
-
-
-@dataclass(frozen=True)
-class Rules:
-    """The rules under test; the defaults are the real ones."""
-
-    batch: BatchRule = filter_then_coalesce
-    decide: DecideRule = decide
-    local_tombstones: bool = True  # DESIGN §4 rule 6, active-active only
-    heal_zombies: bool = True  # DESIGN §4 rule 7: the local lane clears a zombie's flags
-    # Whether a key's run is left to its next run, in the page read ahead.
-    ahead: AheadRule = coalesces_into
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """An application write or delete; a TTL expiry of a live item is a delete too."""
-
-    region: str
-    key: str
-    version: int
-    tombstone: bool
-    data: Visible | None  # what readers see after it; None for a delete
-
-    @property
-    def order(self) -> tuple[int, bool, str]:
-        return (self.version, self.tombstone, self.region)
-
-
-@dataclass
-class Region:
-    name: str
-    next_seq: int
-    table: dict[str, WireItem] = field(default_factory=dict)
-    stream: list[Record] = field(default_factory=list)
-    # SequenceNumber -> region whose write the mutation carries: ground truth, not metadata.
-    origins: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Lane:
-    """One replicator path, source stream -> target table, with its own checkpoint.
-
-    ``source == target`` is the local lane that writes this region's own tombstones and
-    heals its zombies.
-    """
-
-    source: str
-    target: str
-    checkpoint: int = 0  # index of the first unread record of the source stream
-    stalled_until: int = -1
-    done: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=LATE_BATCHES_KEPT))
-
-    def __str__(self) -> str:
-        target = "self" if self.source == self.target else self.target
-        return f"{self.source}->{target}"
-
-
-def user_data(item: WireItem) -> Visible:
-    return {name: value for name, value in item.items() if not name.startswith(META.prefix)}
-
-
-def visible(item: WireItem | None) -> Visible | None:
-    """What a reader who skips ``_rep_deleted`` items (as the README says) sees.
-
-    Stricter than a tombstone (``is_tombstone``): an unhealed zombie is invisible too, so
-    a history converges only once every zombie is healed.
-    """
-    if item is None or META.deleted in item:
-        return None
-    return user_data(item)
-
-
-def version_of(item: WireItem) -> int:
-    value = number(item.get(META.version))
-    return 0 if value is None else int(value)
-
-
-def show(item: WireItem | Visible | None) -> str:
-    if item is None:
-        return "absent"
-    if is_tombstone(item, META):
-        return f"tombstone v{version_of(item)}"
-    data = item.get("data", {}).get("S", "?")
-    zombie = " (zombie)" if META.deleted in item else ""
-    return f"v{version_of(item)} {data}{zombie}"
+from chaos.rules import Rules
+from replicator.models import Mode, WireItem, is_tombstone, stored_from_item
 
 
 class World:
@@ -239,7 +116,7 @@ class World:
             self._reads.pop((region, key), None)
         else:
             self._reads[(region, key)] = version_of(item)
-            self._note(f"app read {region} {key} {show(item)}")
+            self.note(f"app read {region} {key} {show(item)}")
 
     def write(self, region: str, key: str, *, update: bool) -> None:
         """PutItem of a full item, or an UpdateItem that keeps every other attribute.
@@ -256,7 +133,7 @@ class World:
         read = self._reads.pop((region, key), None) if held else None
         if read is not None:
             if old is None or version_of(old) != read:
-                self._note(f"app update {region} {key} if v{read}: condition failed")
+                self.note(f"app update {region} {key} if v{read}: condition failed")
                 return
             version = read + 1
             if self.mode is Mode.ACTIVE_ACTIVE and version <= self._own_last.get((region, key), 0):
@@ -277,7 +154,7 @@ class World:
         self._reads[(region, key)] = version  # what a mapper holds after saving
         self._happened(Event(region, key, version, False, user_data(item)))
         verb = "put" if not update else "update" if read is None else f"update if v{read}"
-        self._note(f"app {verb} {region} {key} {show(item)} (seq {seq})")
+        self.note(f"app {verb} {region} {key} {show(item)} (seq {seq})")
 
     def delete(self, region: str, key: str, *, ttl: bool = False) -> bool:
         """DeleteItem of a live item, or its expiry by TTL (replicated as a delete)."""
@@ -289,9 +166,7 @@ class World:
             return False  # target_item strips _rep_expires: only the origin's copy can expire
         seq = self.mutate(self.regions[region], key, None, region, ttl=ttl)
         self._happened(Event(region, key, version_of(old), True, None))
-        self._note(
-            f"{'ttl expiry' if ttl else 'app delete'} {region} {key} {show(old)} (seq {seq})"
-        )
+        self.note(f"{'ttl expiry' if ttl else 'app delete'} {region} {key} {show(old)} (seq {seq})")
         return True
 
     def expire_tombstone(self, region: str, key: str) -> bool:
@@ -307,7 +182,7 @@ class World:
         seq = self.mutate(self.regions[region], key, None, region, ttl=True)
         for lane in self.lanes:
             lane.done.clear()
-        self._note(f"ttl expiry {region} {key} {show(old)} (seq {seq})")
+        self.note(f"ttl expiry {region} {key} {show(old)} (seq {seq})")
         return True
 
     def _next_version(self, region: str, key: str, old: WireItem | None, live: bool) -> int:
@@ -327,115 +202,5 @@ class World:
         self._own_last[mine] = max(self._own_last.get(mine, 0), event.version)
         self._highest[event.key] = max(self._highest.get(event.key, 0), event.version)
 
-    def _note(self, line: str) -> None:
+    def note(self, line: str) -> None:
         self.trace.append(f"{self.step:>3} {line}")
-
-    # -- the replicators ----------------------------------------------------------------
-
-    def unread(self, lane: Lane) -> int:
-        return len(self.regions[lane.source].stream) - lane.checkpoint
-
-    def advance(self, lane: Lane, size: int, *, how: str = "batch") -> None:
-        """Read the next batch from the checkpoint and apply it.
-
-        ``duplicate`` delivers it twice; ``crash`` dies mid-batch (each key's serial run cut
-        at a random point) before checkpointing, so the batch is read again later.
-        """
-        start = lane.checkpoint
-        stream = self.regions[lane.source].stream
-        end = min(start + size, len(stream))
-        # The reader already holds the next page while this one is applied.
-        ahead = stream[end : end + size]
-        self.deliver(lane, start, end, how=how, crash=how == "crash", ahead=ahead)
-        if how == "crash":
-            return
-        if how == "duplicate":
-            self.deliver(lane, start, end, how="again")
-        lane.checkpoint = end
-        lane.done.append((start, end))
-
-    def replay_late(self, lane: Lane) -> bool:
-        """A worker that lost its lease applies a batch it read before newer ones went in."""
-        if len(lane.done) < 2:
-            return False
-        start, end = lane.done.popleft()
-        self.deliver(lane, start, end, how="late")
-        return True
-
-    def deliver(
-        self,
-        lane: Lane,
-        start: int,
-        end: int,
-        *,
-        how: str,
-        crash: bool = False,
-        ahead: Sequence[Record] = (),
-    ) -> None:
-        records = self.regions[lane.source].stream[start:end]
-        following = self.rules.batch(ahead, here=lane.source) if ahead else {}
-        notes: list[str] = []
-        for key, changes in self.rules.batch(records, here=lane.source).items():
-            if self.rules.ahead(changes, following.get(key, [])):
-                notes.append(f"{changes[0].keys['pk']['S']} left to the page read ahead")
-                continue
-            cut = self.rng.randint(0, len(changes)) if crash else len(changes)
-            notes.extend(self._apply(lane, change) for change in changes[:cut])
-        seqs = [r["dynamodb"]["SequenceNumber"] for r in records]
-        span = f"seq {seqs[0]}..{seqs[-1]}" if seqs else "nothing"
-        self._note(f"{how} {lane} {span}: " + ("; ".join(n for n in notes if n) or "no changes"))
-
-    def _apply(self, lane: Lane, change: Change) -> str:
-        incoming = change.incoming
-        if lane.source == lane.target and not incoming.tombstone:
-            # The local lane writes this region's own tombstones and heals its zombies.
-            return self._heal(lane, change) if change.heals_zombie else ""
-        carried = self.regions[lane.source].origins[change.sequence_number]
-        if lane.source != carried or lane.source != incoming.origin:
-            self.echoes_sent += 1  # star topology: a region sends only its own writes
-        target = self.regions[lane.target]
-        key = change.keys["pk"]["S"]
-        before = target.table.get(key)
-        stored = stored_from_item(before, META)
-        outcome = self.rules.decide(stored, incoming, here=target.name, mode=self.mode)
-        flags = ""
-        if is_version_regression(stored, incoming, here=target.name, mode=self.mode):
-            self.regressions_reported += 1
-            flags += " [is_version_regression]"
-        # The ground truth: a re-create that loses to a tombstone its origin wrote EARLIER.
-        # A redelivered create meets its later tombstone too: at-least-once, not a regression.
-        if (
-            self.mode is Mode.ACTIVE_ACTIVE
-            and incoming.recreate
-            and stored is not None
-            and stored.tombstone
-            and stored.origin(target.name) == incoming.origin
-            and incoming.seq > stored.seq
-            and outcome is Outcome.SUPERSEDED
-        ):
-            self.regressions += 1
-            flags += " [REGRESSION]"
-        if outcome is Outcome.APPLIED:
-            item = target_item(change, meta=META, expires_at=self.clock + TOMBSTONE_TTL_SECONDS)
-            self.mutate(target, key, item, incoming.origin)
-        kind = "tombstone" if incoming.tombstone else "re-create" if incoming.recreate else "write"
-        over = show(before) + (f" from {stored.origin(target.name)}" if stored else "")
-        head = f"{key} {kind} v{incoming.version} seq {int(incoming.seq)}"
-        return f"{head} over {over}: {outcome}{flags}"
-
-    def _heal(self, lane: Lane, change: Change) -> str:
-        """DESIGN §4 rule 7: clear a zombie's flags while it is still that zombie."""
-        if not self.rules.heal_zombies:
-            return ""
-        region = self.regions[lane.source]
-        key = change.keys["pk"]["S"]
-        item = region.table.get(key)
-        version = int(change.incoming.version)
-        head = f"{key} heal v{version}"
-        if item is None or version_of(item) != version or META.deleted not in item:
-            return f"{head} over {show(item)}: superseded"
-        if is_tombstone(item, META):
-            return f"{head} over {show(item)}: superseded"
-        healed = {k: v for k, v in item.items() if k not in (META.deleted, META.expires)}
-        self.mutate(region, key, healed, region.name)
-        return f"{head}: healed"

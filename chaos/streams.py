@@ -32,7 +32,8 @@ from replicator.demo.activeload import Write
 from replicator.dlq import DeadLetterQueue
 from replicator.models import Meta, Mode
 from replicator.pipeline import PairPipeline
-from replicator.stream.fake import FakeStream, wire
+from replicator.stream.fake import FakeStream
+from replicator.stream.fake_records import wire
 from replicator.stream.source import MAX_RECORDS_PER_CALL, Page
 from replicator.tables import CONTROL_KEY, ensure_table
 from replicator.telemetry.metrics import Metrics

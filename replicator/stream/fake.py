@@ -6,7 +6,7 @@ iterators, trimmed data, duplicate delivery and throttling are one call each.
 
 Iterators are self-describing tokens (epoch, index, shard), so the fake holds no
 per-iterator state and ``get_records`` costs O(batch) whatever the stream length;
-benchmarks rely on that.
+benchmarks rely on that. Its records are built by ``fake_records``.
 """
 
 from __future__ import annotations
@@ -14,13 +14,10 @@ from __future__ import annotations
 import asyncio
 import bisect
 import datetime as dt
-import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-from boto3.dynamodb.types import TypeSerializer
 
 from replicator.errors import (
     AwsError,
@@ -29,57 +26,11 @@ from replicator.errors import (
     ThrottledError,
     TrimmedDataError,
 )
+from replicator.stream.fake_records import stream_record
 from replicator.stream.source import MAX_RECORDS_PER_CALL, Page, Shard
 
 # Real sequence numbers are 21+ digit decimals; starting there keeps padding bugs visible.
 FIRST_SEQUENCE = 10**20
-TTL_IDENTITY = {"PrincipalId": "dynamodb.amazonaws.com", "Type": "Service"}
-_serializer = TypeSerializer()
-_event_ids = itertools.count(1)
-
-
-def wire(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Plain Python attribute values (str, int, Decimal, bool, ...) in DynamoDB wire format."""
-    return {name: _serializer.serialize(value) for name, value in values.items()}
-
-
-def stream_record(
-    event_name: Literal["INSERT", "MODIFY", "REMOVE"],
-    keys: Mapping[str, Any],
-    *,
-    new: Mapping[str, Any] | None = None,
-    old: Mapping[str, Any] | None = None,
-    sequence: str = "0",
-    created: dt.datetime | None = None,
-    region: str = "us-east-1",
-    ttl: bool = False,
-) -> dict[str, Any]:
-    """A NEW_AND_OLD_IMAGES record as the low-level client returns it.
-
-    Images always hold the key attributes, as DynamoDB's do. ``ttl`` marks a REMOVE
-    done by the TTL sweeper (userIdentity of the DynamoDB service).
-    """
-    body: dict[str, Any] = {
-        "ApproximateCreationDateTime": created or dt.datetime.now(dt.UTC),
-        "Keys": wire(keys),
-        "SequenceNumber": sequence,
-        "StreamViewType": "NEW_AND_OLD_IMAGES",
-    }
-    if new is not None:
-        body["NewImage"] = wire({**new, **keys})
-    if old is not None:
-        body["OldImage"] = wire({**old, **keys})
-    record: dict[str, Any] = {
-        "eventID": f"fake-{next(_event_ids)}",
-        "eventName": event_name,
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": region,
-        "dynamodb": body,
-    }
-    if ttl:
-        record["userIdentity"] = dict(TTL_IDENTITY)
-    return record
 
 
 @dataclass

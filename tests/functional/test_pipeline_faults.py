@@ -30,7 +30,8 @@ from replicator.pipeline import (
     READ_AHEAD_PAGES,
     PairPipeline,
 )
-from replicator.stream.fake import FakeStream, stream_record
+from replicator.stream.fake import FakeStream
+from replicator.stream.fake_records import stream_record
 from replicator.stream.source import MAX_RECORDS_PER_CALL, Page
 from replicator.tables import CONTROL_KEY, ensure_table
 from replicator.telemetry.metrics import Metrics

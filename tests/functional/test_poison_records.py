@@ -26,7 +26,8 @@ from replicator.errors import RequestError
 from replicator.itemsize import MAX_ITEM_BYTES, item_size
 from replicator.models import Meta, Mode
 from replicator.pipeline import PairPipeline
-from replicator.stream.fake import FakeStream, wire
+from replicator.stream.fake import FakeStream
+from replicator.stream.fake_records import wire
 from replicator.tables import CONTROL_KEY, ensure_table
 from replicator.telemetry.metrics import Metrics
 from tests.functional.test_pipeline_faults import TINY

@@ -8,7 +8,7 @@ import pytest
 
 from replicator.batches import Decoded, decode, merge_waiting
 from replicator.models import Meta
-from replicator.stream.fake import stream_record
+from replicator.stream.fake_records import stream_record
 from replicator.stream.reader import Batch
 
 pytestmark = pytest.mark.timeout(5)

@@ -13,9 +13,11 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
-import chaos.model
-from chaos.checker import Result, mode_for, run_history
-from chaos.model import META, Record, Rules
+import chaos.rules
+from chaos.histories import mode_for, run_history
+from chaos.regions import META, Record
+from chaos.rules import Rules
+from chaos.verdict import Result
 from replicator.apply.rule import decide
 from replicator.models import Change, Incoming, ItemKey, Mode, Outcome, Stored
 from replicator.records import Skip, coalesce, to_change
@@ -98,7 +100,7 @@ def coalesce_raw_records(records: Iterable[Record], *, here: str) -> dict[ItemKe
         else:
             run.append(record)
     kept = [record for run in runs.values() for record in run]
-    return chaos.model.filter_then_coalesce(kept, here=here)
+    return chaos.rules.filter_then_coalesce(kept, here=here)
 
 
 def no_echo_filter(records: Iterable[Record], *, here: str) -> dict[ItemKey, list[Change]]:
@@ -146,7 +148,7 @@ def zombies_as_tombstones(records: Iterable[Record], *, here: str) -> dict[ItemK
         image = record["dynamodb"].get("NewImage") or record["dynamodb"].get("OldImage")
         if META.deleted not in image:
             kept.append(record)
-    return chaos.model.filter_then_coalesce(kept, here=here)
+    return chaos.rules.filter_then_coalesce(kept, here=here)
 
 
 def ahead_across_anything(run: Sequence[Change], following: Sequence[Change]) -> bool:
@@ -184,6 +186,6 @@ def test_the_checker_catches_a_broken_rule(rules: Rules) -> None:
 
 @pytest.mark.timeout(60)
 def test_the_checker_catches_coalescing_across_a_remove(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The default rules reach the real coalesce through chaos.model: patch it there.
-    monkeypatch.setattr(chaos.model, "coalesce", last_change_wins)
+    # The default rules reach the real coalesce through chaos.rules: patch it there.
+    monkeypatch.setattr(chaos.rules, "coalesce", last_change_wins)
     assert first_caught() is not None, f"none of {TEETH_HISTORIES} histories noticed"

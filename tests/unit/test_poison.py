@@ -15,7 +15,7 @@ from replicator.checkpoint import TargetRef
 from replicator.dlq import decode_record, dlq_entry, record_json
 from replicator.errors import RequestError
 from replicator.itemsize import MAX_ITEM_BYTES, item_size
-from replicator.stream.fake import stream_record
+from replicator.stream.fake_records import stream_record
 
 pytestmark = pytest.mark.timeout(10)
 

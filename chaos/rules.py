@@ -1,0 +1,52 @@
+"""The rules the model's replicators run: OURS by default, swappable for a teeth test.
+
+``Rules`` reaches the real ``to_change``, ``coalesce``, ``decide`` and ``coalesces_into``, so
+that a test can replace one with a deliberately broken variant and demand the checker notices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from chaos.regions import META, Record
+from replicator.apply.rule import decide
+from replicator.models import Change, Incoming, ItemKey, Mode, Outcome, Stored
+from replicator.records import Skip, coalesce, coalesces_into, to_change
+
+
+class BatchRule(Protocol):
+    def __call__(self, records: Iterable[Record], *, here: str) -> dict[ItemKey, list[Change]]: ...
+
+
+class DecideRule(Protocol):
+    def __call__(
+        self, stored: Stored | None, incoming: Incoming, *, here: str, mode: Mode
+    ) -> Outcome: ...
+
+
+def filter_then_coalesce(records: Iterable[Record], *, here: str) -> dict[ItemKey, list[Change]]:
+    """DESIGN §4 as the pipeline does it: filter each record, drop the skips, coalesce."""
+    changes: list[Change] = []
+    for record in records:
+        result = to_change(record, here=here, meta=META)
+        if not isinstance(result, Skip):
+            changes.append(result)
+    return coalesce(changes)
+
+
+class AheadRule(Protocol):
+    def __call__(self, run: Sequence[Change], following: Sequence[Change]) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The rules under test; the defaults are the real ones."""
+
+    batch: BatchRule = filter_then_coalesce
+    decide: DecideRule = decide
+    local_tombstones: bool = True  # DESIGN §4 rule 6, active-active only
+    heal_zombies: bool = True  # DESIGN §4 rule 7: the local lane clears a zombie's flags
+    # Whether a key's run is left to its next run, in the page read ahead.
+    ahead: AheadRule = coalesces_into
