@@ -23,7 +23,6 @@ from replicator.demo.embedded import embedded_backend, embedded_credentials
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2")
 Progress = Callable[[Result], None]
-MOTO_SERVER = "chaos.motoserver"  # moto with unique stream sequence numbers
 
 
 @dataclass
@@ -89,7 +88,7 @@ def run_suite(
     out.mkdir(parents=True, exist_ok=True)
     with embedded_credentials(), contextlib.ExitStack() as stack:
         if endpoints is None:
-            servers = stack.enter_context(embedded_backend(REGIONS, module=MOTO_SERVER))
+            servers = stack.enter_context(embedded_backend(REGIONS))
             endpoints = {region: server.endpoint for region, server in servers.items()}
         ctx = Context(budget, seed, out / "chaos-logs", endpoints, seams or Seams())
         results = asyncio.run(run_scenarios(scenarios, ctx, progress=progress))

@@ -22,6 +22,7 @@ from replicator.errors import EmbeddedBackendError
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_SECONDS = 30.0
+MOTO_SERVER = "replicator.demo.motoserver"  # moto with DynamoDB's atomic writes
 
 # moto accepts any credentials; these placeholders keep boto3 from searching for real ones.
 EMBEDDED_CREDENTIALS = {
@@ -86,10 +87,10 @@ def _ready(endpoint: str) -> bool:
         return False
 
 
-def start_moto(region: str, *, module: str = "moto.server") -> MotoServer:
+def start_moto(region: str, *, module: str = MOTO_SERVER) -> MotoServer:
     """Start a moto server for ``region`` on a free loopback port and wait until it answers.
 
-    ``module`` is what ``python -m`` runs: moto's server, or a wrapper of it.
+    ``module`` is what ``python -m`` runs: moto's server made atomic, or another wrapper.
     """
     port = free_port()
     env = {**os.environ, **EMBEDDED_CREDENTIALS, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
@@ -118,7 +119,7 @@ def start_moto(region: str, *, module: str = "moto.server") -> MotoServer:
 
 @contextlib.contextmanager
 def embedded_backend(
-    regions: Sequence[str], *, module: str = "moto.server"
+    regions: Sequence[str], *, module: str = MOTO_SERVER
 ) -> Iterator[dict[str, MotoServer]]:
     """One moto server per region; all are stopped when the block exits."""
     servers: dict[str, MotoServer] = {}

@@ -1,0 +1,47 @@
+"""moto's server, as atomic as DynamoDB where replication relies on it.
+
+moto serves each request on a thread of its own, and two of its steps race:
+
+- a stream record is numbered ``len(records) + start`` and then appended
+  (moto/dynamodb/models/table.py, ``StreamShard.add``): two writes to one table at the
+  same moment can get the same SequenceNumber. A replicator rightly takes a sequence
+  number it has seen for a redelivery, so the second write reads as lost;
+- a conditional write reads the stored item, checks the condition, then stores: two
+  conditional writes to one key at the same moment can both pass, and the one stored
+  last wins whatever the condition said (last-writer-wins undone).
+
+Both showed up as rare divergences of three active-active regions on a loaded machine,
+where applications and replicators write the same tables. DynamoDB does neither: here
+every write (put, update, delete, transaction) runs under one lock per process, so
+numbering and check-then-store are atomic. Reads are served as before.
+
+    python -m replicator.demo.motoserver -H 127.0.0.1 -p PORT   (moto.server's arguments)
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from moto.dynamodb.models import DynamoDBBackend
+from moto.server import main
+
+_writes = threading.RLock()  # re-entrant: a batch write stores through put_item
+
+
+def _atomic(write: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(write)
+    def under_lock(*args: Any, **kwargs: Any) -> Any:
+        with _writes:
+            return write(*args, **kwargs)
+
+    return under_lock
+
+
+for _name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+    setattr(DynamoDBBackend, _name, _atomic(getattr(DynamoDBBackend, _name)))
+
+if __name__ == "__main__":
+    main()
