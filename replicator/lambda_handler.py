@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from replicator.apply.applier import ChangeWriter, DeadLetterSink
 from replicator.aws import Clients
-from replicator.batches import Dead, decode, for_target
+from replicator.batches import Dead, decode, for_target, sequence_of
 from replicator.checkpoint import TargetRef
 from replicator.config import Config, Pair, load_config
 from replicator.dlq import DeadLetterQueue
@@ -43,6 +43,7 @@ from replicator.lambda_event import StreamBatch, is_scheduled, stream_batch
 from replicator.lambda_metrics import EmfMetrics
 from replicator.models import Change, Meta
 from replicator.records import coalesce
+from replicator.retry import RetryPolicy
 from replicator.service import applier_for, meta_for, target_writer
 from replicator.startup import heartbeat_writers, targets_of
 from replicator.tables import CONTROL_KEY, ensure_table
@@ -115,7 +116,7 @@ class LambdaFunction:
         if is_scheduled(event):
             return {"heartbeats": await self._heartbeat(context)}
         failed = await self._apply(stream_batch(event), context)
-        return {"batchItemFailures": [{"itemIdentifier": failed}] if failed else []}
+        return {"batchItemFailures": [] if failed is None else [{"itemIdentifier": failed}]}
 
     @contextlib.asynccontextmanager
     async def _until_margin(
@@ -172,26 +173,37 @@ class LambdaFunction:
 
     async def _apply(self, batch: StreamBatch, context: Context) -> str | None:
         """Apply a batch to every target; the first record not settled everywhere, if any."""
-        source = await self._source(batch)
-        table = batch.table
-        changes, dead = decode(
-            batch.records,
-            here=self.config.source_region,
-            meta=source.meta,
-            skipped=lambda reason: self.metrics.skipped(table, reason),
-        )
-        work = {t: for_target(changes, dead, local=t == source.local) for t in source.writers}
         invocation = Invocation(asyncio.Event())
-        reported = "their records are reported"
-        async with (
-            self._until_margin(context, invocation.stop, reported),
-            asyncio.TaskGroup() as group,
-        ):
-            for target, (target_changes, target_dead) in work.items():
-                group.create_task(
-                    self._apply_target(source, target, invocation, target_changes, target_dead)
+        table = batch.table
+        work: dict[TargetRef, tuple[list[Change], Dead]] | None = None
+        # A cold start's set-up (the DLQ table checked, the writers built) runs inside
+        # the deadline too: a source region that does not answer cannot time it out.
+        async with self._until_margin(context, invocation.stop, "their records are reported"):
+            try:
+                source = await self._source(batch, invocation.stop)
+            except ShutdownInterrupted as exc:
+                log.warning("%s: not ready before the deadline (%s)", table, exc)
+            else:
+                changes, dead = decode(
+                    batch.records,
+                    here=self.config.source_region,
+                    meta=source.meta,
+                    skipped=lambda reason: self.metrics.skipped(table, reason),
                 )
-        first = invocation.first_unsettled(work)
+                work = {
+                    t: for_target(changes, dead, local=t == source.local) for t in source.writers
+                }
+                async with asyncio.TaskGroup() as group:
+                    for target, (target_changes, target_dead) in work.items():
+                        group.create_task(
+                            self._apply_target(
+                                source, target, invocation, target_changes, target_dead
+                            )
+                        )
+        if work is not None:
+            first = invocation.first_unsettled(work)
+        else:  # not even set up: the whole batch comes again
+            first = sequence_of(batch.records[0]) if batch.records else None
         if first is not None:
             log.warning(
                 "%s: reporting from sequence number %s for the mapping to retry", table, first
@@ -237,14 +249,14 @@ class LambdaFunction:
             invocation.stop.set()
             log.warning("%s -> %s: %s; the rest is reported", table, target, errors.exceptions)
 
-    async def _source(self, batch: StreamBatch) -> _Source:
+    async def _source(self, batch: StreamBatch, stop: asyncio.Event) -> _Source:
         if batch.region != self.config.source_region:
             raise ConfigError(
                 f"the stream {batch.stream_arn} is in {batch.region} but source_region is "
                 f"{self.config.source_region}: deploy one function per source region"
             )
         if self._sources is None:
-            self._sources = await self._build_sources()
+            self._sources = await self._build_sources(stop)
         source = self._sources.get(batch.table)
         if source is None:
             raise ConfigError(
@@ -253,10 +265,10 @@ class LambdaFunction:
             )
         return source
 
-    async def _build_sources(self) -> dict[str, _Source]:
+    async def _build_sources(self, stop: asyncio.Event) -> dict[str, _Source]:
         config = self.config
         home = await self._clients.get("dynamodb", config.source_region)
-        await ensure_table(home, config.dlq_table, CONTROL_KEY)
+        await ensure_table(home, config.dlq_table, CONTROL_KEY, retry=RetryPolicy(stop=stop))
         dlq = DeadLetterQueue(home, config.dlq_table)
         sources = {}
         for pair in config.pairs:

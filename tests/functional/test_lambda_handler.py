@@ -12,15 +12,17 @@ import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
+from chaos.proxy import FaultProxy, Faults
 from replicator import lambda_handler
 from replicator.dlq import decode_record
 from replicator.lambda_batch import WRITE_ATTEMPTS
 from replicator.models import item_key
 from tests.esm_driver import Context, Mapping
-from tests.lambda_rig import FailingWrites, RefusedKey, Rig, Unanswered, lambda_rig
+from tests.lambda_rig import US, FailingWrites, RefusedKey, Rig, Unanswered, config_for, lambda_rig
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -205,6 +207,37 @@ async def test_a_write_left_unanswered_is_cancelled_and_reported_before_the_time
 
     short, retry = driver.invocations
     assert left_ms[0] > 0  # answered before its timeout, not after the attempt's 10 s
+    assert failures(short.response) == [short.sequence_numbers[0]]
+    assert failures(retry.response) == []
+    assert await rig.differences() == []
+
+
+async def test_a_cold_start_whose_source_does_not_answer_reports_the_batch_in_time(
+    rig: Rig, endpoints: dict[str, str]
+) -> None:
+    for n in range(3):
+        await rig.put(f"k{n}", 1)
+    source = urlsplit(endpoints[US])
+    assert source.hostname is not None and source.port is not None
+    async with FaultProxy((source.hostname, source.port), faults=Faults(blackhole=True)) as proxy:
+        # Its first call checks the DLQ table in the source region, which answers nothing.
+        function = rig.function(config=config_for({**endpoints, US: proxy.url}, rig.table))
+        left_ms: list[int] = []
+
+        def short_then_normal(event: dict[str, Any], context: Any) -> Any:
+            if left_ms:
+                return function(event, context)
+            short = Context(timeout_seconds=2.5)
+            response = function(event, short)
+            left_ms.append(short.get_remaining_time_in_millis())
+            proxy.faults.heal()
+            return response
+
+        driver = rig.driver([short_then_normal], Mapping(batch_size=100))
+        await driver.drain()
+
+    short, retry = driver.invocations
+    assert left_ms[0] > 0  # answered before its timeout
     assert failures(short.response) == [short.sequence_numbers[0]]
     assert failures(retry.response) == []
     assert await rig.differences() == []
