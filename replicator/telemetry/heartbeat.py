@@ -8,6 +8,7 @@ applied keeps growing while replication stalls (DESIGN §7).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -72,7 +73,7 @@ class HeartbeatWriter:
         self._interval = interval
         self._clock = clock
 
-    async def beat(self) -> None:
+    async def beat(self, *, retry: RetryPolicy | None = None) -> None:
         """Write one heartbeat, stamped when the attempt that lands it is made."""
 
         def attempt() -> Any:
@@ -80,12 +81,15 @@ class HeartbeatWriter:
             item = {**self._key, self._version: {"N": millis}, SENT_AT_ATTRIBUTE: {"N": millis}}
             return self._client.put_item(TableName=self.table, Item=item)
 
-        await self._retry.call("heartbeat write", region_of(self._client), attempt)
+        await (retry or self._retry).call("heartbeat write", region_of(self._client), attempt)
 
     async def run(self, stop: asyncio.Event) -> None:
+        # A failing write is waited out only until ``stop`` (a tenure's end), not the
+        # service's: a process that lost its lease stands by instead of writing on.
+        retry = dataclasses.replace(self._retry, stop=stop)
         while not stop.is_set():
             try:
-                await self.beat()
+                await self.beat(retry=retry)
             except ShutdownInterrupted:
                 return
             if await pause(self._interval, stop):
