@@ -134,6 +134,18 @@ class CheckpointStore:
 
         return await self._retry.call("checkpoint save", self._region, attempt)
 
+    async def forget(self, source_table: str, checkpoint: Checkpoint) -> None:
+        """Delete a checkpoint no reader will use again: of a shard the stream no longer
+        lists, or of another stream. Its loss, if any, was alarmed once; kept, it would
+        raise the alarm again at every start."""
+        key = {"pk": {"S": _partition(source_table)}, "sk": {"S": _sort_key(checkpoint)}}
+
+        async def attempt() -> None:
+            with guarded_send(self._guard):
+                await self._client.delete_item(TableName=self._table, Key=key)
+
+        await self._retry.call("checkpoint delete", self._region, attempt)
+
 
 def _checkpoint(item: dict[str, Any]) -> Checkpoint:
     updated_at = item.get("updated_at", {}).get("N")

@@ -34,7 +34,7 @@ from replicator.models import Meta, Outcome, pad_seq
 from replicator.records import coalesce
 from replicator.retry import RETRY_BACKOFF, RetryPolicy
 from replicator.stream.lineage import lineage_order, ready_shards
-from replicator.stream.loss import losses
+from replicator.stream.loss import losses, unreadable
 from replicator.stream.reader import IDLE_BACKOFF, Batch, ReaderHooks, ShardReader
 from replicator.stream.source import MAX_RECORDS_PER_CALL, Shard, StreamSource
 from replicator.telemetry.metrics import Metrics
@@ -121,6 +121,11 @@ class PairPipeline:
         for loss in losses(positions, listed, stream_arn=stream_arn, now=self.clock()):
             self.metrics.trimmed(table, loss.shard_id)
             log.error("%s", loss.alarm(table))
+        try:
+            for checkpoint in unreadable(positions, listed, stream_arn=stream_arn):
+                await self.checkpoints.forget(table, checkpoint)
+        except ShutdownInterrupted:
+            return
         self._stream_arn = stream_arn
         # Another stream's checkpoints never position a reader of this one.
         self._positions = {k: c for k, c in positions.items() if c.stream_arn == stream_arn}

@@ -85,3 +85,19 @@ def losses(
             continue
         found.append(Loss(shard_id, oldest.sequence_number, targets, cause, gap))
     return found
+
+
+def unreadable(
+    positions: Mapping[tuple[str, TargetRef], Checkpoint],
+    listed: Iterable[Shard],
+    *,
+    stream_arn: str,
+) -> list[Checkpoint]:
+    """Checkpoints no reader of ``stream_arn`` will use: another stream's, or of a shard
+    the stream no longer lists (ended, or alarmed above as lost)."""
+    listed_ids = {shard.shard_id for shard in listed}
+    return [
+        checkpoint
+        for checkpoint in positions.values()
+        if checkpoint.stream_arn != stream_arn or checkpoint.shard_id not in listed_ids
+    ]

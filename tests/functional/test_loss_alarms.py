@@ -24,6 +24,20 @@ def alarms(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if "DATA LOSS" in r.getMessage()]
 
 
+async def alarms_of_another_start(
+    rig: Rig, metrics: Metrics, caplog: pytest.LogCaptureFixture, shard_id: str
+) -> list[str]:
+    """Restart once more and replicate one record past start-up; the alarms it raised."""
+    record = rig.stream.insert(key("another-start"), {"version": 1}, shard_id=shard_id)
+    rig.restart_checkpoints()
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="replicator"):
+        async with rig.running(rig.pipeline(metrics)):
+            await rig.until(rig.checkpointed(shard_id, seq(record)))
+    assert metrics.total("trimmed") == 0
+    return alarms(caplog)
+
+
 async def test_a_checkpointed_shard_the_stream_no_longer_lists_raises_the_alarm(
     rig: Rig, new_metrics: Callable[[], Metrics], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -48,6 +62,8 @@ async def test_a_checkpointed_shard_the_stream_no_longer_lists_raises_the_alarm(
     assert SHARD in alarm and seq(first[-1]) in alarm and "no longer lists" in alarm
     assert "verify --repair" in alarm
     assert {k[0][2] for k in rig.writers[EU].state()} == {"k0", "k1", "k2", "later"}
+    # Raised once: the gone shard's checkpoint was deleted, so no later start repeats it.
+    assert await alarms_of_another_start(rig, new_metrics(), caplog, "shard-0001") == []
 
 
 async def test_a_checkpoint_older_than_the_stream_retention_raises_the_alarm(
@@ -104,6 +120,7 @@ async def test_a_stream_re_enabled_under_a_new_arn_alarms_and_its_old_checkpoint
     assert metrics.total("trimmed") == 1
     [alarm] = alarms(caplog)
     assert "new ARN" in alarm and old.arn in alarm and new.arn in alarm
+    assert await alarms_of_another_start(rig, new_metrics(), caplog, SHARD) == []
 
 
 async def test_the_dlq_entry_of_a_coalesced_run_keeps_its_recreate_flag(
