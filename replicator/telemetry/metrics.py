@@ -156,14 +156,21 @@ class Metrics(Figures):
         checkpoint: str | None = None,
         ended: bool | None = None,
     ) -> None:
+        key = (source_table, shard_id, target)
         with self.lock:
-            state = self.shards.setdefault((source_table, shard_id, target), ShardState())
+            state = self.shards.setdefault(key, ShardState())
             if reading is not None:
                 state.reading = reading
             if checkpoint is not None:
                 state.checkpoint = checkpoint
             if ended is not None:
                 state.ended = ended
+            if state.ended and not state.reading:
+                # Read to its end: history. Dropped, so that the status and the series of a
+                # long-running process do not grow with every shard rollover.
+                del self.shards[key]
+                if not any(k[:2] == key[:2] for k in self.shards):
+                    self.iterator_ages.pop((source_table, shard_id), None)
 
     def lease(self, source_table: str, state: LeaseState, holder: str) -> None:
         self.leases.report(source_table, state, holder)

@@ -336,6 +336,8 @@ async def test_children_are_read_only_after_the_parent_is_applied_and_checkpoint
         state = rig.writers[target].state()
         assert versions(state) == {"a": (3, False), "b": (2, False), "c": (1, False)}
         assert state == rig.expected(parent + children, target)
+    # The parent, read to its end, is history: the status lists only the shards still open.
+    assert {s["shard_id"] for s in metrics.status()["shards"]} == {"child-1", "child-2"}
 
 
 # -- 2. expired iterators ---------------------------------------------------------------
