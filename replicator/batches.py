@@ -77,11 +77,6 @@ def created_at(record: dict[str, Any]) -> float | None:
         return None
 
 
-def sequence_of(record: dict[str, Any]) -> str:
-    body = record.get("dynamodb")
-    return str(body.get("SequenceNumber", "")) if isinstance(body, dict) else ""
-
-
 def not_yet_applied(sequence: str, done: str) -> bool:
     # A record without a sequence number cannot have been checkpointed: keep it.
     return not sequence or pad_seq(sequence) > done

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from replicator.apply.applier import ChangeWriter, DeadLetterSink
 from replicator.aws import Clients
-from replicator.batches import Dead, decode, for_target, sequence_of
+from replicator.batches import Dead, decode, for_target
 from replicator.checkpoint import TargetRef
 from replicator.config import Config, Pair, load_config
 from replicator.dlq import DeadLetterQueue
@@ -42,7 +42,7 @@ from replicator.lambda_batch import Invocation, InvocationDeadLetters, Invocatio
 from replicator.lambda_event import StreamBatch, is_scheduled, stream_batch
 from replicator.lambda_metrics import EmfMetrics
 from replicator.models import Change, Meta
-from replicator.records import coalesce
+from replicator.records import coalesce, sequence_of
 from replicator.retry import RetryPolicy
 from replicator.service import applier_for, meta_for, target_writer
 from replicator.startup import heartbeat_writers, targets_of

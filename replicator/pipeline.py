@@ -25,13 +25,12 @@ from replicator.batches import (
     for_target,
     merge_waiting,
     not_yet_applied,
-    sequence_of,
 )
 from replicator.checkpoint import Checkpoint, CheckpointStore, TargetRef
 from replicator.commits import CHECKPOINT_INTERVAL_SECONDS, LaneCommits, Window
 from replicator.errors import ShutdownInterrupted
 from replicator.models import Meta, Outcome, pad_seq
-from replicator.records import coalesce
+from replicator.records import coalesce, sequence_of
 from replicator.retry import RETRY_BACKOFF, RetryPolicy
 from replicator.stream.lineage import lineage_order, ready_shards
 from replicator.stream.loss import losses, unreadable

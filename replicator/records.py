@@ -144,3 +144,9 @@ def coalesce(changes: Iterable[Change]) -> dict[ItemKey, list[Change]]:
             )
         run[-1] = survivor
     return per_key
+
+
+def sequence_of(record: dict[str, Any]) -> str:
+    """A stream record's SequenceNumber as the stream spells it; "" when it has none."""
+    body = record.get("dynamodb")
+    return str(body.get("SequenceNumber", "")) if isinstance(body, dict) else ""

@@ -29,6 +29,7 @@ from replicator.errors import (
     ThrottledError,
     TrimmedDataError,
 )
+from replicator.records import sequence_of
 from replicator.retry import RETRY_BACKOFF, RetryPolicy, Wait
 from replicator.stream.source import MAX_RECORDS_PER_CALL, Page, StreamSource
 
@@ -198,6 +199,11 @@ class ShardReader:
     def _advance(self, records: list[dict[str, Any]]) -> None:
         # A duplicated range may be older than what was delivered: never move backwards.
         # The stream's own spelling is kept: it goes back to AFTER_SEQUENCE_NUMBER as is.
-        newest = max((str(r["dynamodb"]["SequenceNumber"]) for r in records), key=int)
+        # A record without a number (never seen from DynamoDB) moves nothing here; the
+        # decoder dead-letters it as "unsequenced".
+        numbers = [n for r in records if (n := sequence_of(r)).isdigit()]
+        if not numbers:
+            return
+        newest = max(numbers, key=int)
         if self._position is None or int(newest) > int(self._position):
             self._position = newest

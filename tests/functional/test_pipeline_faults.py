@@ -340,6 +340,21 @@ async def test_children_are_read_only_after_the_parent_is_applied_and_checkpoint
     assert {s["shard_id"] for s in metrics.status()["shards"]} == {"child-1", "child-2"}
 
 
+@pytest.mark.timeout(30)
+async def test_a_record_without_a_sequence_number_is_dead_lettered_and_the_shard_read_on(
+    rig: Rig, metrics: Metrics
+) -> None:
+    stream = rig.stream
+    stored = stream.insert(key("odd"), {"version": 1})
+    del stored["dynamodb"]["SequenceNumber"]  # the stored copy: served as it is now
+    later = stream.insert(key("later"), {"version": 1})
+    async with rig.running(rig.pipeline(metrics)):
+        await rig.until(rig.checkpointed(SHARD, seq(later)))
+    [entry] = rig.dlq.entries
+    assert "SequenceNumber" in entry.reason
+    assert versions(rig.writers[EU].state()) == {"later": (1, False)}
+
+
 # -- 2. expired iterators ---------------------------------------------------------------
 
 
