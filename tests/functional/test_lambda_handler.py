@@ -165,7 +165,7 @@ async def test_a_context_with_200_ms_left_starts_no_write_and_reports_the_batch(
         if attempts_when_short:
             return function(event, context)
         response = function(event, Context(timeout_seconds=0.2))
-        attempts_when_short.append(seams[0].attempts)
+        attempts_when_short.append(sum(seam.attempts for seam in seams))  # writers may not exist
         return response
 
     driver = rig.driver([short_then_normal], Mapping(batch_size=100))
