@@ -323,6 +323,11 @@ def load_config(path: str | Path) -> Config:
         ) from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    except RecursionError:
+        raise ConfigError(
+            f"{source}: nested too deeply to read — replicator.yaml is a few levels deep "
+            f"({EXAMPLE})"
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(top level)"

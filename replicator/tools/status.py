@@ -37,9 +37,14 @@ def status_url(web: WebConfig, url: str | None = None) -> str:
     """The status endpoint: ``url`` (base URL or full) if given, else from the web config."""
     if url is None:
         return base_url(web.host, web.port) + STATUS_PATH
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"--url: {url!r} is not an http:// URL — use e.g. http://127.0.0.1:9464")
+    problem = ConfigError(f"--url: {url!r} is not an http:// URL — use e.g. http://127.0.0.1:9464")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port out of range or not a number
+    except ValueError:  # e.g. "http://[::1" (an unclosed IPv6 bracket)
+        raise problem from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise problem
     if parts.path.rstrip("/").endswith(STATUS_PATH):
         return url
     return url.rstrip("/") + STATUS_PATH

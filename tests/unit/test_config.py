@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from replicator.config import Config, Pair, Target, load_config, parse_config
+from replicator.config import Config, Pair, Target, WebConfig, load_config, parse_config
 from replicator.errors import ConfigError
 from replicator.models import Mode
+from replicator.tools.status import status_url
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "replicator.yaml"
 
@@ -183,6 +184,11 @@ BAD_CONFIGS = [
         with_pair(tombstone_ttl="24h"),
         "pairs[0].tombstone_ttl: 24h = 86400 s is not longer than the 24 h stream retention",
         id="tombstone-ttl-exactly-retention",
+    ),
+    pytest.param(
+        "source_region: " + "[" * 5000 + "]" * 5000 + "\n",
+        "replicator.yaml: nested too deeply to read",
+        id="nested-too-deeply",
     ),
     pytest.param(
         with_pair(tombstone_ttl="40000d"),
@@ -427,3 +433,9 @@ def test_lease_defaults_and_a_write_timeout_that_leaves_no_time_to_renew(tmp_pat
     assert "lease.write_timeout_seconds" in message
     assert "more than half of duration_seconds 4 s" in message
     assert "raise lease.duration_seconds" in message
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999", "ftp://host", "x"])
+def test_a_bad_status_url_is_one_line_naming_the_option(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"^--url: .* is not an http:// URL — use e\.g\. http"):
+        status_url(WebConfig(), url)
