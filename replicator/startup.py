@@ -19,7 +19,7 @@ from replicator.apply.limit import ceiling_of
 from replicator.aws import Clients
 from replicator.checkpoint import TargetRef
 from replicator.config import Config, Pair
-from replicator.errors import ReplicatorError
+from replicator.errors import ConfigError, ReplicatorError
 from replicator.json_client import JsonClient
 from replicator.models import Mode
 from replicator.retry import RetryObserver, RetryPolicy
@@ -89,10 +89,20 @@ async def prepare_here(
         ensure_table(home, config.dlq_table, CONTROL_KEY, retry=retry),
         *(describe(home, table, retry=retry) for table in sources),
     )
-    return {
+    described = {
         table: check_table(description, table, config.source_region, stream=True)
         for table, description in zip(sources, answers[2:], strict=True)
     }
+    prefix = config.metadata_prefix
+    for table, description in described.items():
+        for name, _, _ in key_schema_of(description):
+            if name.startswith(prefix):  # stripped from every item: all would be refused
+                raise ConfigError(
+                    f"table {table}'s key attribute {name!r} starts with metadata_prefix "
+                    f"{prefix!r}, and metadata is not copied — set metadata_prefix to a "
+                    "prefix no attribute of yours starts with (default _rep_)"
+                )
+    return described
 
 
 async def write_client(

@@ -127,3 +127,26 @@ async def test_regions_down_at_start_up_are_waited_out_and_stop_still_ends_it_pr
         async with asyncio.timeout(5):
             await service  # returns: a stop during start-up is not an error
         metrics.shutdown()
+
+
+@pytest.mark.timeout(60)
+async def test_a_key_attribute_under_the_metadata_prefix_is_refused_at_start_up(
+    endpoints: dict[str, str], unique_name: str, tmp_path: Path
+) -> None:
+    path = write_config(tmp_path / "r.yaml", endpoints, unique_name)
+    path.write_text(path.read_text() + "metadata_prefix: _\n")
+    config = load_config(path)
+    clients = Clients(config.endpoints)
+    metrics = metrics_for(config)
+    key = [("_id", "HASH", "S")]  # every item would lose its key on the way
+    try:
+        await ensure_table(await clients.get("dynamodb", SOURCE), unique_name, key, stream=True)
+        await ensure_table(await clients.get("dynamodb", TARGET), unique_name, key)
+        with pytest.raises(ConfigError) as raised:
+            await build_pipelines(config, clients, metrics=metrics, stop=asyncio.Event())
+    finally:
+        await clients.aclose()
+        metrics.shutdown()
+    assert f"table {unique_name}'s key attribute '_id' starts with metadata_prefix '_'" in str(
+        raised.value
+    )
