@@ -144,6 +144,11 @@ class FakeStream:
         log.listed = False
         log.trimmed = len(log.records)
 
+    def vanish(self, shard_id: str) -> None:
+        """The shard aged out right after it was listed: every call about it is refused
+        with ``ResourceNotFound`` from now on, as DynamoDB refuses an unknown shard."""
+        del self._logs[shard_id]
+
     def expire_iterators(self) -> None:
         """Every iterator handed out so far now raises ``ExpiredIteratorError``."""
         self._epoch += 1

@@ -25,6 +25,7 @@ from replicator.backoff import Backoff, pause
 from replicator.errors import (
     AwsError,
     ExpiredIteratorError,
+    ResourceNotFound,
     ShutdownInterrupted,
     ThrottledError,
     TrimmedDataError,
@@ -141,6 +142,14 @@ class ShardReader:
                 if delay > 0 and await self._wait(delay, self._stop):
                     return
                 continue
+            except ResourceNotFound as exc:
+                # Listed, then aged out (24 h) before it was read: what it held is gone.
+                # The loss is alarmed and the shard ends, so its children are read.
+                detail = f"the shard no longer exists ({exc}) after {self._position or 'none'}"
+                self._hooks.on_trimmed(self.shard_id, detail)
+                log.error("shard %s: %s; its unread records are lost", self.shard_id, detail)
+                yield Batch(self.shard_id, [], None, True)
+                return
             if self._stop.is_set():
                 # Not yielded, so never checkpointed: a restart reads these records again.
                 return

@@ -66,6 +66,25 @@ async def test_a_checkpointed_shard_the_stream_no_longer_lists_raises_the_alarm(
     assert await alarms_of_another_start(rig, new_metrics(), caplog, "shard-0001") == []
 
 
+async def test_a_shard_gone_between_listing_and_reading_alarms_and_its_children_are_read(
+    rig: Rig, metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = rig.stream
+    stream.insert(key("lost"), {"version": 1})
+    stream.split(SHARD, ["shard-0001"])
+    later = stream.insert(key("later"), {"version": 1}, shard_id="shard-0001")
+    stream.before_get_records = lambda call: stream.vanish(SHARD) if call == 1 else None
+    with caplog.at_level(logging.ERROR, logger="replicator"):
+        async with rig.running(rig.pipeline(metrics)):
+            await rig.until(rig.checkpointed("shard-0001", seq(later)))
+
+    assert metrics.total("trimmed") == 1
+    assert any(
+        SHARD in r.getMessage() and "no longer exists" in r.getMessage() for r in caplog.records
+    )
+    assert {k[0][2] for k in rig.writers[EU].state()} == {"later"}
+
+
 async def test_a_checkpoint_older_than_the_stream_retention_raises_the_alarm(
     rig: Rig, new_metrics: Callable[[], Metrics], caplog: pytest.LogCaptureFixture
 ) -> None:
