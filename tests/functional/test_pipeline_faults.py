@@ -634,7 +634,9 @@ async def test_checkpoints_are_saved_at_most_once_per_interval_and_the_last_at_s
         for i in range(5):  # one batch each
             records.append(stream.insert(key(f"k{i}"), {"version": 1}))
             await rig.until(lambda: len(writer.writes) == len(records))
-        # The first batch's checkpoint is saved; the next ones wait for the interval.
+        # The first batch's checkpoint is saved (its put may land after the later writes);
+        # the next ones wait for the interval.
+        await rig.until(lambda: bool(rig.checkpoints.saved))
         assert [c.sequence_number for c in rig.checkpoints.saved] == [seq(records[0])]
         pipeline.stop.set()
         async with asyncio.timeout(STOP_TIMEOUT):
