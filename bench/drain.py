@@ -35,8 +35,9 @@ DRAIN_GOAL = Goal(">=", 0.85, "x ceiling")
 READ_GOAL = Goal(">=", 0.9, "x GetRecords")
 NAIVE_GOAL = Goal(">=", 25, "x naive")
 DEFAULT_CONCURRENCY: int | Literal["auto"] = Pair.model_fields["max_concurrency"].default
-# A raw ceiling under this share of RAW_CONCURRENCY / RTT: the target was the limit.
-TARGET_BOUND_SHARE = 0.5
+# A raw ceiling under this share of what its writers' round trips allow (RAW_CONCURRENCY /
+# RTT): the target's CPU, not the round trip, held them back.
+TARGET_BOUND_SHARE = 0.85
 # Outcomes of distinct records; a redelivered one is a ``duplicate`` and is not counted.
 SETTLED = ("applied", "superseded", "dead_lettered")
 POLL_SECONDS = 0.1
@@ -59,12 +60,16 @@ def _unreachable(ceiling_over_naive: float) -> str:
 def read_unreachable(ceiling: float, drained: float, read_rate: float, *, rtt: float) -> str:
     """Why the drain cannot reach READ_GOAL of the source's GetRecords rate, or "".
 
-    The raw ceiling bounds the target only where the target, not the round trip, held
-    the raw writers back (moto's CPU); the stub answers at once, and there the
-    pipeline's adaptive concurrency goes past the raw client's fixed writers.
+    The target bounds the drain when the raw writers fell short of what their round trips
+    allow (moto's CPU held them back) and the pipeline, adaptive concurrency and all, got
+    no more out of it than they did. The stub answers at once: there the pipeline goes
+    far past the raw client's fixed writers.
     """
     target = max(ceiling, drained)  # the target took at least what the pipeline wrote
-    if ceiling >= TARGET_BOUND_SHARE * RAW_CONCURRENCY / rtt or READ_GOAL.met(target / read_rate):
+    if READ_GOAL.met(target / read_rate):
+        return ""
+    held_back = ceiling < TARGET_BOUND_SHARE * RAW_CONCURRENCY / rtt
+    if not held_back or drained * DRAIN_GOAL.value > ceiling:
         return ""
     return (
         f"the target takes at most {target:,.0f} writes/s, {target / read_rate:.2f}x moto's "

@@ -38,6 +38,11 @@ def test_goal_2_is_unreachable_only_when_the_target_itself_bounds_the_drain() ->
     assert read_unreachable(337.0, 1362.0, 1762.0, rtt=0.08) == ""
     # A slow target that still outruns the source.
     assert read_unreachable(190.0, 190.0, 200.0, rtt=0.08) == ""
+    # moto's target after its writes were made atomic: 232 of the 400 writes/s 32 writers
+    # allow at 80 ms, and the pipeline got 240: the target still bounds it.
+    assert "0.13x moto's GetRecords" in read_unreachable(232.0, 240.0, 1815.0, rtt=0.08)
+    # Raw writers held back, but the pipeline went far past them: not the target's limit.
+    assert read_unreachable(232.0, 1200.0, 1815.0, rtt=0.08) == ""
 
 
 def test_goal_3_is_unreachable_only_when_the_targets_own_ceiling_is_below_it() -> None:
