@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,7 +21,7 @@ from replicator import lambda_handler
 from replicator.dlq import decode_record
 from replicator.lambda_batch import WRITE_ATTEMPTS
 from replicator.models import item_key
-from tests.esm_driver import Context, Mapping
+from tests.esm_driver import Context, Invocation, Mapping
 from tests.lambda_rig import US, FailingWrites, RefusedKey, Rig, Unanswered, config_for, lambda_rig
 
 pytestmark = pytest.mark.timeout(90)
@@ -70,6 +70,29 @@ async def mixed_workload(rig: Rig, keys: int) -> None:
 
 def failures(response: Any) -> list[str]:
     return [f["itemIdentifier"] for f in response["batchItemFailures"]]
+
+
+async def deliver_with_a_short_first_call(
+    rig: Rig, function: Any, seconds: float, then: Callable[[], None] = lambda: None
+) -> tuple[int, Invocation, Invocation]:
+    """Drain the stream: the first invocation gets ``seconds`` of the function's time and
+    ``then()`` runs after it (a fault heals); later ones get the driver's. Returns the time
+    left when the short one answered (ms), it, and the retry of its batch."""
+    left_ms: list[int] = []
+
+    def short_then_normal(event: dict[str, Any], context: Any) -> Any:
+        if left_ms:
+            return function(event, context)
+        short = Context(timeout_seconds=seconds)
+        response = function(event, short)
+        left_ms.append(short.get_remaining_time_in_millis())
+        then()
+        return response
+
+    driver = rig.driver([short_then_normal], Mapping(batch_size=100))
+    await driver.drain()
+    short, retry = driver.invocations
+    return left_ms[0], short, retry
 
 
 async def test_mixed_workload_through_the_handler_leaves_no_difference(
@@ -161,17 +184,11 @@ async def test_a_context_with_200_ms_left_starts_no_write_and_reports_the_batch(
     function = rig.function(writer_seam=counting)
     attempts_when_short: list[int] = []
 
-    def short_then_normal(event: dict[str, Any], context: Any) -> Any:
-        if attempts_when_short:
-            return function(event, context)
-        response = function(event, Context(timeout_seconds=0.2))
-        attempts_when_short.append(sum(seam.attempts for seam in seams))  # writers may not exist
-        return response
+    def count() -> None:  # the writers may not even exist yet
+        attempts_when_short.append(sum(seam.attempts for seam in seams))
 
-    driver = rig.driver([short_then_normal], Mapping(batch_size=100))
-    await driver.drain()
+    _, short, retry = await deliver_with_a_short_first_call(rig, function, 0.2, count)
 
-    short, retry = driver.invocations
     assert failures(short.response) == [short.sequence_numbers[0]]
     assert attempts_when_short == [0]  # not one write started
     assert retry.sequence_numbers == short.sequence_numbers
@@ -191,22 +208,13 @@ async def test_a_write_left_unanswered_is_cancelled_and_reported_before_the_time
         return seams[-1]
 
     function = rig.function(writer_seam=unanswered)
-    left_ms: list[int] = []
 
-    def short_then_normal(event: dict[str, Any], context: Any) -> Any:
-        if left_ms:
-            return function(event, context)
-        short = Context(timeout_seconds=2.5)
-        response = function(event, short)
-        left_ms.append(short.get_remaining_time_in_millis())
+    def answer() -> None:
         seams[0].hanging = False
-        return response
 
-    driver = rig.driver([short_then_normal], Mapping(batch_size=100))
-    await driver.drain()
+    left_ms, short, retry = await deliver_with_a_short_first_call(rig, function, 2.5, answer)
 
-    short, retry = driver.invocations
-    assert left_ms[0] > 0  # answered before its timeout, not after the attempt's 10 s
+    assert left_ms > 0  # answered before its timeout, not after the attempt's 10 s
     assert failures(short.response) == [short.sequence_numbers[0]]
     assert failures(retry.response) == []
     assert await rig.differences() == []
@@ -222,22 +230,11 @@ async def test_a_cold_start_whose_source_does_not_answer_reports_the_batch_in_ti
     async with FaultProxy((source.hostname, source.port), faults=Faults(blackhole=True)) as proxy:
         # Its first call checks the DLQ table in the source region, which answers nothing.
         function = rig.function(config=config_for({**endpoints, US: proxy.url}, rig.table))
-        left_ms: list[int] = []
+        left_ms, short, retry = await deliver_with_a_short_first_call(
+            rig, function, 2.5, proxy.faults.heal
+        )
 
-        def short_then_normal(event: dict[str, Any], context: Any) -> Any:
-            if left_ms:
-                return function(event, context)
-            short = Context(timeout_seconds=2.5)
-            response = function(event, short)
-            left_ms.append(short.get_remaining_time_in_millis())
-            proxy.faults.heal()
-            return response
-
-        driver = rig.driver([short_then_normal], Mapping(batch_size=100))
-        await driver.drain()
-
-    short, retry = driver.invocations
-    assert left_ms[0] > 0  # answered before its timeout
+    assert left_ms > 0  # answered before its timeout
     assert failures(short.response) == [short.sequence_numbers[0]]
     assert failures(retry.response) == []
     assert await rig.differences() == []

@@ -55,6 +55,8 @@ SHARD = "shard-0000"
 TINY = Backoff(base=0.001, cap=0.005)
 STOP_TIMEOUT = 5.0
 
+THROTTLED = ThrottledError("slow down", code="ProvisionedThroughputExceededException")
+
 
 class ScriptedStream(FakeStream):
     """A FakeStream that runs ``before_get_records(n)`` before its n-th GetRecords call
@@ -423,8 +425,7 @@ async def test_throttled_writes_are_retried_counted_and_all_applied(
     stream = rig.stream
     records = [stream.insert(key(f"k{i}"), {"version": i + 1}) for i in range(6)]
     writer = rig.writer(EU)
-    throttled = ThrottledError("slow down", code="ProvisionedThroughputExceededException")
-    writer.fail_next(throttled, times=7)
+    writer.fail_next(THROTTLED, times=7)
     async with rig.running(rig.pipeline(metrics)):
         await rig.until(rig.checkpointed(SHARD, seq(records[-1])))
 
@@ -441,8 +442,7 @@ async def test_the_write_rate_cap_holds_for_retried_attempts_too(
     stream = rig.stream
     records = [stream.insert(key(f"k{i}"), {"version": 1}) for i in range(12)]
     writer = rig.writer(EU)
-    throttled = ThrottledError("slow down", code="ProvisionedThroughputExceededException")
-    writer.fail_next(throttled, times=12)  # the target refuses as many writes as it takes
+    writer.fail_next(THROTTLED, times=12)  # the target refuses as many writes as it takes
     cap = 8
     async with rig.running(rig.pipeline(metrics, max_writes_per_second=cap)):
         await rig.until(rig.checkpointed(SHARD, seq(records[-1])), within=15)
@@ -462,7 +462,7 @@ async def test_a_throttling_target_shrinks_the_adaptive_limit_and_every_write_st
     stream = rig.stream
     records = [stream.insert(key(f"k{i}"), {"version": 1}) for i in range(40)]
     writer = rig.writer(EU)
-    writer.fail_all(ThrottledError("slow down", code="ProvisionedThroughputExceededException"))
+    writer.fail_all(THROTTLED)
     pipeline = rig.pipeline(metrics, max_concurrency="auto")
     (applier,) = pipeline.appliers
     assert applier.limit.limit == INITIAL_LIMIT

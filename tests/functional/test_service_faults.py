@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from replicator.aws import Clients
-from replicator.config import load_config
+from replicator.config import Config, load_config
 from replicator.demo.embedded import free_port
 from replicator.demo.loadgen import LoadGenerator
 from replicator.errors import ConfigError
@@ -20,6 +20,27 @@ from tests.faulty import FaultyEndpoint
 from tests.functional.test_lag import scraped
 
 KEYED_PK_SK = [("pk", "HASH", "S"), ("sk", "RANGE", "N")]
+
+
+async def start_up_refusal(
+    config: Config,
+    table: str,
+    source_key: list[tuple[str, str, str]],
+    target_key: list[tuple[str, str, str]],
+) -> str:
+    """The ConfigError start-up raises for ``table`` keyed so in the source and the target."""
+    clients = Clients(config.endpoints)
+    metrics = metrics_for(config)
+    try:
+        source = await clients.get("dynamodb", SOURCE)
+        await ensure_table(source, table, source_key, stream=True)
+        await ensure_table(await clients.get("dynamodb", TARGET), table, target_key)
+        with pytest.raises(ConfigError) as raised:
+            await build_pipelines(config, clients, metrics=metrics, stop=asyncio.Event())
+    finally:
+        await clients.aclose()
+        metrics.shutdown()
+    return str(raised.value)
 
 
 @pytest.mark.timeout(60)
@@ -41,18 +62,7 @@ async def test_a_target_keyed_otherwise_than_its_source_is_refused_at_start_up(
     spelled: str,
 ) -> None:
     config = load_config(write_config(tmp_path / "r.yaml", endpoints, unique_name))
-    clients = Clients(config.endpoints)
-    metrics = metrics_for(config)
-    try:
-        source = await clients.get("dynamodb", SOURCE)
-        await ensure_table(source, unique_name, KEYED_PK_SK, stream=True)
-        await ensure_table(await clients.get("dynamodb", TARGET), unique_name, target_key)
-        with pytest.raises(ConfigError) as raised:
-            await build_pipelines(config, clients, metrics=metrics, stop=asyncio.Event())
-    finally:
-        await clients.aclose()
-        metrics.shutdown()
-    message = str(raised.value)
+    message = await start_up_refusal(config, unique_name, KEYED_PK_SK, target_key)
     assert f"table {unique_name} in {TARGET} is keyed {spelled}" in message
     assert "its source is keyed (pk S HASH, sk N RANGE)" in message
     assert "create the target with the source's key schema" in message
@@ -135,18 +145,6 @@ async def test_a_key_attribute_under_the_metadata_prefix_is_refused_at_start_up(
 ) -> None:
     path = write_config(tmp_path / "r.yaml", endpoints, unique_name)
     path.write_text(path.read_text() + "metadata_prefix: _\n")
-    config = load_config(path)
-    clients = Clients(config.endpoints)
-    metrics = metrics_for(config)
     key = [("_id", "HASH", "S")]  # every item would lose its key on the way
-    try:
-        await ensure_table(await clients.get("dynamodb", SOURCE), unique_name, key, stream=True)
-        await ensure_table(await clients.get("dynamodb", TARGET), unique_name, key)
-        with pytest.raises(ConfigError) as raised:
-            await build_pipelines(config, clients, metrics=metrics, stop=asyncio.Event())
-    finally:
-        await clients.aclose()
-        metrics.shutdown()
-    assert f"table {unique_name}'s key attribute '_id' starts with metadata_prefix '_'" in str(
-        raised.value
-    )
+    message = await start_up_refusal(load_config(path), unique_name, key, key)
+    assert f"table {unique_name}'s key attribute '_id' starts with metadata_prefix '_'" in message
