@@ -196,10 +196,14 @@ async def test_prometheus_scrapes_replication_lag_from_replicator_run(
         clients = Clients(config.endpoints)
         stack.push_async_callback(clients.aclose)
         async with writing_to_source(clients, unique_name) as written:
+
+            async def writing() -> bool:  # the heartbeat alone would satisfy the waits below
+                return written[0] > 0
+
+            await wait_until(writing, within=60, what="the test's writes to reach the source")
             await wait_until(lag_counted, within=60, what="a lag observation in Prometheus")
             await wait_until(p99_known, within=60, what="a finite p99 lag from Prometheus")
             await wait_until(applied_rate_known, within=60, what="a rate of applied records")
-        assert written[0] > 0
 
         (p99,) = await api.values(LAG_P99)
         assert 0 < p99 < 60, "lag between local moto servers is well under a minute"
