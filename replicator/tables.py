@@ -10,10 +10,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from replicator.aws import error_code, region_of
-from replicator.errors import ConfigError, ResourceNotFound
+from replicator.backoff import pause
+from replicator.errors import ConfigError, ResourceNotFound, ShutdownInterrupted
 from replicator.retry import RetryPolicy
 
 ACTIVE_TIMEOUT_SECONDS = 120.0
+ACTIVE_POLL_SECONDS = 0.2
 
 
 async def describe(
@@ -35,12 +37,16 @@ async def describe(
 
 
 async def wait_active(client: Any, table: str, *, retry: RetryPolicy | None = None) -> None:
+    """Until ``table`` is ACTIVE; the retry policy's ``stop`` (SIGTERM) ends the waiting."""
+    policy = retry or RetryPolicy()
+    stop = policy.stop or asyncio.Event()
     deadline = time.monotonic() + ACTIVE_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        description = await describe(client, table, retry=retry)
+        description = await describe(client, table, retry=policy)
         if description and description.get("TableStatus") == "ACTIVE":
             return
-        await asyncio.sleep(0.2)
+        if await pause(ACTIVE_POLL_SECONDS, stop):
+            raise ShutdownInterrupted(f"stopped while table {table} was not yet ACTIVE")
     raise ResourceNotFound(f"table {table} did not become ACTIVE in {ACTIVE_TIMEOUT_SECONDS:.0f} s")
 
 
