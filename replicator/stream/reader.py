@@ -145,7 +145,8 @@ class ShardReader:
             except ResourceNotFound as exc:
                 # Listed, then aged out (24 h) before it was read: what it held is gone.
                 # The loss is alarmed and the shard ends, so its children are read.
-                detail = f"the shard no longer exists ({exc}) after {self._position or 'none'}"
+                where = self._position or "TRIM_HORIZON"
+                detail = f"the shard no longer exists ({exc}), read up to {where}"
                 self._hooks.on_trimmed(self.shard_id, detail)
                 log.error("shard %s: %s; its unread records are lost", self.shard_id, detail)
                 yield Batch(self.shard_id, [], None, True)

@@ -66,6 +66,32 @@ async def test_a_checkpointed_shard_the_stream_no_longer_lists_raises_the_alarm(
     assert await alarms_of_another_start(rig, new_metrics(), caplog, "shard-0001") == []
 
 
+async def test_a_role_without_delete_rights_still_replicates_and_says_why_the_alarm_repeats(
+    rig: Rig, new_metrics: Callable[[], Metrics], caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = rig.stream
+    first = stream.insert(key("k0"), {"version": 1})
+    async with rig.running(rig.pipeline(new_metrics())):
+        await rig.until(rig.checkpointed(SHARD, seq(first)))
+    stream.open_shard("shard-0001", parent_id=SHARD)
+    stream.drop_shard(SHARD)
+    later = stream.insert(key("later"), {"version": 1}, shard_id="shard-0001")
+
+    rig.restart_checkpoints()
+    refused = AwsError("AccessDeniedException: not authorized", code="AccessDeniedException")
+
+    async def forget(*_: object) -> None:  # an IAM role from before DeleteItem was granted
+        raise refused
+
+    rig.checkpoints.forget = forget  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="replicator"):
+        async with rig.running(rig.pipeline(new_metrics())):
+            await rig.until(rig.checkpointed("shard-0001", seq(later)))
+
+    [warning] = [r.getMessage() for r in caplog.records if "not deleted" in r.getMessage()]
+    assert "AccessDeniedException" in warning and "dynamodb:DeleteItem" in warning
+
+
 async def test_a_shard_gone_between_listing_and_reading_alarms_and_its_children_are_read(
     rig: Rig, metrics: Metrics, caplog: pytest.LogCaptureFixture
 ) -> None:
