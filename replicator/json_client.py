@@ -150,7 +150,13 @@ class JsonClient:
             {**headers, **self._agent}, body, guard=self._guard or send_guard.get()
         )
         if status == 200:
-            answer: dict[str, Any] = json.loads(answer_body)
+            try:
+                answer: dict[str, Any] = json.loads(answer_body)
+            except ValueError:
+                # Cut short or mangled on the way (a proxy): a transport fault, not ours.
+                raise ConnectionError(
+                    f"{operation}: a 200 answer that is not JSON: {answer_body[:80]!r}"
+                ) from None
             return answer
         error = client_error(status, answer_body, operation)
         if error.response["Error"]["Code"] == EXPIRED_TOKEN:

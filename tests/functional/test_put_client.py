@@ -136,6 +136,22 @@ async def test_error_answers_are_classified_like_botocore_errors(
     assert (error.code, error.retryable) == (code, retryable)
 
 
+async def test_a_200_answer_that_is_not_json_is_a_retryable_connection_fault(
+    scripted: tuple[list[tuple[int, bytes]], str],
+) -> None:
+    answers, endpoint = scripted
+    answers.append((200, b"<html>a proxy's page</html>"))
+    clients = Clients({REGION: endpoint})
+    try:
+        put = await clients.put_client(REGION)
+        with pytest.raises(ConnectionError) as raised:
+            await put.put_item(TableName="t", Item={"pk": {"S": "k"}})
+    finally:
+        await clients.aclose()
+    error = classify(raised.value)
+    assert (error.code, error.retryable) == ("Connection", True)
+
+
 async def test_a_guard_is_asked_as_the_request_is_sent_and_a_refusal_writes_nothing(
     clients: Clients, unique_name: str
 ) -> None:
