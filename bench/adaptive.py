@@ -25,9 +25,9 @@ from bench.fakes import META, TARGET, GeneratedStream, memory_pipeline
 from bench.results import Goal, Result
 from bench.ui import progress
 from replicator.apply.writer import ConditionalWriter
-from replicator.aws import Clients
+from replicator.aws.factory import Clients
 from replicator.models import Change, Mode, Outcome
-from replicator.service import tune_gc
+from replicator.service.run import tune_gc
 from replicator.telemetry.metrics import Metrics
 
 DRAIN = "8 drain, default config"

@@ -19,7 +19,7 @@ from bench.env import SOURCE_REGION, TARGET_REGION, Backend, create_table
 from bench.fakes import META, item_image
 from bench.ui import progress
 from replicator.apply.condition import build_condition
-from replicator.aws import Clients
+from replicator.aws.factory import Clients
 from replicator.models import Incoming, Mode, pad_seq
 
 # The raw ceiling's writers (and bench 6's paths): a fixed count, the pipeline's default

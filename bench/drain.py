@@ -24,9 +24,9 @@ from bench.naive import first_records, naive_handler_rate
 from bench.reads import CpuMeter, TimedSource, cpu_note
 from bench.results import Goal, Result
 from bench.ui import progress
-from replicator.aws import Clients
-from replicator.config import Config, HeartbeatConfig, Pair, Target, WebConfig
-from replicator.service import build_pipelines, tune_gc
+from replicator.aws.factory import Clients
+from replicator.config.schema import Config, HeartbeatConfig, Pair, Target, WebConfig
+from replicator.service.run import build_pipelines, tune_gc
 from replicator.telemetry.metrics import Metrics
 
 DRAIN = "2 drain rate"

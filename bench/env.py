@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from replicator.apply.limit import AUTO_CEILING
+from replicator.aws.http_pool import AUTO_CEILING
+from replicator.aws.tables import ensure_table, wait_active
 from replicator.demo.embedded import embedded_backend, embedded_credentials
-from replicator.tables import ensure_table, wait_active
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_REGION = "us-east-1"

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from replicator.apply.applier import TargetApplier
-from replicator.checkpoint import Checkpoint, CheckpointStore, TargetRef
-from replicator.models import Change, Meta, Outcome
-from replicator.pipeline import PairPipeline
+from replicator.models import Change, Checkpoint, Meta, Outcome, TargetRef
+from replicator.pipeline.checkpoint import CheckpointStore
+from replicator.pipeline.pair import PairPipeline
 from replicator.stream.fake import FIRST_SEQUENCE, FakeStream
 from replicator.stream.source import MAX_RECORDS_PER_CALL, Page, Shard
 from replicator.telemetry.metrics import Metrics

@@ -22,12 +22,12 @@ from bench.drain import DEFAULT_CONCURRENCY, drain_config
 from bench.env import ROOT, SOURCE_REGION, TARGET_REGION, Backend
 from bench.results import Goal, Result
 from bench.ui import progress
-from replicator.aws import Clients
-from replicator.backoff import pause
-from replicator.checkpoint import TargetRef
-from replicator.config import HeartbeatConfig
-from replicator.service import build_pipelines, sample_history, tune_gc
-from replicator.startup import heartbeat_writers
+from replicator.aws.backoff import pause
+from replicator.aws.factory import Clients
+from replicator.config.schema import HeartbeatConfig
+from replicator.models import TargetRef
+from replicator.service.run import build_pipelines, sample_history, tune_gc
+from replicator.service.startup import heartbeat_writers
 from replicator.telemetry.metrics import Metrics
 from replicator.telemetry.state import quantile
 

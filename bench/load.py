@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from bench.fakes import item_image
-from replicator.aws import Clients
+from replicator.aws.factory import Clients
 
 REGION = "us-east-1"
 GRACE_SECONDS = 15.0

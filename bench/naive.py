@@ -15,7 +15,7 @@ import boto3
 from boto3.dynamodb.types import TypeDeserializer
 
 from bench.env import SOURCE_REGION, TARGET_REGION, Backend
-from replicator.aws import Clients
+from replicator.aws.factory import Clients
 from replicator.stream.source import DynamoDBStreamSource
 
 LAMBDA_BATCH_SIZE = 100  # the event source mapping's default

@@ -39,10 +39,10 @@ from bench.ui import progress
 from replicator.apply.applier import TargetApplier
 from replicator.apply.condition import build_condition
 from replicator.apply.writer import ConditionalWriter, target_item
-from replicator.aws import Clients
+from replicator.aws.factory import Clients
 from replicator.demo.embedded import EMBEDDED_CREDENTIALS
 from replicator.models import Change, Mode
-from replicator.records import coalesce, to_change
+from replicator.stream.records import coalesce, to_change
 from replicator.telemetry.metrics import Metrics
 
 NAME = "6 SDK cost per write"

@@ -33,9 +33,9 @@ from bench.backlog import prepare, unique
 from bench.env import SOURCE_REGION, TARGET_REGION, Backend, cpu_seconds, credentials, helper
 from bench.results import Goal, Result
 from bench.ui import progress
-from replicator.aws import Clients
+from replicator.aws.factory import Clients
+from replicator.aws.tables import CONTROL_KEY, ensure_table
 from replicator.demo.embedded import EMBEDDED_CREDENTIALS, embedded_backend
-from replicator.tables import CONTROL_KEY, ensure_table
 
 NAME = "10 start-up"
 GOAL = Goal("<=", 0.5, "s")

@@ -28,8 +28,8 @@ from bench.fakes import item_image
 from bench.memory import status_kb
 from bench.results import Goal, Result
 from bench.ui import progress
-from replicator.aws import Clients
-from replicator.config import Config, HeartbeatConfig, Pair, Target, WebConfig
+from replicator.aws.factory import Clients
+from replicator.config.schema import Config, HeartbeatConfig, Pair, Target, WebConfig
 from replicator.models import Outcome
 from replicator.tools.backfill import backfill
 from replicator.tools.verify import verify

@@ -9,12 +9,20 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from chaos.faults import Direction, Faults, ProxyStats
 from chaos.httpfaults import FaultKind, canned_response, read_request
 
-if TYPE_CHECKING:
-    from chaos.proxy import Direction, FaultProxy
+
+class Traffic(Protocol):
+    """What a link reads its faults from and reports its bytes to: the fault proxy."""
+
+    faults: Faults
+    stats: ProxyStats
+    http: bool
+
+    def count(self, direction: Direction, size: int) -> None: ...
 
 CHUNK_BYTES = 64 * 1024
 LINK_BUFFER_CHUNKS = 64  # in flight per link: a slow reader pushes back on the sender
@@ -25,7 +33,7 @@ class Link:
 
     def __init__(
         self,
-        proxy: FaultProxy,
+        proxy: Traffic,
         direction: Direction,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,

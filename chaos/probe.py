@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from chaos.outcome import Diff, Timeline
-from replicator.backoff import pause
+from replicator.aws.backoff import pause
 from replicator.demo.activeload import Write
 
 CANARY = "chaos-canary"

@@ -24,9 +24,9 @@ from chaos.lifecycle import Lifecycle
 from chaos.outcome import Visible
 from chaos.proxy import FaultProxy, Faults
 from replicator.apply.rule import visible
-from replicator.aws import Clients
+from replicator.aws.factory import Clients
+from replicator.aws.tables import ensure_table
 from replicator.models import Meta
-from replicator.tables import ensure_table
 
 META = Meta(version="version")
 KEY = [("pk", "HASH", "S")]

@@ -13,7 +13,7 @@ from typing import Protocol
 from chaos.regions import META, Record
 from replicator.apply.rule import decide
 from replicator.models import Change, Incoming, ItemKey, Mode, Outcome, Stored
-from replicator.records import Skip, coalesce, coalesces_into, to_change
+from replicator.stream.records import Skip, coalesce, coalesces_into, to_change
 
 
 class BatchRule(Protocol):

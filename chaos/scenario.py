@@ -16,8 +16,8 @@ from typing import Any
 
 from chaos.outcome import Result
 from replicator.apply.applier import ChangeWriter
-from replicator.backoff import Backoff
-from replicator.retry import RetryPolicy
+from replicator.aws.backoff import Backoff
+from replicator.aws.retry import RetryPolicy
 from replicator.stream.source import StreamSource
 from replicator.telemetry.metrics import Metrics
 

@@ -25,17 +25,17 @@ from chaos.scenario import FAST, Context
 from replicator.apply.applier import TargetApplier
 from replicator.apply.rule import visible
 from replicator.apply.writer import ConditionalWriter
-from replicator.aws import Clients
-from replicator.backoff import Backoff
-from replicator.checkpoint import CheckpointStore, TargetRef
+from replicator.aws.backoff import Backoff
+from replicator.aws.factory import Clients
+from replicator.aws.tables import CONTROL_KEY, ensure_table
 from replicator.demo.activeload import Write
-from replicator.dlq import DeadLetterQueue
-from replicator.models import Meta, Mode
-from replicator.pipeline import PairPipeline
+from replicator.models import Meta, Mode, TargetRef
+from replicator.pipeline.checkpoint import CheckpointStore
+from replicator.pipeline.dlq import DeadLetterQueue
+from replicator.pipeline.pair import PairPipeline
 from replicator.stream.fake import FakeStream
 from replicator.stream.fake_records import wire
 from replicator.stream.source import MAX_RECORDS_PER_CALL, Page
-from replicator.tables import CONTROL_KEY, ensure_table
 from replicator.telemetry.metrics import Metrics
 
 META = Meta(version="version")

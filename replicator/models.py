@@ -1,4 +1,4 @@
-"""Values that flow through the pipeline: item metadata, changes, outcomes."""
+"""Values that flow through the pipeline: item metadata, changes, outcomes, targets, checkpoints."""
 
 from __future__ import annotations
 
@@ -178,3 +178,22 @@ class Change:
     @property
     def key(self) -> ItemKey:
         return item_key(self.keys)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRef:
+    region: str
+    table: str
+
+    def __str__(self) -> str:
+        return f"{self.region}/{self.table}"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    shard_id: str
+    target: TargetRef
+    sequence_number: str | None  # last record applied or dead-lettered; None: nothing yet
+    shard_ended: bool
+    stream_arn: str = ""  # the stream the shard belongs to
+    updated_at: float | None = None  # when it was saved (epoch seconds), as loaded

@@ -21,20 +21,22 @@ from typing import Any
 
 from replicator.apply.rule import decide
 from replicator.apply.writer import target_item
-from replicator.checkpoint import Checkpoint, CheckpointStore, TargetRef
 from replicator.errors import AwsError, RecordError
 from replicator.models import (
     Change,
+    Checkpoint,
     ItemKey,
     Meta,
     Mode,
     Outcome,
     Stored,
+    TargetRef,
     WireItem,
     item_key,
     stored_from_item,
 )
-from replicator.records import Skip, to_change
+from replicator.pipeline.checkpoint import CheckpointStore
+from replicator.stream.records import Skip, to_change
 
 TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600
 

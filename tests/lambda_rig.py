@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from replicator.apply.applier import ChangeWriter
-from replicator.aws import Clients
-from replicator.checkpoint import TargetRef
-from replicator.config import Config, parse_config
+from replicator.aws.factory import Clients
+from replicator.aws.tables import ensure_table
+from replicator.config.schema import Config, parse_config
 from replicator.errors import AwsError
-from replicator.lambda_handler import LambdaFunction, WriterSeam
-from replicator.models import Change, Outcome
+from replicator.lambda_mode.handler import LambdaFunction, WriterSeam
+from replicator.models import Change, Outcome, TargetRef
 from replicator.stream.source import DynamoDBStreamSource
-from replicator.tables import ensure_table
 from replicator.tools.verify import Difference, verify
 from tests.esm_driver import EsmDriver, Function, Mapping
 

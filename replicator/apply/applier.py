@@ -18,12 +18,11 @@ from typing import Any, Literal, Protocol
 from asyncio_throttle.throttler import Throttler
 
 from replicator.apply.limit import AdaptiveSlots, ConcurrencyLimit, ceiling_of
-from replicator.backoff import Backoff
-from replicator.checkpoint import TargetRef
+from replicator.aws.backoff import Backoff
+from replicator.aws.retry import RETRY_BACKOFF, RetryPolicy
 from replicator.errors import AwsError, ShutdownInterrupted, ThrottledError
-from replicator.models import Change, ItemKey, Outcome
-from replicator.records import coalesces_into
-from replicator.retry import RETRY_BACKOFF, RetryPolicy
+from replicator.models import Change, ItemKey, Outcome, TargetRef
+from replicator.stream.records import coalesces_into
 from replicator.telemetry.heartbeat import sent_at
 from replicator.telemetry.metrics import Metrics
 

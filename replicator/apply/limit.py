@@ -26,7 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-AUTO_CEILING = 1024
+from replicator.aws.http_pool import AUTO_CEILING
+
 INITIAL_LIMIT = 32
 MIN_LIMIT = 1
 GROW_BELOW = 1.5  # round trip / floor: near the floor

@@ -10,12 +10,12 @@ from botocore.exceptions import ClientError
 
 from replicator.apply.condition import build_condition
 from replicator.apply.rule import decide, is_version_regression
-from replicator.aws import classify, is_conditional_check_failed
+from replicator.aws.classify import classify, is_conditional_check_failed
 from replicator.errors import RequestError
 from replicator.models import Change, Meta, Mode, Outcome, WireItem, stored_from_item
 
 if TYPE_CHECKING:
-    from replicator.checkpoint import TargetRef
+    from replicator.models import TargetRef
     from replicator.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)

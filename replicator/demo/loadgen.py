@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from replicator.aws import classify, is_conditional_check_failed
+from replicator.aws.classify import classify, is_conditional_check_failed
 
 UNVERSIONED_SHARE = 0.01
 

@@ -25,12 +25,12 @@ from rich.table import Table
 from rich.text import Text
 
 from replicator.apply.applier import DEAD_LETTER
-from replicator.aws import Clients
-from replicator.config import Config, parse_config
+from replicator.aws.factory import Clients
+from replicator.aws.tables import ensure_table
+from replicator.config.schema import Config, parse_config
 from replicator.demo.embedded import EMBEDDED_CREDENTIALS, embedded_backend
 from replicator.demo.loadgen import LoadGenerator, LoadStats
-from replicator.service import metrics_for, run_service
-from replicator.tables import ensure_table
+from replicator.service.run import metrics_for, run_service
 from replicator.telemetry.metrics import Metrics
 from replicator.tools.verify import Report, verify
 

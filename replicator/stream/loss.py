@@ -20,8 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from replicator.checkpoint import Checkpoint, TargetRef
-from replicator.models import pad_seq
+from replicator.models import Checkpoint, TargetRef, pad_seq
 from replicator.stream.source import Shard
 
 STREAM_RETENTION_SECONDS = 24 * 3600.0

@@ -21,7 +21,8 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from replicator.backoff import Backoff, pause
+from replicator.aws.backoff import Backoff, pause
+from replicator.aws.retry import RETRY_BACKOFF, RetryPolicy, Wait
 from replicator.errors import (
     AwsError,
     ExpiredIteratorError,
@@ -30,8 +31,7 @@ from replicator.errors import (
     ThrottledError,
     TrimmedDataError,
 )
-from replicator.records import sequence_of
-from replicator.retry import RETRY_BACKOFF, RetryPolicy, Wait
+from replicator.stream.records import sequence_of
 from replicator.stream.source import MAX_RECORDS_PER_CALL, Page, StreamSource
 
 log = logging.getLogger(__name__)

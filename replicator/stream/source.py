@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from replicator.aws import classify
+from replicator.aws.classify import classify
 from replicator.errors import ResourceNotFound
 
 TRIM_HORIZON = "TRIM_HORIZON"

@@ -12,8 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from replicator.checkpoint import TargetRef
-from replicator.models import Outcome
+from replicator.models import Outcome, TargetRef
 from replicator.telemetry.instruments import COUNTERS, LAG_BUCKETS
 from replicator.telemetry.lag_histogram import LagHistogram
 from replicator.telemetry.leases import LeaseBoard

@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from replicator.aws import region_of
-from replicator.backoff import pause
+from replicator.aws.backoff import pause
+from replicator.aws.factory import region_of
+from replicator.aws.retry import RetryPolicy
 from replicator.errors import ShutdownInterrupted
 from replicator.models import Change, WireItem
-from replicator.retry import RetryPolicy
 
 SENT_AT_ATTRIBUTE = "heartbeat_ms"
 

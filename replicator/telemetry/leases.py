@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from replicator.lease import LeaseState, Role, role_of
+from replicator.ha.lease import LeaseState, Role, role_of
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from replicator.checkpoint import TargetRef
 from replicator.errors import AwsError, ThrottledError
-from replicator.lease import LeaseState
-from replicator.models import Outcome
+from replicator.ha.lease import LeaseState
+from replicator.models import Outcome, TargetRef
 from replicator.telemetry.figures import Figures
 from replicator.telemetry.gauges import Gauges
 from replicator.telemetry.instruments import Instruments

@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from replicator.checkpoint import TargetRef
+from replicator.models import TargetRef
 
 LAG_WINDOW_SECONDS = 60.0
 

@@ -1,0 +1,4 @@
+"""The operator's commands beside ``run``: backfill, verify, repair, dlq, status.
+
+Imports every product layer below ``cli``; the CLI calls them.
+"""

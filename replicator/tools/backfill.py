@@ -18,14 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from replicator.apply.applier import TargetApplier
-from replicator.aws import Clients
-from replicator.checkpoint import TargetRef
-from replicator.config import Config, Pair
-from replicator.dlq import DeadLetterQueue
+from replicator.aws.factory import Clients
+from replicator.aws.tables import CONTROL_KEY, describe, ensure_table, key_schema_of
+from replicator.config.schema import Config, Pair
 from replicator.errors import ConfigError, RecordError
-from replicator.models import Change, ItemKey, Outcome, WireItem
-from replicator.service import meta_for
-from replicator.tables import CONTROL_KEY, describe, ensure_table, key_schema_of
+from replicator.models import Change, ItemKey, Outcome, TargetRef, WireItem
+from replicator.pipeline.dlq import DeadLetterQueue
+from replicator.service.run import meta_for
 from replicator.telemetry.metrics import Metrics
 from replicator.tools.deliver import state_change, target_applier
 from replicator.tools.progress import ProgressStore, SegmentProgress, resumable

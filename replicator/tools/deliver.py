@@ -11,13 +11,12 @@ import asyncio
 from typing import Any
 
 from replicator.apply.applier import DeadLetterSink, TargetApplier
-from replicator.aws import Clients
-from replicator.checkpoint import TargetRef
-from replicator.config import Config, Pair
+from replicator.aws.factory import Clients
+from replicator.aws.tables import require_table
+from replicator.config.schema import Config, Pair
 from replicator.errors import RecordError
-from replicator.models import Change, Incoming, Meta, WireItem, stored_from_item
-from replicator.service import applier_for, target_writer
-from replicator.tables import require_table
+from replicator.models import Change, Incoming, Meta, TargetRef, WireItem, stored_from_item
+from replicator.service.run import applier_for, target_writer
 from replicator.telemetry.metrics import Metrics
 
 

@@ -22,15 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from replicator.apply.applier import TargetApplier
-from replicator.aws import Clients, region_of
-from replicator.checkpoint import TargetRef
-from replicator.config import Config
-from replicator.dlq import DeadLetterQueue, decode_record
+from replicator.aws.factory import Clients, region_of
+from replicator.aws.retry import RetryPolicy
+from replicator.aws.tables import describe
+from replicator.config.schema import Config
 from replicator.errors import ConfigError, RecordError
-from replicator.models import Change, Incoming, Meta, WireItem, item_key, number, pad_seq
-from replicator.retry import RetryPolicy
-from replicator.service import meta_for, metrics_for
-from replicator.tables import describe
+from replicator.models import Change, Incoming, Meta, TargetRef, WireItem, item_key, number, pad_seq
+from replicator.pipeline.dlq import DeadLetterQueue, decode_record
+from replicator.service.run import meta_for, metrics_for
 from replicator.tools.deliver import state_change, target_applier
 from replicator.tools.scan import get_item, scan_segment
 from replicator.tools.select import select_pairs

@@ -15,10 +15,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from replicator.aws import region_of
+from replicator.aws.factory import region_of
+from replicator.aws.retry import RetryPolicy
+from replicator.aws.tables import partition_items
 from replicator.models import WireItem
-from replicator.retry import RetryPolicy
-from replicator.tables import partition_items
 
 
 @dataclass

@@ -28,8 +28,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from replicator.apply.writer import ConditionalWriter
-from replicator.aws import Clients, classify, is_conditional_check_failed
-from replicator.config import Config, Pair
+from replicator.aws.classify import classify, is_conditional_check_failed
+from replicator.aws.factory import Clients
+from replicator.aws.retry import RetryPolicy
+from replicator.config.schema import Config, Pair
 from replicator.errors import AwsError, RecordError
 from replicator.models import (
     Change,
@@ -40,8 +42,7 @@ from replicator.models import (
     number,
     stored_from_item,
 )
-from replicator.retry import RetryPolicy
-from replicator.service import meta_for
+from replicator.service.run import meta_for
 from replicator.tools.deliver import state_change
 from replicator.tools.scan import wire_key
 from replicator.tools.verify import Difference, Report

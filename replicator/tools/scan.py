@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from replicator.aws import region_of
+from replicator.aws.factory import region_of
+from replicator.aws.retry import RetryPolicy
 from replicator.models import ItemKey, WireItem, item_key
-from replicator.retry import RetryPolicy
 
 # Items per page: pages are processed and dropped, so this (times the segments read
 # at once) bounds the memory a scan needs, whatever the table's size.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from replicator.config import Config, Pair
+from replicator.config.schema import Config, Pair
 from replicator.errors import ConfigError
 
 

@@ -17,7 +17,7 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from replicator.config import WebConfig
+from replicator.config.schema import WebConfig
 from replicator.errors import ConfigError, ReplicatorError
 from replicator.web.server import base_url
 

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from replicator.apply.rule import order_key, visible
-from replicator.aws import Clients
-from replicator.config import Config, Pair
+from replicator.aws.factory import Clients
+from replicator.aws.tables import describe, key_schema_of
+from replicator.config.schema import Config, Pair
 from replicator.errors import ConfigError
 from replicator.models import ItemKey, Meta, Mode, WireItem, stored_from_item
-from replicator.service import meta_for
-from replicator.tables import describe, key_schema_of
+from replicator.service.run import meta_for
 from replicator.tools.buckets import TableDigest, bucket_of, differing_buckets, passes, state_digest
 from replicator.tools.kinds import kind_of, winner_kind
 from replicator.tools.scan import get_item, key_of, scan_segment

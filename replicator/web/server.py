@@ -22,7 +22,7 @@ from urllib.parse import unquote
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from replicator.config import WebConfig
+from replicator.config.schema import WebConfig
 from replicator.errors import ConfigError
 
 __all__ = ["StatusSource", "base_url", "build_app", "serve"]

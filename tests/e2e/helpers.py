@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from replicator.aws import Clients
-from replicator.config import Config, load_config
-from replicator.tables import ensure_table
+from replicator.aws.factory import Clients
+from replicator.aws.tables import ensure_table
+from replicator.config.schema import Config, load_config
 from replicator.tools.verify import Report, verify
 
 SOURCE, TARGET = "us-east-1", "eu-west-1"

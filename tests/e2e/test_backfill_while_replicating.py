@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from replicator.aws import Clients
-from replicator.config import load_config
+from replicator.aws.factory import Clients
+from replicator.aws.tables import ensure_table
+from replicator.config.schema import load_config
 from replicator.demo.loadgen import LoadGenerator
-from replicator.tables import ensure_table
 from replicator.tools.progress import ProgressStore
 from tests.e2e.helpers import (
     SOURCE,

@@ -21,9 +21,9 @@ import pytest
 
 from chaos.scenario import Seams
 from chaos.suite import run_suite
-from replicator.aws import classify
+from replicator.aws.classify import classify
+from replicator.aws.retry import RetryPolicy
 from replicator.errors import AwsError
-from replicator.retry import RetryPolicy
 from replicator.telemetry.metrics import Metrics
 
 T = TypeVar("T")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from replicator.config import load_config
+from replicator.config.schema import load_config
 from tests.e2e.helpers import cli, create_tables, write_config
 
 pytestmark = pytest.mark.timeout(60)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from replicator.config import WebConfig
+from replicator.config.schema import WebConfig
 from replicator.web.server import serve
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -22,8 +22,8 @@ import aiohttp
 import pytest
 import yaml
 
-from replicator.aws import clients as aws_clients
-from replicator.config import Config, load_config
+from replicator.aws.factory import clients as aws_clients
+from replicator.config.schema import Config, load_config
 from replicator.demo.loadgen import LoadGenerator
 from replicator.tools.status import fetch_status
 from tests.e2e.counting_proxy import CountingProxy, counting_proxy

@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 import yaml
 
-from replicator.aws import Clients
-from replicator.config import load_config
+from replicator.aws.factory import Clients
+from replicator.config.schema import load_config
 from tests.e2e.helpers import SOURCE, create_tables, start_run, stop, wait_until, write_config
 
 pytestmark = [pytest.mark.slow]

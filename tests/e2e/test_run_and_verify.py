@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from replicator.aws import Clients
-from replicator.checkpoint import CheckpointStore
-from replicator.config import load_config
+from replicator.aws.factory import Clients
+from replicator.config.schema import load_config
 from replicator.demo.loadgen import LoadGenerator
+from replicator.pipeline.checkpoint import CheckpointStore
 from tests.e2e.helpers import (
     SOURCE,
     TARGET,

@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from chaos.proxy import FaultProxy
-from replicator.aws import Clients
-from replicator.config import load_config
+from replicator.aws.factory import Clients
+from replicator.config.schema import load_config
 from replicator.demo.embedded import free_port
 from replicator.demo.loadgen import LoadGenerator
 from tests.e2e.helpers import (

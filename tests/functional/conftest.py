@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from replicator.aws import Clients
-from replicator.config import Config, load_config
+from replicator.aws.factory import Clients
+from replicator.config.schema import Config, load_config
 from tests.e2e.helpers import create_tables, write_config
 from tests.functional.test_pipeline_faults import (  # noqa: F401 (fixtures, found by name)
     control_client,

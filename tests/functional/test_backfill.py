@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from replicator.aws import Clients
-from replicator.config import Config, load_config
+from replicator.aws.factory import Clients
+from replicator.config.schema import Config, load_config
 from replicator.models import Outcome, pad_seq
 from replicator.tools.backfill import backfill
 from replicator.tools.progress import ProgressStore

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from replicator.apply.rule import decide
 from replicator.apply.writer import ConditionalWriter, target_item
-from replicator.aws import Clients
+from replicator.aws.factory import Clients
+from replicator.aws.tables import ensure_table
 from replicator.models import (
     Change,
     Incoming,
@@ -28,7 +29,6 @@ from replicator.models import (
     WireItem,
     stored_from_item,
 )
-from replicator.tables import ensure_table
 from tests.conflict_cases import CASES, META, A, B, C, Case, local, replicated, seq
 
 NOW = 1_700_000_000.0

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
-from replicator.config import load_config
+from replicator.config.schema import load_config
 from replicator.demo.embedded import free_port
 from tests.e2e.helpers import create_tables, stop, wait_until, write_config
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from replicator.aws import Clients
-from replicator.credentials import CredentialChain
+from replicator.aws.credentials import CredentialChain
+from replicator.aws.factory import Clients
 from replicator.errors import AwsError
 
 pytestmark = pytest.mark.timeout(60)

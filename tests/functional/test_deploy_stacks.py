@@ -18,9 +18,8 @@ import boto3
 import pytest
 from cfnlint.decode import decode
 
-from replicator.checkpoint import TargetRef
-from replicator.lambda_metrics import NAMESPACE, EmfMetrics
-from replicator.models import Outcome
+from replicator.lambda_mode.metrics import NAMESPACE, EmfMetrics
+from replicator.models import Outcome, TargetRef
 from tests.unit.test_deploy_assets import exported
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,7 +183,7 @@ def test_the_lambda_stack_deploys_one_mapping_per_stream_with_the_configured_kno
     awslambda = client(endpoints, "lambda")
     function = awslambda.get_function(FunctionName=unique_name)["Configuration"]
     assert function["Runtime"] == "python3.11"
-    assert function["Handler"] == "replicator.lambda_handler.handler"
+    assert function["Handler"] == "replicator.lambda_mode.handler.handler"
     assert function["Environment"]["Variables"]["REPLICATOR_CONFIG"] == "/var/task/replicator.yaml"
 
     queue = client(endpoints, "sqs").get_queue_attributes(

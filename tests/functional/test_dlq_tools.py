@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from replicator.aws import Clients
-from replicator.checkpoint import TargetRef
-from replicator.config import Config
-from replicator.dlq import DeadLetterQueue
-from replicator.service import metrics_for, run_service
-from replicator.tables import CONTROL_KEY, ensure_table
+from replicator.aws.factory import Clients
+from replicator.aws.tables import CONTROL_KEY, ensure_table
+from replicator.config.schema import Config
+from replicator.models import TargetRef
+from replicator.pipeline.dlq import DeadLetterQueue
+from replicator.service.run import metrics_for, run_service
 from replicator.tools.dlq import list_entries, read_entry
 from tests.e2e.helpers import SOURCE, TARGET, cli, wait_until
 from tests.records import image, record

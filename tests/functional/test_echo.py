@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from replicator.aws import Clients
-from replicator.config import Config, parse_config
-from replicator.service import metrics_for, run_service
-from replicator.tables import ensure_table
+from replicator.aws.factory import Clients
+from replicator.aws.tables import ensure_table
+from replicator.config.schema import Config, parse_config
+from replicator.service.run import metrics_for, run_service
 from replicator.telemetry.metrics import Metrics
 from tests.e2e.helpers import wait_until
 

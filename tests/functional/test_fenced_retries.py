@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from replicator.aws import Clients
-from replicator.checkpoint import Checkpoint, TargetRef
-from replicator.dlq import DeadLetterQueue
+from replicator.aws.factory import Clients
+from replicator.aws.retry import RetryPolicy
+from replicator.aws.tables import CONTROL_KEY, ensure_table
 from replicator.errors import LeaseLost
-from replicator.fence import FencedCheckpoints, send_guard
-from replicator.retry import RetryPolicy
-from replicator.tables import CONTROL_KEY, ensure_table
+from replicator.ha.fence import FencedCheckpoints, send_guard
+from replicator.models import Checkpoint, TargetRef
+from replicator.pipeline.dlq import DeadLetterQueue
 from tests.faulty import FaultyEndpoint
 from tests.records import image, record
 

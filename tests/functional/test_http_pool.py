@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from yarl import URL
 
-from replicator.aws import classify
+from replicator.aws.classify import classify
+from replicator.aws.http_pool import ConnectionFailed, ConnectionPool
 from replicator.demo.embedded import free_port
-from replicator.http_pool import ConnectionFailed, ConnectionPool
 
 pytestmark = pytest.mark.timeout(30)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

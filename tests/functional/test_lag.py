@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 
 from replicator.apply.applier import ChangeWriter, TargetApplier
-from replicator.checkpoint import Checkpoint, TargetRef
-from replicator.models import Change, Meta, Outcome
-from replicator.pipeline import PairPipeline
-from replicator.retry import RetryPolicy
+from replicator.aws.retry import RetryPolicy
+from replicator.models import Change, Checkpoint, Meta, Outcome, TargetRef
+from replicator.pipeline.pair import PairPipeline
 from replicator.stream.fake import FakeStream
 from replicator.stream.source import MAX_RECORDS_PER_CALL
 from replicator.telemetry.metrics import Metrics

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from replicator.aws import Clients
-from replicator.config import parse_config
-from replicator.lambda_handler import LambdaFunction
+from replicator.aws.factory import Clients
+from replicator.aws.tables import ensure_table
+from replicator.config.schema import parse_config
+from replicator.lambda_mode.handler import LambdaFunction
 from replicator.models import Incoming, Outcome, WireItem, stored_from_item
-from replicator.tables import ensure_table
 from tests.conflict_cases import CASES, META, Case
 from tests.esm_driver import Context, shape
 from tests.records import record

@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from chaos.proxy import FaultProxy, Faults
-from replicator import lambda_handler
-from replicator.dlq import decode_record
-from replicator.lambda_batch import WRITE_ATTEMPTS
+from replicator.lambda_mode import handler as lambda_handler
+from replicator.lambda_mode.batch import WRITE_ATTEMPTS
 from replicator.models import item_key
+from replicator.pipeline.dlq import decode_record
 from tests.esm_driver import Context, Invocation, Mapping
 from tests.lambda_rig import US, FailingWrites, RefusedKey, Rig, Unanswered, config_for, lambda_rig
 

@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 import pytest
 
-from replicator.config import load_config
+from replicator.config.schema import load_config
 from tests.e2e.helpers import SOURCE, TARGET, create_tables, write_config
 from tests.esm_driver import shape
 
@@ -42,7 +42,7 @@ class Context:
     def get_remaining_time_in_millis(self):
         return 60_000
 
-from replicator.lambda_handler import handler
+from replicator.lambda_mode.handler import handler
 with open(event) as source:
     response = handler(json.load(source), Context())
 allowed = (task, runtime, sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])
@@ -82,7 +82,7 @@ def test_the_zip_holds_the_product_and_its_runtime_dependencies_under_50_mb(
     top = {name.split("/")[0].split("-")[0].lower() for name in names}
     assert not top & TOOLING
     assert {"replicator", "aws_lambda_powertools", "boto3", "botocore", "pydantic"} <= top
-    assert "replicator/lambda_handler.py" in names
+    assert "replicator/lambda_mode/handler.py" in names
     assert "replicator.yaml" in names  # the config, where REPLICATOR_CONFIG points
     assert not [n for n in names if n.startswith("replicator/demo/")]
     assert not [n for n in names if "__pycache__" in n or n.startswith("bin/")]

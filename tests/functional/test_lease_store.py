@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from replicator.aws import Clients
-from replicator.lease import LeaseRecord
-from replicator.lease_store import LeaseStore
-from replicator.tables import CONTROL_KEY, ensure_table
+from replicator.aws.factory import Clients
+from replicator.aws.tables import CONTROL_KEY, ensure_table
+from replicator.ha.lease import LeaseRecord
+from replicator.ha.store import LeaseStore
 
 pytestmark = pytest.mark.timeout(60)
 REGION = "us-east-1"

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from replicator.backoff import Backoff
+from replicator.aws.backoff import Backoff
+from replicator.aws.retry import RetryPolicy
 from replicator.errors import AwsError
-from replicator.pipeline import LANE_WINDOW, QUEUED_BATCHES_PER_LANE
-from replicator.retry import RetryPolicy
+from replicator.pipeline.pair import LANE_WINDOW, QUEUED_BATCHES_PER_LANE
 from replicator.stream.fake import FakeStream
 from replicator.telemetry.metrics import Metrics
 from tests.fakes import Signal, TableWriter, replay

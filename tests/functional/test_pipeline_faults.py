@@ -19,12 +19,12 @@ import pytest
 
 from replicator.apply.applier import TargetApplier
 from replicator.apply.limit import INITIAL_LIMIT
-from replicator.aws import Clients
-from replicator.backoff import Backoff
-from replicator.checkpoint import Checkpoint, TargetRef
+from replicator.aws.backoff import Backoff
+from replicator.aws.factory import Clients
+from replicator.aws.tables import CONTROL_KEY, ensure_table
 from replicator.errors import AwsError, ThrottledError
-from replicator.models import ItemKey, Meta, Mode, Outcome, item_key, pad_seq
-from replicator.pipeline import (
+from replicator.models import Checkpoint, ItemKey, Meta, Mode, Outcome, TargetRef, item_key, pad_seq
+from replicator.pipeline.pair import (
     LANE_WINDOW,
     QUEUED_BATCHES_PER_LANE,
     READ_AHEAD_PAGES,
@@ -33,7 +33,6 @@ from replicator.pipeline import (
 from replicator.stream.fake import FakeStream
 from replicator.stream.fake_records import stream_record
 from replicator.stream.source import MAX_RECORDS_PER_CALL, Page
-from replicator.tables import CONTROL_KEY, ensure_table
 from replicator.telemetry.metrics import Metrics
 from tests.fakes import (
     DeadLetters,

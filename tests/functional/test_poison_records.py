@@ -19,16 +19,16 @@ from replicator.apply import writer as writer_module
 from replicator.apply.applier import TargetApplier
 from replicator.apply.condition import Condition
 from replicator.apply.writer import ConditionalWriter
-from replicator.aws import Clients
-from replicator.checkpoint import CheckpointStore, TargetRef
-from replicator.dlq import DeadLetterQueue, decode_record
+from replicator.aws.factory import Clients
+from replicator.aws.tables import CONTROL_KEY, ensure_table
 from replicator.errors import RequestError
-from replicator.itemsize import MAX_ITEM_BYTES, item_size
-from replicator.models import Meta, Mode
-from replicator.pipeline import PairPipeline
+from replicator.models import Meta, Mode, TargetRef
+from replicator.pipeline.checkpoint import CheckpointStore
+from replicator.pipeline.dlq import DeadLetterQueue, decode_record
+from replicator.pipeline.itemsize import MAX_ITEM_BYTES, item_size
+from replicator.pipeline.pair import PairPipeline
 from replicator.stream.fake import FakeStream
 from replicator.stream.fake_records import wire
-from replicator.tables import CONTROL_KEY, ensure_table
 from replicator.telemetry.metrics import Metrics
 from tests.functional.test_pipeline_faults import TINY
 

@@ -8,11 +8,12 @@ import pytest
 from aiohttp import web
 from botocore.exceptions import ClientError
 
-from replicator.aws import Clients, classify
+from replicator.aws.classify import classify
+from replicator.aws.factory import Clients
+from replicator.aws.json_client import JsonClient
+from replicator.aws.tables import ensure_table
 from replicator.demo.embedded import free_port
 from replicator.errors import LeaseLost
-from replicator.json_client import JsonClient
-from replicator.tables import ensure_table
 
 pytestmark = pytest.mark.timeout(60)
 REGION = "eu-west-1"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from replicator.apply.writer import ConditionalWriter
-from replicator.aws import Clients
-from replicator.config import Config
+from replicator.aws.factory import Clients
+from replicator.config.schema import Config
 from replicator.models import Change, Incoming, Meta, Mode, Outcome, pad_seq
 from replicator.tools.repair import repair
 from replicator.tools.verify import verify

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from replicator.aws import Clients
-from replicator.config import Config, load_config
+from replicator.aws.factory import Clients
+from replicator.aws.tables import ensure_table
+from replicator.config.schema import Config, load_config
 from replicator.demo.embedded import free_port
 from replicator.demo.loadgen import LoadGenerator
 from replicator.errors import ConfigError
-from replicator.service import build_pipelines, metrics_for, run_service
-from replicator.tables import ensure_table
+from replicator.service.run import build_pipelines, metrics_for, run_service
 from tests.e2e.helpers import SOURCE, TARGET, converged, create_tables, write_config
 from tests.faulty import FaultyEndpoint
 from tests.functional.test_lag import scraped

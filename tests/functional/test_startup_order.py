@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from replicator import startup
-from replicator.aws import Clients
-from replicator.config import Config, load_config
+from replicator.aws.factory import Clients
+from replicator.config.schema import Config, load_config
 from replicator.demo.embedded import free_port
 from replicator.errors import ConfigError
-from replicator.service import metrics_for, run_service
+from replicator.service import startup
+from replicator.service.run import metrics_for, run_service
 from replicator.telemetry.metrics import Metrics
 from tests.e2e.counting_proxy import CountingProxy, Request, counting_proxy
 from tests.e2e.helpers import SOURCE, TARGET, create_tables, wait_until, write_config

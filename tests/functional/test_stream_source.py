@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from replicator.aws import Clients
-from replicator.backoff import Backoff
+from replicator.aws.backoff import Backoff
+from replicator.aws.factory import Clients
+from replicator.aws.tables import ensure_table
 from replicator.errors import AwsError, ResourceNotFound
 from replicator.stream.reader import ShardReader
 from replicator.stream.source import DynamoDBStreamSource
-from replicator.tables import ensure_table
 
 pytestmark = pytest.mark.timeout(30)
 

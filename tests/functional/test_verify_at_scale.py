@@ -12,10 +12,10 @@ import pytest
 
 from replicator.apply.rule import visible
 from replicator.apply.writer import ConditionalWriter
-from replicator.aws import Clients
-from replicator.config import Config
+from replicator.aws.factory import Clients
+from replicator.aws.tables import ensure_table
+from replicator.config.schema import Config
 from replicator.models import Change, Incoming, Meta, Mode, Outcome, pad_seq
-from replicator.tables import ensure_table
 from replicator.tools.repair import repair
 from replicator.tools.verify import verify
 from tests.e2e.helpers import SOURCE, TARGET, cli

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from replicator.config import WebConfig
+from replicator.config.schema import WebConfig
 from replicator.errors import ReplicatorError
 from replicator.tools.status import fetch_status, render_status, status_url
 from replicator.web.server import StatusSource, serve

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from replicator.apply.writer import ConditionalWriter, LocalWriter
-from replicator.aws import Clients
+from replicator.aws.factory import Clients
+from replicator.aws.tables import ensure_table
 from replicator.models import Change, Incoming, Meta, Mode, Outcome
-from replicator.tables import ensure_table
 from tests.mesh import B, C, Mesh, running_mesh
 
 pytestmark = pytest.mark.timeout(120)

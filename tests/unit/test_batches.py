@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from replicator.batches import Decoded, decode, merge_waiting
 from replicator.models import Meta
+from replicator.pipeline.batches import Decoded, decode, merge_waiting
 from replicator.stream.fake_records import stream_record
 from replicator.stream.reader import Batch
 

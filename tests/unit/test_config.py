@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from replicator.config import Config, Pair, Target, WebConfig, load_config, parse_config
+from replicator.config.schema import Config, Pair, Target, WebConfig, load_config, parse_config
 from replicator.errors import ConfigError
 from replicator.models import Mode
 from replicator.tools.status import status_url

@@ -20,7 +20,7 @@ from chaos.rules import Rules
 from chaos.verdict import Result
 from replicator.apply.rule import decide
 from replicator.models import Change, Incoming, ItemKey, Mode, Outcome, Stored
-from replicator.records import Skip, coalesce, to_change
+from replicator.stream.records import Skip, coalesce, to_change
 
 HISTORIES = 600
 TEETH_HISTORIES = 300

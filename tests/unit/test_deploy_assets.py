@@ -15,10 +15,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from replicator.checkpoint import TargetRef
 from replicator.errors import ThrottledError
-from replicator.lease import LeaseState
-from replicator.models import Outcome
+from replicator.ha.lease import LeaseState
+from replicator.models import Outcome, TargetRef
 from replicator.telemetry.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]

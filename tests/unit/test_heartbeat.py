@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from replicator.backoff import Backoff
+from replicator.aws.backoff import Backoff
+from replicator.aws.retry import RetryPolicy
 from replicator.errors import AwsError
-from replicator.retry import RetryPolicy
 from replicator.telemetry.heartbeat import HeartbeatWriter
 
 pytestmark = pytest.mark.timeout(10)

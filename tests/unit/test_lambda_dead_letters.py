@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from replicator.checkpoint import TargetRef
 from replicator.errors import ShutdownInterrupted
-from replicator.lambda_batch import Invocation, InvocationDeadLetters
+from replicator.lambda_mode.batch import Invocation, InvocationDeadLetters
+from replicator.models import TargetRef
 from tests.records import image, record
 
 pytestmark = pytest.mark.timeout(10)

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from replicator import lambda_handler
-from replicator.config import parse_config
+from replicator.config.schema import parse_config
 from replicator.errors import ConfigError
-from replicator.lambda_event import is_scheduled, stream_batch
+from replicator.lambda_mode import handler as lambda_handler
+from replicator.lambda_mode.event import is_scheduled, stream_batch
 from replicator.models import Change, Meta
-from replicator.records import to_change
+from replicator.stream.records import to_change
 from tests.esm_driver import Context, shape
 from tests.records import image, record
 

@@ -10,10 +10,10 @@ import asyncio
 
 import pytest
 
-from replicator.checkpoint import Checkpoint, TargetRef
 from replicator.errors import AwsError, LeaseLost
-from replicator.fence import FencedCheckpoints, FencedWriter
-from replicator.lease import (
+from replicator.ha.fence import FencedCheckpoints, FencedWriter
+from replicator.ha.keeper import LeaseKeeper
+from replicator.ha.lease import (
     LeaseRecord,
     LeaseState,
     LeaseTimes,
@@ -24,9 +24,8 @@ from replicator.lease import (
     sight,
     state_of,
 )
-from replicator.lease_keeper import LeaseKeeper
-from replicator.models import Change, Meta
-from replicator.records import to_change
+from replicator.models import Change, Checkpoint, Meta, TargetRef
+from replicator.stream.records import to_change
 from tests.fakes import TableWriter
 from tests.records import image, record
 

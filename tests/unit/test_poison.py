@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from replicator.aws import classify
-from replicator.checkpoint import TargetRef
-from replicator.dlq import decode_record, dlq_entry, record_json
+from replicator.aws.classify import classify
 from replicator.errors import RequestError
-from replicator.itemsize import MAX_ITEM_BYTES, item_size
+from replicator.models import TargetRef
+from replicator.pipeline.dlq import decode_record, dlq_entry, record_json
+from replicator.pipeline.itemsize import MAX_ITEM_BYTES, item_size
 from replicator.stream.fake_records import stream_record
 
 pytestmark = pytest.mark.timeout(10)

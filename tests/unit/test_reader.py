@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from replicator.backoff import Backoff
+from replicator.aws.backoff import Backoff
 from replicator.errors import AwsError
 from replicator.stream.fake import FakeStream
 from replicator.stream.reader import Batch, ReaderHooks, ShardReader

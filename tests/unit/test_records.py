@@ -9,7 +9,7 @@ import pytest
 from replicator.apply.writer import target_item
 from replicator.errors import RecordError
 from replicator.models import Change, Meta
-from replicator.records import (
+from replicator.stream.records import (
     ECHO,
     LOCAL_TOMBSTONE,
     REMOVE_OF_NOTHING,

@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from replicator.backoff import Backoff
+from replicator.aws.backoff import Backoff
+from replicator.aws.retry import RetryPolicy
 from replicator.errors import AwsError, RequestError, ShutdownInterrupted, ThrottledError
-from replicator.retry import RetryPolicy
 from replicator.telemetry.metrics import Metrics
 
 pytestmark = pytest.mark.timeout(10)
@@ -74,7 +74,7 @@ async def test_a_region_down_for_an_hour_is_waited_out_not_a_crash(
 ) -> None:
     clock, observer = Clock(), Observer()
     outage = Flaky(DOWN, times=1000)
-    with caplog.at_level(logging.WARNING, logger="replicator.retry"):
+    with caplog.at_level(logging.WARNING, logger="replicator.aws.retry"):
         answer = await policy(clock, observer).call("target write", "eu-west-1", outage)
 
     assert answer == "ok" and outage.calls == 1001

@@ -10,7 +10,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from replicator.sigv4 import Signer
+from replicator.aws.sigv4 import Signer
 
 BODY = b'{"TableName":"orders","Item":{"pk":{"S":"k1"}}}'
 TARGET = "DynamoDB_20120810.PutItem"

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from replicator.errors import ConfigError
-from replicator.startup import concurrently
+from replicator.service.startup import concurrently
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from replicator.gc_tuning import GC_THRESHOLDS
+from replicator.service.gc_tuning import GC_THRESHOLDS
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -47,13 +47,15 @@ def loaded_after(*modules: str) -> set[str]:
 
 
 def test_the_command_and_the_service_leave_botocore_boto3_and_the_web_server_unloaded() -> None:
-    loaded = loaded_after("replicator.cli", "replicator.service", "replicator.startup")
-    assert "replicator.json_client" in loaded
+    loaded = loaded_after(
+        "replicator.cli.main", "replicator.service.run", "replicator.service.startup"
+    )
+    assert "replicator.aws.json_client" in loaded
     assert sorted(m for m in NOT_ON_THE_RUN_PATH if m in loaded) == []
 
 
 def test_the_dashboard_leaves_the_exporter_to_the_first_scrape() -> None:
-    loaded = loaded_after("replicator.service", "replicator.web.server")
+    loaded = loaded_after("replicator.service.run", "replicator.web.server")
     assert sorted(m for m in ("opentelemetry.sdk", "prometheus_client") if m in loaded) == []
 
 
@@ -80,7 +82,7 @@ def test_replicator_run_collects_rarely_from_its_start(tmp_path: Path) -> None:
     code = (
         "import gc, sys\n"
         "from typer.testing import CliRunner\n"
-        "from replicator.cli import app\n"
+        "from replicator.cli.main import app\n"
         f"result = CliRunner().invoke(app, ['run', '-c', {str(tmp_path / 'absent.yaml')!r}])\n"
         "print(result.exit_code, list(gc.get_threshold()))\n"
     )

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from replicator.aws.retry import RetryPolicy
+from replicator.aws.tables import wait_active
 from replicator.errors import ShutdownInterrupted
-from replicator.retry import RetryPolicy
-from replicator.tables import wait_active
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from replicator.checkpoint import TargetRef
-from replicator.models import Outcome
+from replicator.models import Outcome, TargetRef
 from replicator.telemetry.metrics import Metrics
 
 NAMESPACE = "replicator"

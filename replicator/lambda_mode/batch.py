@@ -19,12 +19,11 @@ import collections
 from typing import Any
 
 from replicator.apply.applier import ChangeWriter, DeadLetterSink
-from replicator.batches import Dead
-from replicator.checkpoint import TargetRef
 from replicator.errors import AwsError, ShutdownInterrupted
-from replicator.lambda_metrics import EmfMetrics
-from replicator.models import Change, ItemKey, Outcome, item_key, pad_seq
-from replicator.records import sequence_of
+from replicator.lambda_mode.metrics import EmfMetrics
+from replicator.models import Change, ItemKey, Outcome, TargetRef, item_key, pad_seq
+from replicator.pipeline.batches import Dead
+from replicator.stream.records import sequence_of
 
 # Attempts of one write within an invocation. Past them the record is reported: a
 # retry by the mapping costs nothing while it waits, an invocation waiting is billed.

@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from replicator.config import Config, load_config
+from replicator.config.schema import Config, load_config
 from replicator.errors import ConfigError, ReplicatorError
 
 console = Console()

@@ -1,4 +1,4 @@
-"""DynamoDB and DynamoDB Streams calls signed by ``replicator.sigv4``, sent by ``http_pool``.
+"""DynamoDB and DynamoDB Streams calls signed by ``replicator.aws.sigv4``, sent by ``http_pool``.
 
 ``replicator run`` makes every call through these: target writes, stream reads, lease,
 checkpoint, DLQ and heartbeat writes, the start-up checks. Measured (bench 6, 8, 10):
@@ -7,7 +7,7 @@ request it imports botocore and loads the service's model, about 0.2 s of CPU: a
 the time from the process starting to its first write. Both APIs are JSON over POST, so
 what botocore adds for them (parameter validation, model-driven parsing, its own retries)
 is either done here in a few lines or not wanted: our retries are jittered, bounded and
-counted (``replicator.retry``).
+counted (``replicator.aws.retry``).
 
 The methods keep botocore's names and keyword arguments, and failures are raised as the
 ``ClientError`` botocore produces, so callers work with either client and ``aws.classify``
@@ -17,7 +17,7 @@ the same value whichever client read it.
 
 aiodynamo's client is not used: its retry loop cost an async generator and a task per
 request, and its signer redid the day's key derivation for every request. Keys come from
-the standard AWS chain (``replicator.credentials``).
+the standard AWS chain (``replicator.aws.credentials``).
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from aiodynamo.sign import make_default_endpoint
 from botocore.exceptions import ClientError, NoCredentialsError
 from yarl import URL
 
-from replicator.credentials import CredentialChain
-from replicator.http_pool import ConnectionPool
-from replicator.lambda_event import decoded_record
-from replicator.sigv4 import Signer
+from replicator.aws.binaries import decoded_record
+from replicator.aws.credentials import CredentialChain
+from replicator.aws.http_pool import ConnectionPool
+from replicator.aws.sigv4 import Signer
 
 EXPIRED_TOKEN = "ExpiredTokenException"
 # X-Amz-Target prefixes, and the operations each client is asked for (botocore's names).

@@ -19,11 +19,10 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from replicator.aws import guarded_send, region_of
-from replicator.checkpoint import TargetRef
-from replicator.itemsize import MAX_ITEM_BYTES, item_size
-from replicator.models import WireItem, pad_seq
-from replicator.retry import RetryPolicy
+from replicator.aws.factory import guarded_send, region_of
+from replicator.aws.retry import RetryPolicy
+from replicator.models import TargetRef, WireItem, pad_seq
+from replicator.pipeline.itemsize import MAX_ITEM_BYTES, item_size
 
 # Room left in an entry for its own attributes when deciding whether the record fits.
 ENTRY_HEADROOM_BYTES = 16 * 1024

@@ -1,8 +1,8 @@
 """``LeaseKeeper``: watches, takes, renews and releases one source table's lease.
 
 It is also the pipeline's fence: ``may_write()`` is asked before every target write,
-dead-letter write and checkpoint (see ``replicator.fence``). The decisions are the pure
-functions of ``replicator.lease``; this class only does the I/O and keeps the clock.
+dead-letter write and checkpoint (see ``replicator.ha.fence``). The decisions are the pure
+functions of ``replicator.ha.lease``; this class only does the I/O and keeps the clock.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol, TypeVar
 
-from replicator.backoff import Backoff, pause
+from replicator.aws.backoff import Backoff, pause
+from replicator.aws.retry import RetryObserver, RetryPolicy
 from replicator.errors import AwsError, ShutdownInterrupted
-from replicator.lease import (
+from replicator.ha.lease import (
     LeaseRecord,
     LeaseState,
     LeaseTimes,
@@ -29,7 +30,6 @@ from replicator.lease import (
     sight,
     state_of,
 )
-from replicator.retry import RetryObserver, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ T = TypeVar("T")
 
 
 class LeaseIO(Protocol):
-    """What the keeper needs from the control table (``replicator.lease_store.LeaseStore``)."""
+    """What the keeper needs from the control table (``replicator.ha.store.LeaseStore``)."""
 
     async def read(self, source_table: str) -> LeaseRecord | None: ...
 

@@ -11,22 +11,21 @@ from collections.abc import Awaitable, Callable
 
 from replicator.apply.applier import ChangeWriter, DeadLetterSink, TargetApplier
 from replicator.apply.writer import ConditionalWriter, LocalWriter, regression_reporter
-from replicator.aws import Clients
-from replicator.backoff import pause
-from replicator.checkpoint import CheckpointStore, TargetRef
-from replicator.config import Config, Pair
-from replicator.dlq import DeadLetterQueue
+from replicator.aws.backoff import pause
+from replicator.aws.factory import Clients
+from replicator.aws.retry import RetryPolicy
+from replicator.config.schema import Config, Pair
 from replicator.errors import ShutdownInterrupted
-from replicator.fence import Fence, FencedCheckpoints, FencedWriter, send_guard
-from replicator.gc_tuning import GC_THRESHOLDS
-from replicator.ha import end_on, replicate_under_lease, replicating
-from replicator.lease import LeaseTimes
-from replicator.lease_keeper import LeaseKeeper, process_owner
-from replicator.lease_store import LeaseStore
-from replicator.models import Meta
-from replicator.pipeline import PairPipeline
-from replicator.retry import RetryPolicy
-from replicator.startup import (
+from replicator.ha.fence import Fence, FencedCheckpoints, FencedWriter, send_guard
+from replicator.ha.keeper import LeaseKeeper, process_owner
+from replicator.ha.lease import LeaseTimes
+from replicator.ha.store import LeaseStore
+from replicator.models import Meta, TargetRef
+from replicator.pipeline.checkpoint import CheckpointStore
+from replicator.pipeline.dlq import DeadLetterQueue
+from replicator.pipeline.pair import PairPipeline
+from replicator.service.gc_tuning import GC_THRESHOLDS
+from replicator.service.startup import (
     TargetCheck,
     concurrently,
     heartbeat_writers,
@@ -36,6 +35,7 @@ from replicator.startup import (
     targets_of,
     write_client,
 )
+from replicator.service.tenure import end_on, replicate_under_lease, replicating
 from replicator.stream.source import DynamoDBStreamSource
 from replicator.telemetry.metrics import Metrics
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from replicator.cli_common import (
+from replicator.cli.common import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
     ConfigOption,
@@ -25,8 +25,8 @@ from replicator.cli_common import (
     run_reporting_errors,
     run_reporting_errors_sync,
 )
-from replicator.cli_dlq import dlq_app
-from replicator.gc_tuning import GC_THRESHOLDS
+from replicator.cli.dlq import dlq_app
+from replicator.service.gc_tuning import GC_THRESHOLDS
 
 if TYPE_CHECKING:
     from replicator.tools.verify import Report
@@ -60,7 +60,7 @@ def run(
     """Replicate until SIGTERM/SIGINT, then drain in-flight writes, checkpoint and exit 0."""
     gc.set_threshold(*GC_THRESHOLDS)  # the service's settings, already for its imports
     from replicator.models import Outcome
-    from replicator.service import metrics_for, run_service
+    from replicator.service.run import metrics_for, run_service
 
     loaded = load(config)
     _logging(log_level)

@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from replicator.aws import classify
-from replicator.backoff import Backoff, pause
+from replicator.aws.backoff import Backoff, pause
+from replicator.aws.classify import classify
 from replicator.errors import AwsError, ShutdownInterrupted
 
 log = logging.getLogger(__name__)

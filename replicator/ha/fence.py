@@ -14,10 +14,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from replicator.apply.applier import ChangeWriter
-from replicator.checkpoint import CheckpointStore
+from replicator.aws.retry import RetryPolicy
 from replicator.errors import AwsError, LeaseLost
 from replicator.models import Change, Outcome
-from replicator.retry import RetryPolicy
+from replicator.pipeline.checkpoint import CheckpointStore
 
 
 class Fence(Protocol):

@@ -17,34 +17,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from replicator.aws import guarded_send, is_conditional_check_failed, region_of
-from replicator.models import pad_seq
-from replicator.retry import RetryPolicy
-from replicator.tables import partition_items
-
-
-@dataclass(frozen=True, slots=True)
-class TargetRef:
-    region: str
-    table: str
-
-    def __str__(self) -> str:
-        return f"{self.region}/{self.table}"
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    shard_id: str
-    target: TargetRef
-    sequence_number: str | None  # last record applied or dead-lettered; None: nothing yet
-    shard_ended: bool
-    stream_arn: str = ""  # the stream the shard belongs to
-    updated_at: float | None = None  # when it was saved (epoch seconds), as loaded
+from replicator.aws.classify import is_conditional_check_failed
+from replicator.aws.factory import guarded_send, region_of
+from replicator.aws.retry import RetryPolicy
+from replicator.aws.tables import partition_items
+from replicator.models import Checkpoint, TargetRef, pad_seq
 
 
 def _partition(source_table: str) -> str:

@@ -16,14 +16,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from replicator.apply.limit import ceiling_of
-from replicator.aws import Clients
-from replicator.checkpoint import TargetRef
-from replicator.config import Config, Pair
+from replicator.aws.factory import Clients
+from replicator.aws.json_client import JsonClient
+from replicator.aws.retry import RetryObserver, RetryPolicy
+from replicator.aws.tables import CONTROL_KEY, check_table, describe, ensure_table, key_schema_of
+from replicator.config.schema import Config, Pair
 from replicator.errors import ConfigError, ReplicatorError
-from replicator.json_client import JsonClient
-from replicator.models import Mode
-from replicator.retry import RetryObserver, RetryPolicy
-from replicator.tables import CONTROL_KEY, check_table, describe, ensure_table, key_schema_of
+from replicator.models import Mode, TargetRef
 from replicator.telemetry.heartbeat import HeartbeatWriter, heartbeat_key
 from replicator.telemetry.metrics import Metrics
 

@@ -17,8 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from replicator.apply.applier import TargetApplier
-from replicator.backoff import Backoff
-from replicator.batches import (
+from replicator.aws.backoff import Backoff
+from replicator.aws.retry import RETRY_BACKOFF, RetryPolicy
+from replicator.errors import AwsError, RequestError, ShutdownInterrupted
+from replicator.models import Checkpoint, Meta, Outcome, TargetRef, pad_seq
+from replicator.pipeline.batches import (
     Decoded,
     created_at,
     decode,
@@ -26,15 +29,12 @@ from replicator.batches import (
     merge_waiting,
     not_yet_applied,
 )
-from replicator.checkpoint import Checkpoint, CheckpointStore, TargetRef
-from replicator.commits import CHECKPOINT_INTERVAL_SECONDS, LaneCommits, Window
-from replicator.errors import AwsError, RequestError, ShutdownInterrupted
-from replicator.models import Meta, Outcome, pad_seq
-from replicator.records import coalesce, sequence_of
-from replicator.retry import RETRY_BACKOFF, RetryPolicy
+from replicator.pipeline.checkpoint import CheckpointStore
+from replicator.pipeline.commits import CHECKPOINT_INTERVAL_SECONDS, LaneCommits, Window
 from replicator.stream.lineage import lineage_order, ready_shards
 from replicator.stream.loss import losses, unreadable
 from replicator.stream.reader import IDLE_BACKOFF, Batch, ReaderHooks, ShardReader
+from replicator.stream.records import coalesce, sequence_of
 from replicator.stream.source import MAX_RECORDS_PER_CALL, Shard, StreamSource
 from replicator.telemetry.metrics import Metrics
 

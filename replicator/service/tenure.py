@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from replicator.lease_keeper import LeaseKeeper
-from replicator.pipeline import PairPipeline
+from replicator.ha.keeper import LeaseKeeper
+from replicator.pipeline.pair import PairPipeline
 from replicator.telemetry.heartbeat import HeartbeatWriter
 
 Tenure = Callable[[asyncio.Event], Awaitable[None]]

@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping
 
 from yarl import URL
 
+# The most connections one pool opens: a target's concurrency ceiling ("auto").
+AUTO_CEILING = 1024
 HEAD_END = b"\r\n\r\n"
 
 

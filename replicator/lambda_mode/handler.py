@@ -32,21 +32,20 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from replicator.apply.applier import ChangeWriter, DeadLetterSink
-from replicator.aws import Clients
-from replicator.batches import Dead, decode, for_target
-from replicator.checkpoint import TargetRef
-from replicator.config import Config, Pair, load_config
-from replicator.dlq import DeadLetterQueue
+from replicator.aws.factory import Clients
+from replicator.aws.retry import RetryPolicy
+from replicator.aws.tables import CONTROL_KEY, ensure_table
+from replicator.config.schema import Config, Pair, load_config
 from replicator.errors import AwsError, ConfigError, ShutdownInterrupted
-from replicator.lambda_batch import Invocation, InvocationDeadLetters, InvocationWriter
-from replicator.lambda_event import StreamBatch, is_scheduled, stream_batch
-from replicator.lambda_metrics import EmfMetrics
-from replicator.models import Change, Meta
-from replicator.records import coalesce, sequence_of
-from replicator.retry import RetryPolicy
-from replicator.service import applier_for, meta_for, target_writer
-from replicator.startup import heartbeat_writers, targets_of
-from replicator.tables import CONTROL_KEY, ensure_table
+from replicator.lambda_mode.batch import Invocation, InvocationDeadLetters, InvocationWriter
+from replicator.lambda_mode.event import StreamBatch, is_scheduled, stream_batch
+from replicator.lambda_mode.metrics import EmfMetrics
+from replicator.models import Change, Meta, TargetRef
+from replicator.pipeline.batches import Dead, decode, for_target
+from replicator.pipeline.dlq import DeadLetterQueue
+from replicator.service.run import applier_for, meta_for, target_writer
+from replicator.service.startup import heartbeat_writers, targets_of
+from replicator.stream.records import coalesce, sequence_of
 from replicator.telemetry.heartbeat import HeartbeatWriter
 
 log = logging.getLogger(__name__)
@@ -288,7 +287,7 @@ _warm: dict[str, LambdaFunction] = {}
 
 
 def handler(event: dict[str, Any], context: Context) -> dict[str, Any]:
-    """The Lambda entry point (``replicator.lambda_handler.handler``)."""
+    """The Lambda entry point (``replicator.lambda_mode.handler.handler``)."""
     path = os.environ.get(CONFIG_ENV)
     if not path:
         raise ConfigError(

@@ -12,18 +12,16 @@ A scheduled EventBridge rule delivers ``{"source": "aws.events", "detail-type":
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from replicator.aws.binaries import decoded_record
 from replicator.errors import ConfigError
 
 # arn:aws:dynamodb:<region>:<account>:table/<table>/stream/<label>
 _STREAM_ARN = re.compile(r"^arn:aws[\w-]*:dynamodb:([\w-]+):\d*:table/([^/]+)/stream/.+$")
-_IMAGES = ("Keys", "NewImage", "OldImage")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,41 +66,3 @@ def stream_batch(event: Mapping[str, Any]) -> StreamBatch:
             "stream of a table listed in replicator.yaml"
         )
     return StreamBatch(str(arn), match[1], match[2], [decoded_record(r) for r in records])
-
-
-def decoded_record(record: dict[str, Any]) -> dict[str, Any]:
-    body = record.get("dynamodb")
-    if not isinstance(body, dict):
-        return record  # to_change dead-letters it with the reason
-    images = {name: _binary(body[name]) for name in _IMAGES if isinstance(body.get(name), dict)}
-    return {**record, "dynamodb": {**body, **images}}
-
-
-def _binary(item: dict[str, Any]) -> dict[str, Any]:
-    return {name: _value(value) for name, value in item.items()}
-
-
-def _value(value: Any) -> Any:
-    if not isinstance(value, dict) or len(value) != 1:
-        return value
-    ((kind, inner),) = value.items()
-    if kind == "B":
-        return {"B": _bytes(inner)}
-    if kind == "BS" and isinstance(inner, list):
-        return {"BS": [_bytes(v) for v in inner]}
-    if kind == "M" and isinstance(inner, dict):
-        return {"M": _binary(inner)}
-    if kind == "L" and isinstance(inner, list):
-        return {"L": [_value(v) for v in inner]}
-    return value
-
-
-def _bytes(text: Any) -> Any:
-    # Text that is not base64 stays as it came: the target refuses it and the record
-    # is dead-lettered with DynamoDB's own reason.
-    if not isinstance(text, str):
-        return text
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return text

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from replicator.aws import classify, is_conditional_check_failed
-from replicator.lease import LeaseRecord
+from replicator.aws.classify import classify, is_conditional_check_failed
+from replicator.ha.lease import LeaseRecord
 
 SORT_KEY = "lease"
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from replicator.cli_common import (
+from replicator.cli.common import (
     EXIT_CONFIG,
     ConfigOption,
     PairOption,
@@ -80,7 +80,7 @@ def dlq_purge(
     ],
 ) -> None:
     """Delete the entries whose last failure is older than the given age."""
-    from replicator.config import duration_seconds
+    from replicator.config.schema import duration_seconds
     from replicator.tools.dlq import purge
 
     seconds = duration_seconds(older_than)

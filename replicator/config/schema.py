@@ -24,8 +24,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from replicator.apply.limit import AUTO_CEILING as MAX_CONCURRENCY
-from replicator.config_messages import (
+from replicator.aws.http_pool import AUTO_CEILING as MAX_CONCURRENCY
+from replicator.config.messages import (
     EXAMPLE,
     Loc,
     Problem,

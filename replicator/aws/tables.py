@@ -9,10 +9,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from replicator.aws import error_code, region_of
-from replicator.backoff import pause
+from replicator.aws.backoff import pause
+from replicator.aws.classify import error_code
+from replicator.aws.factory import region_of
+from replicator.aws.retry import RetryPolicy
 from replicator.errors import ConfigError, ResourceNotFound, ShutdownInterrupted
-from replicator.retry import RetryPolicy
 
 ACTIVE_TIMEOUT_SECONDS = 120.0
 ACTIVE_POLL_SECONDS = 0.2

@@ -16,8 +16,8 @@ from typing import Any
 
 from replicator.errors import RecordError
 from replicator.models import Change, Meta, pad_seq
-from replicator.records import Skip, epoch_seconds, to_change
 from replicator.stream.reader import Batch
+from replicator.stream.records import Skip, epoch_seconds, to_change
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,6 @@
+"""Lambda mode: the handler an event source mapping invokes, the event reader, one
+invocation's batch and its CloudWatch embedded-metric-format lines.
+
+Shares decode, coalesce and the applier with container mode (``pipeline``, ``apply``,
+``service``'s wiring); nothing imports it but the Lambda runtime and tests.
+"""
