@@ -13,11 +13,19 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from aiodynamo.credentials import Key
-
 from replicator.errors import AwsError
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One set of signing keys; the secret and token never appear in a repr or a log."""
+
+    id: str
+    secret: str = field(repr=False)
+    token: str | None = field(repr=False, default=None)
 
 
 def _botocore_chain() -> Any:

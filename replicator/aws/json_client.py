@@ -15,8 +15,9 @@ stays the one place that reads error codes. Answers are DynamoDB's JSON as is, e
 that stream records get botocore's shape back (binary values as bytes), so a change is
 the same value whichever client read it.
 
-aiodynamo's client is not used: its retry loop cost an async generator and a task per
-request, and its signer redid the day's key derivation for every request. Keys come from
+A general-purpose async client (aiodynamo's, measured) is not used: its retry loop cost an
+async generator and a task per request, and its signer redid the day's key derivation for
+every request. Keys come from
 the standard AWS chain (``replicator.aws.credentials``).
 """
 
@@ -30,7 +31,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiodynamo.sign import make_default_endpoint
 from botocore.exceptions import ClientError, NoCredentialsError
 from yarl import URL
 
@@ -168,10 +168,10 @@ class JsonClient:
 
 
 def default_endpoint(service: str, region: str) -> URL:
-    endpoint = make_default_endpoint(region)
+    host = f"dynamodb.{region}.amazonaws.com"
     if service == "dynamodbstreams":
-        return endpoint.with_host(f"streams.{endpoint.host}")
-    return endpoint
+        host = f"streams.{host}"
+    return URL.build(scheme="https", host=host, path="/")
 
 
 def _base64_binaries(value: Any) -> Any:

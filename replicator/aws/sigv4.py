@@ -1,8 +1,8 @@
 """AWS Signature Version 4 for DynamoDB's JSON POSTs, with the per-day work cached.
 
-aiodynamo's signer derives the signing key (four HMACs) and formats the date five
-times for every request; at thousands of writes a second that was a large share of
-the client's CPU per write (bench 8). Here the key is derived once per day and region
+A general-purpose signer (aiodynamo's, measured) derives the signing key (four HMACs) and
+formats the date five times for every request; at thousands of writes a second that was a
+large share of the client's CPU per write (bench 8). Here the key is derived once per day and region
 and the timestamp once per second; a request costs two SHA-256 digests and one HMAC.
 """
 
@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import time
 
-from aiodynamo.credentials import Key
+from replicator.aws.credentials import Key
 
 SERVICE = "dynamodb"
 CONTENT_TYPE = "application/x-amz-json-1.0"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from aiodynamo.credentials import Key
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from replicator.aws.credentials import Key
 from replicator.aws.sigv4 import Signer
 
 BODY = b'{"TableName":"orders","Item":{"pk":{"S":"k1"}}}'
