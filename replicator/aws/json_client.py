@@ -160,7 +160,7 @@ class JsonClient:
             return answer
         error = client_error(status, answer_body, operation)
         if error.response["Error"]["Code"] == EXPIRED_TOKEN:
-            self._credentials.invalidate()  # the retry signs with fresh credentials
+            self._credentials.invalidate(key)  # the retry signs with fresh credentials
         raise error
 
     async def aclose(self) -> None:
