@@ -26,6 +26,7 @@ a key refused again is retried with backoff, never in a hot loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -111,6 +112,13 @@ class CredentialChain:
         if key is not None and self._clock() < self._refresh_at:
             return key
         return await self._checked(key)
+
+    async def aclose(self) -> None:
+        """Stop waiting for a fetch still running (idempotent); its thread ends on its own."""
+        if self._fetch is not None and not self._fetch.done():
+            self._fetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._fetch
 
     def invalidate(self, refused: Key) -> None:
         """``refused`` was refused as expired: look it up anew before the next request."""

@@ -148,6 +148,7 @@ class Clients:
     ) -> JsonClient:
         if self._credentials is None:
             self._credentials = CredentialChain()
+            self._stack.push_async_callback(self._credentials.aclose)
         client = JsonClient(
             region,
             self._endpoints.get(region),
