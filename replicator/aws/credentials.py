@@ -129,12 +129,9 @@ class CredentialChain:
 
     async def _checked(self, key: Key | None) -> Key | None:
         now = self._clock()
-        if key is not None and now < self._expires_at:
-            if now < self._expires_at - MANDATORY_SECONDS:
-                self._fetching()  # one caller's fetch, in the background
-                return key
-            if now < self._refresh_at:
-                return key  # the source served these keys this near expiry: not yet again
+        if key is not None and now < self._expires_at - MANDATORY_SECONDS:
+            self._fetching()  # one caller's fetch, in the background
+            return key
         failure = await asyncio.shield(self._fetching())
         if failure is not None:
             raise failure
@@ -154,10 +151,11 @@ class CredentialChain:
         try:
             key, lifetime = await asyncio.to_thread(self._freeze, anew)
         except AwsError as exc:
-            log.warning("%s", exc)
             now = self._clock()
             if now < self._expires_at - MANDATORY_SECONDS:
-                # As botocore does: a failed advisory refresh keeps the keys a while longer.
+                # Nobody waits for an advisory fetch, so its failure is told here; as
+                # botocore does, the keys sign on and the fetch is tried again later.
+                log.warning("%s; the current keys sign on until the mandatory window", exc)
                 retry_at = now + random.uniform(*REFETCH_SECONDS)
                 self._refresh_at = min(self._expires_at - MANDATORY_SECONDS, retry_at)
             return exc

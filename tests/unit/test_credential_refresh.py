@@ -29,6 +29,7 @@ class Provider:
     lifetime: datetime.timedelta = datetime.timedelta(hours=1)
     now: datetime.datetime = START
     fetches: int = 0
+    failing: bool = False
     gate: threading.Event = field(default_factory=threading.Event)
     fetching: threading.Event = field(default_factory=threading.Event)
 
@@ -54,6 +55,8 @@ class Provider:
         self.fetches += 1
         self.fetching.set()
         assert self.gate.wait(WAIT), "the test never let the refresh answer"
+        if self.failing:
+            raise ConnectionError("the credential service did not answer")
         return self._metadata()
 
     def _metadata(self) -> dict[str, str]:
@@ -142,3 +145,18 @@ async def test_a_refused_key_is_looked_up_anew_even_if_its_source_holds_it_valid
     chain.invalidate(Key("AKID0", "secret-0", "token-0"))
     key = await chain.key()
     assert key is not None and key.id == "AKID7"
+
+
+async def test_a_refresh_failing_in_the_advisory_window_is_not_retried_for_every_request(
+    provider: Provider,
+) -> None:
+    chain = await chain_of(provider)
+    provider.advance(minutes=48)
+    provider.failing = True
+    provider.gate.set()
+    for _ in range(100):  # 100 s of requests: the keys still sign, one fetch was tried
+        key = await chain.key()
+        assert key is not None and key.id == "AKID0"
+        await asyncio.to_thread(provider.fetching.wait, WAIT)
+        provider.advance(seconds=1)
+    assert provider.fetches == 1
