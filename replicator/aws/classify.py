@@ -128,8 +128,8 @@ def classify(exc: BaseException) -> AwsError:
         if is_clock_skew(exc):
             # Seen only when the answer's Date could not correct our clock (aws.clock).
             return AwsError(
-                f"{message}: this host's clock is more than 5 minutes off AWS's, and the "
-                "answer's Date header did not say by how much; set the host's clock (NTP)",
+                f"{message}: this host's clock is more than 5 minutes off AWS's and could "
+                "not be corrected from the answer's Date header; set the host's clock (NTP)",
                 code=code,
             )
         retryable = code in RETRYABLE_CODES or status >= 500
