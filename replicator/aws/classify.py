@@ -80,6 +80,10 @@ ITEM_FAULT_MESSAGES = (
     "item collection",
 )
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
+EXPIRED_TOKEN = "ExpiredTokenException"
+# DynamoDB's refusals of a request signed more than 5 minutes away from its clock.
+INVALID_SIGNATURE = "InvalidSignatureException"
+CLOCK_SKEW_MESSAGES = ("Signature expired", "Signature not yet current")
 
 
 def error_code(exc: ClientError) -> str:
@@ -89,6 +93,17 @@ def error_code(exc: ClientError) -> str:
 
 def is_conditional_check_failed(exc: BaseException) -> bool:
     return isinstance(exc, ClientError) and error_code(exc) == CONDITIONAL_CHECK_FAILED
+
+
+def is_expired_token(exc: ClientError) -> bool:
+    """Refused for credentials the service holds expired: refreshing them may help."""
+    return error_code(exc) == EXPIRED_TOKEN
+
+
+def is_clock_skew(exc: ClientError) -> bool:
+    """Refused as signed too far from the service's clock: correcting ours may help."""
+    message: str = exc.response.get("Error", {}).get("Message", "")
+    return error_code(exc) == INVALID_SIGNATURE and message.startswith(CLOCK_SKEW_MESSAGES)
 
 
 def classify(exc: BaseException) -> AwsError:
@@ -110,6 +125,13 @@ def classify(exc: BaseException) -> AwsError:
             return ResourceNotFound(message, code=code, retryable=False)
         if code == VALIDATION and not names_the_item(message):
             return RequestError(message, code=code)
+        if is_clock_skew(exc):
+            # Seen only when the answer's Date could not correct our clock (aws.clock).
+            return AwsError(
+                f"{message}: this host's clock is more than 5 minutes off AWS's and could "
+                "not be corrected from the answer's Date header; set the host's clock (NTP)",
+                code=code,
+            )
         retryable = code in RETRYABLE_CODES or status >= 500
         record_fault = code in RECORD_FAULT_CODES or code == VALIDATION
         return AwsError(message, code=code, retryable=retryable, record_fault=record_fault)

@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from replicator.aws.clock import ServerClock
 from replicator.aws.credentials import CredentialChain
 from replicator.aws.http_pool import AUTO_CEILING
 from replicator.aws.json_client import CONNECT_TIMEOUT_SECONDS, JsonClient, send_guard
@@ -89,6 +90,7 @@ class Clients:
         self._targets: dict[tuple[str, str], JsonClient] = {}
         self._session: Any = None
         self._credentials: CredentialChain | None = None
+        self._clock = ServerClock()  # one skew for the host, whichever client measured it
 
     async def get(self, service: str, region: str) -> Any:
         """An aiobotocore client for ``service`` in ``region``, created once and reused."""
@@ -146,6 +148,7 @@ class Clients:
     ) -> JsonClient:
         if self._credentials is None:
             self._credentials = CredentialChain()
+            self._stack.push_async_callback(self._credentials.aclose)
         client = JsonClient(
             region,
             self._endpoints.get(region),
@@ -153,6 +156,7 @@ class Clients:
             connections=connections,
             service=service,
             agent=self._agent,
+            clock=self._clock,
         )
         self._stack.push_async_callback(client.aclose)
         return client

@@ -28,18 +28,19 @@ import contextvars
 import copy
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from botocore.exceptions import ClientError, NoCredentialsError
 from yarl import URL
 
 from replicator.aws.binaries import decoded_record
-from replicator.aws.credentials import CredentialChain
-from replicator.aws.http_pool import ConnectionPool
+from replicator.aws.classify import is_clock_skew, is_expired_token
+from replicator.aws.clock import ServerClock
+from replicator.aws.credentials import CredentialChain, Key
+from replicator.aws.http_pool import Answer, ConnectionPool
 from replicator.aws.sigv4 import Signer
 
-EXPIRED_TOKEN = "ExpiredTokenException"
 # X-Amz-Target prefixes, and the operations each client is asked for (botocore's names).
 DYNAMODB = "DynamoDB_20120810"
 STREAMS = "DynamoDBStreams_20120810"
@@ -80,7 +81,8 @@ class JsonClient:
     """One service (``dynamodb`` or ``dynamodbstreams``) in one region.
 
     The guard of a ``guarded`` view is called as each request is sent and aborts it by
-    raising; otherwise the ``send_guard`` of the calling context is.
+    raising; otherwise the ``send_guard`` of the calling context is. Requests are signed
+    at ``clock``'s time (shared by a process's clients: ``aws.clock``).
     """
 
     def __init__(
@@ -92,12 +94,14 @@ class JsonClient:
         connections: int,
         service: str = "dynamodb",
         agent: str | None = None,
+        clock: ServerClock | None = None,
     ) -> None:
         if agent is not None and ("\r" in agent or "\n" in agent):
             raise ValueError(f"a User-Agent cannot hold a line break: {agent!r}")
         self._agent = {"User-Agent": agent} if agent else {}
         self._guard: Callable[[], None] | None = None
         self._credentials = credentials
+        self._clock = clock or ServerClock()
         self._prefix = SERVICES[service]
         self.region = region
         self._pool = ConnectionPool(
@@ -145,23 +149,26 @@ class JsonClient:
             # Binary attributes arrive from the stream as bytes; JSON wants base64.
             body = _JSON.encode(_base64_binaries(request)).encode()
         target = f"{self._prefix}.{operation}"
-        headers = self._signer.headers(key, target, body, now=time.time())
-        status, answer_body = await self._pool.post(
+        offset = self._clock.offset
+        status, answer_body = reply = await self._send(key, target, body, offset)
+        if status == 200:
+            return _json_answer(operation, answer_body)
+        error = client_error(status, answer_body, operation)
+        if is_clock_skew(error) and self._clock.corrected(reply.date, offset):
+            # Signed again at the server's time and sent at once; a second refusal stands.
+            status, answer_body = await self._send(key, target, body, self._clock.offset)
+            if status == 200:
+                return _json_answer(operation, answer_body)
+            error = client_error(status, answer_body, operation)
+        if is_expired_token(error):
+            self._credentials.invalidate(key)  # the retry signs with fresh credentials
+        raise error
+
+    def _send(self, key: Key, target: str, body: bytes, offset: float) -> Awaitable[Answer]:
+        headers = self._signer.headers(key, target, body, now=time.time() + offset)
+        return self._pool.post(
             {**headers, **self._agent}, body, guard=self._guard or send_guard.get()
         )
-        if status == 200:
-            try:
-                answer: dict[str, Any] = json.loads(answer_body)
-            except ValueError:
-                # Cut short or mangled on the way (a proxy): a transport fault, not ours.
-                raise ConnectionError(
-                    f"{operation}: a 200 answer that is not JSON: {answer_body[:80]!r}"
-                ) from None
-            return answer
-        error = client_error(status, answer_body, operation)
-        if error.response["Error"]["Code"] == EXPIRED_TOKEN:
-            self._credentials.invalidate()  # the retry signs with fresh credentials
-        raise error
 
     async def aclose(self) -> None:
         await self._pool.aclose()
@@ -182,6 +189,17 @@ def _base64_binaries(value: Any) -> Any:
     if isinstance(value, list | set | tuple):
         return [_base64_binaries(v) for v in value]
     return value
+
+
+def _json_answer(operation: str, body: bytes) -> dict[str, Any]:
+    try:
+        answer: dict[str, Any] = json.loads(body)
+    except ValueError:
+        # Cut short or mangled on the way (a proxy): a transport fault, not ours.
+        raise ConnectionError(
+            f"{operation}: a 200 answer that is not JSON: {body[:80]!r}"
+        ) from None
+    return answer
 
 
 def client_error(status: int, body: bytes, operation: str) -> ClientError:
