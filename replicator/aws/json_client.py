@@ -36,6 +36,7 @@ from yarl import URL
 
 from replicator.aws.binaries import decoded_record
 from replicator.aws.credentials import CredentialChain
+from replicator.aws.endpoints import resolve
 from replicator.aws.http_pool import ConnectionPool
 from replicator.aws.sigv4 import Signer
 
@@ -79,6 +80,9 @@ send_guard: contextvars.ContextVar[Callable[[], None] | None] = contextvars.Cont
 class JsonClient:
     """One service (``dynamodb`` or ``dynamodbstreams``) in one region.
 
+    ``endpoint``: replicator.yaml's URL for it; without one it is resolved as botocore
+    would (``replicator.aws.endpoints``).
+
     The guard of a ``guarded`` view is called as each request is sent and aborts it by
     raising; otherwise the ``send_guard`` of the calling context is.
     """
@@ -100,13 +104,21 @@ class JsonClient:
         self._credentials = credentials
         self._prefix = SERVICES[service]
         self.region = region
+        resolved = resolve(service, region, endpoint)
+        url = URL(resolved.url)
         self._pool = ConnectionPool(
-            URL(endpoint) if endpoint else default_endpoint(service, region),
+            url,
             limit=connections,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             keepalive=KEEPALIVE_SECONDS,
         )
-        self._signer = Signer(self._pool.host, region)
+        # Signed for the Host and path the pool sends.
+        self._signer = Signer(
+            self._pool.host,
+            resolved.signing_region,
+            path=url.raw_path,
+            service=resolved.signing_name,
+        )
 
     def guarded(self, guard: Callable[[], None] | None) -> JsonClient:
         """This client over the same connections, with every request asked of ``guard``."""
@@ -165,13 +177,6 @@ class JsonClient:
 
     async def aclose(self) -> None:
         await self._pool.aclose()
-
-
-def default_endpoint(service: str, region: str) -> URL:
-    host = f"dynamodb.{region}.amazonaws.com"
-    if service == "dynamodbstreams":
-        host = f"streams.{host}"
-    return URL.build(scheme="https", host=host, path="/")
 
 
 def _base64_binaries(value: Any) -> Any:
