@@ -10,18 +10,22 @@ rules' ``dynamodb.us-gov-west-1``) and for dual-stack Streams (``streams.dynamod
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import botocore.session
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import EndpointResolutionError
 from botocore.loaders import Loader
 
+from replicator.aws import endpoints
 from replicator.aws.endpoints import Endpoint, resolve
 from replicator.errors import ConfigError
 
@@ -94,10 +98,20 @@ def apply(environment: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path
         monkeypatch.setenv(name, str(tmp_path / "config") if name == "AWS_CONFIG_FILE" else value)
 
 
-def botocore_sends(service: str, region: str, endpoint_url: str | None = None) -> Endpoint:
+class EmptyAnswer:
+    """The body of the answer given in place of sending: ``{}``."""
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield b"{}"
+
+
+def botocore_sends(
+    service: str, region: str, endpoint_url: str | None = None, *, loader: Loader | None = LOADER
+) -> Endpoint:
     """The URL and credential scope of the request a botocore client builds in this setting."""
     session = botocore.session.get_session()
-    session.register_component("data_loader", LOADER)
+    if loader is not None:
+        session.register_component("data_loader", loader)
     client = session.create_client(
         service,
         region_name=region,
@@ -109,14 +123,13 @@ def botocore_sends(service: str, region: str, endpoint_url: str | None = None) -
 
     def catch(request: Any, **_: Any) -> AWSResponse:
         sent["url"], sent["authorization"] = request.url, request.headers["Authorization"]
-        return AWSResponse(request.url, 200, {}, None)
+        return AWSResponse(request.url, 200, {}, EmptyAnswer())
 
     client.meta.events.register("before-send", catch)
-    with pytest.raises(Exception):  # noqa: B017 (the empty answer does not parse: not our concern)
-        if service == "dynamodb":
-            client.describe_table(TableName="orders")
-        else:
-            client.describe_stream(StreamArn="arn:aws:dynamodb:r:123456789012:table/t/stream/s")
+    if service == "dynamodb":
+        client.describe_table(TableName="orders")
+    else:
+        client.describe_stream(StreamArn="arn:aws:dynamodb:r:123456789012:table/t/stream/s")
     scope = re.search(rb"Credential=\w+/\d{8}/([^/]+)/([^/]+)/aws4_request", sent["authorization"])
     assert scope is not None
     # botocore adds the path "/" to a URL without one; the request line is the same.
@@ -131,11 +144,11 @@ def ours_or_refusal(service: str, region: str, configured: str | None = None) ->
         return "refused"
 
 
-def theirs_or_refusal(service: str, region: str, configured: str | None = None) -> Endpoint | str:
-    from botocore.exceptions import EndpointResolutionError
-
+def theirs_or_refusal(
+    service: str, region: str, configured: str | None = None, *, loader: Loader | None = LOADER
+) -> Endpoint | str:
     try:
-        return botocore_sends(service, region, configured)
+        return botocore_sends(service, region, configured, loader=loader)
     except EndpointResolutionError:
         return "refused"
 
@@ -169,6 +182,28 @@ def test_an_endpoint_from_replicator_yaml_wins_as_botocores_endpoint_url_does(
     ours = ours_or_refusal(service, region, configured)
     assert ours == theirs_or_refusal(service, region, configured)
     assert ours == Endpoint(configured, region, "dynamodb")
+
+
+def test_dual_stack_where_the_partition_has_none_is_refused_as_botocore_refuses_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # botocore's data as AWS_DATA_PATH may override it: here the aws partition has no
+    # dual-stack hosts. The refusal names what to change instead of a traceback.
+    partitions = json.loads((Path(botocore.__file__).parent / "data/partitions.json").read_text())
+    for partition in partitions["partitions"]:
+        partition["outputs"]["supportsDualStack"] = False
+    (tmp_path / "partitions.json").write_text(json.dumps(partitions))
+    apply(ENVIRONMENTS["dual-stack"], monkeypatch, tmp_path)
+    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
+    endpoints._loader.cache_clear()
+    endpoints._rules.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="AWS_USE_DUALSTACK_ENDPOINT"):
+            resolve("dynamodb", "eu-west-1")
+        assert theirs_or_refusal("dynamodb", "eu-west-1", loader=None) == "refused"
+    finally:
+        endpoints._loader.cache_clear()
+        endpoints._rules.cache_clear()
 
 
 def test_china_and_govcloud_hosts_are_their_partitions() -> None:
