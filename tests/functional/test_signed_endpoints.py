@@ -165,6 +165,8 @@ async def test_a_service_replicator_yaml_leaves_out_goes_where_the_environment_s
     tables, streams = SigningServer(), SigningServer()
     async with tables.serving("127.0.0.1") as table_port, streams.serving("127.0.0.1") as port:
         monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+        for name in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"):
+            monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{table_port}/from-env")
         clients = config_with({"streams": f"http://127.0.0.1:{port}"})
         try:
