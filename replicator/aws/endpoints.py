@@ -35,6 +35,7 @@ import functools
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from replicator.errors import ConfigError
 
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 SIGNING_NAME = "dynamodb"
 SERVICES = ("dynamodb", "dynamodbstreams")
 API_VERSION = "2012-08-10"  # of both services, as the clients' X-Amz-Target names them
+_ENV_SUFFIX = {"dynamodb": "DYNAMODB", "dynamodbstreams": "DYNAMODB_STREAMS"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,15 @@ def resolve(service: str, region: str, configured: str | None = None) -> Endpoin
     profile = _profile()
     url = _configured_url(service, profile)
     if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            # No scheme or host (botocore refuses it too), or a query, which is not signed.
+            # The value is not shown: it may hold credentials.
+            raise ConfigError(
+                f"the {service} endpoint URL set in the environment or the AWS config is "
+                "not scheme://host[:port][/path] — fix AWS_ENDPOINT_URL, "
+                f"AWS_ENDPOINT_URL_{_ENV_SUFFIX[service]} or the profile's endpoint_url"
+            )
         return _ruled(service, region, Endpoint=url)
     return _ruled(
         service,

@@ -206,6 +206,16 @@ def test_dual_stack_where_the_partition_has_none_is_refused_as_botocore_refuses_
         endpoints._rules.cache_clear()
 
 
+@pytest.mark.parametrize("url", ["localhost:8000", "https://user:pw@h.example/?a=1"])
+def test_an_endpoint_url_in_the_environment_that_is_no_url_is_one_line(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", url)
+    with pytest.raises(ConfigError, match="AWS_ENDPOINT_URL_DYNAMODB_STREAMS") as refused:
+        resolve("dynamodbstreams", "eu-west-1")
+    assert "pw" not in str(refused.value)
+
+
 def test_china_and_govcloud_hosts_are_their_partitions() -> None:
     # The hand-built "dynamodb.<region>.amazonaws.com" these replace never resolved in China.
     assert resolve("dynamodb", "cn-north-1").url == "https://dynamodb.cn-north-1.amazonaws.com.cn"
