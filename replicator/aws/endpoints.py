@@ -34,7 +34,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from replicator.errors import ConfigError
@@ -130,10 +130,15 @@ def _loader() -> Loader:
     return loader
 
 
-def _profile() -> tuple[dict[str, Any], dict[str, Any]]:
-    """The AWS config file and the active profile's section, read as a botocore session would."""
+class _Profile(NamedTuple):
+    whole: dict[str, Any]  # the AWS config file, as botocore's configloader parses it
+    section: dict[str, Any]  # the active profile's settings
+
+
+def _profile() -> _Profile:
+    """The AWS config file and the active profile, read as a botocore session reads them."""
     from botocore.configloader import load_config
-    from botocore.exceptions import ConfigNotFound
+    from botocore.exceptions import ConfigNotFound, ConfigParseError
 
     name = os.environ.get("AWS_DEFAULT_PROFILE") or os.environ.get("AWS_PROFILE") or "default"
     path = os.path.expanduser(os.environ.get("AWS_CONFIG_FILE", "~/.aws/config"))
@@ -141,23 +146,28 @@ def _profile() -> tuple[dict[str, Any], dict[str, Any]]:
         whole: dict[str, Any] = load_config(path)
     except ConfigNotFound:
         whole = {}
-    return whole, whole.get("profiles", {}).get(name, {})
+    except ConfigParseError as exc:
+        raise ConfigError(f"{exc} — fix the AWS config file (AWS_CONFIG_FILE)") from None
+    return _Profile(whole, whole.get("profiles", {}).get(name, {}))
 
 
-def _setting(name: str, profile: tuple[dict[str, Any], dict[str, Any]]) -> bool:
+def _setting(name: str, profile: _Profile) -> bool:
     """A boolean setting from its environment variable, else the profile: botocore's table."""
     from botocore.configprovider import BOTOCORE_DEFAUT_SESSION_VARIABLES
 
     key, variable, default, convert = BOTOCORE_DEFAUT_SESSION_VARIABLES[name]
-    value = os.environ[variable] if variable in os.environ else profile[1].get(key, default)
+    value = os.environ[variable] if variable in os.environ else profile.section.get(key, default)
     return bool(convert(value)) if value is not None else False
 
 
-def _configured_url(service: str, profile: tuple[dict[str, Any], dict[str, Any]]) -> str | None:
+def _configured_url(service: str, profile: _Profile) -> str | None:
     from botocore.configprovider import ConfiguredEndpointProvider
+    from botocore.exceptions import InvalidConfigError
 
     if _setting("ignore_configured_endpoint_urls", profile):
         return None
-    whole, scoped = profile
-    url: str | None = ConfiguredEndpointProvider(whole, scoped, service).provide()
+    try:
+        url: str | None = ConfiguredEndpointProvider(*profile, service).provide()
+    except InvalidConfigError as exc:  # a profile naming a services section that is not there
+        raise ConfigError(f"{exc} — fix the AWS config file (AWS_CONFIG_FILE)") from None
     return url

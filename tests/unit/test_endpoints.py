@@ -216,6 +216,22 @@ def test_an_endpoint_url_in_the_environment_that_is_no_url_is_one_line(
     assert "pw" not in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("[default]\nservices = gone\n", '"gone" services configuration does not exist'),
+        ("[default\nregion = x\n", "Unable to parse config file"),
+    ],
+)
+def test_an_aws_config_file_botocore_refuses_is_one_line(
+    text: str, said: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    apply({"AWS_CONFIG_FILE": text}, monkeypatch, tmp_path)
+    with pytest.raises(ConfigError, match=said) as refused:
+        resolve("dynamodb", "eu-west-1")
+    assert str(refused.value).endswith("— fix the AWS config file (AWS_CONFIG_FILE)")
+
+
 def test_china_and_govcloud_hosts_are_their_partitions() -> None:
     # The hand-built "dynamodb.<region>.amazonaws.com" these replace never resolved in China.
     assert resolve("dynamodb", "cn-north-1").url == "https://dynamodb.cn-north-1.amazonaws.com.cn"
