@@ -40,11 +40,9 @@ def boto_config(agent: str | None) -> BotoConfig:
 class RegionEndpoints(Protocol):
     """One region's endpoint per service, as ``replicator.yaml``'s ``endpoints:`` holds it."""
 
-    @property
-    def dynamodb(self) -> str | None: ...
-
-    @property
-    def streams(self) -> str | None: ...
+    def url(self, service: str) -> str | None:
+        """The URL named for ``service`` (``dynamodb``, ``dynamodbstreams``), if any."""
+        ...
 
 
 # Per region: one URL for both services (moto, DynamoDB Local), or one per service.
@@ -174,9 +172,7 @@ class Clients:
 
     def _endpoint(self, service: str, region: str) -> str | None:
         entry = self._endpoints.get(region)
-        if entry is None or isinstance(entry, str):
-            return entry
-        return entry.streams if service == "dynamodbstreams" else entry.dynamodb
+        return entry if entry is None or isinstance(entry, str) else entry.url(service)
 
     async def aclose(self) -> None:
         """Close every client (idempotent)."""

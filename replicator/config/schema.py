@@ -216,6 +216,10 @@ class RegionEndpoints(BaseModel):
             return {"dynamodb": url, "streams": url}
         return value
 
+    def url(self, service: str) -> str | None:
+        """The URL named for ``service`` (``dynamodb``, ``dynamodbstreams``), if any."""
+        return self.streams if service == "dynamodbstreams" else self.dynamodb
+
     @model_validator(mode="after")
     def _names_one(self) -> Self:
         if self.dynamodb is None and self.streams is None:
@@ -240,9 +244,7 @@ class Config(BaseModel):
     def endpoint_for(self, region: str, service: str = "dynamodb") -> str | None:
         """The URL this file names for ``service`` (dynamodb, dynamodbstreams) in ``region``."""
         entry = self.endpoints.get(region)
-        if entry is None:
-            return None
-        return entry.streams if service == "dynamodbstreams" else entry.dynamodb
+        return entry.url(service) if entry else None
 
     @property
     def regions(self) -> list[str]:
