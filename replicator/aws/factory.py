@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from replicator.aws.clock import ServerClock
 from replicator.aws.credentials import CredentialChain
@@ -36,6 +36,18 @@ def boto_config(agent: str | None) -> BotoConfig:
         max_pool_connections=POOL_CONNECTIONS,
         user_agent_extra=agent,
     )
+
+
+class RegionEndpoints(Protocol):
+    """One region's endpoint per service, as ``replicator.yaml``'s ``endpoints:`` holds it."""
+
+    def url(self, service: str) -> str | None:
+        """The URL named for ``service`` (``dynamodb``, ``dynamodbstreams``), if any."""
+        ...
+
+
+# Per region: one URL for both services (moto, DynamoDB Local), or one per service.
+Endpoints = Mapping[str, str | RegionEndpoints]
 
 
 def region_of(client: Any) -> str:
@@ -73,15 +85,16 @@ class Clients:
     through tables. aiobotocore directly, not through aioboto3: importing boto3 on top
     cost start-up time and nothing here uses its resources; it is imported on first use.
 
+    ``endpoints`` names a region's endpoint per service; a service without one is resolved
+    as botocore resolves it (``replicator.aws.endpoints``: environment, AWS config, rules).
+
     Credentials come from the standard AWS chain (environment, profile, role); none
     are ever read from replicator's config. ``agent`` is added to every request's
     User-Agent, so CloudTrail (and a test's proxy) can tell the processes of one
     deployment apart.
     """
 
-    def __init__(
-        self, endpoints: Mapping[str, str] | None = None, *, agent: str | None = None
-    ) -> None:
+    def __init__(self, endpoints: Endpoints | None = None, *, agent: str | None = None) -> None:
         self._endpoints = dict(endpoints or {})
         self._agent = agent
         self._stack = contextlib.AsyncExitStack()
@@ -103,7 +116,7 @@ class Clients:
             client = self._session.create_client(
                 service,
                 region_name=region,
-                endpoint_url=self._endpoints.get(region),
+                endpoint_url=self._endpoint(service, region),
                 config=boto_config(self._agent),
             )
             self._clients[key] = await self._stack.enter_async_context(client)
@@ -151,7 +164,7 @@ class Clients:
             self._stack.push_async_callback(self._credentials.aclose)
         client = JsonClient(
             region,
-            self._endpoints.get(region),
+            self._endpoint(service, region),
             credentials=self._credentials,
             connections=connections,
             service=service,
@@ -160,6 +173,10 @@ class Clients:
         )
         self._stack.push_async_callback(client.aclose)
         return client
+
+    def _endpoint(self, service: str, region: str) -> str | None:
+        entry = self._endpoints.get(region)
+        return entry if entry is None or isinstance(entry, str) else entry.url(service)
 
     async def aclose(self) -> None:
         """Close every client (idempotent)."""
@@ -170,7 +187,7 @@ class Clients:
 
 
 @contextlib.asynccontextmanager
-async def clients(endpoints: Mapping[str, str] | None = None) -> AsyncIterator[Clients]:
+async def clients(endpoints: Endpoints | None = None) -> AsyncIterator[Clients]:
     factory = Clients(endpoints)
     try:
         yield factory

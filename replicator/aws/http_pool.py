@@ -205,11 +205,14 @@ class ConnectionPool:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``tls``: how https endpoints are verified (default: the system's CAs)."""
-        if endpoint.scheme not in ("http", "https") or not endpoint.host:
+        # The Host header and path sent, which the signer signs: lower case, an IPv6
+        # literal in brackets, the port only when it is not the scheme's default.
+        host = endpoint.host_subcomponent
+        if endpoint.scheme not in ("http", "https") or not host or not endpoint.host:
             raise ValueError(f"endpoint must be an http(s) URL with a host, not {endpoint}")
         self._address = endpoint.host
         self._port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-        self.host = endpoint.host if endpoint.is_default_port() else f"{endpoint.host}:{self._port}"
+        self.host = host if endpoint.is_default_port() else f"{host}:{self._port}"
         self._path = endpoint.raw_path_qs or "/"
         https = endpoint.scheme == "https"
         self._ssl = (tls or ssl.create_default_context()) if https else None

@@ -38,6 +38,7 @@ from replicator.aws.binaries import decoded_record
 from replicator.aws.classify import is_clock_skew, is_expired_token
 from replicator.aws.clock import ServerClock
 from replicator.aws.credentials import CredentialChain, Key
+from replicator.aws.endpoints import resolve
 from replicator.aws.http_pool import Answer, ConnectionPool
 from replicator.aws.sigv4 import Signer
 
@@ -80,6 +81,9 @@ send_guard: contextvars.ContextVar[Callable[[], None] | None] = contextvars.Cont
 class JsonClient:
     """One service (``dynamodb`` or ``dynamodbstreams``) in one region.
 
+    ``endpoint``: replicator.yaml's URL for it; without one it is resolved as botocore
+    would (``replicator.aws.endpoints``).
+
     The guard of a ``guarded`` view is called as each request is sent and aborts it by
     raising; otherwise the ``send_guard`` of the calling context is. Requests are signed
     at ``clock``'s time (shared by a process's clients: ``aws.clock``).
@@ -104,13 +108,21 @@ class JsonClient:
         self._clock = clock or ServerClock()
         self._prefix = SERVICES[service]
         self.region = region
+        resolved = resolve(service, region, endpoint)
+        url = URL(resolved.url)
         self._pool = ConnectionPool(
-            URL(endpoint) if endpoint else default_endpoint(service, region),
+            url,
             limit=connections,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             keepalive=KEEPALIVE_SECONDS,
         )
-        self._signer = Signer(self._pool.host, region)
+        # Signed for the Host and path the pool sends.
+        self._signer = Signer(
+            self._pool.host,
+            resolved.signing_region,
+            path=url.raw_path,
+            service=resolved.signing_name,
+        )
 
     def guarded(self, guard: Callable[[], None] | None) -> JsonClient:
         """This client over the same connections, with every request asked of ``guard``."""
@@ -172,13 +184,6 @@ class JsonClient:
 
     async def aclose(self) -> None:
         await self._pool.aclose()
-
-
-def default_endpoint(service: str, region: str) -> URL:
-    host = f"dynamodb.{region}.amazonaws.com"
-    if service == "dynamodbstreams":
-        host = f"streams.{host}"
-    return URL.build(scheme="https", host=host, path="/")
 
 
 def _base64_binaries(value: Any) -> Any:

@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from replicator.config.schema import Config, load_config
 from replicator.errors import ConfigError, ReplicatorError
@@ -32,7 +33,7 @@ def load(path: Path) -> Config:
     try:
         return load_config(path)
     except ConfigError as exc:
-        errors.print(f"[red]config error[/red] {exc}", highlight=False, soft_wrap=True)
+        errors.print(f"[red]config error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_CONFIG) from exc
 
 
@@ -53,7 +54,9 @@ def run_reporting_errors_sync(call: Callable[[], T]) -> T:
             raise  # a bug of ours: the traceback is the report
         for problem in problems:
             kind = "config error" if isinstance(problem, ConfigError) else "error"
-            errors.print(f"[red]{kind}[/red] {problem}", highlight=False, soft_wrap=True)
+            # The message is text: '[/path]' or an IPv6 URL is no console markup.
+            line = f"[red]{kind}[/red] {escape(str(problem))}"
+            errors.print(line, highlight=False, soft_wrap=True)
         only_config = all(isinstance(problem, ConfigError) for problem in problems)
         raise typer.Exit(EXIT_CONFIG if only_config else 1) from exc
 
