@@ -82,29 +82,32 @@ def test_the_bound_can_come_from_the_environment(tmp_path: Path) -> None:
     assert "failed for 1 s" in the_one_line(result.stderr)
 
 
-async def test_backfill_into_a_target_answering_500_gives_up_and_says_how_to_resume(
-    endpoints: dict[str, str], unique_name: str, tmp_path: Path
-) -> None:
-    direct = write_config(tmp_path / "direct.yaml", endpoints, unique_name)
-    await create_tables(load_config(direct))
+async def tables_with(endpoints: dict[str, str], table: str, tmp_path: Path, keys: int) -> None:
+    """The pair's tables, ``keys`` items in the source and none replicated."""
+    await create_tables(load_config(write_config(tmp_path / "direct.yaml", endpoints, table)))
     clients = Clients(endpoints)
     try:
         source = await clients.get("dynamodb", SOURCE)
-        for n in range(3):
+        for n in range(keys):
             item = {"pk": {"S": f"k{n}"}, "version": {"N": "1"}}
-            await source.put_item(TableName=unique_name, Item=item)
+            await source.put_item(TableName=table, Item=item)
     finally:
         await clients.aclose()
+
+
+async def run_with_target_writes_failing(
+    endpoints: dict[str, str], table: str, tmp_path: Path, *args: str
+) -> tuple[int | None, str, str, int]:
+    """``replicator <args>`` with every PutItem on the target answered 500; its exit code,
+    stdout, stderr and how many writes were refused."""
     parts = urlsplit(endpoints[TARGET])
     assert parts.hostname is not None and parts.port is not None
     down = Faults(http=[HttpFault(FaultKind.SERVER_ERROR, 1.0, only="DynamoDB_20120810.PutItem")])
     async with FaultProxy((parts.hostname, parts.port), faults=down, http=True) as proxy:
-        path = write_config(
-            tmp_path / "proxied.yaml", {**endpoints, TARGET: proxy.url}, unique_name
-        )
+        path = write_config(tmp_path / "proxied.yaml", {**endpoints, TARGET: proxy.url}, table)
         process = await asyncio.create_subprocess_exec(
             *CLI,
-            "backfill",
+            *args,
             "-c",
             str(path),
             "--give-up-after",
@@ -114,11 +117,37 @@ async def test_backfill_into_a_target_answering_500_gives_up_and_says_how_to_res
         )
         async with asyncio.timeout(WITHIN):
             stdout, stderr = await process.communicate()
+    refused = proxy.stats.injected[FaultKind.SERVER_ERROR.value]
+    return process.returncode, stdout.decode(), stderr.decode(), refused
 
-    assert process.returncode == 1, stderr.decode()
-    line = the_one_line(stderr.decode())
+
+async def test_backfill_into_a_target_answering_500_gives_up_and_says_how_to_resume(
+    endpoints: dict[str, str], unique_name: str, tmp_path: Path
+) -> None:
+    await tables_with(endpoints, unique_name, tmp_path, keys=3)
+    code, stdout, stderr, refused = await run_with_target_writes_failing(
+        endpoints, unique_name, tmp_path, "backfill"
+    )
+    assert code == 1, stderr
+    line = the_one_line(stderr)
     assert f"target write in {TARGET} failed for 2 s" in line
     assert "last error: InternalServerError" in line
     assert "run the same command again to resume there" in line
-    assert "written" not in stdout.decode()  # no summary claims writes that did not land
-    assert proxy.stats.injected[FaultKind.SERVER_ERROR.value] >= 2
+    assert "written" not in stdout  # no summary claims writes that did not land
+    assert refused >= 2
+
+
+async def test_a_repair_whose_writes_keep_failing_gives_up_after_verify_found_the_keys(
+    endpoints: dict[str, str], unique_name: str, tmp_path: Path
+) -> None:
+    await tables_with(endpoints, unique_name, tmp_path, keys=1)  # missing on the target
+    code, stdout, stderr, refused = await run_with_target_writes_failing(
+        endpoints, unique_name, tmp_path, "verify", "--repair"
+    )
+    assert code == 1, stderr
+    assert "missing" in stdout  # verify's reads went through: it found the key
+    line = the_one_line(stderr)
+    assert f"repair write in {TARGET} failed for 2 s" in line
+    assert "run verify --repair again to finish" in line
+    assert "repair:" not in stdout  # no "written" count for writes that did not land
+    assert refused >= 2

@@ -18,6 +18,7 @@ from chaos.proxy import FaultKind, FaultProxy, Faults, HttpFault
 from replicator.aws.factory import Clients
 from replicator.config.schema import load_config
 from replicator.service.run import metrics_for, run_service
+from replicator.tools.verify import Report
 from tests.e2e.helpers import SOURCE, TARGET, converged, create_tables, write_config
 
 PUT_ITEM = "DynamoDB_20120810.PutItem"
@@ -43,14 +44,20 @@ async def test_target_writes_refused_for_a_transaction_in_progress_are_retried_u
         stop, metrics = asyncio.Event(), metrics_for(config)
         service = asyncio.create_task(run_service(config, stop=stop, metrics=metrics))
         clients = Clients(endpoints)
+        converging: asyncio.Task[Report] | None = None
         try:
             source = await clients.get("dynamodb", SOURCE)
             for n in range(ITEMS):
                 item = {"pk": {"S": f"k{n}"}, "version": {"N": "1"}, "v": {"S": "x"}}
                 await source.put_item(TableName=unique_name, Item=item)
-            report = await converged(direct, within=60)
+            converging = asyncio.create_task(converged(direct, within=60))
+            # A service stopped by a conflict fails the test at once, not after 60 s.
+            await asyncio.wait({service, converging}, return_when=asyncio.FIRST_COMPLETED)
             assert not service.done(), _outcome(service)
+            report = await converging
         finally:
+            if converging is not None:
+                converging.cancel()
             stop.set()
             async with asyncio.timeout(30):
                 await service
