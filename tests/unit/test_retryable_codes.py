@@ -104,7 +104,9 @@ def test_every_status_botocore_retries_is_retryable_whatever_its_code(status: in
 
 
 def test_botocore_throttling_codes_are_throttles() -> None:
-    # A throttle moves the throttle counter and the adaptive concurrency limit down.
+    # A throttle moves the throttle counter and the adaptive concurrency limit down. Ours
+    # differ for two: a transaction still in progress and a prior request not complete are
+    # waits for one item, not a sign the table is at capacity, so they are plain retries.
     for code in standard.ThrottledRetryableChecker._THROTTLED_ERROR_CODES:
         if code not in {"TransactionInProgressException", "PriorRequestNotComplete"}:
             assert isinstance(classify(client_error(code)), ThrottledError), code
