@@ -112,12 +112,15 @@ def verify(
 
     loaded = load(config)
     progress: Callable[[str], None] = _quiet if as_json else _progress_line
-    again = "verify writes nothing: run it again once the region answers"
-    report = run_tool(
-        verify_tables(loaded, pair=pair, on_progress=progress),
-        give_up_after=give_up_after,
-        resume=again,
-    )
+
+    def verified() -> Report:
+        return run_tool(
+            verify_tables(loaded, pair=pair, on_progress=progress),
+            give_up_after=give_up_after,
+            resume="verify writes nothing: run it again once the region answers",
+        )
+
+    report = verified()
     if repair and report.differences:
         _print_report(report, show, as_json=False)
         fixed = run_tool(
@@ -132,11 +135,7 @@ def verify(
         )
         for difference, reason in fixed.unrepairable[:show]:
             console.print(f"  {difference}: {reason}", highlight=False)
-        report = run_tool(
-            verify_tables(loaded, pair=pair, on_progress=progress),
-            give_up_after=give_up_after,
-            resume=again,
-        )
+        report = verified()
     _print_report(report, show, as_json=as_json)
     if report.differences:
         raise typer.Exit(1)
