@@ -44,13 +44,23 @@ from replicator.errors import (
     TrimmedDataError,
 )
 
+# What botocore's standard retry mode retries for DynamoDB and DynamoDB Streams
+# (``retries/standard.py`` and ``data/_retry.json``; a unit test reads them as the oracle),
+# plus what the DynamoDB Developer Guide's "Error messages and codes" marks "OK to retry".
 THROTTLING_CODES = frozenset(
     {
         "ProvisionedThroughputExceededException",
         "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "RequestThrottledException",
+        "RequestThrottled",
         "RequestLimitExceeded",
         "LimitExceededException",
         "TooManyRequestsException",
+        "BandwidthLimitExceeded",
+        "SlowDown",
+        "EC2ThrottledException",
     }
 )
 RETRYABLE_CODES = frozenset(
@@ -58,10 +68,21 @@ RETRYABLE_CODES = frozenset(
         "InternalServerError",
         "InternalFailure",
         "ServiceUnavailable",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
         "TransactionInProgressException",
+        # An application's transaction holds the item: the guide says retry; botocore
+        # does not (it leaves the choice to the caller), and a replicated write must land.
+        "TransactionConflictException",
+        # A multi-region strongly consistent table's concurrent write (HTTP 409).
+        "ReplicatedWriteConflictException",
         "ExpiredTokenException",  # the next attempt signs with refreshed credentials
     }
 )
+# Statuses retried whatever their code (botocore: 5xx, 509 and 429 "too many requests").
+THROTTLING_STATUS = 429
+RETRYABLE_STATUS_FLOOR = 500
 # A local secondary index's item collection is full (10 GB): retrying cannot make room.
 RECORD_FAULT_CODES = frozenset({"ItemCollectionSizeLimitExceededException"})
 VALIDATION = "ValidationException"
@@ -114,7 +135,7 @@ def classify(exc: BaseException) -> AwsError:
         code = error_code(exc)
         message = f"{code}: {exc.response.get('Error', {}).get('Message', '')}".rstrip(": ")
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if code in THROTTLING_CODES:
+        if code in THROTTLING_CODES or status == THROTTLING_STATUS:
             return ThrottledError(message, code=code)
         if code == "ExpiredIteratorException":
             # Retrying the same iterator cannot help: the reader seeks a fresh one.
@@ -132,7 +153,7 @@ def classify(exc: BaseException) -> AwsError:
                 "not be corrected from the answer's Date header; set the host's clock (NTP)",
                 code=code,
             )
-        retryable = code in RETRYABLE_CODES or status >= 500
+        retryable = code in RETRYABLE_CODES or status >= RETRYABLE_STATUS_FLOOR
         record_fault = code in RECORD_FAULT_CODES or code == VALIDATION
         return AwsError(message, code=code, retryable=retryable, record_fault=record_fault)
     if isinstance(exc, TimeoutError):
