@@ -13,6 +13,7 @@ from aiohttp import web
 from yarl import URL
 
 from replicator.aws.classify import classify
+from replicator.aws.factory import Clients
 from replicator.aws.http_pool import ConnectionFailed, ConnectionPool
 from replicator.demo.embedded import free_port
 from replicator.errors import ConfigError
@@ -43,7 +44,8 @@ class Server:
 
 
 @pytest.fixture
-async def served() -> AsyncIterator[tuple[Server, ConnectionPool]]:
+async def stub() -> AsyncIterator[tuple[Server, URL]]:
+    """A ``Server`` on loopback, and its URL."""
     server = Server()
     app = web.Application()
     app.router.add_post("/", server.answer)
@@ -51,12 +53,20 @@ async def served() -> AsyncIterator[tuple[Server, ConnectionPool]]:
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    pool = ConnectionPool(URL(f"http://127.0.0.1:{port}"), limit=8, connect_timeout=5, keepalive=60)
+    try:
+        yield server, URL(f"http://127.0.0.1:{port}")
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def served(stub: tuple[Server, URL]) -> AsyncIterator[tuple[Server, ConnectionPool]]:
+    server, url = stub
+    pool = ConnectionPool(url, limit=8, connect_timeout=5, keepalive=60)
     try:
         yield server, pool
     finally:
         await pool.aclose()
-        await runner.cleanup()
 
 
 async def test_writes_one_after_another_share_one_connection(
@@ -203,22 +213,12 @@ async def test_an_answer_whose_crc32_does_not_match_is_a_retryable_fault(
     assert server.opened == 2  # the damaged answer's connection was not trusted again
 
 
-async def test_a_connection_idle_past_keepalive_is_replaced_not_reused() -> None:
+async def test_a_connection_idle_past_keepalive_is_replaced_not_reused(
+    stub: tuple[Server, URL],
+) -> None:
+    server, url = stub
     now = [0.0]
-    server = Server()
-    app = web.Application()
-    app.router.add_post("/", server.answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    pool = ConnectionPool(
-        URL(f"http://127.0.0.1:{port}"),
-        limit=8,
-        connect_timeout=5,
-        keepalive=30,
-        clock=lambda: now[0],
-    )
+    pool = ConnectionPool(url, limit=8, connect_timeout=5, keepalive=30, clock=lambda: now[0])
     try:
         await pool.post({}, b"{}")
         now[0] += 29  # within the bound: the same connection
@@ -228,24 +228,29 @@ async def test_a_connection_idle_past_keepalive_is_replaced_not_reused() -> None
         assert server.opened == 2
     finally:
         await pool.aclose()
-        await runner.cleanup()
 
 
 async def test_a_kept_connection_forgotten_while_idle_is_replaced_at_once(
-    served: tuple[Server, ConnectionPool],
+    stub: tuple[Server, URL],
 ) -> None:
-    server, pool = served
-    await pool.post({}, b"first")
-    forgotten = set(map(id, server.connections))
+    server, url = stub
+    clients = Clients({"us-east-1": str(url)})
+    try:
+        target = await clients.put_client("us-east-1", "t")
+        await target.put_item(TableName="t", Item={"pk": {"S": "first"}})
+        forgotten = set(map(id, server.connections))
 
-    async def forgetting(request: web.Request) -> web.StreamResponse:
-        # A NAT that dropped the idle connection: the request is met by a reset, no answer.
-        if id(request.transport) in forgotten:
-            assert request.transport is not None
-            request.transport.abort()
-            raise asyncio.CancelledError
-        return await server.empty(request)
+        async def forgetting(request: web.Request) -> web.StreamResponse:
+            # A NAT that dropped the idle connection: the request meets a reset, no answer.
+            if id(request.transport) in forgotten:
+                assert request.transport is not None
+                request.transport.abort()
+                raise asyncio.CancelledError
+            return await server.empty(request)
 
-    server.handler = forgetting
-    assert await pool.post({}, b"second") == (200, b"{}")  # one call: no failure to retry
-    assert server.opened == 2
+        server.handler = forgetting
+        # One call, no failure for a retry policy to wait out: resent on a new connection.
+        assert await target.put_item(TableName="t", Item={"pk": {"S": "second"}}) == {}
+        assert (len(server.connections), server.opened) == (3, 2)
+    finally:
+        await clients.aclose()
