@@ -68,7 +68,7 @@ class Seen:
     method: str
     target: str
     authorization: str
-    agent: str
+    operation: str  # X-Amz-Target's operation, e.g. PutItem; "" for CONNECT
 
 
 @dataclass
@@ -104,7 +104,7 @@ class ForwardProxy:
                         method,
                         target,
                         fields.get("proxy-authorization", ""),
-                        fields.get("user-agent", ""),
+                        fields.get("x-amz-target", "").rpartition(".")[2],
                     )
                 )
                 body = await reader.readexactly(int(fields.get("content-length", "0")))
