@@ -11,7 +11,8 @@ tools (botocore) and ``replicator run`` (``http_pool``) alike:
   ``Proxy-Authorization: Basic`` header, and is never put in a message or a log.
 - An http endpoint is asked through the proxy by its absolute URL; an https endpoint
   through a ``CONNECT`` tunnel, with TLS to the endpoint inside it.
-- ``AWS_CA_BUNDLE``: the only CAs trusted for https endpoints (else the system's).
+- ``AWS_CA_BUNDLE``, else ``ca_bundle`` in the profile's section of the shared config
+  file: the only CAs trusted for https endpoints (else the system's).
 
 ``urllib.request`` costs tens of milliseconds to import: it is imported only when a
 proxy variable is set, and a process without one pays nothing, at start-up or per request.
@@ -84,16 +85,41 @@ def proxy_for(endpoint: URL) -> Proxy | None:
 
 
 def tls_context() -> ssl.SSLContext:
-    """Verification for https endpoints: ``AWS_CA_BUNDLE``'s CAs, else the system's."""
-    bundle = os.environ.get(CA_BUNDLE)
+    """Verification for https endpoints: the CAs of ``AWS_CA_BUNDLE``, else of the profile's
+    ``ca_bundle`` in the shared config file (botocore's order), else the system's."""
+    setting, bundle = CA_BUNDLE, os.environ.get(CA_BUNDLE)
+    if not bundle:
+        setting, bundle = _profile_ca_bundle()
     if not bundle:
         return ssl.create_default_context()
     try:
         return ssl.create_default_context(cafile=bundle)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(
-            f"{CA_BUNDLE}: {bundle!r} is not a readable PEM bundle of CA certificates ({exc})"
+            f"{setting}: {bundle!r} is not a readable PEM bundle of CA certificates ({exc})"
         ) from None
+
+
+def _profile_ca_bundle() -> tuple[str, str | None]:
+    """(where it was found, ``ca_bundle``) of the profile in force, read as botocore reads it."""
+    path = os.path.expanduser(
+        os.path.expandvars(os.environ.get("AWS_CONFIG_FILE", "~/.aws/config"))
+    )
+    if not os.path.isfile(path):
+        return "", None
+    import configparser  # only where a config file exists
+
+    profile = os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE") or "default"
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(path)
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable AWS config file ({exc})") from None
+    sections = [f"profile {profile}", *(["default"] if profile == "default" else [])]
+    for section in sections:
+        if parser.has_option(section, "ca_bundle"):
+            return f"{path} [{section}] ca_bundle", parser.get(section, "ca_bundle")
+    return "", None
 
 
 def unverified(endpoint: str, exc: ssl.SSLCertVerificationError) -> ConfigError:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from botocore.session import Session
 from botocore.utils import get_environ_proxies
 from yarl import URL
 
@@ -172,3 +173,22 @@ async def test_an_unreadable_aws_ca_bundle_is_named(
             await clients.put_client(REGION, "t")
     finally:
         await clients.aclose()
+
+
+async def test_the_profiles_ca_bundle_is_trusted_as_botocore_trusts_it(
+    endpoints: dict[str, str], table: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert_file, key_file = certificate(tmp_path)
+    aws_config = tmp_path / "config"
+    aws_config.write_text(f"[default]\nregion = {REGION}\n[profile ops]\nca_bundle = {cert_file}\n")
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(aws_config))
+    monkeypatch.setenv("AWS_PROFILE", "ops")
+    assert Session().get_config_variable("ca_bundle") == str(cert_file)  # the oracle
+    async with tls_front(moto(endpoints), cert_file, key_file) as tls_port:
+        clients = Clients({REGION: f"https://127.0.0.1:{tls_port}"})
+        try:
+            await put(clients, table, "a")
+        finally:
+            await clients.aclose()
+    assert await stored(endpoints, table, "a")
