@@ -108,6 +108,13 @@ async def test_an_https_endpoint_is_tunnelled_with_connect_and_verified_by_aws_c
         forward_proxy({f"{HIDDEN}:443": ("127.0.0.1", tls_port)}) as (proxy, port),
     ):
         monkeypatch.setenv("HTTPS_PROXY", f"127.0.0.1:{port}")
+        monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+        untrusting = Clients({REGION: f"https://{HIDDEN}"})
+        try:
+            with pytest.raises(ConfigError, match=f"https://{HIDDEN} does not verify"):
+                await put(untrusting, table, "a")  # TLS inside the tunnel is verified too
+        finally:
+            await untrusting.aclose()
         monkeypatch.setenv("AWS_CA_BUNDLE", str(cert_file))
         clients = Clients({REGION: f"https://{HIDDEN}"})
         try:
@@ -116,7 +123,7 @@ async def test_an_https_endpoint_is_tunnelled_with_connect_and_verified_by_aws_c
         finally:
             await clients.aclose()
     # moto closes its connection after each answer: a tunnel per write.
-    assert [(s.method, s.target) for s in proxy.seen] == [("CONNECT", f"{HIDDEN}:443")] * 2
+    assert [(s.method, s.target) for s in proxy.seen] == [("CONNECT", f"{HIDDEN}:443")] * 3
     assert await stored(endpoints, table, "b")
 
 
