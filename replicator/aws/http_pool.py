@@ -216,8 +216,8 @@ class ConnectionPool:
         tls: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``tls``: how https endpoints are verified (default: ``AWS_CA_BUNDLE``, else the
-        system's CAs); ``keepalive``: how long a connection may sit idle and still be used."""
+        """``tls``: how https endpoints are verified (default: the SDK's CA settings, see
+        ``network.tls_context``); ``keepalive``: how long an idle connection may be reused."""
         if endpoint.scheme not in ("http", "https") or not endpoint.host:
             raise ValueError(f"endpoint must be an http(s) URL with a host, not {endpoint}")
         self._address = endpoint.host
@@ -230,12 +230,13 @@ class ConnectionPool:
         self._via = f"{self.host} through {self._proxy}" if self._proxy else self.host
         # The request line and fields every request shares, built once: a proxy costs no
         # work per request. A forward proxy (http endpoints) is asked for the whole URL.
-        path = endpoint.raw_path_qs or "/"
-        forwarded = self._proxy is not None and not https
-        target = f"{self._endpoint}{path}" if forwarded else path
-        authorization = self._proxy.authorization if forwarded and self._proxy else ""
-        self._head = f"POST {target} HTTP/1.1\r\nHost: {self.host}\r\nAccept-Encoding: identity\r\n"
-        self._head += authorization
+        target, authorization = endpoint.raw_path_qs or "/", ""
+        if self._proxy is not None and not https:
+            target, authorization = f"{self._endpoint}{target}", self._proxy.authorization
+        self._head = (
+            f"POST {target} HTTP/1.1\r\nHost: {self.host}\r\nAccept-Encoding: identity\r\n"
+            f"{authorization}"
+        )
         self._connect_timeout = connect_timeout
         self._keepalive = keepalive
         self._clock = clock
