@@ -24,7 +24,7 @@ import asyncio
 import base64
 import os
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from yarl import URL
@@ -42,7 +42,8 @@ class Proxy:
     host: str
     port: int
     variable: str  # the setting it came from, for messages: HTTP_PROXY or HTTPS_PROXY
-    authorization: str = ""  # "Proxy-Authorization: ...\r\n" when the URL carried credentials
+    # "Proxy-Authorization: ...\r\n" when the URL carried credentials; kept out of any repr.
+    authorization: str = field(default="", repr=False)
 
     def __str__(self) -> str:
         return f"proxy {self.host}:{self.port} ({self.variable})"

@@ -75,3 +75,14 @@ def test_a_proxy_spoken_to_over_tls_is_refused_without_showing_its_password(
     with pytest.raises(ConfigError, match="HTTPS_PROXY") as refused:
         proxy_for(URL("https://dynamodb.eu-west-1.amazonaws.com"))
     assert "s3cret" not in str(refused.value)
+
+
+def test_the_proxys_credentials_appear_in_no_repr_or_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://ops:s3cret@proxy.corp:3128")
+    monkeypatch.delenv("http_proxy", raising=False)
+    proxy = proxy_for(URL("http://127.0.0.1:8000"))
+    assert proxy is not None and proxy.authorization
+    shown = f"{proxy!r} {proxy} {proxy.refused()}"
+    assert "s3cret" not in shown and proxy.authorization.split()[-1] not in shown
