@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import os
 import ssl
 from dataclasses import dataclass, field
@@ -91,14 +92,19 @@ def tls_context() -> ssl.SSLContext:
     setting, bundle = CA_BUNDLE, os.environ.get(CA_BUNDLE)
     if not bundle:
         setting, bundle = _profile_ca_bundle()
-    if not bundle:
-        return ssl.create_default_context()
     try:
-        return ssl.create_default_context(cafile=bundle)
+        return _verifying(bundle or None)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(
             f"{setting}: {bundle!r} is not a readable PEM bundle of CA certificates ({exc})"
         ) from None
+
+
+@functools.lru_cache(maxsize=4)
+def _verifying(bundle: str | None) -> ssl.SSLContext:
+    # One context for every pool of the process: loading a bundle cost ~20 ms of CPU, and a
+    # service with a few targets has a pool per target table and per service and region.
+    return ssl.create_default_context(cafile=bundle)
 
 
 def _profile_ca_bundle() -> tuple[str, str | None]:
