@@ -89,15 +89,19 @@ def proxy_for(endpoint: URL) -> Proxy | None:
 def tls_context() -> ssl.SSLContext:
     """Verification for https endpoints: the CAs of ``AWS_CA_BUNDLE``, else of the profile's
     ``ca_bundle`` in the shared config file (botocore's order), else the system's."""
-    setting, bundle = CA_BUNDLE, os.environ.get(CA_BUNDLE)
-    if not bundle:
-        setting, bundle = _profile_ca_bundle()
+    setting, bundle = ca_bundle()
     try:
-        return _verifying(bundle or None)
+        return _verifying(bundle)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(
             f"{setting}: {bundle!r} is not a readable PEM bundle of CA certificates ({exc})"
         ) from None
+
+
+def ca_bundle() -> tuple[str, str | None]:
+    """(the setting that names it, the CA bundle to trust); None: the system's CAs."""
+    bundle = os.environ.get(CA_BUNDLE)
+    return (CA_BUNDLE, bundle) if bundle else _profile_ca_bundle()
 
 
 @functools.lru_cache(maxsize=4)
@@ -113,7 +117,7 @@ def _profile_ca_bundle() -> tuple[str, str | None]:
         os.path.expandvars(os.environ.get("AWS_CONFIG_FILE", "~/.aws/config"))
     )
     if not os.path.isfile(path):
-        return "", None
+        return CA_BUNDLE, None
     import configparser  # only where a config file exists
 
     profile = os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE") or "default"
@@ -125,14 +129,14 @@ def _profile_ca_bundle() -> tuple[str, str | None]:
     sections = [f"profile {profile}", *(["default"] if profile == "default" else [])]
     for section in sections:
         if parser.has_option(section, "ca_bundle"):
-            return f"{path} [{section}] ca_bundle", parser.get(section, "ca_bundle")
-    return "", None
+            return f"{path} [{section}] ca_bundle", parser.get(section, "ca_bundle") or None
+    return CA_BUNDLE, None
 
 
 def unverified(endpoint: str, exc: ssl.SSLCertVerificationError) -> ConfigError:
     """The one loud line for an endpoint whose certificate does not verify (DESIGN §5)."""
-    trusted = os.environ.get(CA_BUNDLE)
-    now = f"{CA_BUNDLE} is {trusted!r}" if trusted else f"{CA_BUNDLE} is not set"
+    setting, bundle = ca_bundle()
+    now = f"{setting} is {bundle!r}" if bundle else f"{CA_BUNDLE} is not set: the system's CAs"
     return ConfigError(
         f"the TLS certificate of {endpoint} does not verify ({exc.verify_message or exc}): "
         f"set {CA_BUNDLE} to a PEM bundle with the CA that signed it ({now}); not retried"

@@ -29,9 +29,11 @@ PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https
 
 
 @pytest.fixture(autouse=True)
-def _no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_network_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Neither the machine's proxy settings nor its AWS config file (a ca_bundle) apply."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
 
 
 @pytest.fixture
