@@ -34,12 +34,13 @@ from typing import Any
 from botocore.exceptions import ClientError, NoCredentialsError
 from yarl import URL
 
+from replicator.aws.answers import Answer
 from replicator.aws.binaries import decoded_record
 from replicator.aws.classify import is_clock_skew, is_expired_token
 from replicator.aws.clock import ServerClock
 from replicator.aws.credentials import CredentialChain, Key
 from replicator.aws.endpoints import resolve
-from replicator.aws.http_pool import Answer, ConnectionPool
+from replicator.aws.http_pool import ConnectionPool
 from replicator.aws.sigv4 import Signer
 
 # X-Amz-Target prefixes, and the operations each client is asked for (botocore's names).

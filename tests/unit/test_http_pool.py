@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from replicator.aws.http_pool import body_until_close, parse_answer
+from replicator.aws.answers import body_until_close, parse_answer
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 2\r\n\r\n{}"
 
