@@ -2,6 +2,7 @@
 
     ReplicatorError
     ├── ConfigError              bad replicator.yaml or CLI input (exit code 2)
+    │   └── CredentialsRefused   a region's role or profile cannot be used (also an AwsError)
     ├── AwsError                 an AWS call failed; ``retryable`` says whether to try again
     │   ├── ThrottledError       throughput exceeded / request limit (retryable)
     │   ├── ExpiredIteratorError shard iterator older than 15 minutes: re-seek
@@ -40,6 +41,17 @@ class AwsError(ReplicatorError):
         # The request was refused because of the record itself (too large, bad types):
         # retrying cannot help, the record goes to the DLQ.
         self.record_fault = record_fault
+
+
+class CredentialsRefused(ConfigError, AwsError):
+    """STS or the profile refused a region's ``credentials:`` entry; never retried.
+
+    A configuration error (exit 2, one line naming the region and the role) that reaches
+    the caller the way every credential failure does, as an ``AwsError``.
+    """
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message, code=code, retryable=False)
 
 
 class ThrottledError(AwsError):

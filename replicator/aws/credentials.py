@@ -87,6 +87,8 @@ class CredentialChain:
     """Environment keys, else botocore's chain; shared by every client of a process.
 
     ``resolve`` builds the chain (botocore's); ``clock`` is unix time, for tests.
+    ``environment=False`` skips the environment's keys: a region's assumed role or
+    profile (``aws.accounts``) must not be shadowed by the default identity's keys.
     """
 
     def __init__(
@@ -94,11 +96,12 @@ class CredentialChain:
         resolve: Callable[[], Source | None] = _botocore_chain,
         *,
         clock: Callable[[], float] = time.time,
+        environment: bool = True,
     ) -> None:
         self._resolve = resolve
         self._clock = clock
         self._source: Source | None = None
-        self._key: Key | None = _environment_key()
+        self._key: Key | None = _environment_key() if environment else None
         self._from_environment = self._key is not None
         # When the key expires, and until when it signs with no further thought.
         self._expires_at = math.inf if self._from_environment else -math.inf
@@ -176,6 +179,8 @@ class CredentialChain:
                     return None, -math.inf
             # In a window, botocore's RefreshableCredentials refreshes here.
             frozen = self._source.get_frozen_credentials()
+        except AwsError:
+            raise  # already classified (``aws.accounts``: a refused role is not retried)
         except Exception as exc:
             # A source that failed to answer (STS, SSO, a metadata endpoint) may answer the
             # next attempt; the retry policy waits it out and names it while it lasts.

@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from replicator.aws.accounts import RegionCredentials, chains_for
 from replicator.aws.clock import ServerClock
 from replicator.aws.credentials import CredentialChain
 from replicator.aws.http_pool import AUTO_CEILING
@@ -50,6 +51,15 @@ class RegionEndpoints(Protocol):
 Endpoints = Mapping[str, str | RegionEndpoints]
 
 
+class Deployment(Protocol):
+    """What ``Clients.for_config`` reads of ``replicator.yaml`` (``config.schema.Config``)."""
+
+    @property
+    def endpoints(self) -> Mapping[str, RegionEndpoints]: ...
+    @property
+    def credentials(self) -> Mapping[str, RegionCredentials]: ...
+
+
 def region_of(client: Any) -> str:
     """The region an aiobotocore client (or ``JsonClient``) talks to, for log lines."""
     meta = getattr(client, "meta", None)
@@ -88,15 +98,23 @@ class Clients:
     ``endpoints`` names a region's endpoint per service; a service without one is resolved
     as botocore resolves it (``replicator.aws.endpoints``: environment, AWS config, rules).
 
-    Credentials come from the standard AWS chain (environment, profile, role); none
-    are ever read from replicator's config. ``agent`` is added to every request's
+    Credentials come from the standard AWS chain (environment, profile, role), except in
+    a region ``credentials`` names a role to assume or a profile for (``aws.accounts``);
+    no key is ever read from replicator's config. ``agent`` is added to every request's
     User-Agent, so CloudTrail (and a test's proxy) can tell the processes of one
-    deployment apart.
+    deployment apart. Commands build theirs with ``for_config``, so none forgets either.
     """
 
-    def __init__(self, endpoints: Endpoints | None = None, *, agent: str | None = None) -> None:
+    def __init__(
+        self,
+        endpoints: Endpoints | None = None,
+        *,
+        agent: str | None = None,
+        credentials: Mapping[str, RegionCredentials] | None = None,
+    ) -> None:
         self._endpoints = dict(endpoints or {})
         self._agent = agent
+        self._chains = chains_for(credentials or {})
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[tuple[str, str], Any] = {}
         self._json: dict[tuple[str, str], JsonClient] = {}
@@ -104,6 +122,13 @@ class Clients:
         self._session: Any = None
         self._credentials: CredentialChain | None = None
         self._clock = ServerClock()  # one skew for the host, whichever client measured it
+        for chain in dict.fromkeys(self._chains.values()):
+            self._stack.push_async_callback(chain.aclose)
+
+    @classmethod
+    def for_config(cls, config: Deployment, *, agent: str | None = None) -> Clients:
+        """The clients of a ``replicator.yaml``: its endpoints and its credentials."""
+        return cls(config.endpoints, agent=agent, credentials=config.credentials)
 
     async def get(self, service: str, region: str) -> Any:
         """An aiobotocore client for ``service`` in ``region``, created once and reused."""
@@ -118,10 +143,24 @@ class Clients:
                 region_name=region,
                 endpoint_url=self._endpoint(service, region),
                 config=boto_config(self._agent),
+                **await self._keys_of(region),
             )
             self._clients[key] = await self._stack.enter_async_context(client)
             self._clients[key].meta.events.register("before-send", _check_send_guard)
         return self._clients[key]
+
+    async def _keys_of(self, region: str) -> dict[str, str | None]:
+        # aiobotocore's clients (the tools, until they move to the lean ones) take a
+        # region's keys as they are when the client is made: an hour for a role's.
+        chain = self._chains.get(region)
+        key = await chain.key() if chain is not None else None
+        if key is None:
+            return {}
+        return {
+            "aws_access_key_id": key.id,
+            "aws_secret_access_key": key.secret,
+            "aws_session_token": key.token,
+        }
 
     async def json(self, service: str, region: str) -> JsonClient:
         """A lean client for ``service`` in ``region``, created once and reused."""
@@ -159,13 +198,16 @@ class Clients:
         *,
         service: str = "dynamodb",
     ) -> JsonClient:
-        if self._credentials is None:
-            self._credentials = CredentialChain()
-            self._stack.push_async_callback(self._credentials.aclose)
+        credentials = self._chains.get(region)
+        if credentials is None:
+            if self._credentials is None:
+                self._credentials = CredentialChain()
+                self._stack.push_async_callback(self._credentials.aclose)
+            credentials = self._credentials
         client = JsonClient(
             region,
             self._endpoint(service, region),
-            credentials=self._credentials,
+            credentials=credentials,
             connections=connections,
             service=service,
             agent=self._agent,

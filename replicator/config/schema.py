@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from replicator.aws.http_pool import AUTO_CEILING as MAX_CONCURRENCY
+from replicator.config.credentials import RegionCredentials
 from replicator.config.messages import (
     EXAMPLE,
     Loc,
@@ -233,6 +234,7 @@ class Config(BaseModel):
     source_region: Region
     mode: Mode = Mode.ONE_WAY
     endpoints: dict[Region, RegionEndpoints] = Field(default_factory=dict)
+    credentials: dict[Region, RegionCredentials] = Field(default_factory=dict)
     control_table: TableName = "replicator-control"
     dlq_table: TableName = "replicator-dlq"
     metadata_prefix: NonEmpty = "_rep_"
@@ -283,6 +285,9 @@ def _rule_problems(config: Config) -> list[Problem]:
                 # Across pairs too: two sources merged into one table overwrite each other.
                 what = f"{name} is listed twice (also {path(first)})"
                 found.append((at, what, "remove the duplicate or pick another table"))
+    for region in config.credentials.keys() - set(config.regions):
+        what = f"{region} is neither the source region nor a target's"
+        found.append((("credentials", region), what, "remove it or correct the region"))
     home = set(sources) | {table for region, table in targets if region == config.source_region}
     for field in ("control_table", "dlq_table"):
         if (table := getattr(config, field)) in home:
