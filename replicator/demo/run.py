@@ -93,7 +93,7 @@ def demo_config(endpoints: dict[str, str], web_port: int | None = DEFAULT_WEB_PO
 
 
 async def create_demo_tables(config: Config) -> None:
-    clients = Clients(config.endpoints)
+    clients = Clients.for_config(config)
     try:
         key = [("pk", "HASH", "S")]
         source = await clients.get("dynamodb", SOURCE_REGION)
@@ -168,7 +168,7 @@ async def run_demo_async(
     stop_service, stop_load = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop_load.set)
-    clients = Clients(config.endpoints)
+    clients = Clients.for_config(config)
     try:
         service = asyncio.create_task(
             run_service(

@@ -92,7 +92,7 @@ class LambdaFunction:
         # The handler is synchronous; one loop serves every invocation, so the clients
         # (bound to the loop that created them) are reused while the environment is warm.
         self._loop = asyncio.new_event_loop()
-        self._clients = Clients(config.endpoints)
+        self._clients = Clients.for_config(config)
         self._sources: dict[str, _Source] | None = None
         self._beats: list[HeartbeatWriter] | None = None
         self._tick = asyncio.Event()  # set when a heartbeat tick's time is up

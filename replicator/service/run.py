@@ -219,7 +219,7 @@ async def run_service(
     ``/metrics`` and the status API are served for as long as the service runs.
     """
     owner = metrics.leases.owner = process_owner()
-    clients = Clients(config.endpoints, agent=f"replicator-instance/{owner}")
+    clients = Clients.for_config(config, agent=f"replicator-instance/{owner}")
     halt = asyncio.Event()  # ``stop``, or the targets' start-up check failed
     retry = RetryPolicy(stop=halt, observer=metrics)
     check = TargetCheck(config, clients, retry=retry)

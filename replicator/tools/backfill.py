@@ -83,7 +83,7 @@ async def backfill(
     page_items: int = PAGE_ITEMS,
 ) -> BackfillSummary:
     """Backfill every pair (or the one named) to its targets; return the totals."""
-    clients = Clients(config.endpoints)
+    clients = Clients.for_config(config)
     stop = asyncio.Event()
     metrics = _SegmentMetrics(source_region=config.source_region, mode=config.mode.value)
     try:

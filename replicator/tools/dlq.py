@@ -135,7 +135,7 @@ class _Home:
 
 @contextlib.asynccontextmanager
 async def _home(config: Config) -> AsyncIterator[_Home]:
-    clients = Clients(config.endpoints)
+    clients = Clients.for_config(config)
     try:
         yield _Home(clients, await clients.get("dynamodb", config.source_region))
     finally:

@@ -148,7 +148,7 @@ async def repair(
     """Fix each persistent difference: compare-and-set one-way, the winner active-active."""
     result = RepairReport()
     pairs = {pair.source_table: pair for pair in config.pairs}
-    clients = Clients(config.endpoints)
+    clients = Clients.for_config(config)
     retry = RetryPolicy()  # a throttled or unreachable region is waited out, as in `run`
     try:
         for difference in report.differences:

@@ -267,7 +267,7 @@ async def verify(
 ) -> Report:
     """Compare every pair (or the one named); the report lists differences that persisted."""
     chosen = select_pairs(config, pair)
-    clients = Clients(config.endpoints)
+    clients = Clients.for_config(config)
     try:
         total = Report()
         for each in chosen:
