@@ -21,11 +21,14 @@ import yaml
 
 from replicator.aws.factory import Clients
 from replicator.aws.tables import ensure_table
+from replicator.config.credentials import RegionCredentials
 from replicator.config.schema import load_config, parse_config
 from replicator.errors import CredentialsRefused
 from replicator.service.run import metrics_for, run_service
 from replicator.tools.verify import verify
 from tests.e2e.helpers import SOURCE, TARGET, cli, wait_until, write_config
+from tests.esm_driver import Mapping
+from tests.lambda_rig import lambda_rig
 from tests.stub_dynamodb import StubDynamoDB
 
 OTHER_ACCOUNT_ROLE = "arn:aws:iam::111111111111:role/replicator-target"
@@ -90,6 +93,28 @@ async def test_a_target_in_another_account_is_written_through_its_role_and_the_d
     finally:
         await accounts.aclose()
         await default.aclose()
+
+
+@pytest.mark.timeout(60)
+async def test_the_lambda_handler_writes_into_the_other_account_through_the_role(
+    endpoints: dict[str, str], unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", endpoints[TARGET])
+    role = {TARGET: RegionCredentials(role_arn=OTHER_ACCOUNT_ROLE)}
+    async with lambda_rig(endpoints, unique_name) as rig:  # the default account's tables
+        config = rig.config.model_copy(update={"credentials": role})
+        accounts = Clients.for_config(config)
+        try:
+            other = await accounts.json("dynamodb", TARGET)
+            await ensure_table(other, unique_name, KEY, ttl_attribute="_rep_expires")
+            await rig.put("a", 1)
+            await rig.driver([rig.function(config=config)], Mapping(batch_size=10)).drain()
+
+            answer = await other.get_item(TableName=unique_name, Key={"pk": {"S": "a"}})
+            assert answer["Item"]["version"] == {"N": "1"}
+            assert await scan(await rig.db(TARGET), unique_name) == []
+        finally:
+            await accounts.aclose()
 
 
 class _RefusingSts(http.server.BaseHTTPRequestHandler):
