@@ -26,7 +26,7 @@ from replicator.config.schema import load_config, parse_config
 from replicator.errors import CredentialsRefused
 from replicator.service.run import metrics_for, run_service
 from replicator.tools.verify import verify
-from tests.e2e.helpers import SOURCE, TARGET, cli, wait_until, write_config
+from tests.e2e.helpers import SOURCE, TARGET, cli, create_tables, wait_until, write_config
 from tests.esm_driver import Mapping
 from tests.lambda_rig import lambda_rig
 from tests.stub_dynamodb import StubDynamoDB
@@ -141,14 +141,15 @@ class _RefusingSts(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def refusing_sts() -> Iterator[tuple[str, list[str]]]:
-    """The stub's URL and the requests it refused."""
+def refusing_sts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """STS (``AWS_ENDPOINT_URL_STS``) is a stub refusing every AssumeRole; its refusals."""
     _RefusingSts.refusals = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RefusingSts)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", _RefusingSts.refusals
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{server.server_address[1]}")
+        yield _RefusingSts.refusals
     finally:
         server.shutdown()
         server.server_close()
@@ -156,34 +157,25 @@ def refusing_sts() -> Iterator[tuple[str, list[str]]]:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("region", [SOURCE, TARGET])
 def test_a_role_sts_refuses_stops_run_at_start_up_with_one_line_naming_region_and_role(
     endpoints: dict[str, str],
     unique_name: str,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    refusing_sts: tuple[str, list[str]],
+    refusing_sts: list[str],
+    region: str,
 ) -> None:
-    url, refusals = refusing_sts
-    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", url)
     path = write_config(tmp_path / "r.yaml", endpoints, unique_name)
-    with_credentials(path, {TARGET: {"role_arn": OTHER_ACCOUNT_ROLE}})
-    asyncio.run(create_source(load_config(path), unique_name))
+    with_credentials(path, {region: {"role_arn": OTHER_ACCOUNT_ROLE}})
+    asyncio.run(create_tables(load_config(path)))  # in the default account
 
     done = cli("run", "-c", str(path), "--log-level", "WARNING", timeout=45)
 
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
-    assert line.startswith(f"config error credentials.{TARGET}: role {OTHER_ACCOUNT_ROLE}")
+    assert line.startswith(f"config error credentials.{region}: role {OTHER_ACCOUNT_ROLE}")
     assert "AccessDenied" in line
-    assert len(refusals) == 1  # a refusal is not retried
-
-
-async def create_source(config: Any, table: str) -> None:
-    clients = Clients(config.endpoints)  # the default account: only the target is refused
-    try:
-        await ensure_table(await clients.get("dynamodb", SOURCE), table, KEY, stream=True)
-    finally:
-        await clients.aclose()
+    assert len(refusing_sts) == 1  # a refusal is not retried
 
 
 @pytest.fixture
