@@ -17,6 +17,7 @@ exits 2 with that line rather than retrying what cannot succeed.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from replicator.aws.classify import classify
@@ -42,17 +43,40 @@ class RegionCredentials(Protocol):
     def profile(self) -> str | None: ...
 
 
-def describe(region: str, entry: RegionCredentials) -> str:
-    """How a log line or an error names the identity of ``region``."""
-    if entry.profile is not None:
-        return f"credentials.{region}: profile {entry.profile!r}"
-    return f"credentials.{region}: role {entry.role_arn}"
+ROLE_FIX = "check the role's trust policy, the external_id and the caller's sts:AssumeRole"
+PROFILE_FIX = "check the profile in the AWS config files"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A region's entry as errors name it, and what to check when it is refused."""
+
+    name: str
+    fix: str
+
+    @classmethod
+    def of(cls, region: str, entry: RegionCredentials) -> Identity:
+        if entry.profile is not None:
+            return cls(f"credentials.{region}: profile {entry.profile!r}", PROFILE_FIX)
+        return cls(f"credentials.{region}: role {entry.role_arn}", ROLE_FIX)
+
+    def failed(self, exc: Exception) -> AwsError:
+        """``exc`` named for this identity: retryable as ``aws.classify`` says, else refused."""
+        try:
+            error = classify(exc)
+        except Exception:  # not an AWS error: a profile's own problem (missing, malformed)
+            error = AwsError(f"{type(exc).__name__}: {exc}", code=type(exc).__name__)
+        if error.retryable:
+            return AwsError(f"{self.name}: {error}", code=error.code, retryable=True)
+        return CredentialsRefused(
+            f"{self.name}: cannot be used ({error}) — {self.fix}", code=error.code
+        )
 
 
 class _Told:
     """A botocore source whose failures name the region and identity they were for."""
 
-    def __init__(self, source: Source, identity: str) -> None:
+    def __init__(self, source: Source, identity: Identity) -> None:
         self._source = source
         self._identity = identity
 
@@ -60,24 +84,11 @@ class _Told:
         try:
             return self._source.get_frozen_credentials()
         except Exception as exc:
-            raise _named(exc, self._identity) from exc
+            raise self._identity.failed(exc) from exc
 
     def refresh_needed(self, refresh_in: int | None = None) -> bool:
         needed: Callable[[int | None], bool] | None = getattr(self._source, "refresh_needed", None)
         return needed is not None and needed(refresh_in)
-
-
-def _named(exc: Exception, identity: str) -> AwsError:
-    try:
-        error = classify(exc)
-    except Exception:  # not an AWS error: a profile's own problem (missing, malformed)
-        error = AwsError(f"{type(exc).__name__}: {exc}", code=type(exc).__name__)
-    if error.retryable:
-        return AwsError(f"{identity}: {error}", code=error.code, retryable=True)
-    fix = "check the role's trust policy, the external_id and the caller's sts:AssumeRole"
-    if "profile" in identity:
-        fix = "check the profile in the AWS config files"
-    return CredentialsRefused(f"{identity}: cannot be used ({error}) — {fix}", code=error.code)
 
 
 def _assumed_role(region: str, entry: RegionCredentials, base: Session) -> Source:
@@ -107,7 +118,7 @@ def _assumed_role(region: str, entry: RegionCredentials, base: Session) -> Sourc
 
 
 def _resolver(region: str, entry: RegionCredentials) -> Callable[[], Source | None]:
-    identity = describe(region, entry)
+    identity = Identity.of(region, entry)
 
     def resolve() -> Source | None:
         from botocore.session import Session
@@ -122,7 +133,7 @@ def _resolver(region: str, entry: RegionCredentials) -> Callable[[], Source | No
         except AwsError:
             raise
         except Exception as exc:
-            raise _named(exc, identity) from exc
+            raise identity.failed(exc) from exc
 
     return resolve
 
