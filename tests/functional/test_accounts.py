@@ -157,19 +157,31 @@ def refusing_sts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("region", [SOURCE, TARGET])
-def test_a_role_sts_refuses_stops_run_at_start_up_with_one_line_naming_region_and_role(
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("run", SOURCE),  # the control, DLQ and lease tables, the stream
+        ("run", TARGET),
+        ("verify", TARGET),
+        ("backfill", TARGET),
+        ("dlq list", SOURCE),
+    ],
+    ids=" ".join,
+)
+def test_a_role_sts_refuses_stops_each_command_at_start_up_with_one_line_naming_region_and_role(
+    case: tuple[str, str],
     endpoints: dict[str, str],
     unique_name: str,
     tmp_path: Path,
     refusing_sts: list[str],
-    region: str,
 ) -> None:
+    command, region = case
     path = write_config(tmp_path / "r.yaml", endpoints, unique_name)
     with_credentials(path, {region: {"role_arn": OTHER_ACCOUNT_ROLE}})
     asyncio.run(create_tables(load_config(path)))  # in the default account
 
-    done = cli("run", "-c", str(path), "--log-level", "WARNING", timeout=45)
+    logs = ["--log-level", "WARNING"] if command == "run" else []
+    done = cli(*command.split(), "-c", str(path), *logs, timeout=45)
 
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
