@@ -1,6 +1,6 @@
 """Replication into another account through ``credentials:`` (issue 22), as ``replicator run``
-builds it; a role STS refuses stops ``replicator run`` at start-up with one line, exit 2;
-a region's profile signs that region's requests, and no other's.
+and the Lambda handler build it; a role STS refuses stops every command at start-up with one
+line, exit 2; a region's profile signs that region's requests, and no other's.
 
 moto keeps one account per assumed role: keys its STS handed out for
 ``arn:aws:iam::111111111111:role/...`` act in account 111111111111, whose tables are not
