@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from replicator.apply.condition import build_condition
 from replicator.apply.rule import decide, is_version_regression
 from replicator.aws.classify import classify, is_conditional_check_failed
+from replicator.aws.json_client import DynamoDB
 from replicator.errors import RequestError
 from replicator.models import Change, Meta, Mode, Outcome, WireItem, stored_from_item
 
@@ -60,7 +61,7 @@ class ConditionalWriter:
 
     def __init__(
         self,
-        client: Any,
+        client: DynamoDB,
         table: str,
         *,
         region: str,
@@ -134,7 +135,7 @@ class LocalWriter:
     attributes are removed, so readers here see the write and TTL does not expire it.
     """
 
-    def __init__(self, tombstones: ConditionalWriter, client: Any, *, meta: Meta) -> None:
+    def __init__(self, tombstones: ConditionalWriter, client: DynamoDB, *, meta: Meta) -> None:
         self._tombstones = tombstones
         self._client = client
         self._meta = meta

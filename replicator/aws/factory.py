@@ -7,40 +7,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Literal, TypeVar, overload
 
 from replicator.aws.credentials import CredentialChain
 from replicator.aws.http_pool import AUTO_CEILING
-from replicator.aws.json_client import CONNECT_TIMEOUT_SECONDS, JsonClient, send_guard
+from replicator.aws.json_client import DynamoDB, JsonClient, Streams, send_guard
 
-if TYPE_CHECKING:
-    from botocore.config import Config as BotoConfig
-
-READ_TIMEOUT_SECONDS = 20
 # The pool of each service's client in a region (stream reads, control-table writes).
 POOL_CONNECTIONS = 256
-
-def boto_config(agent: str | None) -> BotoConfig:
-    """aiobotocore's settings; built on first use: botocore.config alone cost 40 ms to import.
-
-    Retries are ours (jittered, bounded, counted); botocore's own would hide throttling.
-    ``total_max_attempts`` counts the first attempt: ``max_attempts: 1`` still retried once.
-    """
-    from botocore.config import Config
-
-    return Config(
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        read_timeout=READ_TIMEOUT_SECONDS,
-        max_pool_connections=POOL_CONNECTIONS,
-        user_agent_extra=agent,
-    )
-
-
-def region_of(client: Any) -> str:
-    """The region an aiobotocore client (or ``JsonClient``) talks to, for log lines."""
-    meta = getattr(client, "meta", None)
-    return str(getattr(meta, "region_name", None) or getattr(client, "region", ""))
+_Client = TypeVar("_Client", bound=JsonClient)
 
 
 @contextlib.contextmanager
@@ -57,20 +32,11 @@ def guarded_send(guard: Callable[[], None] | None) -> Iterator[None]:
         send_guard.reset(token)
 
 
-def _check_send_guard(**_: Any) -> None:
-    # botocore's last hook before the HTTP send; returning None lets the request go.
-    guard = send_guard.get()
-    if guard is not None:
-        guard()
-
-
 class Clients:
     """Creates clients per (service, region), honouring endpoint overrides.
 
-    ``json`` and ``put_client`` are the lean clients ``replicator run`` uses
-    (``replicator.json_client``); ``get`` gives aiobotocore's, for the tools that page
-    through tables. aiobotocore directly, not through aioboto3: importing boto3 on top
-    cost start-up time and nothing here uses its resources; it is imported on first use.
+    ``json`` and ``put_client`` give the typed clients of ``aws.json_client``: ``replicator
+    run``, the Lambda handler, the tools and the demo all talk to AWS through them.
 
     Credentials come from the standard AWS chain (environment, profile, role); none
     are ever read from replicator's config. ``agent`` is added to every request's
@@ -84,35 +50,20 @@ class Clients:
         self._endpoints = dict(endpoints or {})
         self._agent = agent
         self._stack = contextlib.AsyncExitStack()
-        self._clients: dict[tuple[str, str], Any] = {}
         self._json: dict[tuple[str, str], JsonClient] = {}
-        self._targets: dict[tuple[str, str], JsonClient] = {}
-        self._session: Any = None
+        self._targets: dict[tuple[str, str], DynamoDB] = {}
         self._credentials: CredentialChain | None = None
 
-    async def get(self, service: str, region: str) -> Any:
-        """An aiobotocore client for ``service`` in ``region``, created once and reused."""
-        key = (service, region)
-        if key not in self._clients:
-            if self._session is None:
-                from aiobotocore.session import get_session
-
-                self._session = get_session()
-            client = self._session.create_client(
-                service,
-                region_name=region,
-                endpoint_url=self._endpoints.get(region),
-                config=boto_config(self._agent),
-            )
-            self._clients[key] = await self._stack.enter_async_context(client)
-            self._clients[key].meta.events.register("before-send", _check_send_guard)
-        return self._clients[key]
-
+    @overload
+    async def json(self, service: Literal["dynamodb"], region: str) -> DynamoDB: ...
+    @overload
+    async def json(self, service: Literal["dynamodbstreams"], region: str) -> Streams: ...
     async def json(self, service: str, region: str) -> JsonClient:
-        """A lean client for ``service`` in ``region``, created once and reused."""
+        """The client of ``service`` in ``region``, created once and reused."""
         key = (service, region)
         if key not in self._json:
-            self._json[key] = await self._json_client(region, POOL_CONNECTIONS, service=service)
+            kind = Streams if service == Streams.service else DynamoDB
+            self._json[key] = self._client(kind, region, POOL_CONNECTIONS)
         return self._json[key]
 
     async def put_client(
@@ -122,7 +73,7 @@ class Clients:
         *,
         connections: int = AUTO_CEILING,
         guard: Callable[[], None] | None = None,
-    ) -> JsonClient:
+    ) -> DynamoDB:
         """A client for replicated writes to ``table`` in ``region``, over that table's pool.
 
         The pool is created once per target table, sized by the first caller: the start-up
@@ -134,24 +85,17 @@ class Clients:
         """
         key = (region, table)
         if key not in self._targets:
-            self._targets[key] = await self._json_client(region, connections)
+            self._targets[key] = self._client(DynamoDB, region, connections)
         return self._targets[key].guarded(guard)
 
-    async def _json_client(
-        self,
-        region: str,
-        connections: int,
-        *,
-        service: str = "dynamodb",
-    ) -> JsonClient:
+    def _client(self, kind: type[_Client], region: str, connections: int) -> _Client:
         if self._credentials is None:
             self._credentials = CredentialChain()
-        client = JsonClient(
+        client = kind(
             region,
             self._endpoints.get(region),
             credentials=self._credentials,
             connections=connections,
-            service=service,
             agent=self._agent,
         )
         self._stack.push_async_callback(client.aclose)
@@ -159,7 +103,6 @@ class Clients:
 
     async def aclose(self) -> None:
         """Close every client (idempotent)."""
-        self._clients.clear()
         self._json.clear()
         self._targets.clear()
         await self._stack.aclose()

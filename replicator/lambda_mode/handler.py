@@ -266,7 +266,7 @@ class LambdaFunction:
 
     async def _build_sources(self, stop: asyncio.Event) -> dict[str, _Source]:
         config = self.config
-        home = await self._clients.get("dynamodb", config.source_region)
+        home = await self._clients.json("dynamodb", config.source_region)
         await ensure_table(home, config.dlq_table, CONTROL_KEY, retry=RetryPolicy(stop=stop))
         dlq = DeadLetterQueue(home, config.dlq_table)
         sources = {}

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from replicator.apply.limit import ceiling_of
 from replicator.aws.factory import Clients
-from replicator.aws.json_client import JsonClient
+from replicator.aws.json_client import DynamoDB
 from replicator.aws.retry import RetryObserver, RetryPolicy
 from replicator.aws.tables import CONTROL_KEY, check_table, describe, ensure_table, key_schema_of
 from replicator.config.schema import Config, Pair
@@ -106,7 +106,7 @@ async def prepare_here(
 
 async def write_client(
     clients: Clients, pair: Pair, target: TargetRef, guard: Callable[[], None] | None = None
-) -> JsonClient:
+) -> DynamoDB:
     """A client of a target's writes, over its pool sized to its concurrency ceiling."""
     connections = ceiling_of(pair.max_concurrency)
     return await clients.put_client(

@@ -8,18 +8,24 @@ applied keeps growing while replication stalls (DESIGN §7).
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
 
 from replicator.aws.backoff import pause
-from replicator.aws.factory import region_of
+from replicator.aws.json_client import DynamoDB
 from replicator.aws.retry import RetryPolicy
 from replicator.errors import ShutdownInterrupted
 from replicator.models import Change, WireItem
 
 SENT_AT_ATTRIBUTE = "heartbeat_ms"
+
+
+def _base64(text: str) -> str:
+    # Binaries travel as the wire has them: base64 text (``aws.binaries``).
+    return base64.b64encode(text.encode()).decode()
 
 
 def heartbeat_key(
@@ -35,7 +41,7 @@ def heartbeat_key(
         if kind == "HASH" and type_ != "S":
             return None
         key[attribute] = (
-            {"S": name} if type_ == "S" else {"N": "0"} if type_ == "N" else {"B": name.encode()}
+            {"S": name} if type_ == "S" else {"N": "0"} if type_ == "N" else {"B": _base64(name)}
         )
     return key
 
@@ -56,7 +62,7 @@ class HeartbeatWriter:
 
     def __init__(
         self,
-        client: Any,
+        client: DynamoDB,
         table: str,
         key: WireItem,
         *,
@@ -81,7 +87,7 @@ class HeartbeatWriter:
             item = {**self._key, self._version: {"N": millis}, SENT_AT_ATTRIBUTE: {"N": millis}}
             return self._client.put_item(TableName=self.table, Item=item)
 
-        await (retry or self._retry).call("heartbeat write", region_of(self._client), attempt)
+        await (retry or self._retry).call("heartbeat write", self._client.region, attempt)
 
     async def run(self, stop: asyncio.Event) -> None:
         # A failing write is waited out only until ``stop`` (a tenure's end), not the

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from replicator.apply.applier import TargetApplier
 from replicator.aws.factory import Clients
+from replicator.aws.json_client import DynamoDB
 from replicator.aws.tables import CONTROL_KEY, describe, ensure_table, key_schema_of
 from replicator.config.schema import Config, Pair
 from replicator.errors import ConfigError, RecordError
@@ -114,7 +115,7 @@ class _PairBackfill:
         self, *, segments: int, rate: float | None, restart: bool, stop: asyncio.Event
     ) -> BackfillSummary:
         config, table = self.config, self.pair.source_table
-        home = await self.clients.get("dynamodb", config.source_region)
+        home = await self.clients.json("dynamodb", config.source_region)
         description = await describe(home, table)
         if description is None:
             raise ConfigError(f"source table {table} does not exist in {config.source_region}")
@@ -162,7 +163,7 @@ class _PairBackfill:
 
     async def _segment(
         self,
-        client: Any,
+        client: DynamoDB,
         progress: SegmentProgress,
         store: ProgressStore,
         appliers: list[TargetApplier],

@@ -22,6 +22,7 @@ from typing import Any
 
 from replicator.apply.rule import order_key, visible
 from replicator.aws.factory import Clients
+from replicator.aws.json_client import DynamoDB
 from replicator.aws.tables import describe, key_schema_of
 from replicator.config.schema import Config, Pair
 from replicator.errors import ConfigError
@@ -46,7 +47,7 @@ class View:
 
     region: str
     table: str
-    client: Any
+    client: DynamoDB
 
     def __str__(self) -> str:
         return f"{self.region}/{self.table}"
@@ -233,7 +234,7 @@ async def verify_pair(
     recheck_delay: float = RECHECK_DELAY_SECONDS,
     on_progress: Progress = lambda _: None,
 ) -> Report:
-    source_client = await clients.get("dynamodb", config.source_region)
+    source_client = await clients.json("dynamodb", config.source_region)
     description = await describe(source_client, pair.source_table)
     if description is None:
         raise ConfigError(
@@ -242,7 +243,7 @@ async def verify_pair(
     views = [View(config.source_region, pair.source_table, source_client)]
     for target in pair.targets:
         views.append(
-            View(target.region, target.table, await clients.get("dynamodb", target.region))
+            View(target.region, target.table, await clients.json("dynamodb", target.region))
         )
     check = _PairCheck(
         source_table=pair.source_table,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -77,7 +78,10 @@ def test_a_full_item_collection_is_a_record_fault_not_retried_forever() -> None:
 def test_the_item_size_follows_dynamodbs_rule() -> None:
     assert item_size({"pk": {"S": "abc"}}) == 2 + 3
     assert item_size({"n": {"N": "12345"}}) == 1 + 4
-    assert item_size({"b": {"B": b"\x00" * 10}, "t": {"BOOL": True}}) == 11 + 2
+    # A binary counts its bytes, not the base64 text the wire carries it as.
+    ten_bytes = base64.b64encode(b"\x00" * 10).decode()
+    assert item_size({"b": {"B": ten_bytes}, "t": {"BOOL": True}}) == 11 + 2
+    assert item_size({"s": {"BS": [ten_bytes, base64.b64encode(b"12").decode()]}}) == 1 + 12
     assert item_size({"l": {"L": [{"S": "ab"}, {"NULL": True}]}}) == 1 + 3 + (1 + 2) + (1 + 1)
     assert item_size({"m": {"M": {"k": {"S": "v"}}}}) == 1 + 3 + 1 + 1 + 1
 
