@@ -58,7 +58,7 @@ class StreamSource(Protocol):
 
 
 class DynamoDBStreamSource:
-    """``StreamSource`` over the ``dynamodb`` and ``dynamodbstreams`` clients of ``Clients.json``."""
+    """``StreamSource`` over the DynamoDB and Streams clients of ``Clients.json``."""
 
     def __init__(self, dynamodb_client: DynamoDB, streams_client: Streams) -> None:
         self._dynamodb = dynamodb_client
