@@ -15,6 +15,11 @@ where applications and replicators write the same tables. DynamoDB does neither:
 every write (put, update, delete, transaction) runs under one lock per process, so
 numbering and check-then-store are atomic. Reads are served as before.
 
+A stream record's ``Keys`` also differ from DynamoDB's for a binary key: moto 5.2 sends
+the base64 of the base64 text (its images are right). The pipeline names an item by
+``Keys``, so a binary-keyed delete would miss its item: the keys are taken from the
+record's image, as DynamoDB's agree with it.
+
     python -m replicator.demo.motoserver -H 127.0.0.1 -p PORT   (moto.server's arguments)
 """
 
@@ -26,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import StreamRecord
 from moto.server import main
 
 _writes = threading.RLock()  # re-entrant: a batch write stores through put_item
@@ -42,6 +48,18 @@ def _atomic(write: Callable[..., Any]) -> Callable[..., Any]:
 
 for _name in ("put_item", "update_item", "delete_item", "transact_write_items"):
     setattr(DynamoDBBackend, _name, _atomic(getattr(DynamoDBBackend, _name)))
+
+_stream_record = StreamRecord.__init__
+
+
+def _keys_of_the_image(record: StreamRecord, *args: Any, **kwargs: Any) -> None:
+    _stream_record(record, *args, **kwargs)
+    body = record.record["dynamodb"]
+    image = body.get("OldImage") or body.get("NewImage") or {}
+    body["Keys"] = {name: image.get(name, value) for name, value in body["Keys"].items()}
+
+
+StreamRecord.__init__ = _keys_of_the_image  # type: ignore[method-assign,assignment]
 
 if __name__ == "__main__":
     main()

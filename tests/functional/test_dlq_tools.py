@@ -26,8 +26,8 @@ async def test_poison_records_are_listed_and_replay_applies_them_once_fixed_at_t
     pair: tuple[Config, Path, Clients], unique_name: str
 ) -> None:
     config, path, clients = pair
-    source = await clients.get("dynamodb", SOURCE)
-    target = await clients.get("dynamodb", TARGET)
+    source = await clients.json("dynamodb", SOURCE)
+    target = await clients.json("dynamodb", TARGET)
     for key in ("poison-1", "poison-2"):
         await source.put_item(TableName=unique_name, Item={"pk": {"S": key}, "n": {"S": "x"}})
     await source.put_item(TableName=unique_name, Item=image("fine", 1))
@@ -72,7 +72,7 @@ async def test_purge_removes_only_entries_older_than_asked(
     pair: tuple[Config, Path, Clients], unique_name: str
 ) -> None:
     config, path, clients = pair
-    home = await clients.get("dynamodb", SOURCE)
+    home = await clients.json("dynamodb", SOURCE)
     await ensure_table(home, config.dlq_table, CONTROL_KEY)
     dlq = DeadLetterQueue(home, config.dlq_table)
     target = config.pairs[0].targets[0]

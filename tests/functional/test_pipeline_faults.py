@@ -201,7 +201,7 @@ class Rig:
 async def control_client(endpoints: dict[str, str]) -> AsyncIterator[Any]:
     clients = Clients(endpoints)
     try:
-        yield await clients.get("dynamodb", HERE)
+        yield await clients.json("dynamodb", HERE)
     finally:
         await clients.aclose()
 

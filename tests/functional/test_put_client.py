@@ -25,7 +25,7 @@ async def clients(endpoints: dict[str, str], unique_name: str) -> AsyncIterator[
     factory = Clients(endpoints)
     try:
         await ensure_table(
-            await factory.get("dynamodb", REGION), unique_name, [("pk", "HASH", "S")]
+            await factory.json("dynamodb", REGION), unique_name, [("pk", "HASH", "S")]
         )
         yield factory
     finally:
@@ -42,7 +42,7 @@ async def test_binary_attributes_from_the_stream_are_written(
 ) -> None:
     item = {"pk": {"S": "k"}, "blob": {"B": b"\x00\xffraw"}, "blobs": {"BS": [b"a", b"b"]}}
     await put.put_item(TableName=unique_name, Item=item)
-    stored = await (await clients.get("dynamodb", REGION)).get_item(
+    stored = await (await clients.json("dynamodb", REGION)).get_item(
         TableName=unique_name, Key={"pk": {"S": "k"}}
     )
     assert stored["Item"]["blob"] == {"B": b"\x00\xffraw"}
@@ -169,6 +169,6 @@ async def test_a_guard_is_asked_as_the_request_is_sent_and_a_refusal_writes_noth
     with pytest.raises(LeaseLost):  # the fence's own error, never a network fault to retry
         await put.put_item(TableName=unique_name, Item={"pk": {"S": "refused"}})
 
-    table = await clients.get("dynamodb", REGION)
+    table = await clients.json("dynamodb", REGION)
     stored = await table.scan(TableName=unique_name)
     assert [item["pk"]["S"] for item in stored["Items"]] == ["sent"]
