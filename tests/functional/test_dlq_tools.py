@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import zlib
 from pathlib import Path
@@ -109,7 +110,7 @@ def test_entries_are_read_whether_the_record_is_text_compressed_or_left_out() ->
         "failed_at": {"N": "100"},
     }
     text = read_entry({**base, "record": {"S": json.dumps(stream_record)}})
-    packed = zlib.compress(json.dumps(stream_record).encode())
+    packed = base64.b64encode(zlib.compress(json.dumps(stream_record).encode())).decode()
     compressed = read_entry({**base, "record": {"B": packed}, "attempts": {"N": "3"}})
     omitted = read_entry(
         {**base, "keys": {"M": {"pk": {"S": "a"}}}, "images_omitted": {"BOOL": True}}

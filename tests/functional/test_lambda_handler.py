@@ -8,6 +8,7 @@ Faults are injected through our writer seam, never into boto3.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -35,18 +36,22 @@ async def rig(endpoints: dict[str, str], unique_name: str) -> AsyncIterator[Rig]
         yield rig
 
 
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
 def attributes(n: int, version: int) -> dict[str, dict[str, Any]]:
     """Every kind of value: 38-digit and fractional numbers, binary, sets, nested maps."""
     return {
         "big": {"N": N38},
         "small": {"N": f"-0.{N38[:30]}"},
-        "blob": {"B": bytes([n % 256, 0, 255, version])},
+        "blob": {"B": b64(bytes([n % 256, 0, 255, version]))},
         "tags": {"SS": [f"t{n}", f"v{version}"]},
         "scores": {"NS": [str(n), N38, "0.5"]},
-        "blobs": {"BS": [b"\x00", bytes([n % 256 + 1])]},
+        "blobs": {"BS": [b64(b"\x00"), b64(bytes([n % 256 + 1]))]},
         "doc": {
             "M": {
-                "list": {"L": [{"S": "x"}, {"N": str(version)}, {"B": b"\x01\x02"}]},
+                "list": {"L": [{"S": "x"}, {"N": str(version)}, {"B": b64(b"\x01\x02")}]},
                 "flag": {"BOOL": version % 2 == 0},
                 "none": {"NULL": True},
             }
