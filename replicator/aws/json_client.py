@@ -1,7 +1,9 @@
 """DynamoDB and DynamoDB Streams calls signed by ``replicator.aws.sigv4``, sent by ``http_pool``.
 
-``replicator run`` makes every call through these: target writes, stream reads, lease,
-checkpoint, DLQ and heartbeat writes, the start-up checks. Measured (bench 6, 8, 10):
+Every AWS call of the product goes through these: ``replicator run``'s target writes,
+stream reads, lease, checkpoint, DLQ and heartbeat writes and start-up checks, the Lambda
+handler, the tools (verify, backfill, repair, dlq) and the demo. Scans and queries page
+by hand (``LastEvaluatedKey``). Measured (bench 6, 8, 10):
 aiobotocore spends several times more client CPU per request, and before its first
 request it imports botocore and loads the service's model, about 0.2 s of CPU: a third of
 the time from the process starting to its first write. Both APIs are JSON over POST, so
@@ -19,8 +21,7 @@ or a DLQ entry is the same text, so it names the same item.
 
 A general-purpose async client (aiodynamo's, measured) is not used: its retry loop cost an
 async generator and a task per request, and its signer redid the day's key derivation for
-every request. Keys come from
-the standard AWS chain (``replicator.aws.credentials``).
+every request. Keys come from the standard AWS chain (``replicator.aws.credentials``).
 """
 
 from __future__ import annotations
