@@ -3,8 +3,8 @@
 In HTTP mode the proxy reads each request whole (AWS SDKs send one request at a time per
 connection, with a Content-Length) and asks ``Faults.pick`` whether to forward it or to
 answer in the service's place. The canned answers are the shapes the real services send:
-a JSON error with ``__type`` for throttling and 500s, an HTML page for a 503 from the
-load balancer in front, a TCP reset, or silence (a blackhole).
+a JSON error with ``__type`` for throttling, transaction conflicts and 500s, an HTML
+page for a 503 from the load balancer in front, a TCP reset, or silence (a blackhole).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ class FaultKind(enum.StrEnum):
     THROTTLING = "throttling"  # 400 ThrottlingException (control plane, Streams)
     THROUGHPUT = "throughput-exceeded"  # 400 ProvisionedThroughputExceededException
     LIMIT_EXCEEDED = "limit-exceeded"  # 400 LimitExceededException (Streams GetRecords)
+    # 400 TransactionConflictException: an application's transaction holds the item.
+    TRANSACTION_CONFLICT = "transaction-conflict"
     SERVER_ERROR = "http-500"  # 500 with a JSON body
     UNAVAILABLE = "http-503-html"  # 503 with an HTML body, as a load balancer sends it
     RESET = "connection-reset"  # the connection is reset instead of answered
@@ -60,6 +62,11 @@ _JSON_ERRORS = {
         400,
         "LimitExceededException",
         "Too many concurrent GetRecords requests on this shard.",
+    ),
+    FaultKind.TRANSACTION_CONFLICT: (
+        400,
+        "TransactionConflictException",
+        "Transaction is ongoing for the item",
     ),
     FaultKind.SERVER_ERROR: (500, "InternalServerError", "Internal server error"),
 }

@@ -7,7 +7,8 @@
     │   ├── ExpiredIteratorError shard iterator older than 15 minutes: re-seek
     │   ├── TrimmedDataError     records were trimmed before we read them: data loss alarm
     │   ├── RequestError         a request we built wrongly was refused: a bug, never a DLQ entry
-    │   └── ResourceNotFound     table, stream or shard does not exist
+    │   ├── ResourceNotFound     table, stream or shard does not exist
+    │   └── GaveUp               a tool's call kept failing past its bound (the service never)
     ├── RecordError              a stream record that cannot be applied (goes to the DLQ)
     ├── ShutdownInterrupted      a retry loop gave up because the service is stopping
     │   └── LeaseLost            this process may no longer write for a table (DESIGN §6)
@@ -68,6 +69,13 @@ class RequestError(AwsError):
 
 class ResourceNotFound(AwsError):
     """A table, stream or shard does not exist."""
+
+
+class GaveUp(AwsError):
+    """A retryable fault outlasted a tool's bound; the message names the call and last error."""
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message, code=code, retryable=False)
 
 
 class RecordError(ReplicatorError):

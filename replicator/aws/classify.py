@@ -44,13 +44,23 @@ from replicator.errors import (
     TrimmedDataError,
 )
 
+# What botocore's standard retry mode retries for DynamoDB and DynamoDB Streams
+# (``retries/standard.py`` and ``data/_retry.json``; a unit test reads them as the oracle),
+# plus what the DynamoDB Developer Guide's "Error messages and codes" marks "OK to retry".
 THROTTLING_CODES = frozenset(
     {
         "ProvisionedThroughputExceededException",
         "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "RequestThrottledException",
+        "RequestThrottled",
         "RequestLimitExceeded",
         "LimitExceededException",
         "TooManyRequestsException",
+        "BandwidthLimitExceeded",
+        "SlowDown",
+        "EC2ThrottledException",
     }
 )
 RETRYABLE_CODES = frozenset(
@@ -58,10 +68,21 @@ RETRYABLE_CODES = frozenset(
         "InternalServerError",
         "InternalFailure",
         "ServiceUnavailable",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
         "TransactionInProgressException",
+        # An application's transaction holds the item: the guide says retry; botocore
+        # does not (it leaves the choice to the caller), and a replicated write must land.
+        "TransactionConflictException",
+        # A multi-region strongly consistent table's concurrent write (HTTP 409).
+        "ReplicatedWriteConflictException",
         "ExpiredTokenException",  # the next attempt signs with refreshed credentials
     }
 )
+# Statuses retried whatever their code (botocore: 5xx, 509 and 429 "too many requests").
+THROTTLING_STATUS = 429
+RETRYABLE_STATUS_FLOOR = 500
 # A local secondary index's item collection is full (10 GB): retrying cannot make room.
 RECORD_FAULT_CODES = frozenset({"ItemCollectionSizeLimitExceededException"})
 VALIDATION = "ValidationException"
@@ -80,6 +101,10 @@ ITEM_FAULT_MESSAGES = (
     "item collection",
 )
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
+EXPIRED_TOKEN = "ExpiredTokenException"
+# DynamoDB's refusals of a request signed more than 5 minutes away from its clock.
+INVALID_SIGNATURE = "InvalidSignatureException"
+CLOCK_SKEW_MESSAGES = ("Signature expired", "Signature not yet current")
 
 
 def error_code(exc: ClientError) -> str:
@@ -91,6 +116,17 @@ def is_conditional_check_failed(exc: BaseException) -> bool:
     return isinstance(exc, ClientError) and error_code(exc) == CONDITIONAL_CHECK_FAILED
 
 
+def is_expired_token(exc: ClientError) -> bool:
+    """Refused for credentials the service holds expired: refreshing them may help."""
+    return error_code(exc) == EXPIRED_TOKEN
+
+
+def is_clock_skew(exc: ClientError) -> bool:
+    """Refused as signed too far from the service's clock: correcting ours may help."""
+    message: str = exc.response.get("Error", {}).get("Message", "")
+    return error_code(exc) == INVALID_SIGNATURE and message.startswith(CLOCK_SKEW_MESSAGES)
+
+
 def classify(exc: BaseException) -> AwsError:
     """Map a botocore/aiohttp failure into the replicator error tree."""
     if isinstance(exc, AwsError):
@@ -99,7 +135,7 @@ def classify(exc: BaseException) -> AwsError:
         code = error_code(exc)
         message = f"{code}: {exc.response.get('Error', {}).get('Message', '')}".rstrip(": ")
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if code in THROTTLING_CODES:
+        if code in THROTTLING_CODES or status == THROTTLING_STATUS:
             return ThrottledError(message, code=code)
         if code == "ExpiredIteratorException":
             # Retrying the same iterator cannot help: the reader seeks a fresh one.
@@ -110,7 +146,14 @@ def classify(exc: BaseException) -> AwsError:
             return ResourceNotFound(message, code=code, retryable=False)
         if code == VALIDATION and not names_the_item(message):
             return RequestError(message, code=code)
-        retryable = code in RETRYABLE_CODES or status >= 500
+        if is_clock_skew(exc):
+            # Seen only when the answer's Date could not correct our clock (aws.clock).
+            return AwsError(
+                f"{message}: this host's clock is more than 5 minutes off AWS's and could "
+                "not be corrected from the answer's Date header; set the host's clock (NTP)",
+                code=code,
+            )
+        retryable = code in RETRYABLE_CODES or status >= RETRYABLE_STATUS_FLOOR
         record_fault = code in RECORD_FAULT_CODES or code == VALIDATION
         return AwsError(message, code=code, retryable=retryable, record_fault=record_fault)
     if isinstance(exc, TimeoutError):

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import Literal, TypeVar, overload
+from typing import Literal, Protocol, TypeVar, overload
 
+from replicator.aws.clock import ServerClock
 from replicator.aws.credentials import CredentialChain
 from replicator.aws.http_pool import AUTO_CEILING
 from replicator.aws.json_client import DynamoDB, JsonClient, Streams, send_guard
@@ -16,6 +17,18 @@ from replicator.aws.json_client import DynamoDB, JsonClient, Streams, send_guard
 # The pool of each service's client in a region (stream reads, control-table writes).
 POOL_CONNECTIONS = 256
 _Client = TypeVar("_Client", bound=JsonClient)
+
+
+class RegionEndpoints(Protocol):
+    """One region's endpoint per service, as ``replicator.yaml``'s ``endpoints:`` holds it."""
+
+    def url(self, service: str) -> str | None:
+        """The URL named for ``service`` (``dynamodb``, ``dynamodbstreams``), if any."""
+        ...
+
+
+# Per region: one URL for both services (moto, DynamoDB Local), or one per service.
+Endpoints = Mapping[str, str | RegionEndpoints]
 
 
 @contextlib.contextmanager
@@ -38,21 +51,23 @@ class Clients:
     ``json`` and ``put_client`` give the typed clients of ``aws.json_client``: ``replicator
     run``, the Lambda handler, the tools and the demo all talk to AWS through them.
 
+    ``endpoints`` names a region's endpoint per service; a service without one is resolved
+    as botocore resolves it (``replicator.aws.endpoints``: environment, AWS config, rules).
+
     Credentials come from the standard AWS chain (environment, profile, role); none
     are ever read from replicator's config. ``agent`` is added to every request's
     User-Agent, so CloudTrail (and a test's proxy) can tell the processes of one
     deployment apart.
     """
 
-    def __init__(
-        self, endpoints: Mapping[str, str] | None = None, *, agent: str | None = None
-    ) -> None:
+    def __init__(self, endpoints: Endpoints | None = None, *, agent: str | None = None) -> None:
         self._endpoints = dict(endpoints or {})
         self._agent = agent
         self._stack = contextlib.AsyncExitStack()
         self._json: dict[tuple[str, str], JsonClient] = {}
         self._targets: dict[tuple[str, str], DynamoDB] = {}
         self._credentials: CredentialChain | None = None
+        self._clock = ServerClock()  # one skew for the host, whichever client measured it
 
     @overload
     async def json(self, service: Literal["dynamodb"], region: str) -> DynamoDB: ...
@@ -91,15 +106,21 @@ class Clients:
     def _client(self, kind: type[_Client], region: str, connections: int) -> _Client:
         if self._credentials is None:
             self._credentials = CredentialChain()
+            self._stack.push_async_callback(self._credentials.aclose)
         client = kind(
             region,
-            self._endpoints.get(region),
+            self._endpoint(kind.service, region),
             credentials=self._credentials,
             connections=connections,
             agent=self._agent,
+            clock=self._clock,
         )
         self._stack.push_async_callback(client.aclose)
         return client
+
+    def _endpoint(self, service: str, region: str) -> str | None:
+        entry = self._endpoints.get(region)
+        return entry if entry is None or isinstance(entry, str) else entry.url(service)
 
     async def aclose(self) -> None:
         """Close every client (idempotent)."""
@@ -109,7 +130,7 @@ class Clients:
 
 
 @contextlib.asynccontextmanager
-async def clients(endpoints: Mapping[str, str] | None = None) -> AsyncIterator[Clients]:
+async def clients(endpoints: Endpoints | None = None) -> AsyncIterator[Clients]:
     factory = Clients(endpoints)
     try:
         yield factory

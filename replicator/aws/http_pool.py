@@ -29,6 +29,14 @@ AUTO_CEILING = 1024
 HEAD_END = b"\r\n\r\n"
 
 
+class Answer(tuple[int, bytes]):
+    """(status, body) of an answer, and the ``date`` header of a refusal: the signer's
+    clock is corrected from it (``aws.clock``). A tuple, like ``os.stat_result``, so
+    callers that unpack (status, body) read it as before."""
+
+    date: str | None = None
+
+
 class ConnectionFailed(ConnectionError):
     """The request was not sent, or its answer not read; the write may be retried."""
 
@@ -77,6 +85,12 @@ def body_until_close(buffer: bytes | bytearray) -> tuple[int, bytes] | None:
     return status, bytes(buffer[end + len(HEAD_END) :])
 
 
+def refusal_date(buffer: bytes | bytearray) -> str | None:
+    """The Date header of the answer at the start of ``buffer``."""
+    end = buffer.find(HEAD_END)
+    return _head(bytes(buffer[:end]))[1].get("date") if end >= 0 else None
+
+
 def _head(head: bytes) -> tuple[int, dict[str, str], str]:
     lines = head.decode("latin-1").split("\r\n")
     version, _, rest = lines[0].partition(" ")
@@ -119,7 +133,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self.answer: asyncio.Future[tuple[int, bytes]] | None = None
+        self.answer: asyncio.Future[Answer] | None = None
         self.reusable = True
         self.idle_since = 0.0
 
@@ -127,7 +141,7 @@ class _Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
-    def send(self, data: bytes) -> asyncio.Future[tuple[int, bytes]]:
+    def send(self, data: bytes) -> asyncio.Future[Answer]:
         assert self.transport is not None
         self.answer = asyncio.get_running_loop().create_future()
         self.transport.write(data)
@@ -147,10 +161,13 @@ class _Connection(asyncio.Protocol):
             return
         if parsed is not None:
             status, body, used, keep_alive = parsed
+            result = Answer((status, body))
+            if status != 200:  # a refusal's head is read again; a write's answer is not
+                result.date = refusal_date(self.buffer)
             del self.buffer[:used]
             self.reusable = keep_alive and not self.buffer
             self.answer = None
-            answer.set_result((status, body))
+            answer.set_result(result)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
@@ -163,7 +180,7 @@ class _Connection(asyncio.Protocol):
         except ValueError:
             whole = None
         if whole is not None:
-            answer.set_result(whole)
+            answer.set_result(Answer(whole))
         else:
             reason = f": {exc}" if exc else ""
             answer.set_exception(ConnectionFailed(f"connection closed before the answer{reason}"))
@@ -188,11 +205,14 @@ class ConnectionPool:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``tls``: how https endpoints are verified (default: the system's CAs)."""
-        if endpoint.scheme not in ("http", "https") or not endpoint.host:
+        # The Host header and path sent, which the signer signs: lower case, an IPv6
+        # literal in brackets, the port only when it is not the scheme's default.
+        host = endpoint.host_subcomponent
+        if endpoint.scheme not in ("http", "https") or not host or not endpoint.host:
             raise ValueError(f"endpoint must be an http(s) URL with a host, not {endpoint}")
         self._address = endpoint.host
         self._port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-        self.host = endpoint.host if endpoint.is_default_port() else f"{endpoint.host}:{self._port}"
+        self.host = host if endpoint.is_default_port() else f"{host}:{self._port}"
         self._path = endpoint.raw_path_qs or "/"
         https = endpoint.scheme == "https"
         self._ssl = (tls or ssl.create_default_context()) if https else None
@@ -209,7 +229,7 @@ class ConnectionPool:
         body: bytes,
         *,
         guard: Callable[[], None] | None = None,
-    ) -> tuple[int, bytes]:
+    ) -> Answer:
         """(status, body) of the answer; ``guard`` is asked just before the bytes go out."""
         fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         data = (

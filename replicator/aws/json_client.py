@@ -30,17 +30,19 @@ import contextvars
 import copy
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Self
 
 from botocore.exceptions import ClientError, NoCredentialsError
 from yarl import URL
 
-from replicator.aws.credentials import CredentialChain
-from replicator.aws.http_pool import ConnectionPool
+from replicator.aws.classify import is_clock_skew, is_expired_token
+from replicator.aws.clock import ServerClock
+from replicator.aws.credentials import CredentialChain, Key
+from replicator.aws.endpoints import resolve
+from replicator.aws.http_pool import Answer, ConnectionPool
 from replicator.aws.sigv4 import Signer
 
-EXPIRED_TOKEN = "ExpiredTokenException"
 # X-Amz-Target prefixes.
 DYNAMODB = "DynamoDB_20120810"
 STREAMS = "DynamoDBStreams_20120810"
@@ -63,8 +65,12 @@ send_guard: contextvars.ContextVar[Callable[[], None] | None] = contextvars.Cont
 class JsonClient:
     """One service (``dynamodb`` or ``dynamodbstreams``) in one region: the wire alone.
 
+    ``endpoint``: replicator.yaml's URL for it; without one it is resolved as botocore
+    would (``replicator.aws.endpoints``).
+
     The guard of a ``guarded`` view is called as each request is sent and aborts it by
-    raising; otherwise the ``send_guard`` of the calling context is.
+    raising; otherwise the ``send_guard`` of the calling context is. Requests are signed
+    at ``clock``'s time (shared by a process's clients: ``aws.clock``).
     """
 
     service: ClassVar[str]
@@ -77,21 +83,31 @@ class JsonClient:
         credentials: CredentialChain,
         connections: int,
         agent: str | None = None,
+        clock: ServerClock | None = None,
     ) -> None:
         if agent is not None and ("\r" in agent or "\n" in agent):
             raise ValueError(f"a User-Agent cannot hold a line break: {agent!r}")
         self._agent = {"User-Agent": agent} if agent else {}
         self._guard: Callable[[], None] | None = None
         self._credentials = credentials
+        self._clock = clock or ServerClock()
+        self._prefix = SERVICES[self.service]
         self.region = region
-        self._target_prefix = SERVICES[self.service]
+        resolved = resolve(self.service, region, endpoint)
+        url = URL(resolved.url)
         self._pool = ConnectionPool(
-            URL(endpoint) if endpoint else default_endpoint(self.service, region),
+            url,
             limit=connections,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             keepalive=KEEPALIVE_SECONDS,
         )
-        self._signer = Signer(self._pool.host, region)
+        # Signed for the Host and path the pool sends.
+        self._signer = Signer(
+            self._pool.host,
+            resolved.signing_region,
+            path=url.raw_path,
+            service=resolved.signing_name,
+        )
 
     def guarded(self, guard: Callable[[], None] | None) -> Self:
         """This client over the same connections, with every request asked of ``guard``."""
@@ -105,24 +121,27 @@ class JsonClient:
         if key is None:
             raise NoCredentialsError()
         body = _JSON.encode(request).encode()
-        target = f"{self._target_prefix}.{operation}"
-        headers = self._signer.headers(key, target, body, now=time.time())
-        status, answer_body = await self._pool.post(
+        target = f"{self._prefix}.{operation}"
+        offset = self._clock.offset
+        status, answer_body = reply = await self._send(key, target, body, offset)
+        if status == 200:
+            return _json_answer(operation, answer_body)
+        error = client_error(status, answer_body, operation)
+        if is_clock_skew(error) and self._clock.corrected(reply.date, offset):
+            # Signed again at the server's time and sent at once; a second refusal stands.
+            status, answer_body = await self._send(key, target, body, self._clock.offset)
+            if status == 200:
+                return _json_answer(operation, answer_body)
+            error = client_error(status, answer_body, operation)
+        if is_expired_token(error):
+            self._credentials.invalidate(key)  # the retry signs with fresh credentials
+        raise error
+
+    def _send(self, key: Key, target: str, body: bytes, offset: float) -> Awaitable[Answer]:
+        headers = self._signer.headers(key, target, body, now=time.time() + offset)
+        return self._pool.post(
             {**headers, **self._agent}, body, guard=self._guard or send_guard.get()
         )
-        if status == 200:
-            try:
-                answer: dict[str, Any] = json.loads(answer_body)
-            except ValueError:
-                # Cut short or mangled on the way (a proxy): a transport fault, not ours.
-                raise ConnectionError(
-                    f"{operation}: a 200 answer that is not JSON: {answer_body[:80]!r}"
-                ) from None
-            return answer
-        error = client_error(status, answer_body, operation)
-        if error.response["Error"]["Code"] == EXPIRED_TOKEN:
-            self._credentials.invalidate()  # the retry signs with fresh credentials
-        raise error
 
     async def aclose(self) -> None:
         await self._pool.aclose()
@@ -178,11 +197,15 @@ class Streams(JsonClient):
         return await self.call("GetRecords", request)
 
 
-def default_endpoint(service: str, region: str) -> URL:
-    host = f"dynamodb.{region}.amazonaws.com"
-    if service == "dynamodbstreams":
-        host = f"streams.{host}"
-    return URL.build(scheme="https", host=host, path="/")
+def _json_answer(operation: str, body: bytes) -> dict[str, Any]:
+    try:
+        answer: dict[str, Any] = json.loads(body)
+    except ValueError:
+        # Cut short or mangled on the way (a proxy): a transport fault, not ours.
+        raise ConnectionError(
+            f"{operation}: a 200 answer that is not JSON: {body[:80]!r}"
+        ) from None
+    return answer
 
 
 def client_error(status: int, body: bytes, operation: str) -> ClientError:

@@ -11,21 +11,29 @@ failing the ``RetryObserver`` (the service's ``Metrics``) hears of it, which tur
 WARNING naming the call and the region is logged at most once per ``warn_every``.
 Anything else is raised at once. When ``stop`` is set the waiting ends with
 ``ShutdownInterrupted``, so SIGTERM never waits for a region to come back.
+
+The service retries without end: it must outlive any outage. An operator's command
+(verify, backfill, dlq, repair) must not hang instead: it runs inside
+``giving_up_after(seconds)``, and every policy built there, by the tool or by the shared
+helpers it calls (table checks, the applier, the DLQ), raises ``GaveUp`` once a call
+has failed for that long without a success in between.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from replicator.aws.backoff import Backoff, pause
 from replicator.aws.classify import classify
-from replicator.errors import AwsError, ShutdownInterrupted
+from replicator.errors import AwsError, GaveUp, ShutdownInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +46,24 @@ ATTEMPT_TIMEOUT_SECONDS = 10.0
 # A region that is down is polled every 5-10 s once the backoff reached its cap.
 RETRY_BACKOFF = Backoff(base=0.1, cap=10.0)
 WARN_EVERY_SECONDS = 30.0
+
+# A tool's default: a few minutes of consecutive failures, as long as a region's
+# brief unavailability or a deployment of its load balancer tends to last.
+TOOL_GIVE_UP_AFTER_SECONDS = 300.0
+
+# The bound of the command running in this context; None (``replicator run``): never.
+_GIVE_UP_AFTER: ContextVar[float | None] = ContextVar("give_up_after", default=None)
+
+
+@contextlib.contextmanager
+def giving_up_after(seconds: float | None) -> Iterator[None]:
+    """Policies built inside (and in tasks started inside) give up after ``seconds``."""
+    token = _GIVE_UP_AFTER.set(seconds)
+    try:
+        yield
+    finally:
+        _GIVE_UP_AFTER.reset(token)
+
 
 Wait = Callable[[float, asyncio.Event], Awaitable[bool]]
 """Waits ``seconds`` or until the event is set; True when it was set."""
@@ -103,6 +129,8 @@ class RetryPolicy:
     wait: Wait = pause
     warn_every: float = WARN_EVERY_SECONDS
     clock: Callable[[], float] = time.monotonic
+    # Seconds of consecutive failures of one call before ``GaveUp``; None: retry forever.
+    give_up_after: float | None = field(default_factory=_GIVE_UP_AFTER.get)
     # Per (call, region): consecutive failures, and when the last WARNING was logged.
     _failures: dict[tuple[str, str], int] = field(default_factory=dict)
     _warned: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -126,10 +154,13 @@ class RetryPolicy:
         paces retries too, and its wait is never taken for a silent target.
         """
         failures = 0
+        failing_since = 0.0
         try:
             while True:
                 if before is not None:
                     await before()
+                if not failures:
+                    failing_since = self.clock()
                 timer, bucket = self._deadlines.start()
                 try:
                     result = await attempt()
@@ -155,7 +186,7 @@ class RetryPolicy:
                     bucket.discard(timer)
                 failures += 1
                 self._failing(call, region, error)
-                delay = self.backoff.delay(failures - 1)
+                delay = self._delay_or_give_up(call, region, error, failures, failing_since)
                 if await self.wait(delay, self.stop or asyncio.Event()):
                     raise ShutdownInterrupted(
                         f"{call} in {region} abandoned for shutdown after {failures} failed "
@@ -167,6 +198,22 @@ class RetryPolicy:
                 # streak no longer says the call is failing, or /readyz stayed false for good.
                 self._streak_over(call, region)
             raise
+
+    def _delay_or_give_up(
+        self, call: str, region: str, error: AwsError, failures: int, failing_since: float
+    ) -> float:
+        """The wait before the next attempt; ``GaveUp`` once the bound is reached."""
+        delay = self.backoff.delay(failures - 1)
+        if self.give_up_after is None:
+            return delay
+        failing_for = self.clock() - failing_since
+        if failing_for >= self.give_up_after:
+            raise GaveUp(
+                f"{call} in {region} failed for {failing_for:.0f} s ({failures} attempt(s), "
+                f"no success in between); last error: {error}",
+                code=error.code,
+            )
+        return min(delay, self.give_up_after - failing_for)
 
     def _failing(self, call: str, region: str, error: AwsError) -> None:
         key = (call, region)

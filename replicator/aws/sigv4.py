@@ -11,22 +11,44 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from urllib.parse import quote
 
 from replicator.aws.credentials import Key
 
-SERVICE = "dynamodb"
 CONTENT_TYPE = "application/x-amz-json-1.0"
 ALGORITHM = "AWS4-HMAC-SHA256"
 SIGNED_HEADERS = "content-type;host;x-amz-date;x-amz-target"
 TOKEN_SIGNED_HEADERS = "content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
 
 
-class Signer:
-    """Signs requests to one host in one region."""
+def canonical_path(path: str) -> str:
+    """The path as SigV4 signs it, as botocore normalises it: dot segments and empty
+    segments removed, then percent-encoded (``/`` and ``~`` kept)."""
+    kept: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment and segment != ".":
+            kept.append(segment)
+    trailing = "/" if path.endswith("/") and kept else ""
+    return quote("/" + "/".join(kept) + trailing, safe="/~")
 
-    def __init__(self, host: str, region: str) -> None:
+
+class Signer:
+    """Signs POSTs to one host and path, for one signing region and service name.
+
+    ``host`` is the Host header exactly as sent (``http_pool`` gives it); ``path`` the
+    request's path as sent.
+    """
+
+    def __init__(
+        self, host: str, region: str, *, path: str = "/", service: str = "dynamodb"
+    ) -> None:
         self._host = host
         self._region = region
+        self._service = service
+        self._path = canonical_path(path)
         self._second = -1
         self._stamp = ""
         self._date = ""
@@ -44,11 +66,11 @@ class Signer:
         token = f"x-amz-security-token:{key.token}\n" if key.token else ""
         signed = TOKEN_SIGNED_HEADERS if key.token else SIGNED_HEADERS
         canonical = (
-            f"POST\n/\n\ncontent-type:{CONTENT_TYPE}\nhost:{self._host}\n"
+            f"POST\n{self._path}\n\ncontent-type:{CONTENT_TYPE}\nhost:{self._host}\n"
             f"x-amz-date:{stamp}\n{token}x-amz-target:{target}\n\n{signed}\n"
             f"{hashlib.sha256(body).hexdigest()}"
         )
-        scope = f"{date}/{self._region}/{SERVICE}/aws4_request"
+        scope = f"{date}/{self._region}/{self._service}/aws4_request"
         to_sign = f"{ALGORITHM}\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
         signature = hmac.new(
             self._key(key.secret, date), to_sign.encode(), hashlib.sha256
@@ -70,7 +92,7 @@ class Signer:
         cached = self._keys.get((secret, date))
         if cached is None:
             cached = ("AWS4" + secret).encode()
-            for part in (date, self._region, SERVICE, "aws4_request"):
+            for part in (date, self._region, self._service, "aws4_request"):
                 cached = hmac.new(cached, part.encode(), hashlib.sha256).digest()
             self._keys = {(secret, date): cached}  # yesterday's and rotated secrets go
         return cached

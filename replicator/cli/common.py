@@ -9,9 +9,11 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from replicator.aws.retry import giving_up_after
 from replicator.config.schema import Config, load_config
-from replicator.errors import ConfigError, ReplicatorError
+from replicator.errors import ConfigError, GaveUp, ReplicatorError
 
 console = Console()
 errors = Console(stderr=True)
@@ -23,6 +25,16 @@ PairOption = Annotated[
     str | None,
     typer.Option("--pair", help="Only the pair whose source table is this.", show_default=False),
 ]
+GiveUpOption = Annotated[
+    float,
+    typer.Option(
+        "--give-up-after",
+        envvar="REPLICATOR_GIVE_UP_AFTER",
+        min=0.1,
+        help="Seconds an AWS call may keep failing, without a success in between, before the "
+        "command gives up and exits 1 (throttles and outages are retried until then).",
+    ),
+]
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
 T = TypeVar("T")
@@ -32,7 +44,7 @@ def load(path: Path) -> Config:
     try:
         return load_config(path)
     except ConfigError as exc:
-        errors.print(f"[red]config error[/red] {exc}", highlight=False, soft_wrap=True)
+        errors.print(f"[red]config error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_CONFIG) from exc
 
 
@@ -40,7 +52,15 @@ def run_reporting_errors(coroutine: Coroutine[Any, Any, T]) -> T:
     return run_reporting_errors_sync(lambda: asyncio.run(coroutine))
 
 
-def run_reporting_errors_sync(call: Callable[[], T]) -> T:
+def run_tool(coroutine: Coroutine[Any, Any, T], *, give_up_after: float, resume: str) -> T:
+    """Run an operator's command: its AWS calls give up after ``give_up_after`` seconds of
+    consecutive failures, and then one line gives the last error and ``resume``, how to
+    carry on from where it stopped."""
+    with giving_up_after(give_up_after):
+        return run_reporting_errors_sync(lambda: asyncio.run(coroutine), resume=resume)
+
+
+def run_reporting_errors_sync(call: Callable[[], T], *, resume: str = "") -> T:
     """``call()``; our errors become one line each and an exit code, bugs a traceback.
 
     The service runs in task groups, so its errors often arrive wrapped in groups.
@@ -51,9 +71,17 @@ def run_reporting_errors_sync(call: Callable[[], T]) -> T:
         problems = _leaves(exc)
         if not all(isinstance(problem, ReplicatorError) for problem in problems):
             raise  # a bug of ours: the traceback is the report
+        gave_up = [problem for problem in problems if isinstance(problem, GaveUp)]
+        if gave_up:
+            # Every segment or worker met the same outage: the first to give up says it.
+            hint = f"; {resume}" if resume else ""
+            errors.print(f"[red]gave up[/red] {gave_up[0]}{hint}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from exc
         for problem in problems:
             kind = "config error" if isinstance(problem, ConfigError) else "error"
-            errors.print(f"[red]{kind}[/red] {problem}", highlight=False, soft_wrap=True)
+            # The message is text: '[/path]' or an IPv6 URL is no console markup.
+            line = f"[red]{kind}[/red] {escape(str(problem))}"
+            errors.print(line, highlight=False, soft_wrap=True)
         only_config = all(isinstance(problem, ConfigError) for problem in problems)
         raise typer.Exit(EXIT_CONFIG if only_config else 1) from exc
 

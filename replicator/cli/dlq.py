@@ -7,15 +7,19 @@ from typing import Annotated
 
 import typer
 
+from replicator.aws.retry import TOOL_GIVE_UP_AFTER_SECONDS
 from replicator.cli.common import (
     EXIT_CONFIG,
     ConfigOption,
+    GiveUpOption,
     PairOption,
     console,
     errors,
     load,
-    run_reporting_errors,
+    run_tool,
 )
+
+UNCHANGED = "nothing was changed: run it again once the region answers"
 
 dlq_app = typer.Typer(no_args_is_help=True, help="See, re-drive and purge dead-lettered records.")
 
@@ -25,11 +29,14 @@ def dlq_list(
     config: ConfigOption,
     pair: PairOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON.")] = False,
+    give_up_after: GiveUpOption = TOOL_GIVE_UP_AFTER_SECONDS,
 ) -> None:
     """One line per entry: id, keys, reason, first and last failure, attempts."""
     from replicator.tools.dlq import list_entries
 
-    found = run_reporting_errors(list_entries(load(config), pair=pair))
+    found = run_tool(
+        list_entries(load(config), pair=pair), give_up_after=give_up_after, resume=UNCHANGED
+    )
     if as_json:
         print(json.dumps([entry.as_json() for entry in found], indent=2))
         return
@@ -39,11 +46,15 @@ def dlq_list(
 
 
 @dlq_app.command("show")
-def dlq_show(config: ConfigOption, entry_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+def dlq_show(
+    config: ConfigOption,
+    entry_id: Annotated[str, typer.Argument(metavar="ID")],
+    give_up_after: GiveUpOption = TOOL_GIVE_UP_AFTER_SECONDS,
+) -> None:
     """The entry's record (decompressed) and reason in full."""
     from replicator.tools.dlq import find
 
-    entry = run_reporting_errors(find(load(config), entry_id))
+    entry = run_tool(find(load(config), entry_id), give_up_after=give_up_after, resume=UNCHANGED)
     console.print(entry.line(), highlight=False, soft_wrap=True)
     console.print(f"reason: {entry.reason}", highlight=False, soft_wrap=True)
     record = entry.record if entry.record is not None else "(not stored: too large)"
@@ -57,6 +68,7 @@ def dlq_replay(
         list[str] | None, typer.Option("--id", help="Entry to replay (repeatable).")
     ] = None,
     replay_all: Annotated[bool, typer.Option("--all", help="Replay every entry.")] = False,
+    give_up_after: GiveUpOption = TOOL_GIVE_UP_AFTER_SECONDS,
 ) -> None:
     """Re-drive each entry's key from the source's current state; remove it once applied."""
     from replicator.tools.dlq import replay
@@ -64,7 +76,12 @@ def dlq_replay(
     if bool(ids) == replay_all:
         errors.print("[red]usage[/red] give --id ID (one or more) or --all", highlight=False)
         raise typer.Exit(EXIT_CONFIG)
-    result = run_reporting_errors(replay(load(config), ids=None if replay_all else ids))
+    result = run_tool(
+        replay(load(config), ids=None if replay_all else ids),
+        give_up_after=give_up_after,
+        resume="entries replayed so far are removed from the DLQ: run the same command again "
+        "for the rest",
+    )
     for entry, reason in result.failed:
         console.print(f"  {entry.id} {entry.key_text()}: {reason}", highlight=False)
     console.print(f"replay: {len(result.settled)} applied and removed, {len(result.failed)} kept")
@@ -78,6 +95,7 @@ def dlq_purge(
     older_than: Annotated[
         str, typer.Option(help="Age of the last failure, e.g. 7d, 12h, 30m.", show_default=False)
     ],
+    give_up_after: GiveUpOption = TOOL_GIVE_UP_AFTER_SECONDS,
 ) -> None:
     """Delete the entries whose last failure is older than the given age."""
     from replicator.config.schema import duration_seconds
@@ -91,5 +109,9 @@ def dlq_purge(
             highlight=False,
         )
         raise typer.Exit(EXIT_CONFIG)
-    removed = run_reporting_errors(purge(load(config), older_than=seconds))
+    removed = run_tool(
+        purge(load(config), older_than=seconds),
+        give_up_after=give_up_after,
+        resume="entries purged so far are gone: run the same command again for the rest",
+    )
     console.print(f"purged {removed} entries")

@@ -14,16 +14,19 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from replicator.aws.retry import TOOL_GIVE_UP_AFTER_SECONDS
 from replicator.cli.common import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
     ConfigOption,
+    GiveUpOption,
     PairOption,
     console,
     errors,
     load,
     run_reporting_errors,
     run_reporting_errors_sync,
+    run_tool,
 )
 from replicator.cli.dlq import dlq_app
 from replicator.service.gc_tuning import GC_THRESHOLDS
@@ -87,6 +90,7 @@ def run(
 @app.command()
 def verify(
     config: ConfigOption,
+    *,
     pair: PairOption = None,
     show: Annotated[int, typer.Option(help="How many differing keys to list.", min=0)] = 10,
     as_json: Annotated[
@@ -100,6 +104,7 @@ def verify(
             "active-active: the key's winner through the normal rule), then verify again.",
         ),
     ] = False,
+    give_up_after: GiveUpOption = TOOL_GIVE_UP_AFTER_SECONDS,
 ) -> None:
     """Compare the tables of each pair (tombstone-aware); exit 1 if any key differs."""
     from replicator.tools.repair import repair as repair_targets
@@ -107,17 +112,30 @@ def verify(
 
     loaded = load(config)
     progress: Callable[[str], None] = _quiet if as_json else _progress_line
-    report = run_reporting_errors(verify_tables(loaded, pair=pair, on_progress=progress))
+
+    def verified() -> Report:
+        return run_tool(
+            verify_tables(loaded, pair=pair, on_progress=progress),
+            give_up_after=give_up_after,
+            resume="verify writes nothing: run it again once the region answers",
+        )
+
+    report = verified()
     if repair and report.differences:
         _print_report(report, show, as_json=False)
-        fixed = run_reporting_errors(repair_targets(loaded, report))
+        fixed = run_tool(
+            repair_targets(loaded, report),
+            give_up_after=give_up_after,
+            # Compare-and-set: what was repaired stays, the rest is found again.
+            resume="repair writes compare-and-set: run verify --repair again to finish",
+        )
         console.print(
             f"repair: {fixed.repaired} written, {len(fixed.moved)} skipped because the target "
             f"changed meanwhile, {len(fixed.unrepairable)} unrepairable"
         )
         for difference, reason in fixed.unrepairable[:show]:
             console.print(f"  {difference}: {reason}", highlight=False)
-        report = run_reporting_errors(verify_tables(loaded, pair=pair, on_progress=progress))
+        report = verified()
     _print_report(report, show, as_json=as_json)
     if report.differences:
         raise typer.Exit(1)
@@ -143,6 +161,7 @@ def _print_report(report: Report, show: int, *, as_json: bool) -> None:
 @app.command()
 def backfill(
     config: ConfigOption,
+    *,
     pair: PairOption = None,
     segments: Annotated[
         int, typer.Option(help="Parallel scan segments (a resumed run keeps its own).", min=1)
@@ -154,6 +173,7 @@ def backfill(
     restart: Annotated[
         bool, typer.Option("--restart", help="Start over instead of resuming.")
     ] = False,
+    give_up_after: GiveUpOption = TOOL_GIVE_UP_AFTER_SECONDS,
 ) -> None:
     """Copy every item of the source to its targets through the conflict rule (resumable).
 
@@ -166,10 +186,13 @@ def backfill(
     loaded = load(config)
     try:
         with RichBackfillView(console) as view:
-            summary = run_reporting_errors(
+            summary = run_tool(
                 backfill_tables(
                     loaded, view, pair=pair, segments=segments, rate=rate, restart=restart
-                )
+                ),
+                give_up_after=give_up_after,
+                resume="each segment's progress is saved after every page: run the same "
+                "command again to resume there",
             )
     except KeyboardInterrupt:
         errors.print("interrupted: run the same command again to resume", highlight=False)

@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "HeartbeatConfig",
     "LeaseConfig",
     "Pair",
+    "RegionEndpoints",
     "Target",
     "WebConfig",
     "load_config",
@@ -127,8 +129,16 @@ TableName = Annotated[
     ),
 ]
 EndpointUrl = Annotated[
-    str, _must(_is_url, "{} is not an http:// or https:// URL", "use e.g. http://127.0.0.1:8000")
+    str,
+    _must(_is_url, "{} is not an http:// or https:// URL", "use e.g. http://127.0.0.1:8000"),
+    # The signer signs the path only: a query would be sent unsigned and refused.
+    _must(
+        lambda url: not urlsplit(url).query and not urlsplit(url).fragment,
+        "{} has a query or fragment",
+        "give scheme://host[:port][/path] only",
+    ),
 ]
+_endpoint_url: TypeAdapter[str] = TypeAdapter(EndpointUrl)
 NonEmpty = Annotated[str, _must(str.strip, "empty", "give it a value")]
 TombstoneTtl = Annotated[int, BeforeValidator(_tombstone_ttl)]
 # "auto": adapted to the target's round trip and throttling; a number pins it.
@@ -188,12 +198,41 @@ class LeaseConfig(BaseModel):
     margin_seconds: float = Field(default=1.0, ge=0)
 
 
+class RegionEndpoints(BaseModel):
+    """One region's endpoints: ``region: URL`` (one server for both, as moto and DynamoDB
+    Local are) or ``region: {dynamodb: URL, streams: URL}``; a service left out is resolved
+    as botocore would (``replicator.aws.endpoints``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dynamodb: EndpointUrl | None = None
+    streams: EndpointUrl | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_url_for_both(cls, value: object) -> object:
+        if isinstance(value, str):
+            url = _endpoint_url.validate_python(value)
+            return {"dynamodb": url, "streams": url}
+        return value
+
+    def url(self, service: str) -> str | None:
+        """The URL named for ``service`` (``dynamodb``, ``dynamodbstreams``), if any."""
+        return self.streams if service == "dynamodbstreams" else self.dynamodb
+
+    @model_validator(mode="after")
+    def _names_one(self) -> Self:
+        if self.dynamodb is None and self.streams is None:
+            raise problem("names no endpoint", "add dynamodb: URL and/or streams: URL")
+        return self
+
+
 class Config(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     source_region: Region
     mode: Mode = Mode.ONE_WAY
-    endpoints: dict[Region, EndpointUrl] = Field(default_factory=dict)
+    endpoints: dict[Region, RegionEndpoints] = Field(default_factory=dict)
     control_table: TableName = "replicator-control"
     dlq_table: TableName = "replicator-dlq"
     metadata_prefix: NonEmpty = "_rep_"
@@ -202,8 +241,10 @@ class Config(BaseModel):
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     lease: LeaseConfig = LeaseConfig()
 
-    def endpoint_for(self, region: str) -> str | None:
-        return self.endpoints.get(region)
+    def endpoint_for(self, region: str, service: str = "dynamodb") -> str | None:
+        """The URL this file names for ``service`` (dynamodb, dynamodbstreams) in ``region``."""
+        entry = self.endpoints.get(region)
+        return entry.url(service) if entry else None
 
     @property
     def regions(self) -> list[str]:
@@ -277,7 +318,9 @@ _NESTED: dict[str, type[BaseModel]] = {
 
 
 def _allowed_keys(parent: str) -> list[str]:
-    fields = _NESTED.get(parent, Config).model_fields
+    # A key under endpoints.<region> has the region as its parent.
+    model = RegionEndpoints if _REGION.match(parent) else _NESTED.get(parent, Config)
+    fields = model.model_fields
     return [field.alias or name for name, field in fields.items()]
 
 

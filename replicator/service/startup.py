@@ -182,7 +182,7 @@ async def heartbeat_writers(
     stop: asyncio.Event | None = None,
     descriptions: Mapping[str, dict[str, Any]] | None = None,
 ) -> list[HeartbeatWriter]:
-    """One canary writer per source table whose key schema can name it.
+    """One canary writer per source table.
 
     ``descriptions`` are the source tables' (``prepare_tables``); without them each is
     described again.
@@ -197,9 +197,6 @@ async def heartbeat_writers(
         description = known or await describe(home, pair.source_table, retry=retry)
         schema = key_schema_of(description) if description else []
         key = heartbeat_key(schema, config.heartbeat.key_prefix, config.source_region)
-        if key is None:
-            log.warning("no heartbeat for %s: its partition key is not a string", pair.source_table)
-            continue
         writers.append(
             HeartbeatWriter(
                 home,

@@ -28,6 +28,7 @@ from replicator.config.schema import Config, Pair
 from replicator.errors import ConfigError
 from replicator.models import ItemKey, Meta, Mode, WireItem, stored_from_item
 from replicator.service.run import meta_for
+from replicator.telemetry.heartbeat import is_heartbeat_value
 from replicator.tools.buckets import TableDigest, bucket_of, differing_buckets, passes, state_digest
 from replicator.tools.kinds import kind_of, winner_kind
 from replicator.tools.scan import get_item, key_of, scan_segment
@@ -95,7 +96,7 @@ class Report:
 
 
 def is_heartbeat(key: ItemKey, heartbeat_prefix: str) -> bool:
-    return any(value.startswith(heartbeat_prefix) for _, _, value in key)
+    return any(is_heartbeat_value(type_, value, heartbeat_prefix) for _, type_, value in key)
 
 
 def expected_index(items: Sequence[WireItem | None], views: Sequence[View], meta: Meta) -> int:

@@ -60,3 +60,38 @@ async def test_run_with_the_dashboard_port_taken_says_so_in_one_line(
         f"config error web: cannot listen on 127.0.0.1:{port} (address already in use); choose "
         "another web.port or web.host, or set web.enabled: false"
     ]
+
+
+def test_a_message_with_brackets_is_printed_as_written(tmp_path: Path) -> None:
+    # A message is text, not console markup: '[/path]' had ended the CLI in a MarkupError.
+    path = tmp_path / "replicator.yaml"
+    path.write_text(
+        "source_region: us-east-1\n"
+        "endpoints: {eu-west-1: 'https://vpce.example/p?x=1'}\n"
+        "pairs: [{source_table: orders, targets: [{region: eu-west-1, table: orders}]}]\n"
+    )
+    result = cli("validate", "-c", str(path))
+    assert result.returncode == 2, result.stderr
+    assert "give scheme://host[:port][/path] only" in result.stderr
+
+
+def test_an_endpoint_url_in_the_environment_that_is_no_url_stops_run_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "localhost:8000")
+    path = tmp_path / "replicator.yaml"
+    path.write_text(
+        "source_region: us-east-1\n"
+        "web: {enabled: false}\n"
+        "pairs: [{source_table: orders, targets: [{region: eu-west-1, table: orders}]}]\n"
+    )
+    result = cli("run", "-c", str(path))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    problems = [line for line in result.stderr.splitlines() if "error" in line]
+    assert problems == [
+        "config error the dynamodb endpoint URL set in the environment or the AWS config is not "
+        "scheme://host[:port][/path] — fix AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_DYNAMODB or the "
+        "profile's endpoint_url"
+    ]

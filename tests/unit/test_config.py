@@ -126,7 +126,22 @@ def test_regions_source_first_then_targets_once_each() -> None:
 
     assert config.regions == ["us-east-1", "eu-west-1", "ap-south-1"]
     assert config.endpoint_for("eu-west-1") == "http://127.0.0.1:5002"
+    assert config.endpoint_for("eu-west-1", "dynamodbstreams") == "http://127.0.0.1:5002"
     assert config.endpoint_for("us-east-1") is None
+
+
+def test_a_region_names_its_dynamodb_and_streams_endpoints_apart(tmp_path: Path) -> None:
+    # A VPC endpoint serves DynamoDB only: Streams needs its own (or the default rules).
+    config = load_config(
+        write(
+            tmp_path,
+            MINIMAL + "endpoints:\n  eu-west-1:\n    dynamodb: https://vpce-1.example/ddb\n"
+            "    streams: https://vpce-2.example\n  us-east-1: {dynamodb: https://ddb.example}\n",
+        )
+    )
+    assert config.endpoint_for("eu-west-1") == "https://vpce-1.example/ddb"
+    assert config.endpoint_for("eu-west-1", "dynamodbstreams") == "https://vpce-2.example"
+    assert config.endpoint_for("us-east-1", "dynamodbstreams") is None
 
 
 TARGET = "targets:\n      - {region: eu-west-1, table: orders}"
@@ -257,6 +272,30 @@ BAD_CONFIGS = [
         "replicator.yaml: endpoints.eu-west-1: 'localhost:8000' is not an http:// or https:// URL "
         "— use e.g. http://127.0.0.1:8000",
         id="bad-endpoint-url",
+    ),
+    pytest.param(
+        MINIMAL + "endpoints:\n  eu-west-1: {stream: https://s.example}\n",
+        "replicator.yaml: endpoints.eu-west-1.stream: unknown key (did you mean streams?) — "
+        "remove it (allowed: dynamodb, streams)",
+        id="endpoint-service-misspelt",
+    ),
+    pytest.param(
+        MINIMAL + "endpoints:\n  eu-west-1: {}\n",
+        "replicator.yaml: endpoints.eu-west-1: names no endpoint — add dynamodb: URL and/or "
+        "streams: URL",
+        id="endpoint-names-no-service",
+    ),
+    pytest.param(
+        MINIMAL + "endpoints:\n  eu-west-1: {streams: 'vpce.example'}\n",
+        "replicator.yaml: endpoints.eu-west-1.streams: 'vpce.example' is not an http:// or "
+        "https:// URL",
+        id="bad-streams-endpoint-url",
+    ),
+    pytest.param(
+        MINIMAL + "endpoints:\n  eu-west-1: https://vpce.example/p?x=1\n",
+        "replicator.yaml: endpoints.eu-west-1: 'https://vpce.example/p?x=1' has a query or "
+        "fragment — give scheme://host[:port][/path] only",
+        id="endpoint-url-with-query",
     ),
     pytest.param(
         MINIMAL + "endpoints:\n  local: http://127.0.0.1:8000\n",

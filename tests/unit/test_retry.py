@@ -8,8 +8,14 @@ import logging
 import pytest
 
 from replicator.aws.backoff import Backoff
-from replicator.aws.retry import RetryPolicy
-from replicator.errors import AwsError, RequestError, ShutdownInterrupted, ThrottledError
+from replicator.aws.retry import TOOL_GIVE_UP_AFTER_SECONDS, RetryPolicy, giving_up_after
+from replicator.errors import (
+    AwsError,
+    GaveUp,
+    RequestError,
+    ShutdownInterrupted,
+    ThrottledError,
+)
 from replicator.telemetry.metrics import Metrics
 
 pytestmark = pytest.mark.timeout(10)
@@ -221,3 +227,38 @@ async def test_a_pacing_wait_comes_before_every_attempt_and_outside_its_deadline
     assert await retry.call("target write", "eu-west-1", attempt, before=slow_turn) == "ok"
     assert (paced, attempt.calls) == (3, 3)
     assert [code for _, _, code in observer.failing] == ["ThrottlingException"] * 2
+
+
+async def test_a_tools_policy_gives_up_after_its_bound_naming_the_call_and_the_last_error() -> None:
+    clock, observer = Clock(), Observer()
+    outage = Flaky(DOWN, times=10_000)
+    with pytest.raises(GaveUp) as raised:
+        await policy(clock, observer, give_up_after=120.0).call("scan orders", "eu-west-1", outage)
+
+    assert 120.0 <= clock.now <= 121.0, "gives up at the bound, never a wait past it"
+    assert str(raised.value).startswith("scan orders in eu-west-1 failed for 120 s")
+    assert "last error: connection failed: reset by peer" in str(raised.value)
+    assert not raised.value.retryable and raised.value.code == "Connection"
+    assert observer.recovered == [("scan orders", "eu-west-1")]  # the streak is over
+
+
+async def test_the_bound_counts_consecutive_failures_a_success_starts_it_again() -> None:
+    clock = Clock()
+    bounded = policy(clock, give_up_after=60.0)
+    for _ in range(5):  # 5 outages of 21-43 s: over 100 s failing, never 60 s in a row
+        began = clock.now
+        assert await bounded.call("verify get", "us-east-1", Flaky(DOWN, times=10)) == "ok"
+        assert 20 < clock.now - began < 60
+    assert bounded.give_up_after == 60.0
+
+
+async def test_policies_built_inside_giving_up_after_are_bounded_and_the_service_never() -> None:
+    assert RetryPolicy().give_up_after is None  # `replicator run`: retries without end
+    with giving_up_after(TOOL_GIVE_UP_AFTER_SECONDS):
+        assert RetryPolicy().give_up_after == TOOL_GIVE_UP_AFTER_SECONDS
+
+        async def build_in_a_task() -> float | None:
+            return RetryPolicy(stop=asyncio.Event()).give_up_after
+
+        assert await asyncio.create_task(build_in_a_task()) == TOOL_GIVE_UP_AFTER_SECONDS
+    assert RetryPolicy().give_up_after is None

@@ -4,7 +4,10 @@ botocore's client machinery and boto3 cost about 0.2 s of CPU before a first req
 the OpenTelemetry SDK with prometheus_client 60 ms, aiohttp 50 ms (only the dashboard and
 the tools use it; the service sends over ``http_pool``): none of them may creep back onto
 the path from the command to the service through a module-level import. The exporter
-loads at the first scrape and exports the same figures.
+loads at the first scrape and exports the same figures. Endpoint resolution loads
+botocore's rules engine (about 40 ms of CPU) at the first client of a region that
+replicator.yaml gives no endpoint for, and never a session or client
+(``test_endpoints.py``).
 """
 
 from __future__ import annotations
