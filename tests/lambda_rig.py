@@ -118,7 +118,7 @@ class Rig:
         """SQS, the OnFailure destination: the product makes no SQS call, so aiobotocore's."""
         from aiobotocore.session import get_session
 
-        endpoint = self.config.endpoints[US]
+        endpoint = self.config.endpoints[US].url("dynamodb")  # moto serves every service
         async with get_session().create_client(
             "sqs", region_name=US, endpoint_url=endpoint
         ) as client:
