@@ -13,6 +13,24 @@ from replicator.demo.embedded import EMBEDDED_CREDENTIALS, MotoServer, embedded_
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2")
 
 
+# The SDK's network and endpoint settings of whoever runs the suite: the product honours them
+# (as botocore does), so a developer's proxy or endpoint would reroute the tests' traffic.
+# Tests that exercise them set their own.
+AMBIENT_AWS_NETWORK = (
+    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy",
+    "ALL_PROXY", "all_proxy", "AWS_CA_BUNDLE", "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_DYNAMODB_STREAMS",
+    "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT", "AWS_PROFILE",
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_ambient_network_settings() -> Iterator[None]:
+    saved = {name: os.environ.pop(name) for name in AMBIENT_AWS_NETWORK if name in os.environ}
+    yield
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _embedded_credentials() -> Iterator[None]:
     saved = {name: os.environ.get(name) for name in EMBEDDED_CREDENTIALS}

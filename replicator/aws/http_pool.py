@@ -7,7 +7,17 @@ write. A target write needs none of them: a POST of signed bytes to one host and
 answer framed by its Content-Length (or chunked). What is kept: connections reused,
 TLS for https endpoints, a bound on connections, the connect timeout, the send guard
 asked with no await before the bytes are written, and failures a caller can classify
-(``ConnectionFailed`` is a ``ConnectionError``: retryable).
+(``ConnectionFailed`` is a ``ConnectionError``: retryable; a certificate that does not
+verify is a ``ConfigError``: waiting cannot fix it). The proxy and CAs are the AWS SDK's
+(``replicator.aws.network``). Like botocore, answers are asked for uncompressed and one
+whose ``x-amz-crc32`` does not match its body is a retryable fault, never an answer.
+
+Idle connections are closed after ``keepalive`` seconds rather than reused: NAT gateways,
+load balancers and proxies forget idle connections (AWS's NAT gateway after 350 s, an ALB
+or squid after 60 s), and a request sent on a forgotten one is answered by a reset, or by
+silence until the attempt's deadline. A reused connection that closes before any byte of
+the answer arrives is replaced, once, at once: the request is resent on a new connection
+(every write is conditional, so a repeat is harmless).
 
 There is no read timeout of its own: every target write runs under the retry policy's
 attempt deadline, which cancels the attempt; a cancelled request's connection is
@@ -24,107 +34,18 @@ from collections.abc import Callable, Mapping
 
 from yarl import URL
 
+from replicator.aws.answers import Answer, body_until_close, parse_answer, refusal_date
+from replicator.aws.network import proxy_for, tls_context, tunnel, unverified
+
 # The most connections one pool opens: a target's concurrency ceiling ("auto").
 AUTO_CEILING = 1024
-HEAD_END = b"\r\n\r\n"
-
-
-class Answer(tuple[int, bytes]):
-    """(status, body) of an answer, and the ``date`` header of a refusal: the signer's
-    clock is corrected from it (``aws.clock``). A tuple, like ``os.stat_result``, so
-    callers that unpack (status, body) read it as before."""
-
-    date: str | None = None
-
-
 class ConnectionFailed(ConnectionError):
     """The request was not sent, or its answer not read; the write may be retried."""
 
 
-def parse_answer(buffer: bytes | bytearray) -> tuple[int, bytes, int, bool] | None:
-    """The first complete answer in ``buffer``: (status, body, bytes used, keep-alive).
-
-    None while it is incomplete, and for an answer framed by neither Content-Length nor
-    chunked encoding (its body ends when the server closes: see ``body_until_close``).
-    Raises ``ValueError`` for bytes that are not an HTTP/1.x answer.
-    """
-    start = 0
-    while True:
-        end = buffer.find(HEAD_END, start)
-        if end < 0:
-            return None
-        status, fields, version = _head(bytes(buffer[start:end]))
-        body_start = end + len(HEAD_END)
-        if not 100 <= status < 200:
-            break
-        start = body_start  # an interim answer (100 Continue): the real one follows
-    keep_alive = fields.get("connection", "").lower() != "close" and version != "HTTP/1.0"
-    if "chunked" in fields.get("transfer-encoding", "").lower():
-        chunked = _chunked(buffer, body_start)
-        if chunked is None:
-            return None
-        body, used = chunked
-        return status, body, used, keep_alive
-    if "content-length" not in fields:
-        return None
-    length = int(fields["content-length"])
-    if len(buffer) < body_start + length:
-        return None
-    return status, bytes(buffer[body_start : body_start + length]), body_start + length, keep_alive
-
-
-def body_until_close(buffer: bytes | bytearray) -> tuple[int, bytes] | None:
-    """(status, body) of an answer whose body ran until the connection closed; None when
-    the answer is cut short (its head incomplete, or fewer bytes than its framing says)."""
-    end = buffer.find(HEAD_END)
-    if end < 0:
-        return None
-    status, fields, _ = _head(bytes(buffer[:end]))
-    if "content-length" in fields or "transfer-encoding" in fields:
-        return None  # framed, so ``parse_answer`` would have had it whole
-    return status, bytes(buffer[end + len(HEAD_END) :])
-
-
-def refusal_date(buffer: bytes | bytearray) -> str | None:
-    """The Date header of the answer at the start of ``buffer``."""
-    end = buffer.find(HEAD_END)
-    return _head(bytes(buffer[:end]))[1].get("date") if end >= 0 else None
-
-
-def _head(head: bytes) -> tuple[int, dict[str, str], str]:
-    lines = head.decode("latin-1").split("\r\n")
-    version, _, rest = lines[0].partition(" ")
-    code = rest[:3]
-    if not version.startswith("HTTP/1.") or not code.isdigit():
-        raise ValueError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
-    fields = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        fields[name.strip().lower()] = value.strip()
-    return int(code), fields, version
-
-
-def _chunked(buffer: bytes | bytearray, start: int) -> tuple[bytes, int] | None:
-    body = bytearray()
-    position = start
-    while True:
-        line_end = buffer.find(b"\r\n", position)
-        if line_end < 0:
-            return None
-        size = int(bytes(buffer[position:line_end]).split(b";", 1)[0], 16)
-        position = line_end + 2
-        if size == 0:
-            trailers_end = buffer.find(b"\r\n", position)
-            while trailers_end > position:  # skip trailer fields up to the empty line
-                position = trailers_end + 2
-                trailers_end = buffer.find(b"\r\n", position)
-            if trailers_end < 0:
-                return None
-            return bytes(body), trailers_end + 2
-        if len(buffer) < position + size + 2:
-            return None
-        body += buffer[position : position + size]
-        position += size + 2
+class ConnectionDropped(ConnectionFailed):
+    """The connection closed before any byte of the answer: a reused one may have been
+    forgotten while idle (a NAT, a proxy, the server), and a new one may carry the request."""
 
 
 class _Connection(asyncio.Protocol):
@@ -179,11 +100,13 @@ class _Connection(asyncio.Protocol):
             whole = body_until_close(self.buffer) if exc is None else None
         except ValueError:
             whole = None
+        reason = f": {exc}" if exc else ""
         if whole is not None:
             answer.set_result(Answer(whole))
+        elif not self.buffer:
+            answer.set_exception(ConnectionDropped(f"connection closed before any answer{reason}"))
         else:
-            reason = f": {exc}" if exc else ""
-            answer.set_exception(ConnectionFailed(f"connection closed before the answer{reason}"))
+            answer.set_exception(ConnectionFailed(f"connection closed mid-answer{reason}"))
 
     def close(self) -> None:
         self.reusable = False
@@ -204,18 +127,30 @@ class ConnectionPool:
         tls: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``tls``: how https endpoints are verified (default: the system's CAs)."""
-        # The Host header and path sent, which the signer signs: lower case, an IPv6
-        # literal in brackets, the port only when it is not the scheme's default.
+        """``tls``: how https endpoints are verified (default: the SDK's CA settings, see
+        ``network.tls_context``); ``keepalive``: how long an idle connection may be reused."""
+        # The Host header sent, which the signer signs: lower case, an IPv6 literal in
+        # brackets, the port only when it is not the scheme's default.
         host = endpoint.host_subcomponent
         if endpoint.scheme not in ("http", "https") or not host or not endpoint.host:
             raise ValueError(f"endpoint must be an http(s) URL with a host, not {endpoint}")
         self._address = endpoint.host
         self._port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
         self.host = host if endpoint.is_default_port() else f"{host}:{self._port}"
-        self._path = endpoint.raw_path_qs or "/"
+        self._endpoint = f"{endpoint.scheme}://{self.host}"
         https = endpoint.scheme == "https"
-        self._ssl = (tls or ssl.create_default_context()) if https else None
+        self._ssl = (tls or tls_context()) if https else None
+        self._proxy = proxy_for(endpoint)
+        self._via = f"{self.host} through {self._proxy}" if self._proxy else self.host
+        # The request line and fields every request shares, built once: a proxy costs no
+        # work per request. A forward proxy (http endpoints) is asked for the whole URL.
+        target, authorization = endpoint.raw_path_qs or "/", ""
+        if self._proxy is not None and not https:
+            target, authorization = f"{self._endpoint}{target}", self._proxy.authorization
+        self._head = (
+            f"POST {target} HTTP/1.1\r\nHost: {self.host}\r\nAccept-Encoding: identity\r\n"
+            f"{authorization}"
+        )
         self._connect_timeout = connect_timeout
         self._keepalive = keepalive
         self._clock = clock
@@ -232,52 +167,77 @@ class ConnectionPool:
     ) -> Answer:
         """(status, body) of the answer; ``guard`` is asked just before the bytes go out."""
         fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        data = (
-            f"POST {self._path} HTTP/1.1\r\nHost: {self.host}\r\n{fields}"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
+        data = f"{self._head}{fields}Content-Length: {len(body)}\r\n\r\n".encode() + body
         async with self._slots:
-            connection = self._reuse() or await self._connect()
-            if guard is not None:
+            connection = self._reuse()
+            if connection is not None:
                 try:
-                    guard()  # its refusal is its own error (the lease lost), not the network's
-                except BaseException:
-                    self._release(connection)  # unused, still good for the next request
-                    raise
+                    return await self._exchange(connection, data, guard)
+                except ConnectionDropped:
+                    pass  # forgotten while idle, most likely: once more, on a new connection
+            return await self._exchange(await self._connect(), data, guard)
+
+    async def _exchange(
+        self, connection: _Connection, data: bytes, guard: Callable[[], None] | None
+    ) -> Answer:
+        if guard is not None:
             try:
-                answer = await connection.send(data)
+                guard()  # its refusal is its own error (the lease lost), not the network's
             except BaseException:
-                self._drop(connection)  # a late answer must never be read as the next one's
+                self._release(connection)  # unused, still good for the next request
                 raise
-            self._release(connection)
-            return answer
+        try:
+            answer = await connection.send(data)
+        except BaseException:
+            self._drop(connection)  # a late answer must never be read as the next one's
+            raise
+        self._release(connection)
+        if answer[0] == 407 and self._proxy is not None:
+            raise self._proxy.refused()
+        return answer
 
     def _reuse(self) -> _Connection | None:
+        now = self._clock()
         while self._idle:
             connection = self._idle.pop()  # the most recently used: the others may age out
-            if connection.reusable:
+            if connection.reusable and now - connection.idle_since <= self._keepalive:
                 return connection
             self._drop(connection)
         return None
 
     async def _connect(self) -> _Connection:
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._connect_timeout):
-                _, connection = await loop.create_connection(
-                    _Connection,
-                    self._address,
-                    self._port,
-                    ssl=self._ssl,
-                    server_hostname=self._address if self._ssl else None,
-                )
+                connection = await self._open_connection()
         except TimeoutError:
             raise ConnectionFailed(
-                f"no connection to {self.host} within {self._connect_timeout:g} s"
+                f"no connection to {self._via} within {self._connect_timeout:g} s"
             ) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise unverified(self._endpoint, exc) from None
         except OSError as exc:
-            raise ConnectionFailed(f"cannot connect to {self.host}: {exc}") from exc
+            raise ConnectionFailed(f"cannot connect to {self._via}: {exc}") from exc
         self._open.add(connection)
+        return connection
+
+    async def _open_connection(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        if self._proxy is not None and self._ssl is not None:
+            # An https endpoint through a proxy: TLS with the endpoint inside a CONNECT tunnel.
+            raw = await tunnel(self._proxy, f"{self._address}:{self._port}")
+            connection = _Connection()
+            tls = await loop.start_tls(raw, connection, self._ssl, server_hostname=self._address)
+            assert tls is not None  # None only for a transport already closing
+            connection.connection_made(tls)
+            return connection
+        proxy = self._proxy
+        _, connection = await loop.create_connection(
+            _Connection,
+            self._address if proxy is None else proxy.host,
+            self._port if proxy is None else proxy.port,
+            ssl=self._ssl,
+            server_hostname=self._address if self._ssl else None,
+        )
         return connection
 
     def _release(self, connection: _Connection) -> None:

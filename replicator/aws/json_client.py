@@ -36,19 +36,23 @@ from typing import Any, ClassVar, Self
 from botocore.exceptions import ClientError, NoCredentialsError
 from yarl import URL
 
+from replicator.aws.answers import Answer
 from replicator.aws.classify import is_clock_skew, is_expired_token
 from replicator.aws.clock import ServerClock
 from replicator.aws.credentials import CredentialChain, Key
 from replicator.aws.endpoints import resolve
-from replicator.aws.http_pool import Answer, ConnectionPool
+from replicator.aws.http_pool import ConnectionPool
 from replicator.aws.sigv4 import Signer
 
 # X-Amz-Target prefixes.
 DYNAMODB = "DynamoDB_20120810"
 STREAMS = "DynamoDBStreams_20120810"
 SERVICES = {"dynamodb": DYNAMODB, "dynamodbstreams": STREAMS}
-# Connections idle this long are closed; writes come often enough to keep them warm.
-KEEPALIVE_SECONDS = 60.0
+# Connections idle this long are closed rather than reused: under the idle timeouts that
+# forget them on the way (60 s for an ALB, squid or the Java SDK's own pool, 350 s for a
+# NAT gateway), so that a request never meets a dropped one. A busy target never waits
+# this long between writes; an idle one pays one new connection.
+KEEPALIVE_SECONDS = 30.0
 CONNECT_TIMEOUT_SECONDS = 5
 # One encoder for every request; requests are built here and hold no cycles, and checking
 # for them cost 1.7 of the 8 µs an item took to encode.

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import ssl
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from yarl import URL
 
 from replicator.aws.classify import classify
+from replicator.aws.factory import Clients
 from replicator.aws.http_pool import ConnectionFailed, ConnectionPool
 from replicator.demo.embedded import free_port
+from replicator.errors import ConfigError
+from tests.network_rig import certificate
 
 pytestmark = pytest.mark.timeout(30)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -46,7 +44,8 @@ class Server:
 
 
 @pytest.fixture
-async def served() -> AsyncIterator[tuple[Server, ConnectionPool]]:
+async def stub() -> AsyncIterator[tuple[Server, URL]]:
+    """A ``Server`` on loopback, and its URL."""
     server = Server()
     app = web.Application()
     app.router.add_post("/", server.answer)
@@ -54,12 +53,20 @@ async def served() -> AsyncIterator[tuple[Server, ConnectionPool]]:
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    pool = ConnectionPool(URL(f"http://127.0.0.1:{port}"), limit=8, connect_timeout=5, keepalive=60)
+    try:
+        yield server, URL(f"http://127.0.0.1:{port}")
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def served(stub: tuple[Server, URL]) -> AsyncIterator[tuple[Server, ConnectionPool]]:
+    server, url = stub
+    pool = ConnectionPool(url, limit=8, connect_timeout=5, keepalive=60)
     try:
         yield server, pool
     finally:
         await pool.aclose()
-        await runner.cleanup()
 
 
 async def test_writes_one_after_another_share_one_connection(
@@ -147,39 +154,10 @@ async def test_an_endpoint_without_a_host_is_refused() -> None:
         ConnectionPool(URL("ftp://example.com"), limit=1, connect_timeout=1, keepalive=1)
 
 
-def _certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1: (certificate, key) files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
-
-
-async def test_an_https_endpoint_is_spoken_to_over_verified_tls(tmp_path: Path) -> None:
-    cert_file, key_file = _certificate(tmp_path)
+async def test_an_https_endpoint_is_spoken_to_over_tls_verified_by_aws_ca_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert_file, key_file = certificate(tmp_path)
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(cert_file, key_file)
     app = web.Application()
@@ -189,19 +167,90 @@ async def test_an_https_endpoint_is_spoken_to_over_verified_tls(tmp_path: Path) 
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port, ssl_context=server_tls).start()
     endpoint = URL(f"https://127.0.0.1:{port}")
-    trusting = ConnectionPool(
-        endpoint,
-        limit=2,
-        connect_timeout=5,
-        keepalive=60,
-        tls=ssl.create_default_context(cafile=str(cert_file)),
-    )
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(cert_file))
+    trusting = ConnectionPool(endpoint, limit=2, connect_timeout=5, keepalive=60)
+    monkeypatch.delenv("AWS_CA_BUNDLE")
     default = ConnectionPool(endpoint, limit=2, connect_timeout=5, keepalive=60)
     try:
         assert await trusting.post({}, b"{}") == (200, b"{}")
-        with pytest.raises(ConnectionFailed, match="CERTIFICATE_VERIFY_FAILED"):
-            await default.post({}, b"{}")  # a certificate no known CA signed
+        with pytest.raises(ConfigError, match="CA that signed it") as raised:
+            await default.post({}, b"{}")  # a certificate no CA the system knows signed
+        assert f"https://127.0.0.1:{port}" in str(raised.value)
     finally:
         await trusting.aclose()
         await default.aclose()
         await runner.cleanup()
+
+
+async def test_answers_are_asked_for_uncompressed(served: tuple[Server, ConnectionPool]) -> None:
+    server, pool = served
+    encodings: list[str | None] = []
+
+    async def noting(request: web.Request) -> web.StreamResponse:
+        encodings.append(request.headers.get("Accept-Encoding"))
+        return await server.empty(request)
+
+    server.handler = noting
+    await pool.post({}, b"{}")
+    assert encodings == ["identity"]
+
+
+async def test_an_answer_whose_crc32_does_not_match_is_a_retryable_fault(
+    served: tuple[Server, ConnectionPool],
+) -> None:
+    server, pool = served
+    body = b'{"Attributes":{}}'
+    crc = [zlib.crc32(body) ^ 1, zlib.crc32(body)]  # damaged on the way, then intact
+
+    async def checksummed(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, headers={"x-amz-crc32": str(crc.pop(0))})
+
+    server.handler = checksummed
+    with pytest.raises(ConnectionFailed, match="x-amz-crc32") as raised:
+        await pool.post({}, b"{}")
+    assert classify(raised.value).retryable
+    assert await pool.post({}, b"{}") == (200, body)
+    assert server.opened == 2  # the damaged answer's connection was not trusted again
+
+
+async def test_a_connection_idle_past_keepalive_is_replaced_not_reused(
+    stub: tuple[Server, URL],
+) -> None:
+    server, url = stub
+    now = [0.0]
+    pool = ConnectionPool(url, limit=8, connect_timeout=5, keepalive=30, clock=lambda: now[0])
+    try:
+        await pool.post({}, b"{}")
+        now[0] += 29  # within the bound: the same connection
+        await pool.post({}, b"{}")
+        now[0] += 31  # a NAT may have forgotten it: a new one
+        await pool.post({}, b"{}")
+        assert server.opened == 2
+    finally:
+        await pool.aclose()
+
+
+async def test_a_kept_connection_forgotten_while_idle_is_replaced_at_once(
+    stub: tuple[Server, URL],
+) -> None:
+    server, url = stub
+    clients = Clients({"us-east-1": str(url)})
+    try:
+        target = await clients.put_client("us-east-1", "t")
+        await target.put_item(TableName="t", Item={"pk": {"S": "first"}})
+        forgotten = set(map(id, server.connections))
+
+        async def forgetting(request: web.Request) -> web.StreamResponse:
+            # A NAT that dropped the idle connection: the request meets a reset, no answer.
+            if id(request.transport) in forgotten:
+                assert request.transport is not None
+                request.transport.abort()
+                raise asyncio.CancelledError
+            return await server.empty(request)
+
+        server.handler = forgetting
+        # One call, no failure for a retry policy to wait out: resent on a new connection.
+        assert await target.put_item(TableName="t", Item={"pk": {"S": "second"}}) == {}
+        assert (len(server.connections), server.opened) == (3, 2)
+    finally:
+        await clients.aclose()

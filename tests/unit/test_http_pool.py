@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from replicator.aws.http_pool import body_until_close, parse_answer
+from replicator.aws.answers import body_until_close, parse_answer
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 2\r\n\r\n{}"
 
@@ -60,3 +60,12 @@ def test_an_answer_cut_short_by_the_close_is_not_an_answer() -> None:
 def test_bytes_that_are_not_http_are_refused() -> None:
     with pytest.raises(ValueError, match="not an HTTP"):
         parse_answer(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+
+
+def test_an_answer_whose_crc32_does_not_match_its_body_is_refused() -> None:
+    def answer(crc: int) -> bytes:
+        return b"HTTP/1.1 200 OK\r\nx-amz-crc32: %d\r\nContent-Length: 2\r\n\r\n{}" % crc
+
+    assert parse_answer(answer(2745614147)) == (200, b"{}", len(answer(2745614147)), True)
+    with pytest.raises(ValueError, match="x-amz-crc32"):
+        parse_answer(answer(2745614146))
