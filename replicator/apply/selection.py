@@ -32,9 +32,13 @@ class Selection:
 
     def select(self, change: Change) -> Change | Skip:
         """What of ``change`` (from ``records.to_change``) is replicated."""
-        if change.incoming.tombstone:
-            return TTL_DELETE if self.skip_ttl_deletes and made_by_ttl(change.record) else change
-        if change.item is None or self.keeps(change.keys, change.item):
+        if change.incoming.tombstone and self.skip_ttl_deletes and made_by_ttl(change.record):
+            return TTL_DELETE
+        return self.filtered(change)
+
+    def filtered(self, change: Change) -> Change:
+        """``change``, or the delete of its version when its image does not match."""
+        if change.item is None or self._is_heartbeat(change.keys) or self.keeps(change.item):
             return change
         # The REMOVE of this version, re-create flag kept: a key deleted and re-created
         # outside the filter must still supersede its older self, or the next matching
@@ -43,11 +47,9 @@ class Selection:
             change, incoming=dataclasses.replace(change.incoming, tombstone=True), item=None
         )
 
-    def keeps(self, keys: WireItem, image: WireItem) -> bool:
+    def keeps(self, image: WireItem) -> bool:
         """Whether targets hold the item whose current image is ``image``."""
-        if self.filter is None or self._is_heartbeat(keys):
-            return True
-        return matches(self.filter, image)
+        return self.filter is None or matches(self.filter, image)
 
     def strip(self, item: WireItem) -> WireItem:
         """``item`` without the excluded attributes."""
@@ -62,9 +64,9 @@ class Selection:
         at = number(item.get(self.ttl_attribute))
         return at is not None and at < Decimal(str(now))
 
-    def replica_of(self, item: WireItem | None, *, keys: WireItem, now: float) -> WireItem | None:
+    def replica_of(self, item: WireItem | None, *, now: float) -> WireItem | None:
         """What a target should hold of the source's ``item`` (None: nothing)."""
-        if item is None or self.expired(item, now=now) or not self.keeps(keys, item):
+        if item is None or self.expired(item, now=now) or not self.keeps(item):
             return None
         return self.strip(item)
 
