@@ -19,9 +19,10 @@ type) is false, as DynamoDB's own condition expressions read it.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Self, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -53,6 +54,17 @@ def _number(value: object) -> Decimal:
     raise problem(f"{show(value)} is not a number", "use a number, e.g. 100")
 
 
+T = TypeVar("T")
+
+
+def _non_empty(values: tuple[T, ...]) -> tuple[T, ...]:
+    # Not min_length: pydantic then also calls a tuple with one bad entry "too short".
+    if not values:
+        raise problem("empty", "add at least one entry")
+    return values
+
+
+NonEmpty = Annotated[tuple[T, ...], AfterValidator(_non_empty)]
 Scalar = Annotated[bool | str | Decimal, BeforeValidator(_scalar)]
 Number = Annotated[Decimal, BeforeValidator(_number)]
 _TESTS = ("equals", "in", "exists", "begins_with", "lt", "le", "gt", "ge")
@@ -66,7 +78,7 @@ class Test(BaseModel):
 
     attribute: Annotated[str, Field(min_length=1)]
     equals: Scalar | None = None
-    in_: tuple[Scalar, ...] | None = Field(default=None, alias="in", min_length=1)
+    in_: NonEmpty[Scalar] | None = Field(default=None, alias="in")
     exists: StrictBool | None = None
     begins_with: StrictStr | None = None
     lt: Number | None = None
@@ -86,12 +98,12 @@ class Test(BaseModel):
 
 class AllOf(BaseModel):
     model_config = _FROZEN
-    all_: tuple[Filter, ...] = Field(alias="all", min_length=1)
+    all_: NonEmpty[Filter] = Field(alias="all")
 
 
 class AnyOf(BaseModel):
     model_config = _FROZEN
-    any_: tuple[Filter, ...] = Field(alias="any", min_length=1)
+    any_: NonEmpty[Filter] = Field(alias="any")
 
 
 class Not(BaseModel):
