@@ -38,7 +38,12 @@ class Selection:
 
     def filtered(self, change: Change) -> Change:
         """``change``, or the delete of its version when its image does not match."""
-        if change.item is None or self._is_heartbeat(change.keys) or self.keeps(change.item):
+        if (
+            self.filter is None
+            or change.item is None
+            or self._is_heartbeat(change.keys)
+            or matches(self.filter, change.item)
+        ):
             return change
         # The REMOVE of this version, re-create flag kept: a key deleted and re-created
         # outside the filter must still supersede its older self, or the next matching

@@ -44,7 +44,9 @@ def target_item(
     user_data = {
         k: v for k, v in selection.strip(change.item).items() if not k.startswith(meta.prefix)
     }
-    return {**user_data, **stamp}
+    # The key always travels: an excluded key attribute (refused at start-up in container
+    # mode; Lambda mode does not describe the table) must not make every write invalid.
+    return {**user_data, **change.keys, **stamp}
 
 
 def request_shape(request: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,12 @@
 """``replicator verify``: compare what readers see in every table of a pair (DESIGN §5b).
 
 Visible state: a tombstone equals absence, the heartbeat item is ignored and
-metadata attributes are not user data (``rule.visible``). Tables are compared in
-bounded memory: a parallel scan of each folds every key into per key-hash bucket
-digests (``buckets``); only the buckets that differ are scanned again, key by key.
+metadata attributes are not user data (``rule.visible``). A target is compared with what
+it should hold of the source (``Selection.replica_of``: the pair's filter applied, its
+excluded attributes left out), and expired items count as absent with ttl_deletes: skip.
+Tables are compared in bounded memory: a parallel scan of each folds every key into per
+key-hash bucket digests (``buckets``); only the buckets that differ are scanned again, key
+by key.
 A difference may be replication in flight, so differing keys are re-read
 (strongly consistent) a few times and only what persists is reported.
 
