@@ -120,6 +120,8 @@ async def test_run_replicates_filter_of_source_without_excluded_attributes_as_it
 
         seen = await held(clients, table, "kept")
         assert seen is not None and "ssn" not in seen and seen["region"] == "eu"
+        # The heartbeat canary matches no filter, and travels all the same: lag is measured by it.
+        assert await held(clients, table, f"{config.heartbeat.key_prefix}#{SOURCE}") is not None
         assert not (await verify(config, recheck_delay=0.1)).differences
     finally:
         stop.set()
