@@ -23,6 +23,8 @@ from replicator.stream.records import TTL_DELETE, Skip, made_by_ttl
 
 @dataclass(frozen=True, slots=True)
 class Selection:
+    """One pair's choices; ``EVERYTHING`` (the default) replicates every item and attribute."""
+
     exclude: frozenset[str] = frozenset()
     filter: Filter | None = None
     skip_ttl_deletes: bool = False

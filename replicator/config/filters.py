@@ -37,8 +37,7 @@ from pydantic import (
 from replicator.config.messages import TAG, problem, show
 from replicator.models import WireItem
 
-__all__ = ["AllOf", "AnyOf", "Filter", "Not", "Test", "matches"]
-
+__all__ = ["AllOf", "AnyOf", "AttributeTest", "Filter", "Not", "matches"]
 
 
 def _scalar(value: object) -> bool | str | Decimal:
@@ -71,7 +70,7 @@ _TESTS = ("equals", "in", "exists", "begins_with", "lt", "le", "gt", "ge")
 _FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, validate_by_name=True)
 
 
-class Test(BaseModel):
+class AttributeTest(BaseModel):
     """One attribute checked one way."""
 
     model_config = _FROZEN
@@ -120,7 +119,7 @@ def _kind(value: Any) -> str:
 
 
 Filter = Annotated[
-    Annotated[Test, Tag(TAG + "test")]
+    Annotated[AttributeTest, Tag(TAG + "test")]
     | Annotated[AllOf, Tag(TAG + "all")]
     | Annotated[AnyOf, Tag(TAG + "any")]
     | Annotated[Not, Tag(TAG + "not")],
@@ -166,7 +165,7 @@ def _equals(attribute: dict[str, Any], value: bool | str | Decimal) -> bool:
     return number is not None and number == value
 
 
-def _compares(attribute: dict[str, Any], node: Test) -> bool:
+def _compares(attribute: dict[str, Any], node: AttributeTest) -> bool:
     number = _number_of(attribute)
     if number is None:
         return False

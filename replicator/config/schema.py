@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from replicator.aws.http_pool import AUTO_CEILING as MAX_CONCURRENCY
-from replicator.config.filters import Filter, Test
+from replicator.config.filters import AttributeTest, Filter
 from replicator.config.messages import (
     EXAMPLE,
     TAG,
@@ -310,7 +310,7 @@ _NESTED: dict[str, type[BaseModel]] = {
     "web": WebConfig,
     "heartbeat": HeartbeatConfig,
     "lease": LeaseConfig,
-    TAG + "test": Test,  # a filter's test, as its tagged union names it
+    TAG + "test": AttributeTest,  # a filter's test, as its tagged union names it
 }
 
 
