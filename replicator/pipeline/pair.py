@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from replicator.apply.applier import TargetApplier
+from replicator.apply.selection import EVERYTHING, Selection
 from replicator.aws.backoff import Backoff
 from replicator.aws.retry import RETRY_BACKOFF, RetryPolicy
 from replicator.errors import AwsError, RequestError, ShutdownInterrupted
@@ -68,6 +69,7 @@ class PairPipeline:
     retry: RetryPolicy | None = None  # default: waits out faults, reports to ``metrics``
     stream_arn: str = ""  # the table's stream, if start-up's description named it already
     clock: Callable[[], float] = time.time
+    selection: Selection = EVERYTHING  # the pair's filter and TTL-delete policy
     _retry: RetryPolicy = field(init=False)
     _stream_arn: str = ""
     _positions: dict[tuple[str, TargetRef], Checkpoint] = field(default_factory=dict)
@@ -232,6 +234,7 @@ class PairPipeline:
             here=self.region,
             meta=self.meta,
             skipped=lambda reason: self.metrics.skipped(table, reason),
+            selection=self.selection,
         )
         self.metrics.records_read(
             self.source_table,

@@ -93,6 +93,7 @@ async def prepare_here(
         for table, description in zip(sources, answers[2:], strict=True)
     }
     prefix = config.metadata_prefix
+    excluded = {pair.source_table: pair.exclude_attributes for pair in config.pairs}
     for table, description in described.items():
         for name, _, _ in key_schema_of(description):
             if name.startswith(prefix):  # stripped from every item: all would be refused
@@ -100,6 +101,11 @@ async def prepare_here(
                     f"table {table}'s key attribute {name!r} starts with metadata_prefix "
                     f"{prefix!r}, and metadata is not copied — set metadata_prefix to a "
                     "prefix no attribute of yours starts with (default _rep_)"
+                )
+            if name in excluded[table]:  # no item could be written without its key
+                raise ConfigError(
+                    f"pair {table}: exclude_attributes names {name!r}, a key attribute of "
+                    "the table — remove it from exclude_attributes"
                 )
     return described
 

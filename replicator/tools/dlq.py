@@ -30,7 +30,7 @@ from replicator.config.schema import Config
 from replicator.errors import ConfigError, RecordError
 from replicator.models import Change, Incoming, Meta, TargetRef, WireItem, item_key, number, pad_seq
 from replicator.pipeline.dlq import DeadLetterQueue, decode_record
-from replicator.service.run import meta_for, metrics_for
+from replicator.service.run import meta_for, metrics_for, selection_for
 from replicator.tools.deliver import state_change, target_applier
 from replicator.tools.scan import get_item, scan_segment
 from replicator.tools.select import select_pairs
@@ -225,6 +225,8 @@ async def replay(config: Config, *, ids: list[str] | None = None) -> ReplayResul
                 except RecordError as exc:
                     result.failed.append((entry, f"still not replicable at the source: {exc}"))
                     continue
+                if change is not None:
+                    change = selection_for(config, pair).filtered(change)
                 route = (entry.source_table, entry.target)
                 if route not in appliers:
                     appliers[route] = await target_applier(

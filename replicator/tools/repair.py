@@ -43,7 +43,7 @@ from replicator.models import (
     number,
     stored_from_item,
 )
-from replicator.service.run import meta_for
+from replicator.service.run import meta_for, selection_for
 from replicator.tools.deliver import state_change
 from replicator.tools.scan import wire_key
 from replicator.tools.verify import Difference, Report
@@ -208,6 +208,7 @@ async def _write(
             meta=meta,
             mode=config.mode,
             tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
+            selection=selection_for(config, pair),
         )
         return await writer.put(winner_change(difference, meta), now=now) is Outcome.APPLIED
     return await _compare_and_set(
