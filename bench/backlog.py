@@ -1,8 +1,8 @@
 """What a benchmark on moto starts from: its tables, a backlog on the source's stream, and
 the raw ceiling of the target those benchmarks compare the pipeline with.
 
-The ceiling is aiobotocore's conditional PutItem (the condition the pipeline sends) at a
-fixed concurrency, straight to the target through the fault proxy, no pipeline.
+The ceiling is the product's client's conditional PutItem (the condition the pipeline
+sends) at a fixed concurrency, straight to the target through the fault proxy, no pipeline.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ async def write_backlog(
         ]:
             requests: dict[str, Any] = {table: [{"PutRequest": {"Item": item}} for item in chunk]}
             for _attempt in range(20):
-                answer = await client.batch_write_item(RequestItems=requests)
+                answer = await client.call("BatchWriteItem", {"RequestItems": requests})
                 requests = answer.get("UnprocessedItems") or {}
                 if not requests:
                     break
@@ -106,10 +106,10 @@ async def prepare(
         {SOURCE_REGION: backend.source_endpoint, TARGET_REGION: backend.target_endpoint}
     )
     try:
-        source = await clients.get("dynamodb", SOURCE_REGION)
+        source = await clients.json("dynamodb", SOURCE_REGION)
         await create_table(source, source_table, stream=True)
         for table in target_tables:
-            await create_table(await clients.get("dynamodb", TARGET_REGION), table)
+            await create_table(await clients.json("dynamodb", TARGET_REGION), table)
         if backlog:
             await write_backlog(source, source_table, backlog, on_progress=on_progress)
     finally:
@@ -122,7 +122,7 @@ async def measure_ceiling(
     """(writes/s, writes done): conditional PutItem through the proxy, no pipeline."""
     clients = Clients(backend.endpoints)
     try:
-        target = await clients.get("dynamodb", TARGET_REGION)
+        target = await clients.json("dynamodb", TARGET_REGION)
         table = unique("ceiling")
         await create_table(target, table)
         rng = random.Random(3)

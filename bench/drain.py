@@ -1,8 +1,8 @@
 """Benchmarks 2 and 3: draining a backlog on moto with cross-region round-trip time.
 
 One run, one backend, one target behind the fault proxy:
-- the raw ceiling: aiobotocore conditional PutItem (the condition the pipeline sends) at the
-  pipeline's concurrency, straight to the target;
+- the raw ceiling: the product client's conditional PutItem (the condition the pipeline
+  sends) at the pipeline's concurrency, straight to the target;
 - the pipeline: ``replicator run``'s wiring (stream reader, lanes, applier, checkpoints
   and DLQ in the source region) draining the backlog;
 - the naive handler: a sequential boto3 put per record, as Lambda stream-handler
@@ -226,7 +226,7 @@ async def drain_rate(
             ceiling,
             "writes/s",
             None,
-            f"aiobotocore conditional PutItem x {before[1] + after[1]:,}, concurrency "
+            f"conditional PutItem x {before[1] + after[1]:,}, concurrency "
             f"{RAW_CONCURRENCY}; half before the drain ({before[0]:.0f}/s), half after "
             f"({after[0]:.0f}/s)",
         ),

@@ -43,7 +43,7 @@ async def steady_writes(
             slots.release()
 
     try:
-        client = await clients.get("dynamodb", REGION)
+        client = await clients.json("dynamodb", REGION)
         started = time.monotonic()
         try:
             async with asyncio.timeout(seconds + GRACE_SECONDS), asyncio.TaskGroup() as group:

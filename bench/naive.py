@@ -30,8 +30,8 @@ async def first_records(
     clients = Clients(backend.endpoints)
     try:
         source = DynamoDBStreamSource(
-            await clients.get("dynamodb", SOURCE_REGION),
-            await clients.get("dynamodbstreams", SOURCE_REGION),
+            await clients.json("dynamodb", SOURCE_REGION),
+            await clients.json("dynamodbstreams", SOURCE_REGION),
         )
         arn = await source.stream_arn(table)
         (shard, *_) = await source.shards(arn)

@@ -50,7 +50,7 @@ async def _source(endpoint: str, table: str, control: str, dlq: str) -> None:
     await prepare(backend, table, [], backlog=RECORDS)
     clients = Clients({SOURCE_REGION: endpoint})
     try:
-        home = await clients.get("dynamodb", SOURCE_REGION)
+        home = await clients.json("dynamodb", SOURCE_REGION)
         for name in (control, dlq):
             await ensure_table(home, name, CONTROL_KEY)
     finally:

@@ -111,13 +111,12 @@ class _Quiet:
 async def _seed(backend: Backend, table: str, items: int) -> None:
     clients = Clients({SOURCE_REGION: backend.source_endpoint})
     try:
-        source = await clients.get("dynamodb", SOURCE_REGION)
+        source = await clients.json("dynamodb", SOURCE_REGION)
         rng = random.Random(8)
         for start in range(0, items, 25):
             chunk = [item_image(f"k{n:08d}", 1, rng) for n in range(start, min(items, start + 25))]
-            await source.batch_write_item(
-                RequestItems={table: [{"PutRequest": {"Item": item}} for item in chunk]}
-            )
+            requests = {table: [{"PutRequest": {"Item": item}} for item in chunk]}
+            await source.call("BatchWriteItem", {"RequestItems": requests})
     finally:
         await clients.aclose()
 

@@ -72,7 +72,7 @@ class ProcessRig(Lifecycle):
     # -- tables and processes ---------------------------------------------------------
 
     async def db(self, region: str) -> Any:
-        return await self.clients.get("dynamodb", region)
+        return await self.clients.json("dynamodb", region)
 
     async def create_tables(self, regions: list[str], *, stream_in: list[str]) -> None:
         for region in regions:

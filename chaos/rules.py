@@ -12,6 +12,7 @@ from typing import Protocol
 
 from chaos.regions import META, Record
 from replicator.apply.rule import decide
+from replicator.apply.selection import EVERYTHING, Selection
 from replicator.models import Change, Incoming, ItemKey, Mode, Outcome, Stored
 from replicator.stream.records import Skip, coalesce, coalesces_into, to_change
 
@@ -26,11 +27,16 @@ class DecideRule(Protocol):
     ) -> Outcome: ...
 
 
-def filter_then_coalesce(records: Iterable[Record], *, here: str) -> dict[ItemKey, list[Change]]:
-    """DESIGN §4 as the pipeline does it: filter each record, drop the skips, coalesce."""
+def filter_then_coalesce(
+    records: Iterable[Record], *, here: str, selection: Selection = EVERYTHING
+) -> dict[ItemKey, list[Change]]:
+    """DESIGN §4 as the pipeline does it: filter each record, then the pair's
+    ``selection`` (``batches.decode``), drop the skips, coalesce."""
     changes: list[Change] = []
     for record in records:
         result = to_change(record, here=here, meta=META)
+        if not isinstance(result, Skip):
+            result = selection.select(result)
         if not isinstance(result, Skip):
             changes.append(result)
     return coalesce(changes)
@@ -50,3 +56,14 @@ class Rules:
     heal_zombies: bool = True  # DESIGN §4 rule 7: the local lane clears a zombie's flags
     # Whether a key's run is left to its next run, in the page read ahead.
     ahead: AheadRule = coalesces_into
+    # One-way: what the verdict expects every target to hold, selection.replica_of(source).
+    selection: Selection = EVERYTHING
+
+
+def selecting(selection: Selection) -> Rules:
+    """The real rules for a one-way pair that replicates ``selection`` of its items."""
+
+    def batch(records: Iterable[Record], *, here: str) -> dict[ItemKey, list[Change]]:
+        return filter_then_coalesce(records, here=here, selection=selection)
+
+    return Rules(batch=batch, selection=selection)

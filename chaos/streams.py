@@ -146,7 +146,7 @@ class StreamRig(Lifecycle):
             metrics.shutdown()
 
     async def db(self, region: str) -> Any:
-        return await self.direct.get("dynamodb", region)
+        return await self.direct.json("dynamodb", region)
 
     def _control(self, origin: str) -> str:
         return f"{self.table}-control-{origin}"

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 
 from chaos.model import World
 from chaos.regions import Event, Visible, show
+from replicator.apply.selection import EVERYTHING
 from replicator.models import Mode
 
 
 @dataclass(frozen=True)
 class Violation:
-    kind: str  # quiesce | record | diverged | not-lww | echo | regression | regression-metric
+    # quiesce | record | diverged | not-lww | not-selected | echo | regression | regression-metric
+    kind: str
     text: str
 
     def __str__(self) -> str:
@@ -64,14 +66,10 @@ def violations_of(world: World) -> list[Violation]:
     violations: list[Violation] = []
     states = {region: world.state(region) for region in world.regions}
     expected = expected_state(world.events, world.mode)
-    for key in sorted(set(expected).union(*states.values())):
-        seen = {region: state.get(key) for region, state in states.items()}
-        winner = f"LWW winner of the history: {show(expected.get(key))}"
-        first, *others = seen.values()
-        if any(data != first for data in others):
-            violations.append(Violation("diverged", f"{key}: {_describe(seen)}; {winner}"))
-        elif first != expected.get(key):
-            violations.append(Violation("not-lww", f"{key}: all hold {show(first)}; {winner}"))
+    if world.rules.selection is EVERYTHING:
+        violations += _divergences(states, expected)
+    else:
+        violations += _unselected(world, states, expected)
     if world.echoes_sent:
         text = f"{world.echoes_sent} echo(es) re-sent to other regions"
         violations.append(Violation("echo", text))
@@ -84,6 +82,40 @@ def violations_of(world: World) -> list[Violation]:
             f"the history holds {world.regressions} (look for [is_version_regression])"
         )
         violations.append(Violation("regression-metric", text))
+    return violations
+
+
+def _divergences(
+    states: dict[str, dict[str, Visible]], expected: dict[str, Visible]
+) -> list[Violation]:
+    violations: list[Violation] = []
+    for key in sorted(set(expected).union(*states.values())):
+        seen = {region: state.get(key) for region, state in states.items()}
+        winner = f"LWW winner of the history: {show(expected.get(key))}"
+        first, *others = seen.values()
+        if any(data != first for data in others):
+            violations.append(Violation("diverged", f"{key}: {_describe(seen)}; {winner}"))
+        elif first != expected.get(key):
+            violations.append(Violation("not-lww", f"{key}: all hold {show(first)}; {winner}"))
+    return violations
+
+
+def _unselected(
+    world: World, states: dict[str, dict[str, Visible]], expected: dict[str, Visible]
+) -> list[Violation]:
+    """One-way with a selection: the writer holds its history's last state, every other
+    region ``replica_of`` it (filter(source) without the excluded attributes)."""
+    writers = {event.region for event in world.events}
+    selection = world.rules.selection
+    violations: list[Violation] = []
+    for region, state in states.items():
+        for key in sorted(set(expected) | set(state)):
+            wanted: Visible | None = expected.get(key)
+            if region not in writers:
+                wanted = selection.replica_of(wanted, now=0)
+            if state.get(key) != wanted:
+                text = f"{key}: {region} holds {show(state.get(key))}, expected {show(wanted)}"
+                violations.append(Violation("not-selected", text))
     return violations
 
 

@@ -5,7 +5,7 @@
 `make package` runs it. The zip holds no demo subpackage, no moto and no test tooling; the
 config, when given, sits at the zip's root as ``replicator.yaml`` (deploy/cloudformation/
 lambda.yaml points REPLICATOR_CONFIG at it). The Lambda runtime's own boto3 is not relied on:
-aiobotocore pins botocore to a narrow range, so the pair installed here travels in the zip.
+the boto3 and botocore installed here (errors and value types) travel in the zip.
 """
 
 from __future__ import annotations

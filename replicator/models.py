@@ -9,7 +9,8 @@ from typing import Any
 
 # A DynamoDB item or key in the low-level wire format: {"name": {"S": "value"}}.
 WireItem = dict[str, dict[str, Any]]
-# A key made hashable, for grouping changes per item: (("pk", "S", "a"), ...).
+# A key made hashable, for grouping changes per item: (("pk", "S", "a"), ...). Values are
+# the wire's text (a binary's base64), so ``tools.scan.wire_key`` gives the key back exactly.
 ItemKey = tuple[tuple[str, str, str], ...]
 
 SEQ_DIGITS = 40
@@ -21,7 +22,7 @@ def pad_seq(sequence_number: str) -> str:
 
 
 def item_key(keys: WireItem) -> ItemKey:
-    """A hashable identity for the item whose key attributes are ``keys``."""
+    """A hashable identity for the item whose key attributes are ``keys`` (S, N or B)."""
     if len(keys) == 1:  # a partition key alone: the common case, built without sorting
         ((name, attribute),) = keys.items()
         ((type_, value),) = attribute.items()

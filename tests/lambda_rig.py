@@ -10,6 +10,7 @@ from typing import Any
 
 from replicator.apply.applier import ChangeWriter
 from replicator.aws.factory import Clients
+from replicator.aws.json_client import DynamoDB
 from replicator.aws.tables import ensure_table
 from replicator.config.schema import Config, parse_config
 from replicator.errors import AwsError
@@ -112,8 +113,19 @@ class Rig:
     def table(self) -> str:
         return self.config.pairs[0].source_table
 
-    async def db(self, region: str = US) -> Any:
-        return await self.clients.get("dynamodb", region)
+    @asynccontextmanager
+    async def sqs(self) -> AsyncIterator[Any]:
+        """SQS, the OnFailure destination: the product makes no SQS call, so aiobotocore's."""
+        from aiobotocore.session import get_session
+
+        endpoint = self.config.endpoints[US].url("dynamodb")  # moto serves every service
+        async with get_session().create_client(
+            "sqs", region_name=US, endpoint_url=endpoint
+        ) as client:
+            yield client
+
+    async def db(self, region: str = US) -> DynamoDB:
+        return await self.clients.json("dynamodb", region)
 
     def function(
         self, writer_seam: WriterSeam | None = None, *, config: Config | None = None
@@ -148,12 +160,12 @@ class Rig:
 async def lambda_rig(endpoints: dict[str, str], table: str, **config: Any) -> AsyncIterator[Rig]:
     clients = Clients(endpoints)
     try:
-        source_db = await clients.get("dynamodb", US)
+        source_db = await clients.json("dynamodb", US)
         await ensure_table(source_db, table, KEY_SCHEMA, stream=True)
         await ensure_table(
-            await clients.get("dynamodb", EU), table, KEY_SCHEMA, ttl_attribute="_rep_expires"
+            await clients.json("dynamodb", EU), table, KEY_SCHEMA, ttl_attribute="_rep_expires"
         )
-        source = DynamoDBStreamSource(source_db, await clients.get("dynamodbstreams", US))
+        source = DynamoDBStreamSource(source_db, await clients.json("dynamodbstreams", US))
         rig = Rig(
             config_for(endpoints, table, **config), clients, source, await source.stream_arn(table)
         )

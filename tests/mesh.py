@@ -51,7 +51,7 @@ class Mesh:
     regions: tuple[str, ...] = REGIONS
 
     async def db(self, region: str) -> Any:
-        return await self.clients.get("dynamodb", region)
+        return await self.clients.json("dynamodb", region)
 
     async def item(self, region: str, key: str) -> dict[str, Any] | None:
         response = await (await self.db(region)).get_item(
@@ -89,7 +89,7 @@ async def running_mesh(
     clients = Clients(endpoints)
     for region in regions:
         await ensure_table(
-            await clients.get("dynamodb", region),
+            await clients.json("dynamodb", region),
             table,
             [("pk", "HASH", "S")],
             stream=True,

@@ -6,11 +6,10 @@ proves the two agree on a real (moto) table.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from replicator.aws.binaries import wire_deserializer
 from replicator.models import Incoming, Meta, Mode, Outcome, Stored, WireItem, visible_item
 
 # Order key of a state (version, is_tombstone, origin); a missing version sorts first.
@@ -18,15 +17,6 @@ OrderKey = tuple[Decimal, bool, str]
 # What a reader sees of an item: its user attributes, or None for nothing (or a tombstone).
 Visible = dict[str, Any] | None
 _NO_VERSION = Decimal("-Infinity")
-
-
-@functools.cache
-def _deserializer() -> Callable[[Any], Any]:
-    # boto3 costs 0.1 s of imports; only verify needs it, not replicator run's writes.
-    from boto3.dynamodb.types import TypeDeserializer
-
-    deserialize: Callable[[Any], Any] = TypeDeserializer().deserialize
-    return deserialize
 
 
 def decide(stored: Stored | None, incoming: Incoming, *, here: str, mode: Mode) -> Outcome:
@@ -94,5 +84,5 @@ def visible(item: WireItem | None, meta: Meta) -> Visible:
     seen = visible_item(item, meta)
     if seen is None:
         return None
-    deserialize = _deserializer()
+    deserialize = wire_deserializer()
     return {k: deserialize(v) for k, v in seen.items()}

@@ -10,7 +10,9 @@ from botocore.exceptions import ClientError
 
 from replicator.apply.condition import build_condition
 from replicator.apply.rule import decide, is_version_regression
+from replicator.apply.selection import EVERYTHING, Selection
 from replicator.aws.classify import classify, is_conditional_check_failed
+from replicator.aws.json_client import DynamoDB
 from replicator.errors import RequestError
 from replicator.models import Change, Meta, Mode, Outcome, WireItem, stored_from_item
 
@@ -21,8 +23,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def target_item(change: Change, *, meta: Meta, expires_at: int) -> WireItem:
-    """The item written to a target: user data plus fresh metadata, or a tombstone."""
+def target_item(
+    change: Change, *, meta: Meta, expires_at: int, selection: Selection = EVERYTHING
+) -> WireItem:
+    """The item written to a target: user data (without the pair's excluded attributes)
+    plus fresh metadata, or a tombstone."""
     incoming = change.incoming
     stamp: WireItem = {
         meta.version: {"N": str(incoming.version)},
@@ -37,8 +42,12 @@ def target_item(change: Change, *, meta: Meta, expires_at: int) -> WireItem:
             meta.deleted: {"BOOL": True},
             meta.expires: {"N": str(expires_at)},
         }
-    user_data = {k: v for k, v in change.item.items() if not k.startswith(meta.prefix)}
-    return {**user_data, **stamp}
+    user_data = {
+        k: v for k, v in selection.strip(change.item).items() if not k.startswith(meta.prefix)
+    }
+    # The key always travels: an excluded key attribute (refused at start-up in container
+    # mode; Lambda mode does not describe the table) must not make every write invalid.
+    return {**user_data, **change.keys, **stamp}
 
 
 def request_shape(request: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,7 +69,7 @@ class ConditionalWriter:
 
     def __init__(
         self,
-        client: Any,
+        client: DynamoDB,
         table: str,
         *,
         region: str,
@@ -68,6 +77,7 @@ class ConditionalWriter:
         mode: Mode,
         tombstone_ttl_seconds: int,
         on_version_regression: Callable[[Change], None] | None = None,
+        selection: Selection = EVERYTHING,
     ) -> None:
         self._client = client
         self.table = table
@@ -76,6 +86,7 @@ class ConditionalWriter:
         self._mode = mode
         self._ttl = tombstone_ttl_seconds
         self._on_regression = on_version_regression
+        self._selection = selection
 
     async def put(self, change: Change, *, now: float) -> Outcome:
         """Apply ``change``; ConditionalCheckFailed becomes SUPERSEDED or DUPLICATE.
@@ -86,7 +97,9 @@ class ConditionalWriter:
         condition = build_condition(
             change.incoming, meta=self._meta, here=self.region, mode=self._mode
         )
-        item = target_item(change, meta=self._meta, expires_at=int(now) + self._ttl)
+        item = target_item(
+            change, meta=self._meta, expires_at=int(now) + self._ttl, selection=self._selection
+        )
         request = {
             "TableName": self.table,
             "Item": item,
@@ -134,7 +147,7 @@ class LocalWriter:
     attributes are removed, so readers here see the write and TTL does not expire it.
     """
 
-    def __init__(self, tombstones: ConditionalWriter, client: Any, *, meta: Meta) -> None:
+    def __init__(self, tombstones: ConditionalWriter, client: DynamoDB, *, meta: Meta) -> None:
         self._tombstones = tombstones
         self._client = client
         self._meta = meta

@@ -1,52 +1,55 @@
-"""Stream records in botocore's shape: DynamoDB JSON's base64 binaries decoded to bytes.
+"""Binary values (``B``, ``BS``) as DynamoDB's JSON has them: base64 text, end to end.
 
-Both the run path's client (``json_client``) and the Lambda handler's event reader
-(``lambda_mode.event``) hand the pipeline records this way, so a change is the same value
-whichever engine read it.
+Stream records, scans, Lambda events and DLQ entries all carry binaries as the wire's
+base64 text, and nothing converts them to bytes on the way: a key is the same text
+whichever path read it, so it names the same item (``models.item_key``). Only what
+needs the value itself turns the text into bytes: a size (``pipeline.itemsize``), a
+comparison of Python values (``apply.rule.visible``), a fixture built from bytes.
+
+boto3's (de)serializers are imported on first use: they cost 0.1 s of start-up that
+``replicator run``'s writes do not need.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
-_IMAGES = ("Keys", "NewImage", "OldImage")
+
+def binary_size(text: str) -> int:
+    """How many bytes the base64 ``text`` holds (what DynamoDB counts), without decoding it."""
+    return len(text) * 3 // 4 - text[-2:].count("=")
 
 
-def decoded_record(record: dict[str, Any]) -> dict[str, Any]:
-    body = record.get("dynamodb")
-    if not isinstance(body, dict):
-        return record  # to_change dead-letters it with the reason
-    images = {name: _binary(body[name]) for name in _IMAGES if isinstance(body.get(name), dict)}
-    return {**record, "dynamodb": {**body, **images}}
+@functools.cache
+def wire_deserializer() -> Callable[[Mapping[str, Any]], Any]:
+    """DynamoDB JSON (binaries as base64 text) to Python values (binaries as ``Binary``)."""
+    from boto3.dynamodb.types import Binary, TypeDeserializer
+
+    class _Deserializer(TypeDeserializer):  # type: ignore[misc]  # boto3 has no types
+        def _deserialize_b(self, value: str) -> Binary:
+            return Binary(base64.b64decode(value))
+
+        def _deserialize_bs(self, value: list[str]) -> set[Binary]:
+            return {self._deserialize_b(v) for v in value}
+
+    deserialize: Callable[[Mapping[str, Any]], Any] = _Deserializer().deserialize
+    return deserialize
 
 
-def _binary(item: dict[str, Any]) -> dict[str, Any]:
-    return {name: _value(value) for name, value in item.items()}
+@functools.cache
+def wire_serializer() -> Callable[[Any], dict[str, Any]]:
+    """Python values (binaries as bytes) to DynamoDB JSON (binaries as base64 text)."""
+    from boto3.dynamodb.types import TypeSerializer
 
+    class _Serializer(TypeSerializer):  # type: ignore[misc]  # boto3 has no types
+        def _serialize_b(self, value: Any) -> str:
+            return base64.b64encode(bytes(value)).decode()
 
-def _value(value: Any) -> Any:
-    if not isinstance(value, dict) or len(value) != 1:
-        return value
-    ((kind, inner),) = value.items()
-    if kind == "B":
-        return {"B": _bytes(inner)}
-    if kind == "BS" and isinstance(inner, list):
-        return {"BS": [_bytes(v) for v in inner]}
-    if kind == "M" and isinstance(inner, dict):
-        return {"M": _binary(inner)}
-    if kind == "L" and isinstance(inner, list):
-        return {"L": [_value(v) for v in inner]}
-    return value
+        def _serialize_bs(self, value: Any) -> list[str]:
+            return [self._serialize_b(v) for v in value]
 
-
-def _bytes(text: Any) -> Any:
-    # Text that is not base64 stays as it came: the target refuses it and the record
-    # is dead-lettered with DynamoDB's own reason.
-    if not isinstance(text, str):
-        return text
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return text
+    serialize: Callable[[Any], dict[str, Any]] = _Serializer().serialize
+    return serialize

@@ -7,36 +7,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Literal, Protocol, TypeVar, overload
 
 from replicator.aws.accounts import RegionCredentials, chains_for
 from replicator.aws.clock import ServerClock
 from replicator.aws.credentials import CredentialChain
 from replicator.aws.http_pool import AUTO_CEILING
-from replicator.aws.json_client import CONNECT_TIMEOUT_SECONDS, JsonClient, send_guard
+from replicator.aws.json_client import DynamoDB, JsonClient, Streams, send_guard
 
-if TYPE_CHECKING:
-    from botocore.config import Config as BotoConfig
-
-READ_TIMEOUT_SECONDS = 20
 # The pool of each service's client in a region (stream reads, control-table writes).
 POOL_CONNECTIONS = 256
-
-def boto_config(agent: str | None) -> BotoConfig:
-    """aiobotocore's settings; built on first use: botocore.config alone cost 40 ms to import.
-
-    Retries are ours (jittered, bounded, counted); botocore's own would hide throttling.
-    ``total_max_attempts`` counts the first attempt: ``max_attempts: 1`` still retried once.
-    """
-    from botocore.config import Config
-
-    return Config(
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        read_timeout=READ_TIMEOUT_SECONDS,
-        max_pool_connections=POOL_CONNECTIONS,
-        user_agent_extra=agent,
-    )
+_Client = TypeVar("_Client", bound=JsonClient)
 
 
 class RegionEndpoints(Protocol):
@@ -60,12 +41,6 @@ class Deployment(Protocol):
     def credentials(self) -> Mapping[str, RegionCredentials]: ...
 
 
-def region_of(client: Any) -> str:
-    """The region an aiobotocore client (or ``JsonClient``) talks to, for log lines."""
-    meta = getattr(client, "meta", None)
-    return str(getattr(meta, "region_name", None) or getattr(client, "region", ""))
-
-
 @contextlib.contextmanager
 def guarded_send(guard: Callable[[], None] | None) -> Iterator[None]:
     """Run ``guard`` (it raises to refuse) right before each request of this block is sent."""
@@ -80,20 +55,11 @@ def guarded_send(guard: Callable[[], None] | None) -> Iterator[None]:
         send_guard.reset(token)
 
 
-def _check_send_guard(**_: Any) -> None:
-    # botocore's last hook before the HTTP send; returning None lets the request go.
-    guard = send_guard.get()
-    if guard is not None:
-        guard()
-
-
 class Clients:
     """Creates clients per (service, region), honouring endpoint overrides.
 
-    ``json`` and ``put_client`` are the lean clients ``replicator run`` uses
-    (``replicator.json_client``); ``get`` gives aiobotocore's, for the tools that page
-    through tables. aiobotocore directly, not through aioboto3: importing boto3 on top
-    cost start-up time and nothing here uses its resources; it is imported on first use.
+    ``json`` and ``put_client`` give the typed clients of ``aws.json_client``: ``replicator
+    run``, the Lambda handler, the tools and the demo all talk to AWS through them.
 
     ``endpoints`` names a region's endpoint per service; a service without one is resolved
     as botocore resolves it (``replicator.aws.endpoints``: environment, AWS config, rules).
@@ -116,10 +82,8 @@ class Clients:
         self._agent = agent
         self._chains = chains_for(credentials or {})
         self._stack = contextlib.AsyncExitStack()
-        self._clients: dict[tuple[str, str], Any] = {}
         self._json: dict[tuple[str, str], JsonClient] = {}
-        self._targets: dict[tuple[str, str], JsonClient] = {}
-        self._session: Any = None
+        self._targets: dict[tuple[str, str], DynamoDB] = {}
         self._credentials: CredentialChain | None = None
         self._clock = ServerClock()  # one skew for the host, whichever client measured it
         for chain in dict.fromkeys(self._chains.values()):
@@ -130,43 +94,16 @@ class Clients:
         """The clients of a ``replicator.yaml``: its endpoints and its credentials."""
         return cls(config.endpoints, agent=agent, credentials=config.credentials)
 
-    async def get(self, service: str, region: str) -> Any:
-        """An aiobotocore client for ``service`` in ``region``, created once and reused."""
-        key = (service, region)
-        if key not in self._clients:
-            if self._session is None:
-                from aiobotocore.session import get_session
-
-                self._session = get_session()
-            client = self._session.create_client(
-                service,
-                region_name=region,
-                endpoint_url=self._endpoint(service, region),
-                config=boto_config(self._agent),
-                **await self._keys_of(region),
-            )
-            self._clients[key] = await self._stack.enter_async_context(client)
-            self._clients[key].meta.events.register("before-send", _check_send_guard)
-        return self._clients[key]
-
-    async def _keys_of(self, region: str) -> dict[str, str | None]:
-        # aiobotocore's clients (the tools, until they move to the lean ones) take a
-        # region's keys as they are when the client is made: an hour for a role's.
-        chain = self._chains.get(region)
-        key = await chain.key() if chain is not None else None
-        if key is None:
-            return {}
-        return {
-            "aws_access_key_id": key.id,
-            "aws_secret_access_key": key.secret,
-            "aws_session_token": key.token,
-        }
-
+    @overload
+    async def json(self, service: Literal["dynamodb"], region: str) -> DynamoDB: ...
+    @overload
+    async def json(self, service: Literal["dynamodbstreams"], region: str) -> Streams: ...
     async def json(self, service: str, region: str) -> JsonClient:
-        """A lean client for ``service`` in ``region``, created once and reused."""
+        """The client of ``service`` in ``region``, created once and reused."""
         key = (service, region)
         if key not in self._json:
-            self._json[key] = await self._json_client(region, POOL_CONNECTIONS, service=service)
+            kind = Streams if service == Streams.service else DynamoDB
+            self._json[key] = self._client(kind, region, POOL_CONNECTIONS)
         return self._json[key]
 
     async def put_client(
@@ -176,7 +113,7 @@ class Clients:
         *,
         connections: int = AUTO_CEILING,
         guard: Callable[[], None] | None = None,
-    ) -> JsonClient:
+    ) -> DynamoDB:
         """A client for replicated writes to ``table`` in ``region``, over that table's pool.
 
         The pool is created once per target table, sized by the first caller: the start-up
@@ -188,28 +125,21 @@ class Clients:
         """
         key = (region, table)
         if key not in self._targets:
-            self._targets[key] = await self._json_client(region, connections)
+            self._targets[key] = self._client(DynamoDB, region, connections)
         return self._targets[key].guarded(guard)
 
-    async def _json_client(
-        self,
-        region: str,
-        connections: int,
-        *,
-        service: str = "dynamodb",
-    ) -> JsonClient:
+    def _client(self, kind: type[_Client], region: str, connections: int) -> _Client:
         credentials = self._chains.get(region)
         if credentials is None:
             if self._credentials is None:
                 self._credentials = CredentialChain()
                 self._stack.push_async_callback(self._credentials.aclose)
             credentials = self._credentials
-        client = JsonClient(
+        client = kind(
             region,
-            self._endpoint(service, region),
+            self._endpoint(kind.service, region),
             credentials=credentials,
             connections=connections,
-            service=service,
             agent=self._agent,
             clock=self._clock,
         )
@@ -222,7 +152,6 @@ class Clients:
 
     async def aclose(self) -> None:
         """Close every client (idempotent)."""
-        self._clients.clear()
         self._json.clear()
         self._targets.clear()
         await self._stack.aclose()

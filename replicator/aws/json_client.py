@@ -1,7 +1,9 @@
 """DynamoDB and DynamoDB Streams calls signed by ``replicator.aws.sigv4``, sent by ``http_pool``.
 
-``replicator run`` makes every call through these: target writes, stream reads, lease,
-checkpoint, DLQ and heartbeat writes, the start-up checks. Measured (bench 6, 8, 10):
+Every AWS call of the product goes through these: ``replicator run``'s target writes,
+stream reads, lease, checkpoint, DLQ and heartbeat writes and start-up checks, the Lambda
+handler, the tools (verify, backfill, repair, dlq) and the demo. Scans and queries page
+by hand (``LastEvaluatedKey``). Measured (bench 6, 8, 10):
 aiobotocore spends several times more client CPU per request, and before its first
 request it imports botocore and loads the service's model, about 0.2 s of CPU: a third of
 the time from the process starting to its first write. Both APIs are JSON over POST, so
@@ -9,33 +11,32 @@ what botocore adds for them (parameter validation, model-driven parsing, its own
 is either done here in a few lines or not wanted: our retries are jittered, bounded and
 counted (``replicator.aws.retry``).
 
-The methods keep botocore's names and keyword arguments, and failures are raised as the
-``ClientError`` botocore produces, so callers work with either client and ``aws.classify``
-stays the one place that reads error codes. Answers are DynamoDB's JSON as is, except
-that stream records get botocore's shape back (binary values as bytes), so a change is
-the same value whichever client read it.
+Every operation the product makes is a method of ``DynamoDB`` or ``Streams``, with
+botocore's name and keyword arguments: ``mypy --strict`` catches a call to one that does
+not exist (a name looked up at run time let a missing ``delete_item`` reach production).
+Failures are raised as the ``ClientError`` botocore produces, so ``aws.classify`` stays
+the one place that reads error codes. Requests and answers are DynamoDB's JSON as is,
+binary values included (base64 text): a key read from the stream, a scan, a Lambda event
+or a DLQ entry is the same text, so it names the same item.
 
 A general-purpose async client (aiodynamo's, measured) is not used: its retry loop cost an
 async generator and a task per request, and its signer redid the day's key derivation for
-every request. Keys come from
-the standard AWS chain (``replicator.aws.credentials``).
+every request. Keys come from the standard AWS chain (``replicator.aws.credentials``).
 """
 
 from __future__ import annotations
 
-import base64
 import contextvars
 import copy
 import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from botocore.exceptions import ClientError, NoCredentialsError
 from yarl import URL
 
 from replicator.aws.answers import Answer
-from replicator.aws.binaries import decoded_record
 from replicator.aws.classify import is_clock_skew, is_expired_token
 from replicator.aws.clock import ServerClock
 from replicator.aws.credentials import CredentialChain, Key
@@ -43,26 +44,9 @@ from replicator.aws.endpoints import resolve
 from replicator.aws.http_pool import ConnectionPool
 from replicator.aws.sigv4 import Signer
 
-# X-Amz-Target prefixes, and the operations each client is asked for (botocore's names).
+# X-Amz-Target prefixes.
 DYNAMODB = "DynamoDB_20120810"
 STREAMS = "DynamoDBStreams_20120810"
-OPERATIONS = {
-    DYNAMODB: {
-        "describe_table": "DescribeTable",
-        "create_table": "CreateTable",
-        "update_time_to_live": "UpdateTimeToLive",
-        "get_item": "GetItem",
-        "put_item": "PutItem",
-        "update_item": "UpdateItem",
-        "query": "Query",
-        "scan": "Scan",
-    },
-    STREAMS: {
-        "describe_stream": "DescribeStream",
-        "get_shard_iterator": "GetShardIterator",
-        "get_records": "GetRecords",
-    },
-}
 SERVICES = {"dynamodb": DYNAMODB, "dynamodbstreams": STREAMS}
 # Connections idle this long are closed rather than reused: under the idle timeouts that
 # forget them on the way (60 s for an ALB, squid or the Java SDK's own pool, 350 s for a
@@ -83,7 +67,7 @@ send_guard: contextvars.ContextVar[Callable[[], None] | None] = contextvars.Cont
 
 
 class JsonClient:
-    """One service (``dynamodb`` or ``dynamodbstreams``) in one region.
+    """One service (``dynamodb`` or ``dynamodbstreams``) in one region: the wire alone.
 
     ``endpoint``: replicator.yaml's URL for it; without one it is resolved as botocore
     would (``replicator.aws.endpoints``).
@@ -93,6 +77,8 @@ class JsonClient:
     at ``clock``'s time (shared by a process's clients: ``aws.clock``).
     """
 
+    service: ClassVar[str]
+
     def __init__(
         self,
         region: str,
@@ -100,7 +86,6 @@ class JsonClient:
         *,
         credentials: CredentialChain,
         connections: int,
-        service: str = "dynamodb",
         agent: str | None = None,
         clock: ServerClock | None = None,
     ) -> None:
@@ -110,9 +95,9 @@ class JsonClient:
         self._guard: Callable[[], None] | None = None
         self._credentials = credentials
         self._clock = clock or ServerClock()
-        self._prefix = SERVICES[service]
+        self._prefix = SERVICES[self.service]
         self.region = region
-        resolved = resolve(service, region, endpoint)
+        resolved = resolve(self.service, region, endpoint)
         url = URL(resolved.url)
         self._pool = ConnectionPool(
             url,
@@ -128,42 +113,18 @@ class JsonClient:
             service=resolved.signing_name,
         )
 
-    def guarded(self, guard: Callable[[], None] | None) -> JsonClient:
+    def guarded(self, guard: Callable[[], None] | None) -> Self:
         """This client over the same connections, with every request asked of ``guard``."""
         view = copy.copy(self)
         view._guard = guard
         return view
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        operation = None if name.startswith("_") else OPERATIONS[self._prefix].get(name)
-        if operation is None:
-            raise AttributeError(f"{type(self).__name__} has no operation {name!r}")
-
-        async def call(**request: Any) -> dict[str, Any]:
-            return await self.call(operation, request)
-
-        return call
-
-    async def put_item(self, **request: Any) -> dict[str, Any]:
-        # Spelled out rather than found by __getattr__: it is the per-write hot path.
-        return await self.call("PutItem", request)
-
-    async def get_records(self, **request: Any) -> dict[str, Any]:
-        answer = await self.call("GetRecords", request)
-        if answer.get("Records"):
-            answer["Records"] = [decoded_record(record) for record in answer["Records"]]
-        return answer
 
     async def call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
         """One request; DynamoDB's answer, or its refusal raised as a ``ClientError``."""
         key = await self._credentials.key()
         if key is None:
             raise NoCredentialsError()
-        try:
-            body = _JSON.encode(request).encode()
-        except TypeError:
-            # Binary attributes arrive from the stream as bytes; JSON wants base64.
-            body = _JSON.encode(_base64_binaries(request)).encode()
+        body = _JSON.encode(request).encode()
         target = f"{self._prefix}.{operation}"
         offset = self._clock.offset
         status, answer_body = reply = await self._send(key, target, body, offset)
@@ -190,14 +151,54 @@ class JsonClient:
         await self._pool.aclose()
 
 
-def _base64_binaries(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(value).decode()
-    if isinstance(value, dict):
-        return {k: _base64_binaries(v) for k, v in value.items()}
-    if isinstance(value, list | set | tuple):
-        return [_base64_binaries(v) for v in value]
-    return value
+class DynamoDB(JsonClient):
+    """The DynamoDB operations replicator makes, each with botocore's keyword arguments."""
+
+    service = "dynamodb"
+
+    async def describe_table(self, **request: Any) -> dict[str, Any]:
+        return await self.call("DescribeTable", request)
+
+    async def create_table(self, **request: Any) -> dict[str, Any]:
+        return await self.call("CreateTable", request)
+
+    async def update_time_to_live(self, **request: Any) -> dict[str, Any]:
+        return await self.call("UpdateTimeToLive", request)
+
+    async def get_item(self, **request: Any) -> dict[str, Any]:
+        return await self.call("GetItem", request)
+
+    async def put_item(self, **request: Any) -> dict[str, Any]:
+        return await self.call("PutItem", request)
+
+    async def update_item(self, **request: Any) -> dict[str, Any]:
+        return await self.call("UpdateItem", request)
+
+    async def delete_item(self, **request: Any) -> dict[str, Any]:
+        return await self.call("DeleteItem", request)
+
+    async def query(self, **request: Any) -> dict[str, Any]:
+        """One page; the caller pages on with ``LastEvaluatedKey``."""
+        return await self.call("Query", request)
+
+    async def scan(self, **request: Any) -> dict[str, Any]:
+        """One page; the caller pages on with ``LastEvaluatedKey``."""
+        return await self.call("Scan", request)
+
+
+class Streams(JsonClient):
+    """The DynamoDB Streams operations replicator makes."""
+
+    service = "dynamodbstreams"
+
+    async def describe_stream(self, **request: Any) -> dict[str, Any]:
+        return await self.call("DescribeStream", request)
+
+    async def get_shard_iterator(self, **request: Any) -> dict[str, Any]:
+        return await self.call("GetShardIterator", request)
+
+    async def get_records(self, **request: Any) -> dict[str, Any]:
+        return await self.call("GetRecords", request)
 
 
 def _json_answer(operation: str, body: bytes) -> dict[str, Any]:

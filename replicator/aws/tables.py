@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from replicator.aws.backoff import pause
 from replicator.aws.classify import error_code
-from replicator.aws.factory import region_of
+from replicator.aws.json_client import DynamoDB
 from replicator.aws.retry import RetryPolicy
 from replicator.errors import ConfigError, ResourceNotFound, ShutdownInterrupted
 
@@ -20,7 +20,7 @@ ACTIVE_POLL_SECONDS = 0.2
 
 
 async def describe(
-    client: Any, table: str, *, retry: RetryPolicy | None = None
+    client: DynamoDB, table: str, *, retry: RetryPolicy | None = None
 ) -> dict[str, Any] | None:
     """The table's description, None when it does not exist."""
 
@@ -34,10 +34,10 @@ async def describe(
         description: dict[str, Any] = response["Table"]
         return description
 
-    return await (retry or RetryPolicy()).call("DescribeTable", region_of(client), attempt)
+    return await (retry or RetryPolicy()).call("DescribeTable", client.region, attempt)
 
 
-async def wait_active(client: Any, table: str, *, retry: RetryPolicy | None = None) -> None:
+async def wait_active(client: DynamoDB, table: str, *, retry: RetryPolicy | None = None) -> None:
     """Until ``table`` is ACTIVE; the retry policy's ``stop`` (SIGTERM) ends the waiting."""
     policy = retry or RetryPolicy()
     stop = policy.stop or asyncio.Event()
@@ -52,7 +52,7 @@ async def wait_active(client: Any, table: str, *, retry: RetryPolicy | None = No
 
 
 async def ensure_table(
-    client: Any,
+    client: DynamoDB,
     table: str,
     key_schema: list[tuple[str, str, str]],
     *,
@@ -65,7 +65,7 @@ async def ensure_table(
     ``key_schema`` is [(name, "HASH"|"RANGE", "S"|"N"|"B"), ...].
     """
     retry = retry or RetryPolicy()
-    region = region_of(client)
+    region = client.region
     if await describe(client, table, retry=retry) is not None:
         return False
     spec: dict[str, Any] = {
@@ -107,7 +107,7 @@ CONTROL_KEY = [("pk", "HASH", "S"), ("sk", "RANGE", "S")]
 
 
 async def partition_items(
-    client: Any, table: str, partition: str, *, retry: RetryPolicy, call: str
+    client: DynamoDB, table: str, partition: str, *, retry: RetryPolicy, call: str
 ) -> AsyncIterator[dict[str, Any]]:
     """Every item of one partition of a ``CONTROL_KEY`` table, strongly consistent."""
     kwargs: dict[str, Any] = {
@@ -116,7 +116,7 @@ async def partition_items(
         "ExpressionAttributeValues": {":pk": {"S": partition}},
         "ConsistentRead": True,
     }
-    region = region_of(client)
+    region = client.region
     while True:
         page = await retry.call(call, region, lambda: client.query(**kwargs))
         for item in page.get("Items", []):
@@ -127,7 +127,7 @@ async def partition_items(
 
 
 async def require_table(
-    client: Any,
+    client: DynamoDB,
     table: str,
     region: str,
     *,

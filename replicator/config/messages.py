@@ -17,6 +17,9 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 SECRET = re.compile(r"secret|passw|token|credential|private|api_?key|access_?key", re.I)
 _USERINFO = re.compile(r"//[^/@]*@")
 EXAMPLE = "see examples/replicator.yaml"
+# Marks a tagged union's tag in an error's location (a filter node's kind): not a field,
+# so ``path`` leaves it out.
+TAG = "~"
 
 Loc = tuple[int | str, ...]
 Problem = tuple[Loc, str, str]  # (field path, what is wrong, how to fix)
@@ -70,7 +73,7 @@ def path(loc: Loc) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part != "[key]":  # a bad dict key: its own message names it
+        elif part != "[key]" and not part.startswith(TAG):  # a bad dict key: named by its message
             path += f".{part}" if path else part
     return path or "(top level)"
 
@@ -96,7 +99,7 @@ def explain(error: ErrorDetails, allowed_keys: Callable[[str], list[str]]) -> tu
         return f"{shown} is not a finite number", "use a plain number, e.g. 100"
     if bounds := [f"{word} {ctx[key]:g}" for key, word in _BOUNDS if key in ctx]:
         return f"{shown} is out of range", f"use a value {bounds[0]}"
-    if kind == "enum":
+    if kind in ("enum", "literal_error"):
         return f"{shown} is not a known value", f"use one of {ctx.get('expected')}"
     if hint := _TYPE_HINTS.get(kind.split("_")[0]):
         # A key with nothing after it reads as null in YAML: it is empty, not of a wrong type.

@@ -27,8 +27,10 @@ from pydantic_core import PydanticCustomError
 
 from replicator.aws.http_pool import AUTO_CEILING as MAX_CONCURRENCY
 from replicator.config.credentials import RegionCredentials
+from replicator.config.filters import AttributeTest, Filter
 from replicator.config.messages import (
     EXAMPLE,
+    TAG,
     Loc,
     Problem,
     error_lines,
@@ -167,6 +169,13 @@ class Pair(BaseModel):
     )
     max_concurrency: Concurrency = "auto"
     max_writes_per_second: float | None = Field(default=None, gt=0)
+    # What is replicated (README "What is replicated"): top-level attribute names never
+    # written to targets, TTL deletes replicated or left to each target's own TTL, and
+    # the items each target holds (one-way mode).
+    exclude_attributes: tuple[NonEmpty, ...] = ()
+    ttl_deletes: Literal["replicate", "skip"] = "replicate"
+    ttl_attribute: NonEmpty | None = None
+    filter: Filter | None = None
 
 
 class WebConfig(BaseModel):
@@ -272,6 +281,7 @@ def _rule_problems(config: Config) -> list[Problem]:
             what = f"{quote(pair.version_attribute)} starts with the metadata prefix {prefix!r}"
             fix = "rename the version attribute or change metadata_prefix"
             found.append((("pairs", i, "version_attribute"), what, fix))
+        found += _selection_problems(config, pair, i)
         if (first_pair := sources.setdefault(pair.source_table, i)) != i:
             what = f"{pair.source_table!r} is already replicated by pairs[{first_pair}]"
             found.append((("pairs", i, "source_table"), what, "merge the targets into one pair"))
@@ -313,12 +323,40 @@ def _rule_problems(config: Config) -> list[Problem]:
     return found
 
 
+def _selection_problems(config: Config, pair: Pair, i: int) -> list[Problem]:
+    found: list[Problem] = []
+    for j, name in enumerate(pair.exclude_attributes):
+        at: Loc = ("pairs", i, "exclude_attributes", j)
+        if name == pair.version_attribute:
+            what = f"{quote(name)} is the version attribute, which the conflict rule needs"
+            found.append((at, what, "remove it from exclude_attributes"))
+        elif name == pair.ttl_attribute:
+            what = f"{quote(name)} is the TTL attribute, which targets need to expire items"
+            found.append((at, what, "remove it from exclude_attributes"))
+        elif name.startswith(config.metadata_prefix):
+            what = f"{quote(name)} starts with the metadata prefix {config.metadata_prefix!r}"
+            found.append((at, what, "remove it: metadata is never copied as user data"))
+    if pair.ttl_deletes == "skip" and pair.ttl_attribute is None:
+        what = "skip needs the table's TTL attribute, so verify can tell an expired item"
+        fix = "add ttl_attribute: <the attribute the table's TimeToLive uses>"
+        found.append((("pairs", i, "ttl_deletes"), what, fix))
+    if pair.filter is not None and config.mode is not Mode.ONE_WAY:
+        # Each target holds filter(source): only one-way mode has a single source.
+        what = (
+            "a filter needs mode one-way: in active-active mode every region is a source, "
+            "and a write filtered out as a delete would erase the key in the other regions"
+        )
+        found.append((("pairs", i, "filter"), what, "remove the filter or set mode: one-way"))
+    return found
+
+
 _NESTED: dict[str, type[BaseModel]] = {
     "pairs": Pair,
     "targets": Target,
     "web": WebConfig,
     "heartbeat": HeartbeatConfig,
     "lease": LeaseConfig,
+    TAG + "test": AttributeTest,  # a filter's test, as its tagged union names it
 }
 
 

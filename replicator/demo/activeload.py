@@ -12,11 +12,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
-
+from replicator.aws.binaries import wire_deserializer
 from replicator.demo.loadgen import LoadGenerator
-
-_deserialize = TypeDeserializer().deserialize
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,4 +131,4 @@ class ActiveActiveLoad(LoadGenerator):
         self._newest[write.key] = max(write.version, self._newest.get(write.key, 0))
 
     def _user_data(self, item: dict[str, Any]) -> dict[str, Any]:
-        return {k: _deserialize(v) for k, v in item.items() if not k.startswith(self.prefix)}
+        return {k: wire_deserializer()(v) for k, v in item.items() if not k.startswith(self.prefix)}

@@ -19,6 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from replicator.aws.classify import classify, is_conditional_check_failed
+from replicator.aws.json_client import DynamoDB
 
 UNVERSIONED_SHARE = 0.01
 
@@ -34,7 +35,7 @@ class LoadStats:
 
 @dataclass
 class LoadGenerator:
-    client: Any
+    client: DynamoDB
     table: str
     key_name: str = "pk"
     version_attribute: str = "version"

@@ -15,17 +15,26 @@ where applications and replicators write the same tables. DynamoDB does neither:
 every write (put, update, delete, transaction) runs under one lock per process, so
 numbering and check-then-store are atomic. Reads are served as before.
 
+Two answers differ from DynamoDB's for a table keyed by a binary (moto 5.2): a stream
+record's ``Keys`` hold the base64 of the base64 text (its images are right), so a
+binary-keyed delete would miss its item; and a parallel scan (``Segment``) fails with
+HTTP 500, as it hashes the key as text. Here the keys are taken from the record's image,
+as DynamoDB's agree with it, and a binary key is hashed as bytes.
+
     python -m replicator.demo.motoserver -H 127.0.0.1 -p PORT   (moto.server's arguments)
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.models.table import StreamRecord
 from moto.server import main
 
 _writes = threading.RLock()  # re-entrant: a batch write stores through put_item
@@ -42,6 +51,30 @@ def _atomic(write: Callable[..., Any]) -> Callable[..., Any]:
 
 for _name in ("put_item", "update_item", "delete_item", "transact_write_items"):
     setattr(DynamoDBBackend, _name, _atomic(getattr(DynamoDBBackend, _name)))
+
+_stream_record = StreamRecord.__init__
+
+
+def _keys_of_the_image(record: StreamRecord, *args: Any, **kwargs: Any) -> None:
+    _stream_record(record, *args, **kwargs)
+    body = record.record["dynamodb"]
+    image = body.get("OldImage") or body.get("NewImage") or {}
+    body["Keys"] = {name: image.get(name, value) for name, value in body["Keys"].items()}
+
+
+StreamRecord.__init__ = _keys_of_the_image  # type: ignore[method-assign,assignment]
+
+
+def _within_segment(item: Item, segments: tuple[int | None, int | None]) -> bool:
+    segment, total_segments = segments
+    if segment is None or total_segments is None:  # not a parallel scan
+        return True
+    value = item.hash_key.value
+    raw = value if isinstance(value, bytes) else str(value).encode()
+    return hashlib.md5(raw, usedforsecurity=False).digest()[0] % total_segments == segment
+
+
+Item.is_within_segment = _within_segment  # type: ignore[method-assign,assignment]
 
 if __name__ == "__main__":
     main()

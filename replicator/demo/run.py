@@ -96,9 +96,9 @@ async def create_demo_tables(config: Config) -> None:
     clients = Clients.for_config(config)
     try:
         key = [("pk", "HASH", "S")]
-        source = await clients.get("dynamodb", SOURCE_REGION)
+        source = await clients.json("dynamodb", SOURCE_REGION)
         await ensure_table(source, TABLE, key, stream=True)
-        target = await clients.get("dynamodb", TARGET_REGION)
+        target = await clients.json("dynamodb", TARGET_REGION)
         await ensure_table(target, TABLE, key, ttl_attribute=f"{config.metadata_prefix}expires")
     finally:
         await clients.aclose()
@@ -178,7 +178,7 @@ async def run_demo_async(
                 on_web_started=lambda url: console.print(f"dashboard: {url}/", highlight=False),
             )
         )
-        generator = LoadGenerator(await clients.get("dynamodb", SOURCE_REGION), TABLE, keys=keys)
+        generator = LoadGenerator(await clients.json("dynamodb", SOURCE_REGION), TABLE, keys=keys)
         ends = time.monotonic() + duration
         load = asyncio.create_task(
             generator.run(

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from replicator.apply.applier import ChangeWriter
+from replicator.aws.json_client import DynamoDB
 from replicator.aws.retry import RetryPolicy
 from replicator.errors import AwsError, LeaseLost
 from replicator.models import Change, Outcome
@@ -62,6 +63,6 @@ class FencedCheckpoints(CheckpointStore):
     the pipeline takes as a save that did not happen (it stops, nothing is recorded)."""
 
     def __init__(
-        self, client: Any, table: str, fence: Fence, *, retry: RetryPolicy | None = None
+        self, client: DynamoDB, table: str, fence: Fence, *, retry: RetryPolicy | None = None
     ) -> None:
         super().__init__(client, table, retry=retry, guard=send_guard(fence, "checkpoint"))

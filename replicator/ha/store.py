@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from replicator.aws.classify import classify, is_conditional_check_failed
+from replicator.aws.json_client import DynamoDB
 from replicator.ha.lease import LeaseRecord
 
 SORT_KEY = "lease"
@@ -21,7 +22,7 @@ def _key(source_table: str) -> dict[str, Any]:
 
 
 class LeaseStore:
-    def __init__(self, client: Any, table: str, *, duration: float) -> None:
+    def __init__(self, client: DynamoDB, table: str, *, duration: float) -> None:
         self._client = client
         self._table = table
         self._duration = duration

@@ -3,8 +3,8 @@
 An event source mapping on a DynamoDB stream delivers ``{"Records": [...]}``: each
 record as the stream has it, plus ``eventSourceARN``, in JSON. So
 ApproximateCreationDateTime is epoch seconds (``to_change`` reads numbers as such) and
-binary values (B, BS, also inside M and L) are base64 text: they are decoded back to
-bytes here, so a change is the same value whichever engine read it.
+binary values (B, BS, also inside M and L) are base64 text, as ``replicator run``'s
+GetRecords answers have them: a change is the same value whichever engine read it.
 
 A scheduled EventBridge rule delivers ``{"source": "aws.events", "detail-type":
 "Scheduled Event", ...}``: the heartbeat tick.
@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from replicator.aws.binaries import decoded_record
 from replicator.errors import ConfigError
 
 # arn:aws:dynamodb:<region>:<account>:table/<table>/stream/<label>
@@ -40,7 +39,7 @@ def is_scheduled(event: Mapping[str, Any]) -> bool:
 
 
 def stream_batch(event: Mapping[str, Any]) -> StreamBatch:
-    """The records of a DynamoDB Streams event, binary values decoded.
+    """The records of a DynamoDB Streams event, as the stream has them.
 
     Raises ``ConfigError`` for an event that no DynamoDB stream mapping sends: the
     function is wired to the wrong source.
@@ -65,4 +64,4 @@ def stream_batch(event: Mapping[str, Any]) -> StreamBatch:
             f"eventSourceARN {arn!r} is not a DynamoDB stream ARN: map the function to the "
             "stream of a table listed in replicator.yaml"
         )
-    return StreamBatch(str(arn), match[1], match[2], [decoded_record(r) for r in records])
+    return StreamBatch(str(arn), match[1], match[2], list(records))

@@ -43,7 +43,7 @@ from replicator.lambda_mode.metrics import EmfMetrics
 from replicator.models import Change, Meta, TargetRef
 from replicator.pipeline.batches import Dead, decode, for_target
 from replicator.pipeline.dlq import DeadLetterQueue
-from replicator.service.run import applier_for, meta_for, target_writer
+from replicator.service.run import applier_for, meta_for, selection_for, target_writer
 from replicator.service.startup import heartbeat_writers, targets_of
 from replicator.stream.records import coalesce, sequence_of
 from replicator.telemetry.heartbeat import HeartbeatWriter
@@ -188,6 +188,7 @@ class LambdaFunction:
                     here=self.config.source_region,
                     meta=source.meta,
                     skipped=lambda reason: self.metrics.skipped(table, reason),
+                    selection=selection_for(self.config, source.pair),
                 )
                 work = {
                     t: for_target(changes, dead, local=t == source.local) for t in source.writers
@@ -266,7 +267,7 @@ class LambdaFunction:
 
     async def _build_sources(self, stop: asyncio.Event) -> dict[str, _Source]:
         config = self.config
-        home = await self._clients.get("dynamodb", config.source_region)
+        home = await self._clients.json("dynamodb", config.source_region)
         await ensure_table(home, config.dlq_table, CONTROL_KEY, retry=RetryPolicy(stop=stop))
         dlq = DeadLetterQueue(home, config.dlq_table)
         sources = {}

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from replicator.apply.selection import EVERYTHING, Selection
 from replicator.errors import RecordError
 from replicator.models import Change, Meta, pad_seq
 from replicator.stream.reader import Batch
@@ -33,10 +34,16 @@ Dead = list[tuple[dict[str, Any], str]]  # (stream record, reason) for the DLQ
 
 
 def decode(
-    records: Iterable[dict[str, Any]], *, here: str, meta: Meta, skipped: Callable[[str], None]
+    records: Iterable[dict[str, Any]],
+    *,
+    here: str,
+    meta: Meta,
+    skipped: Callable[[str], None],
+    selection: Selection = EVERYTHING,
 ) -> tuple[list[Change], Dead]:
-    """Filter a batch (DESIGN §4 rules 1-4): the changes to replicate and the records to
-    dead-letter, in stream order; ``skipped(reason)`` is told of each record left out."""
+    """Filter a batch (DESIGN §4 rules 1-4, then the pair's ``selection``): the changes to
+    replicate and the records to dead-letter, in stream order; ``skipped(reason)`` is told
+    of each record left out."""
     changes: list[Change] = []
     dead: Dead = []
     for record in records:
@@ -45,6 +52,8 @@ def decode(
         except RecordError as exc:
             dead.append((record, exc.reason))
             continue
+        if not isinstance(result, Skip):
+            result = selection.select(result)
         if isinstance(result, Skip):
             skipped(result.reason)
         else:

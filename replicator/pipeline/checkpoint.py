@@ -22,7 +22,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from replicator.aws.classify import is_conditional_check_failed
-from replicator.aws.factory import guarded_send, region_of
+from replicator.aws.factory import guarded_send
+from replicator.aws.json_client import DynamoDB
 from replicator.aws.retry import RetryPolicy
 from replicator.aws.tables import partition_items
 from replicator.models import Checkpoint, TargetRef, pad_seq
@@ -42,7 +43,7 @@ class CheckpointStore:
 
     def __init__(
         self,
-        client: Any,
+        client: DynamoDB,
         table: str,
         *,
         retry: RetryPolicy | None = None,
@@ -51,7 +52,6 @@ class CheckpointStore:
         self._client = client
         self._table = table
         self._retry = retry or RetryPolicy()
-        self._region = region_of(client)
         # Asked before every attempt of a save (HA: may this process still write?).
         self._guard = guard
 
@@ -113,7 +113,7 @@ class CheckpointStore:
                 raise
             return True
 
-        return await self._retry.call("checkpoint save", self._region, attempt)
+        return await self._retry.call("checkpoint save", self._client.region, attempt)
 
     async def forget(self, source_table: str, checkpoint: Checkpoint) -> None:
         """Delete a checkpoint no reader will use again: of a shard the stream no longer
@@ -125,7 +125,7 @@ class CheckpointStore:
             with guarded_send(self._guard):
                 await self._client.delete_item(TableName=self._table, Key=key)
 
-        await self._retry.call("checkpoint delete", self._region, attempt)
+        await self._retry.call("checkpoint delete", self._client.region, attempt)
 
 
 def _checkpoint(item: dict[str, Any]) -> Checkpoint:

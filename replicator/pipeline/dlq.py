@@ -12,6 +12,7 @@ cause is fixed. Puts go through the retry policy.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import time
@@ -19,7 +20,8 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from replicator.aws.factory import guarded_send, region_of
+from replicator.aws.factory import guarded_send
+from replicator.aws.json_client import DynamoDB
 from replicator.aws.retry import RetryPolicy
 from replicator.models import TargetRef, WireItem, pad_seq
 from replicator.pipeline.itemsize import MAX_ITEM_BYTES, item_size
@@ -31,7 +33,7 @@ IMAGES = ("NewImage", "OldImage")
 
 
 def record_json(record: dict[str, Any]) -> str:
-    """The stream record as JSON (datetimes, Decimals and binaries as strings)."""
+    """The stream record as JSON (binaries are base64 text already; datetimes as strings)."""
     return json.dumps(record, default=str, sort_keys=True)
 
 
@@ -40,7 +42,7 @@ def decode_record(entry: WireItem) -> dict[str, Any] | None:
     stored = entry.get("record", {}).get("B")
     if stored is None:
         return None
-    record: dict[str, Any] = json.loads(zlib.decompress(stored))
+    record: dict[str, Any] = json.loads(zlib.decompress(base64.b64decode(stored)))
     return record
 
 
@@ -74,7 +76,7 @@ def dlq_entry(
     compressed = zlib.compress(text, 6)
     entry["record_bytes"] = {"N": str(len(text))}
     if item_size(entry) + len(compressed) + ENTRY_HEADROOM_BYTES <= MAX_ITEM_BYTES:
-        entry["record"] = {"B": compressed}
+        entry["record"] = {"B": base64.b64encode(compressed).decode()}
         return entry
     entry["images_omitted"] = {"BOOL": True}
     for image in IMAGES:
@@ -88,7 +90,7 @@ def dlq_entry(
 class DeadLetterQueue:
     def __init__(
         self,
-        client: Any,
+        client: DynamoDB,
         table: str,
         *,
         retry: RetryPolicy | None = None,
@@ -97,7 +99,7 @@ class DeadLetterQueue:
         self._client = client
         self._table = table
         self._retry = retry or RetryPolicy()
-        self._region = region_of(client)
+        self._region = client.region
         # Asked before every attempt of a put (HA: may this process still write?).
         self._guard = guard
 

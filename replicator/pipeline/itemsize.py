@@ -1,17 +1,20 @@
 """How large DynamoDB counts an item: what keeps a DLQ entry under the limit.
 
 DynamoDB's rule: an item's size is the sum of its attribute names (UTF-8) and values;
-a string or binary counts its bytes, a number about one byte per two significant
-digits plus one, a boolean or null one byte, and a list or map three bytes plus one
-per element on top of its elements. The limit is 400 KB (409 600 bytes) including
-everything. The figure here follows that rule closely enough to leave a DLQ entry
-room to spare; it also gives the metadata headroom documented in the README.
+a string or binary counts its bytes (a binary's, not its base64 text's), a number
+about one byte per two significant digits plus one, a boolean or null one byte, and a
+list or map three bytes plus one per element on top of its elements. The limit is 400 KB
+(409 600 bytes) including everything. The figure here follows that rule closely enough
+to leave a DLQ entry room to spare; it also gives the metadata headroom documented in
+the README.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from replicator.aws.binaries import binary_size
 
 MAX_ITEM_BYTES = 400 * 1024
 _NUMBER_BYTES = 21  # DynamoDB's largest number: 38 significant digits
@@ -27,7 +30,7 @@ def value_size(value: Mapping[str, Any]) -> int:
     if kind == "S":
         return len(str(data).encode())
     if kind == "B":
-        return len(data)
+        return binary_size(data)
     if kind == "N":
         return _number_size(str(data))
     if kind in ("BOOL", "NULL"):
@@ -35,7 +38,7 @@ def value_size(value: Mapping[str, Any]) -> int:
     if kind == "SS":
         return sum(len(str(s).encode()) for s in data)
     if kind == "BS":
-        return sum(len(b) for b in data)
+        return sum(binary_size(b) for b in data)
     if kind == "NS":
         return sum(_number_size(str(n)) for n in data)
     if kind == "L":

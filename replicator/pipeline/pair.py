@@ -11,30 +11,29 @@ most one batch per lane (which the conflict rule turns into duplicates).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from replicator.apply.applier import TargetApplier
+from replicator.apply.selection import EVERYTHING, Selection
 from replicator.aws.backoff import Backoff
 from replicator.aws.retry import RETRY_BACKOFF, RetryPolicy
 from replicator.errors import AwsError, RequestError, ShutdownInterrupted
-from replicator.models import Checkpoint, Meta, Outcome, TargetRef, pad_seq
+from replicator.models import Checkpoint, Meta, TargetRef, pad_seq
 from replicator.pipeline.batches import (
     Decoded,
     created_at,
     decode,
-    for_target,
-    merge_waiting,
-    not_yet_applied,
 )
 from replicator.pipeline.checkpoint import CheckpointStore
-from replicator.pipeline.commits import CHECKPOINT_INTERVAL_SECONDS, LaneCommits, Window
+from replicator.pipeline.commits import CHECKPOINT_INTERVAL_SECONDS
+from replicator.pipeline.lane import Lane, padded
 from replicator.stream.lineage import lineage_order, ready_shards
 from replicator.stream.loss import losses, unreadable
 from replicator.stream.reader import IDLE_BACKOFF, Batch, ReaderHooks, ShardReader
-from replicator.stream.records import coalesce, sequence_of
 from replicator.stream.source import MAX_RECORDS_PER_CALL, Shard, StreamSource
 from replicator.telemetry.metrics import Metrics
 
@@ -42,13 +41,6 @@ log = logging.getLogger(__name__)
 
 QUEUED_BATCHES_PER_LANE = 4
 READ_AHEAD_PAGES = 1
-# Batches a lane applies at once (the applier keeps per-key order). Under steady load
-# batches are small, and a batch waiting for a free place waited for the slowest write
-# of an older batch: with 2 places that was most of the lag on a slow target. Merged
-# batches hold under two pages (``merge_waiting``), so this bounds records in flight:
-# with 8 places a long drain's peak memory grew by 24 MiB (bench 5: 1.31x, goal 1.2x);
-# 4 kept bench 4's lag (moto p99 0.25 s) and bench 8's rate.
-LANE_WINDOW = 4
 DISCOVERY_INTERVAL_SECONDS = 10.0
 
 
@@ -77,6 +69,7 @@ class PairPipeline:
     retry: RetryPolicy | None = None  # default: waits out faults, reports to ``metrics``
     stream_arn: str = ""  # the table's stream, if start-up's description named it already
     clock: Callable[[], float] = time.time
+    selection: Selection = EVERYTHING  # the pair's filter and TTL-delete policy
     _retry: RetryPolicy = field(init=False)
     _stream_arn: str = ""
     _positions: dict[tuple[str, TargetRef], Checkpoint] = field(default_factory=dict)
@@ -209,7 +202,19 @@ class PairPipeline:
     ) -> None:
         async with asyncio.TaskGroup() as group:
             for applier in lanes:
-                group.create_task(self._lane(shard.shard_id, applier, queues[applier.target]))
+                target = applier.target
+                lane = Lane(
+                    self.source_table,
+                    shard.shard_id,
+                    applier,
+                    self.metrics,
+                    checkpoint=functools.partial(self._checkpoint, shard.shard_id, target),
+                    local=target == self.local_target,
+                    checkpoint_interval=self.checkpoint_interval,
+                    most=self.records_per_call,
+                    taken=padded(self._sequence(shard.shard_id, target)),
+                )
+                group.create_task(lane.run(queues[target]))
             # Read-ahead: the next page is fetched while this one is decoded and queued,
             # so the stream's round trip overlaps the lanes' work. Memory stays bounded:
             # READ_AHEAD_PAGES wait in ``pages`` and the fetcher holds one more.
@@ -229,6 +234,7 @@ class PairPipeline:
             here=self.region,
             meta=self.meta,
             skipped=lambda reason: self.metrics.skipped(table, reason),
+            selection=self.selection,
         )
         self.metrics.records_read(
             self.source_table,
@@ -237,75 +243,6 @@ class PairPipeline:
             shard_id=batch.shard_id,
         )
         return Decoded(batch, changes, dead)
-
-    async def _lane(
-        self, shard_id: str, applier: TargetApplier, queue: asyncio.Queue[Decoded | None]
-    ) -> None:
-        """Apply batches as they come, up to LANE_WINDOW at once; checkpoint them in order.
-
-        A lane that waited for each batch to finish before starting the next idled for
-        the slowest write of every batch while the next records queued behind it.
-        """
-        window: Window = asyncio.Queue()
-        slots = asyncio.Semaphore(LANE_WINDOW)
-        interrupted = asyncio.Event()
-        last = False
-        # Padded sequence of the newest record handed to the applier (or checkpointed):
-        # a range the stream delivers again is filtered even while it is still in flight.
-        taken = _padded(self._sequence(shard_id, applier.target))
-        async with asyncio.TaskGroup() as group:
-            commits = LaneCommits(
-                lambda batch: self._checkpoint(shard_id, applier.target, batch),
-                interrupted,
-                interval=self.checkpoint_interval,
-            )
-            group.create_task(commits.run(window, slots))
-            try:
-                while not last:
-                    await slots.acquire()  # before taking a batch: a full lane holds none
-                    if (first := await queue.get()) is None:
-                        break
-                    if interrupted.is_set():
-                        # Nothing after an interrupted batch may be applied or checkpointed;
-                        # keep taking batches until the reader (stopping too) ends the lane,
-                        # so that it never waits forever for room in this queue.
-                        while await queue.get() is not None:
-                            pass
-                        break
-                    work, last = merge_waiting(first, queue, most=self.records_per_call)
-                    settling = group.create_task(self._settle(shard_id, applier, work, taken))
-                    window.put_nowait((settling, work.batch))
-                    # The reader never moves backwards: the newest is the batch's last.
-                    taken = _padded(work.batch.last_sequence) or taken
-            finally:
-                window.put_nowait(None)
-
-    async def _settle(
-        self, shard_id: str, applier: TargetApplier, work: Decoded, taken: str | None
-    ) -> bool:
-        """Apply or dead-letter one (merged) batch on one lane; False when shutdown stopped it.
-
-        Records up to ``taken`` (padded) are this lane's already: settled or in flight.
-        """
-        target = applier.target
-        changes, dead = for_target(work.changes, work.dead, local=target == self.local_target)
-        if taken is not None:
-            # The lane is ahead of the shard's slowest lane after a restart, or the
-            # stream delivered a range again.
-            fresh = [c for c in changes if c.incoming.seq > taken]
-            fresh_dead = [(r, why) for r, why in dead if not_yet_applied(sequence_of(r), taken)]
-            redelivered = len(changes) - len(fresh) + len(dead) - len(fresh_dead)
-            changes, dead = fresh, fresh_dead
-            for _ in range(redelivered):
-                self.metrics.outcome(self.source_table, target, Outcome.DUPLICATE)
-        interrupted = False
-        try:
-            await applier.apply(self.source_table, coalesce(changes), dead)
-        except* ShutdownInterrupted:
-            # The applier's task group wraps it; anything else in the group propagates.
-            interrupted = True
-            log.info("lane %s/%s stopped mid-batch; resumes from its checkpoint", shard_id, target)
-        return not interrupted
 
     async def _forget(self, checkpoints: list[Checkpoint]) -> None:
         """Delete checkpoints no reader will use; housekeeping, so a refusal (a role
@@ -354,7 +291,3 @@ async def _fetch(reader: ShardReader, pages: asyncio.Queue[Batch | None]) -> Non
     async for batch in reader.batches():
         await pages.put(batch)
     await pages.put(None)
-
-
-def _padded(sequence: str | None) -> str | None:
-    return pad_seq(sequence) if sequence else None

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from replicator.apply.applier import ChangeWriter, DeadLetterSink, TargetApplier
+from replicator.apply.selection import Selection
 from replicator.apply.writer import ConditionalWriter, LocalWriter, regression_reporter
 from replicator.aws.backoff import pause
 from replicator.aws.factory import Clients
@@ -52,6 +53,17 @@ def meta_for(config: Config, pair: Pair) -> Meta:
     return Meta(version=pair.version_attribute, prefix=config.metadata_prefix)
 
 
+def selection_for(config: Config, pair: Pair) -> Selection:
+    """What ``pair`` replicates: its filter, excluded attributes and TTL-delete policy."""
+    return Selection(
+        exclude=frozenset(pair.exclude_attributes),
+        filter=pair.filter,
+        skip_ttl_deletes=pair.ttl_deletes == "skip",
+        ttl_attribute=pair.ttl_attribute,
+        heartbeat_prefix=config.heartbeat.key_prefix,
+    )
+
+
 async def target_writer(
     config: Config,
     pair: Pair,
@@ -75,6 +87,7 @@ async def target_writer(
         mode=config.mode,
         tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
         on_version_regression=regression_reporter(metrics, pair.source_table, target),
+        selection=selection_for(config, pair),
     )
     if target != local:
         return conditional
@@ -187,6 +200,7 @@ async def build_pipeline(
         local_target=local,
         retry=retry,
         stream_arn=(streams or {}).pop(pair.source_table, ""),
+        selection=selection_for(config, pair),
     )
 
 

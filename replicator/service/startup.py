@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from replicator.apply.limit import ceiling_of
 from replicator.aws.factory import Clients
-from replicator.aws.json_client import JsonClient
+from replicator.aws.json_client import DynamoDB
 from replicator.aws.retry import RetryObserver, RetryPolicy
 from replicator.aws.tables import CONTROL_KEY, check_table, describe, ensure_table, key_schema_of
 from replicator.config.schema import Config, Pair
@@ -93,6 +93,7 @@ async def prepare_here(
         for table, description in zip(sources, answers[2:], strict=True)
     }
     prefix = config.metadata_prefix
+    excluded = {pair.source_table: pair.exclude_attributes for pair in config.pairs}
     for table, description in described.items():
         for name, _, _ in key_schema_of(description):
             if name.startswith(prefix):  # stripped from every item: all would be refused
@@ -101,12 +102,17 @@ async def prepare_here(
                     f"{prefix!r}, and metadata is not copied — set metadata_prefix to a "
                     "prefix no attribute of yours starts with (default _rep_)"
                 )
+            if name in excluded[table]:  # no item could be written without its key
+                raise ConfigError(
+                    f"pair {table}: exclude_attributes names {name!r}, a key attribute of "
+                    "the table — remove it from exclude_attributes"
+                )
     return described
 
 
 async def write_client(
     clients: Clients, pair: Pair, target: TargetRef, guard: Callable[[], None] | None = None
-) -> JsonClient:
+) -> DynamoDB:
     """A client of a target's writes, over its pool sized to its concurrency ceiling."""
     connections = ceiling_of(pair.max_concurrency)
     return await clients.put_client(

@@ -10,16 +10,16 @@ import itertools
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from boto3.dynamodb.types import TypeSerializer
+from replicator.aws.binaries import wire_serializer
 
 TTL_IDENTITY = {"PrincipalId": "dynamodb.amazonaws.com", "Type": "Service"}
-_serializer = TypeSerializer()
 _event_ids = itertools.count(1)
 
 
 def wire(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Plain Python attribute values (str, int, Decimal, bool, ...) in DynamoDB wire format."""
-    return {name: _serializer.serialize(value) for name, value in values.items()}
+    """Plain Python attribute values (str, int, Decimal, bool, bytes...) in DynamoDB's JSON."""
+    serialize = wire_serializer()
+    return {name: serialize(value) for name, value in values.items()}
 
 
 def stream_record(

@@ -30,13 +30,28 @@ from replicator.models import (
 class Skip:
     """A record that is deliberately not replicated, and why."""
 
-    reason: str  # echo | local-tombstone | tombstone-expiry | remove-of-nothing
+    reason: str  # echo | local-tombstone | tombstone-expiry | remove-of-nothing | ttl-delete
 
 
 ECHO = Skip("echo")
 LOCAL_TOMBSTONE = Skip("local-tombstone")
 TOMBSTONE_EXPIRY = Skip("tombstone-expiry")
 REMOVE_OF_NOTHING = Skip("remove-of-nothing")
+TTL_DELETE = Skip("ttl-delete")  # a pair with ttl_deletes: skip
+
+
+def made_by_ttl(record: dict[str, Any]) -> bool:
+    """Whether a REMOVE record is a TTL expiry: done by the DynamoDB service itself.
+
+    The low-level client spells the identity ``Type``/``PrincipalId``, a Lambda event
+    ``type``/``principalId``.
+    """
+    who = record.get("userIdentity")
+    if not isinstance(who, dict):
+        return False
+    kind = who.get("Type", who.get("type"))
+    principal = who.get("PrincipalId", who.get("principalId"))
+    return kind == "Service" and principal == "dynamodb.amazonaws.com"
 
 
 def epoch_seconds(value: Any) -> float:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from replicator.aws.classify import classify
+from replicator.aws.json_client import DynamoDB, Streams
 from replicator.errors import ResourceNotFound
 
 TRIM_HORIZON = "TRIM_HORIZON"
@@ -57,10 +58,9 @@ class StreamSource(Protocol):
 
 
 class DynamoDBStreamSource:
-    """``StreamSource`` over ``dynamodb`` and ``dynamodbstreams`` clients (``Clients.json``
-    or aiobotocore's)."""
+    """``StreamSource`` over the DynamoDB and Streams clients of ``Clients.json``."""
 
-    def __init__(self, dynamodb_client: Any, streams_client: Any) -> None:
+    def __init__(self, dynamodb_client: DynamoDB, streams_client: Streams) -> None:
         self._dynamodb = dynamodb_client
         self._streams = streams_client
 

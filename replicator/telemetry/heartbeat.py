@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from replicator.aws.backoff import pause
-from replicator.aws.factory import region_of
+from replicator.aws.json_client import DynamoDB
 from replicator.aws.retry import RetryPolicy
 from replicator.errors import ShutdownInterrupted
 from replicator.models import Change, WireItem
@@ -34,9 +34,9 @@ RESERVED_NUMBERS_CEILING = Decimal("-1E+125")
 def heartbeat_key(key_schema: list[tuple[str, str, str]], prefix: str, region: str) -> WireItem:
     """The heartbeat item's key for a table, one per source region, whatever its key types.
 
-    A string or binary partition key is ``<prefix>#<region>`` (as UTF-8 bytes for a
-    binary); a number one is the reserved number of the region. A sort key is the same
-    name, or 0 for a number.
+    A string or binary partition key is ``<prefix>#<region>`` (a binary's bytes are its
+    UTF-8, carried as base64 text like every binary on the wire); a number one is the
+    reserved number of the region. A sort key is the same name, or 0 for a number.
     """
     name = f"{prefix}#{region}"
     key: WireItem = {}
@@ -44,7 +44,7 @@ def heartbeat_key(key_schema: list[tuple[str, str, str]], prefix: str, region: s
         if type_ == "S":
             key[attribute] = {"S": name}
         elif type_ == "B":
-            key[attribute] = {"B": name.encode()}
+            key[attribute] = {"B": base64.b64encode(name.encode()).decode()}
         else:
             key[attribute] = {"N": heartbeat_number(region) if kind == "HASH" else "0"}
     return key
@@ -55,11 +55,8 @@ def heartbeat_number(region: str) -> str:
 
 
 def is_heartbeat_value(type_: str, value: object, prefix: str) -> bool:
-    """Whether a key attribute's value (S, N or B, as any reader holds it) names a canary.
-
-    A binary may be bytes (botocore), base64 text (DynamoDB JSON) or ``str(bytes)``
-    (``models.item_key`` of a botocore item).
-    """
+    """Whether a key attribute's value (S, N or B: base64 text, as the wire has it)
+    names a canary."""
     if type_ == "S":
         return isinstance(value, str) and value.startswith(prefix)
     if type_ == "N":
@@ -68,14 +65,11 @@ def is_heartbeat_value(type_: str, value: object, prefix: str) -> bool:
         except ArithmeticError:
             return False
     if type_ == "B":
-        marker = prefix.encode()
-        return _bytes_of(value).startswith(marker) or str(value).startswith(repr(marker)[:-1])
+        return _bytes_of(value).startswith(prefix.encode())
     return False
 
 
 def _bytes_of(value: object) -> bytes:
-    if isinstance(value, bytes):
-        return value
     try:
         return base64.b64decode(str(value), validate=True)
     except binascii.Error:
@@ -103,7 +97,7 @@ class HeartbeatWriter:
 
     def __init__(
         self,
-        client: Any,
+        client: DynamoDB,
         table: str,
         key: WireItem,
         *,
@@ -128,7 +122,7 @@ class HeartbeatWriter:
             item = {**self._key, self._version: {"N": millis}, SENT_AT_ATTRIBUTE: {"N": millis}}
             return self._client.put_item(TableName=self.table, Item=item)
 
-        await (retry or self._retry).call("heartbeat write", region_of(self._client), attempt)
+        await (retry or self._retry).call("heartbeat write", self._client.region, attempt)
 
     async def run(self, stop: asyncio.Event) -> None:
         # A failing write is waited out only until ``stop`` (a tenure's end), not the

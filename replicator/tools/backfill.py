@@ -19,12 +19,13 @@ from typing import Any, Protocol
 
 from replicator.apply.applier import TargetApplier
 from replicator.aws.factory import Clients
+from replicator.aws.json_client import DynamoDB
 from replicator.aws.tables import CONTROL_KEY, describe, ensure_table, key_schema_of
 from replicator.config.schema import Config, Pair
 from replicator.errors import ConfigError, RecordError
 from replicator.models import Change, ItemKey, Outcome, TargetRef, WireItem
 from replicator.pipeline.dlq import DeadLetterQueue
-from replicator.service.run import meta_for
+from replicator.service.run import meta_for, selection_for
 from replicator.telemetry.metrics import Metrics
 from replicator.tools.deliver import state_change, target_applier
 from replicator.tools.progress import ProgressStore, SegmentProgress, resumable
@@ -38,6 +39,7 @@ PAGE_ITEMS = 100  # progress is saved per page: a resumed run repeats at most th
 # The outcome counts of the segment a task works for: the applier's workers are
 # created inside the segment's task, so they see its counter.
 _TALLY: contextvars.ContextVar[Counter[str]] = contextvars.ContextVar("backfill_tally")
+FILTERED = "filtered"  # tallied with the outcomes, so a resumed run keeps the count
 
 
 class BackfillView(Protocol):
@@ -53,6 +55,7 @@ class BackfillSummary:
     scanned: int = 0
     resumed: bool = False
     outcomes: Counter[str] = field(default_factory=Counter)  # per target write
+    filtered: int = 0  # not matching the pair's filter: no target holds them
 
     def line(self) -> str:
         counts = self.outcomes
@@ -61,6 +64,7 @@ class BackfillSummary:
             f"{counts[Outcome.SUPERSEDED] + counts[Outcome.DUPLICATE]} superseded "
             f"({counts[Outcome.DUPLICATE]} already identical), "
             f"{counts[Outcome.DEAD_LETTERED]} dead-lettered"
+            + (f", {self.filtered} left out by the pair's filter" if self.filtered else "")
         )
 
 
@@ -92,6 +96,7 @@ async def backfill(
             run = _PairBackfill(config, each, clients, view, metrics, page_items=page_items)
             summary = await run.run(segments=segments, rate=rate, restart=restart, stop=stop)
             total.scanned += summary.scanned
+            total.filtered += summary.filtered
             total.resumed |= summary.resumed
             total.outcomes.update(summary.outcomes)
         return total
@@ -114,7 +119,7 @@ class _PairBackfill:
         self, *, segments: int, rate: float | None, restart: bool, stop: asyncio.Event
     ) -> BackfillSummary:
         config, table = self.config, self.pair.source_table
-        home = await self.clients.get("dynamodb", config.source_region)
+        home = await self.clients.json("dynamodb", config.source_region)
         description = await describe(home, table)
         if description is None:
             raise ConfigError(f"source table {table} does not exist in {config.source_region}")
@@ -158,11 +163,12 @@ class _PairBackfill:
         outcomes: Counter[str] = Counter()
         for each in progress:
             outcomes.update(each.outcomes)
-        return BackfillSummary(sum(p.scanned for p in progress), resumed, outcomes)
+        filtered = outcomes.pop(FILTERED, 0)
+        return BackfillSummary(sum(p.scanned for p in progress), resumed, outcomes, filtered)
 
     async def _segment(
         self,
-        client: Any,
+        client: DynamoDB,
         progress: SegmentProgress,
         store: ProgressStore,
         appliers: list[TargetApplier],
@@ -193,12 +199,18 @@ class _PairBackfill:
         self, items: list[WireItem], key_names: list[str]
     ) -> tuple[dict[ItemKey, list[Change]], list[tuple[dict[str, Any], str]]]:
         meta = meta_for(self.config, self.pair)
+        selection = selection_for(self.config, self.pair)
         per_key: dict[ItemKey, list[Change]] = {}
         dead: list[tuple[dict[str, Any], str]] = []
         for item in items:
             key = key_of(item, key_names)
             if is_heartbeat(key, self.config.heartbeat.key_prefix):
                 continue  # the stream replicates the canary; it is not user data
+            if not selection.keeps(item):
+                # No target copy to remove in the common case; one left from a wider
+                # filter is what verify reports (extra) and --repair deletes.
+                _TALLY.get()[FILTERED] += 1
+                continue
             keys = {name: item[name] for name in key_names}
             # Shaped like a stream record, so the DLQ (and ``dlq replay``) read it alike.
             record = {"eventName": "BACKFILL", "dynamodb": {"Keys": keys, "NewImage": item}}

@@ -68,7 +68,7 @@ async def target_applier(
 
     ``max_writes_per_second`` replaces the pair's cap (backfill's ``--rate``).
     """
-    await require_table(await clients.get("dynamodb", target.region), target.table, target.region)
+    await require_table(await clients.json("dynamodb", target.region), target.table, target.region)
     if max_writes_per_second is not None:
         pair = pair.model_copy(update={"max_writes_per_second": max_writes_per_second})
     writer = await target_writer(config, pair, target, clients, metrics, local=None)

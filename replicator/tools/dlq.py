@@ -22,14 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from replicator.apply.applier import TargetApplier
-from replicator.aws.factory import Clients, region_of
+from replicator.aws.factory import Clients
+from replicator.aws.json_client import DynamoDB
 from replicator.aws.retry import RetryPolicy
 from replicator.aws.tables import describe
 from replicator.config.schema import Config
 from replicator.errors import ConfigError, RecordError
 from replicator.models import Change, Incoming, Meta, TargetRef, WireItem, item_key, number, pad_seq
 from replicator.pipeline.dlq import DeadLetterQueue, decode_record
-from replicator.service.run import meta_for, metrics_for
+from replicator.service.run import meta_for, metrics_for, selection_for
 from replicator.tools.deliver import state_change, target_applier
 from replicator.tools.scan import get_item, scan_segment
 from replicator.tools.select import select_pairs
@@ -130,19 +131,19 @@ def _json_or_map(attribute: dict[str, Any]) -> Any:
 @dataclass(frozen=True, slots=True)
 class _Home:
     clients: Clients
-    client: Any  # DynamoDB in the source region, where the DLQ table is
+    client: DynamoDB  # in the source region, where the DLQ table is
 
 
 @contextlib.asynccontextmanager
 async def _home(config: Config) -> AsyncIterator[_Home]:
     clients = Clients.for_config(config)
     try:
-        yield _Home(clients, await clients.get("dynamodb", config.source_region))
+        yield _Home(clients, await clients.json("dynamodb", config.source_region))
     finally:
         await clients.aclose()
 
 
-async def entries(client: Any, table: str) -> AsyncIterator[Entry]:
+async def entries(client: DynamoDB, table: str) -> AsyncIterator[Entry]:
     if await describe(client, table) is None:
         return  # created with the first dead letter: nothing was dead-lettered yet
     async for page in scan_segment(client, table, 0, 1, consistent=True):
@@ -224,6 +225,8 @@ async def replay(config: Config, *, ids: list[str] | None = None) -> ReplayResul
                 except RecordError as exc:
                     result.failed.append((entry, f"still not replicable at the source: {exc}"))
                     continue
+                if change is not None:
+                    change = selection_for(config, pair).filtered(change)
                 route = (entry.source_table, entry.target)
                 if route not in appliers:
                     appliers[route] = await target_applier(
@@ -248,7 +251,7 @@ async def replay(config: Config, *, ids: list[str] | None = None) -> ReplayResul
     return result
 
 
-async def _current(config: Config, client: Any, entry: Entry, meta: Meta) -> Change | None:
+async def _current(config: Config, client: DynamoDB, entry: Entry, meta: Meta) -> Change | None:
     """The entry's key as the source holds it now, placed at the entry's stream position."""
     assert entry.keys is not None
     body = (entry.record or {}).get("dynamodb") or {}
@@ -293,8 +296,8 @@ async def purge(config: Config, *, older_than: float, now: Callable[[], float] =
     return removed
 
 
-async def _delete(client: Any, table: str, entry: Entry) -> None:
+async def _delete(client: DynamoDB, table: str, entry: Entry) -> None:
     key = {"pk": {"S": entry.pk}, "sk": {"S": entry.sk}}
     await RetryPolicy().call(
-        "DLQ delete", region_of(client), lambda: client.delete_item(TableName=table, Key=key)
+        "DLQ delete", client.region, lambda: client.delete_item(TableName=table, Key=key)
     )

@@ -13,9 +13,8 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
-from replicator.aws.factory import region_of
+from replicator.aws.json_client import DynamoDB
 from replicator.aws.retry import RetryPolicy
 from replicator.aws.tables import partition_items
 from replicator.models import WireItem
@@ -41,11 +40,11 @@ def _partition(source_table: str) -> str:
 
 
 class ProgressStore:
-    def __init__(self, client: Any, table: str, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(self, client: DynamoDB, table: str, *, retry: RetryPolicy | None = None) -> None:
         self._client = client
         self._table = table
         self._retry = retry or RetryPolicy()
-        self._region = region_of(client)
+        self._region = client.region
 
     async def load(self, source_table: str) -> list[SegmentProgress]:
         """Every segment row of ``source_table``'s backfill, by segment number."""

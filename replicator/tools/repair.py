@@ -30,6 +30,7 @@ from botocore.exceptions import ClientError
 from replicator.apply.writer import ConditionalWriter
 from replicator.aws.classify import classify, is_conditional_check_failed
 from replicator.aws.factory import Clients
+from replicator.aws.json_client import DynamoDB
 from replicator.aws.retry import RetryPolicy
 from replicator.config.schema import Config, Pair
 from replicator.errors import AwsError, RecordError
@@ -42,7 +43,7 @@ from replicator.models import (
     number,
     stored_from_item,
 )
-from replicator.service.run import meta_for
+from replicator.service.run import meta_for, selection_for
 from replicator.tools.deliver import state_change
 from replicator.tools.scan import wire_key
 from replicator.tools.verify import Difference, Report
@@ -154,7 +155,7 @@ async def repair(
         for difference in report.differences:
             pair = pairs[difference.source_table]
             region, table = difference.target.split("/", 1)
-            client = await clients.get("dynamodb", region)
+            client = await clients.json("dynamodb", region)
             try:
                 written = await retry.call(
                     "repair write",
@@ -190,7 +191,7 @@ async def repair(
 async def _write(
     config: Config,
     pair: Pair,
-    client: Any,
+    client: DynamoDB,
     region: str,
     table: str,
     *,
@@ -207,6 +208,7 @@ async def _write(
             meta=meta,
             mode=config.mode,
             tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
+            selection=selection_for(config, pair),
         )
         return await writer.put(winner_change(difference, meta), now=now) is Outcome.APPLIED
     return await _compare_and_set(
@@ -215,7 +217,13 @@ async def _write(
 
 
 async def _compare_and_set(
-    client: Any, table: str, difference: Difference, meta: Meta, *, ttl_seconds: int, now: float
+    client: DynamoDB,
+    table: str,
+    difference: Difference,
+    meta: Meta,
+    *,
+    ttl_seconds: int,
+    now: float,
 ) -> bool:
     """Write the source's state if the target still holds what verify saw; False if it moved."""
     item = repaired_item(

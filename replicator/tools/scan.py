@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from replicator.aws.factory import region_of
+from replicator.aws.json_client import DynamoDB
 from replicator.aws.retry import RetryPolicy
 from replicator.models import ItemKey, WireItem, item_key
 
@@ -23,7 +23,7 @@ class Page:
 
 
 async def scan_segment(
-    client: Any,
+    client: DynamoDB,
     table: str,
     segment: int,
     total_segments: int,
@@ -34,7 +34,7 @@ async def scan_segment(
     retry: RetryPolicy | None = None,
 ) -> AsyncIterator[Page]:
     """The pages of one segment of a parallel scan, from ``start`` (None: the beginning)."""
-    policy, region = retry or RetryPolicy(), region_of(client)
+    policy, region = retry or RetryPolicy(), client.region
     kwargs: dict[str, Any] = {
         "TableName": table,
         "Segment": segment,
@@ -62,12 +62,12 @@ def wire_key(key: ItemKey) -> WireItem:
 
 
 async def get_item(
-    client: Any, table: str, key: ItemKey, *, retry: RetryPolicy | None = None
+    client: DynamoDB, table: str, key: ItemKey, *, retry: RetryPolicy | None = None
 ) -> WireItem | None:
     """The item as stored now (strongly consistent), None when there is none."""
     response = await (retry or RetryPolicy()).call(
         f"get {table}",
-        region_of(client),
+        client.region,
         lambda: client.get_item(TableName=table, Key=wire_key(key), ConsistentRead=True),
     )
     item: WireItem | None = response.get("Item")

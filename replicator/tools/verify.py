@@ -1,9 +1,12 @@
 """``replicator verify``: compare what readers see in every table of a pair (DESIGN §5b).
 
 Visible state: a tombstone equals absence, the heartbeat item is ignored and
-metadata attributes are not user data (``rule.visible``). Tables are compared in
-bounded memory: a parallel scan of each folds every key into per key-hash bucket
-digests (``buckets``); only the buckets that differ are scanned again, key by key.
+metadata attributes are not user data (``rule.visible``). A target is compared with what
+it should hold of the source (``Selection.replica_of``: the pair's filter applied, its
+excluded attributes left out), and expired items count as absent with ttl_deletes: skip.
+Tables are compared in bounded memory: a parallel scan of each folds every key into per
+key-hash bucket digests (``buckets``); only the buckets that differ are scanned again, key
+by key.
 A difference may be replication in flight, so differing keys are re-read
 (strongly consistent) a few times and only what persists is reported.
 
@@ -16,17 +19,20 @@ reported.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from replicator.apply.rule import order_key, visible
+from replicator.apply.selection import EVERYTHING, Selection
 from replicator.aws.factory import Clients
+from replicator.aws.json_client import DynamoDB
 from replicator.aws.tables import describe, key_schema_of
 from replicator.config.schema import Config, Pair
 from replicator.errors import ConfigError
 from replicator.models import ItemKey, Meta, Mode, WireItem, stored_from_item
-from replicator.service.run import meta_for
+from replicator.service.run import meta_for, selection_for
 from replicator.telemetry.heartbeat import is_heartbeat_value
 from replicator.tools.buckets import TableDigest, bucket_of, differing_buckets, passes, state_digest
 from replicator.tools.kinds import kind_of, winner_kind
@@ -47,7 +53,7 @@ class View:
 
     region: str
     table: str
-    client: Any
+    client: DynamoDB
 
     def __str__(self) -> str:
         return f"{self.region}/{self.table}"
@@ -123,10 +129,12 @@ class _PairCheck:
     heartbeat_prefix: str
     recheck_delay: float
     on_progress: Progress
+    selection: Selection = EVERYTHING
+    clock: Callable[[], float] = time.time
 
     async def run(self) -> Report:
         self.on_progress(f"digesting {', '.join(map(str, self.views))}")
-        digests = await asyncio.gather(*(self._digest(view) for view in self.views))
+        digests = await asyncio.gather(*(self._digest(i) for i in range(len(self.views))))
         report = Report(compared=max(d.keys for d in digests))
         differing = differing_buckets(digests)
         report.differing_buckets = len(differing)
@@ -137,14 +145,22 @@ class _PairCheck:
         report.differences.sort(key=lambda d: (d.key, d.target))
         return report
 
-    async def _digest(self, view: View) -> TableDigest:
+    async def _digest(self, index: int) -> TableDigest:
         digest = TableDigest()
 
         def fold(key: ItemKey, item: WireItem) -> None:
-            digest.add(key, visible(item, self.meta))
+            digest.add(key, visible(self._shown(index, item), self.meta))
 
-        await self._scan(view, fold)
+        await self._scan(self.views[index], fold)
         return digest
+
+    def _shown(self, index: int, item: WireItem | None) -> WireItem | None:
+        """What is compared of view ``index``'s ``item``: one-way, the source as its
+        targets should hold it (filtered, excluded attributes left out); every table
+        without excluded attributes, and expired items as absent with ttl_deletes: skip."""
+        if index == 0 and self.mode is Mode.ONE_WAY:
+            return self.selection.replica_of(item, now=self.clock())
+        return self.selection.as_seen(item, now=self.clock())
 
     async def _scan(self, view: View, consume: Callable[[ItemKey, WireItem], None]) -> None:
         async def segment(number: int) -> None:
@@ -166,7 +182,7 @@ class _PairCheck:
         def noter(index: int) -> Callable[[ItemKey, WireItem], None]:
             def note(key: ItemKey, item: WireItem) -> None:
                 if bucket_of(key) in buckets:
-                    seen = visible(item, self.meta)
+                    seen = visible(self._shown(index, item), self.meta)
                     if seen is not None:
                         row = states.setdefault(key, [0] * len(self.views))
                         row[index] = state_digest(key, seen)
@@ -194,7 +210,10 @@ class _PairCheck:
 
         async def worker() -> None:
             for key in pending:
-                items = [await get_item(v.client, v.table, key) for v in self.views]
+                items = [
+                    self._shown(i, await get_item(v.client, v.table, key))
+                    for i, v in enumerate(self.views)
+                ]
                 found.extend(self.differences(key, items))
 
         async with asyncio.TaskGroup() as group:
@@ -234,7 +253,7 @@ async def verify_pair(
     recheck_delay: float = RECHECK_DELAY_SECONDS,
     on_progress: Progress = lambda _: None,
 ) -> Report:
-    source_client = await clients.get("dynamodb", config.source_region)
+    source_client = await clients.json("dynamodb", config.source_region)
     description = await describe(source_client, pair.source_table)
     if description is None:
         raise ConfigError(
@@ -243,7 +262,7 @@ async def verify_pair(
     views = [View(config.source_region, pair.source_table, source_client)]
     for target in pair.targets:
         views.append(
-            View(target.region, target.table, await clients.get("dynamodb", target.region))
+            View(target.region, target.table, await clients.json("dynamodb", target.region))
         )
     check = _PairCheck(
         source_table=pair.source_table,
@@ -254,6 +273,7 @@ async def verify_pair(
         heartbeat_prefix=config.heartbeat.key_prefix,
         recheck_delay=recheck_delay,
         on_progress=on_progress,
+        selection=selection_for(config, pair),
     )
     return await check.run()
 

@@ -58,10 +58,10 @@ async def create_tables(config: Config) -> None:
         for pair in config.pairs:
             key = [("pk", "HASH", "S")]
             await ensure_table(
-                await clients.get("dynamodb", SOURCE), pair.source_table, key, stream=True
+                await clients.json("dynamodb", SOURCE), pair.source_table, key, stream=True
             )
             for target in pair.targets:
-                await ensure_table(await clients.get("dynamodb", target.region), target.table, key)
+                await ensure_table(await clients.json("dynamodb", target.region), target.table, key)
     finally:
         await clients.aclose()
 

@@ -40,15 +40,13 @@ async def test_backfill_killed_with_9_resumes_while_replicating_and_verify_is_cl
     config_path = write_config(tmp_path / "replicator.yaml", endpoints, unique_name)
     config = load_config(config_path)
     clients = Clients(config.endpoints)
-    source = await clients.get("dynamodb", SOURCE)
+    source = await clients.json("dynamodb", SOURCE)
     key = [("pk", "HASH", "S")]
     await ensure_table(source, unique_name, key)
-    await ensure_table(await clients.get("dynamodb", TARGET), unique_name, key)
+    await ensure_table(await clients.json("dynamodb", TARGET), unique_name, key)
     await batch_put(source, unique_name, [image(f"k{n:05d}", 1) for n in range(ITEMS)])
-    await source.update_table(
-        TableName=unique_name,
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
+    stream = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    await source.call("UpdateTable", {"TableName": unique_name, "StreamSpecification": stream})
     run = start_run(config_path, tmp_path / "run.log")
     backfill_log = tmp_path / "backfill.log"
     try:

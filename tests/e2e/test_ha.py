@@ -128,7 +128,7 @@ async def active_and_standby(
             await wait_until(lambda: role_is(first, "active"), within=60, what="first active")
             processes.append(second := ha.start("second"))
             await wait_until(lambda: role_is(second, "standby"), within=60, what="second standby")
-            yield ha, await clients.get("dynamodb", SOURCE), first, second
+            yield ha, await clients.json("dynamodb", SOURCE), first, second
         finally:
             for process in processes:
                 process.popen.send_signal(signal.SIGCONT)

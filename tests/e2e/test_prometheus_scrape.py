@@ -139,7 +139,7 @@ async def writing_to_source(clients: Clients, table: str) -> AsyncIterator[list[
     written = [0]
 
     async def keep_writing() -> None:
-        source = await clients.get("dynamodb", SOURCE)
+        source = await clients.json("dynamodb", SOURCE)
         while True:
             item = {"pk": {"S": f"item-{written[0]}"}, "version": {"N": "1"}}
             await source.put_item(TableName=table, Item=item)

@@ -43,7 +43,7 @@ async def test_2000_random_operations_replicate_and_verify_finds_no_difference(
     process = start_run(config_path, tmp_path / "run.log")
     clients = Clients(config.endpoints)
     try:
-        load = LoadGenerator(await clients.get("dynamodb", SOURCE), unique_name, keys=150, seed=7)
+        load = LoadGenerator(await clients.json("dynamodb", SOURCE), unique_name, keys=150, seed=7)
         stats = await load.run(operations=2000, concurrency=4)
         assert sum(stats.counts.values()) >= 2000  # conflicts are operations too
         assert stats.counts["delete"] > 50
@@ -74,8 +74,8 @@ async def test_kill_9_mid_backlog_resumes_from_checkpoint_with_duplicates_not_lo
     clients = Clients(config.endpoints)
     log = tmp_path / "run.log"
     try:
-        source = await clients.get("dynamodb", SOURCE)
-        target = await clients.get("dynamodb", TARGET)
+        source = await clients.json("dynamodb", SOURCE)
+        target = await clients.json("dynamodb", TARGET)
         await LoadGenerator(source, unique_name, keys=400, seed=3).run(
             operations=2000, concurrency=4
         )

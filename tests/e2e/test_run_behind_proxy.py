@@ -74,7 +74,7 @@ async def test_run_behind_an_http_proxy_sends_every_request_through_it_and_conve
             )
         clients = Clients(load_config(direct).endpoints)
         try:
-            source = await clients.get("dynamodb", SOURCE)
+            source = await clients.json("dynamodb", SOURCE)
             await LoadGenerator(source, unique_name, keys=30, seed=5).run(
                 operations=150, concurrency=2
             )

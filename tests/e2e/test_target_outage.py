@@ -61,7 +61,7 @@ async def test_a_blackholed_target_region_is_waited_out_and_drained_after_the_he
         process = start_run(config_path, log)
         clients = Clients(endpoints)
         try:
-            source = await clients.get("dynamodb", SOURCE)
+            source = await clients.json("dynamodb", SOURCE)
             await LoadGenerator(source, unique_name, keys=40, seed=1).run(operations=60)
             await converged(tmp_path / "direct.yaml", within=60)
 

@@ -61,8 +61,8 @@ async def test_a_target_in_another_account_is_written_through_its_role_and_the_d
     default = Clients(endpoints)
     accounts = Clients.for_config(config)
     try:
-        source = await default.get("dynamodb", SOURCE)
-        same_name = await default.get("dynamodb", TARGET)  # the default account's table
+        source = await default.json("dynamodb", SOURCE)
+        same_name = await default.json("dynamodb", TARGET)  # the default account's table
         other = await accounts.json("dynamodb", TARGET)  # the role's account, as run signs
         await ensure_table(source, unique_name, KEY, stream=True)
         await ensure_table(same_name, unique_name, KEY)

@@ -54,7 +54,7 @@ async def seeded(
     await create_tables(config)
     clients = Clients(config.endpoints)
     await batch_put(
-        await clients.get("dynamodb", SOURCE),
+        await clients.json("dynamodb", SOURCE),
         unique_name,
         [image(f"k{n:04}", 4, note="before the stream") for n in range(400)],
     )
@@ -68,11 +68,11 @@ async def test_an_older_scan_read_never_beats_a_newer_stream_write(
     seeded: tuple[Config, Clients], unique_name: str
 ) -> None:
     config, clients = seeded
-    target = await clients.get("dynamodb", TARGET)
+    target = await clients.json("dynamodb", TARGET)
     # The stream delivered v5 of k0007 after the scan read v4 (the source's state here).
     newer = {**image("k0007", 5, origin=SOURCE, note="stream"), "_rep_seq": {"S": pad_seq("9")}}
     await target.put_item(TableName=unique_name, Item=newer)
-    await (await clients.get("dynamodb", SOURCE)).put_item(
+    await (await clients.json("dynamodb", SOURCE)).put_item(
         TableName=unique_name, Item={"pk": {"S": "no-version"}}
     )
 
@@ -85,7 +85,7 @@ async def test_an_older_scan_read_never_beats_a_newer_stream_write(
     kept = await target.get_item(TableName=unique_name, Key={"pk": {"S": "k0007"}})
     assert kept["Item"]["version"] == {"N": "5"}
     assert kept["Item"]["note"] == {"S": "stream"}
-    await (await clients.get("dynamodb", SOURCE)).delete_item(
+    await (await clients.json("dynamodb", SOURCE)).delete_item(
         TableName=unique_name, Key={"pk": {"S": "no-version"}}
     )
     report = await verify(config, recheck_delay=0.01)
@@ -99,7 +99,7 @@ async def test_an_interrupted_backfill_resumes_from_each_segments_saved_position
     with pytest.raises(ExceptionGroup) as stopped:
         await backfill(config, Recorder(stop_after_pages=3), segments=4, page_items=25)
     assert stopped.group_contains(Interrupted)
-    saved = await ProgressStore(await clients.get("dynamodb", SOURCE), config.control_table).load(
+    saved = await ProgressStore(await clients.json("dynamodb", SOURCE), config.control_table).load(
         unique_name
     )
     assert 0 < sum(p.scanned for p in saved) < 400

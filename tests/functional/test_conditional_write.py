@@ -85,15 +85,14 @@ async def seed_and_put(
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("sdk", ["aiodynamo", "aiobotocore"])
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
 async def test_conditional_write_follows_the_conflict_table(
-    case: Case, sdk: str, endpoints: dict[str, str], unique_name: str
+    case: Case, endpoints: dict[str, str], unique_name: str
 ) -> None:
     factory = Clients(endpoints)
     try:
-        client = await factory.get("dynamodb", case.here)
-        write_client = client if sdk == "aiobotocore" else await factory.put_client(case.here)
+        client = await factory.json("dynamodb", case.here)
+        write_client = await factory.put_client(case.here)
         await ensure_table(client, unique_name, KEY_SCHEMA)
         try:
             outcome, before, after, written = await seed_and_put(
@@ -106,7 +105,7 @@ async def test_conditional_write_follows_the_conflict_table(
                 write_client=write_client,
             )
         finally:
-            await client.delete_table(TableName=unique_name)
+            await client.call("DeleteTable", {"TableName": unique_name})
     finally:
         await factory.aclose()
 
@@ -169,13 +168,13 @@ class TablePerRegion:
 
     async def _create(self) -> None:
         for region in self._regions:
-            client = await self._clients.get("dynamodb", region)
+            client = await self._clients.json("dynamodb", region)
             await ensure_table(client, self._table, KEY_SCHEMA)
 
     async def put(
         self, here: str, mode: Mode, stored: WireItem | None, incoming: Incoming
     ) -> tuple[Outcome, WireItem | None, WireItem | None, WireItem]:
-        client = await self._clients.get("dynamodb", here)
+        client = await self._clients.json("dynamodb", here)
         return await seed_and_put(
             client,
             self._table,
@@ -189,8 +188,8 @@ class TablePerRegion:
     async def _drop(self) -> None:
         try:
             for region in self._regions:
-                client = await self._clients.get("dynamodb", region)
-                await client.delete_table(TableName=self._table)
+                client = await self._clients.json("dynamodb", region)
+                await client.call("DeleteTable", {"TableName": self._table})
         finally:
             await self._clients.aclose()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import zlib
 from pathlib import Path
@@ -26,8 +27,8 @@ async def test_poison_records_are_listed_and_replay_applies_them_once_fixed_at_t
     pair: tuple[Config, Path, Clients], unique_name: str
 ) -> None:
     config, path, clients = pair
-    source = await clients.get("dynamodb", SOURCE)
-    target = await clients.get("dynamodb", TARGET)
+    source = await clients.json("dynamodb", SOURCE)
+    target = await clients.json("dynamodb", TARGET)
     for key in ("poison-1", "poison-2"):
         await source.put_item(TableName=unique_name, Item={"pk": {"S": key}, "n": {"S": "x"}})
     await source.put_item(TableName=unique_name, Item=image("fine", 1))
@@ -72,7 +73,7 @@ async def test_purge_removes_only_entries_older_than_asked(
     pair: tuple[Config, Path, Clients], unique_name: str
 ) -> None:
     config, path, clients = pair
-    home = await clients.get("dynamodb", SOURCE)
+    home = await clients.json("dynamodb", SOURCE)
     await ensure_table(home, config.dlq_table, CONTROL_KEY)
     dlq = DeadLetterQueue(home, config.dlq_table)
     target = config.pairs[0].targets[0]
@@ -109,7 +110,7 @@ def test_entries_are_read_whether_the_record_is_text_compressed_or_left_out() ->
         "failed_at": {"N": "100"},
     }
     text = read_entry({**base, "record": {"S": json.dumps(stream_record)}})
-    packed = zlib.compress(json.dumps(stream_record).encode())
+    packed = base64.b64encode(zlib.compress(json.dumps(stream_record).encode())).decode()
     compressed = read_entry({**base, "record": {"B": packed}, "attempts": {"N": "3"}})
     omitted = read_entry(
         {**base, "keys": {"M": {"pk": {"S": "a"}}}, "images_omitted": {"BOOL": True}}

@@ -40,7 +40,7 @@ async def both_directions(
     clients = Clients(endpoints)
     for region in (A, B):
         await ensure_table(
-            await clients.get("dynamodb", region), unique_name, [("pk", "HASH", "S")], stream=True
+            await clients.json("dynamodb", region), unique_name, [("pk", "HASH", "S")], stream=True
         )
     stop = asyncio.Event()
     metrics = {region: metrics_for(config) for region, config in configs.items()}
@@ -57,7 +57,7 @@ async def both_directions(
 
 
 async def get(clients: Clients, region: str, table: str, key: str) -> dict[str, dict[str, str]]:
-    response = await (await clients.get("dynamodb", region)).get_item(
+    response = await (await clients.json("dynamodb", region)).get_item(
         TableName=table, Key={"pk": {"S": key}}, ConsistentRead=True
     )
     item: dict[str, dict[str, str]] = response.get("Item", {})
@@ -68,7 +68,7 @@ async def test_a_replicated_write_is_not_sent_back_but_an_app_update_to_it_is(
     both_directions: tuple[Clients, dict[str, Metrics]], unique_name: str
 ) -> None:
     clients, metrics = both_directions
-    source = await clients.get("dynamodb", A)
+    source = await clients.json("dynamodb", A)
     await source.put_item(
         TableName=unique_name, Item={"pk": {"S": "k"}, "version": {"N": "1"}, "v": {"S": "a"}}
     )
@@ -87,7 +87,7 @@ async def test_a_replicated_write_is_not_sent_back_but_an_app_update_to_it_is(
     assert "_rep_origin" not in await get(clients, A, unique_name, "k")  # never came back to A
 
     # An application update in B to the replicated item raises its version: it is B's write.
-    await (await clients.get("dynamodb", B)).update_item(
+    await (await clients.json("dynamodb", B)).update_item(
         TableName=unique_name,
         Key={"pk": {"S": "k"}},
         UpdateExpression="SET #v = :v, v = :text",

@@ -57,7 +57,7 @@ class Rig:
 @pytest.fixture
 async def rig(endpoints: dict[str, str], unique_name: str) -> AsyncIterator[Rig]:
     direct = Clients(endpoints)
-    await ensure_table(await direct.get("dynamodb", REGION), unique_name, CONTROL_KEY)
+    await ensure_table(await direct.json("dynamodb", REGION), unique_name, CONTROL_KEY)
     await direct.aclose()
     # Every request fails; seed 0 answers the first with a throttle (a dropped connection
     # would be re-sent below us, by the HTTP layer, and count twice).
@@ -73,7 +73,7 @@ async def rig(endpoints: dict[str, str], unique_name: str) -> AsyncIterator[Rig]
 async def test_a_dead_letter_retry_after_the_lease_is_lost_is_not_sent(rig: Rig) -> None:
     guard = send_guard(rig.fence, "dead-letter write")
     dlq = DeadLetterQueue(
-        await rig.clients.get("dynamodb", REGION), rig.table, retry=rig.policy(), guard=guard
+        await rig.clients.json("dynamodb", REGION), rig.table, retry=rig.policy(), guard=guard
     )
     with pytest.raises(LeaseLost):
         await dlq.put(
@@ -86,7 +86,7 @@ async def test_a_dead_letter_retry_after_the_lease_is_lost_is_not_sent(rig: Rig)
 
 
 async def test_a_checkpoint_retry_after_the_lease_is_lost_is_not_sent(rig: Rig) -> None:
-    db = await rig.clients.get("dynamodb", REGION)
+    db = await rig.clients.json("dynamodb", REGION)
     checkpoints = FencedCheckpoints(db, rig.table, rig.fence, retry=rig.policy())
     with pytest.raises(LeaseLost):
         await checkpoints.save(

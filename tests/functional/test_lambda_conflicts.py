@@ -59,9 +59,9 @@ async def test_the_handler_follows_the_conflict_table(
     before = None if case.stored is None else {**KEYS, **case.stored}
     clients = Clients(endpoints)
     try:
-        target_db = await clients.get("dynamodb", case.here)
+        target_db = await clients.json("dynamodb", case.here)
         # The source table takes this region's own tombstones in active-active mode.
-        await ensure_table(await clients.get("dynamodb", origin), source, KEY_SCHEMA)
+        await ensure_table(await clients.json("dynamodb", origin), source, KEY_SCHEMA)
         await ensure_table(target_db, target, KEY_SCHEMA)
         if before is not None:
             await target_db.put_item(TableName=target, Item=before)

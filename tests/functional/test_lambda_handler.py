@@ -8,6 +8,7 @@ Faults are injected through our writer seam, never into boto3.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -35,18 +36,22 @@ async def rig(endpoints: dict[str, str], unique_name: str) -> AsyncIterator[Rig]
         yield rig
 
 
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
 def attributes(n: int, version: int) -> dict[str, dict[str, Any]]:
     """Every kind of value: 38-digit and fractional numbers, binary, sets, nested maps."""
     return {
         "big": {"N": N38},
         "small": {"N": f"-0.{N38[:30]}"},
-        "blob": {"B": bytes([n % 256, 0, 255, version])},
+        "blob": {"B": b64(bytes([n % 256, 0, 255, version]))},
         "tags": {"SS": [f"t{n}", f"v{version}"]},
         "scores": {"NS": [str(n), N38, "0.5"]},
-        "blobs": {"BS": [b"\x00", bytes([n % 256 + 1])]},
+        "blobs": {"BS": [b64(b"\x00"), b64(bytes([n % 256 + 1]))]},
         "doc": {
             "M": {
-                "list": {"L": [{"S": "x"}, {"N": str(version)}, {"B": b"\x01\x02"}]},
+                "list": {"L": [{"S": "x"}, {"N": str(version)}, {"B": b64(b"\x01\x02")}]},
                 "flag": {"BOOL": version % 2 == 0},
                 "none": {"NULL": True},
             }
@@ -245,40 +250,40 @@ async def test_bisect_on_error_isolates_the_record_a_raising_handler_fails_on(
 ) -> None:
     for n in range(8):
         await rig.put(f"k{n}", 1)
-    sqs = await rig.clients.get("sqs", "us-east-1")
-    queue = (await sqs.create_queue(QueueName=f"{rig.table}-on-failure"))["QueueUrl"]
-    function = rig.function()
-    poison: list[str] = []
+    async with rig.sqs() as sqs:
+        queue = (await sqs.create_queue(QueueName=f"{rig.table}-on-failure"))["QueueUrl"]
+        function = rig.function()
+        poison: list[str] = []
 
-    def raises_on_poison(event: dict[str, Any], context: Any) -> Any:
-        sequences = [r["dynamodb"]["SequenceNumber"] for r in event["Records"]]
-        poison[:] = poison or [sequences[5]]
-        if poison[0] in sequences:
-            raise RuntimeError("the function fails on this record")
-        return function(event, context)
+        def raises_on_poison(event: dict[str, Any], context: Any) -> Any:
+            sequences = [r["dynamodb"]["SequenceNumber"] for r in event["Records"]]
+            poison[:] = poison or [sequences[5]]
+            if poison[0] in sequences:
+                raise RuntimeError("the function fails on this record")
+            return function(event, context)
 
-    mapping = Mapping(
-        batch_size=8,
-        bisect_batch_on_function_error=True,
-        maximum_retry_attempts=2,
-        on_failure_queue_url=queue,
-    )
-    driver = rig.driver([raises_on_poison], mapping)
-    driver.sqs = sqs
-    await driver.drain()
+        mapping = Mapping(
+            batch_size=8,
+            bisect_batch_on_function_error=True,
+            maximum_retry_attempts=2,
+            on_failure_queue_url=queue,
+        )
+        driver = rig.driver([raises_on_poison], mapping)
+        driver.sqs = sqs
+        await driver.drain()
 
-    sizes = [len(call.sequence_numbers) for call in driver.invocations]
-    # Halves until the record stands alone; it is tried 1 + MaximumRetryAttempts times.
-    assert sizes == [8, 4, 4, 2, 1, 1, 1, 1, 2]
-    assert driver.discarded == poison
-    [message] = (await sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10))["Messages"]
-    record = json.loads(message["Body"])
-    assert record["requestContext"]["condition"] == "RetryAttemptsExhausted"
-    assert record["requestContext"]["approximateInvokeCount"] == 3
-    info = record["DDBStreamBatchInfo"]
-    assert (info["startSequenceNumber"], info["endSequenceNumber"]) == (poison[0], poison[0])
-    assert (info["batchSize"], info["streamArn"]) == (1, rig.stream_arn)
-    assert [d.kind for d in await rig.differences()] == ["missing"]
+        sizes = [len(call.sequence_numbers) for call in driver.invocations]
+        # Halves until the record stands alone; it is tried 1 + MaximumRetryAttempts times.
+        assert sizes == [8, 4, 4, 2, 1, 1, 1, 1, 2]
+        assert driver.discarded == poison
+        [message] = (await sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10))["Messages"]
+        record = json.loads(message["Body"])
+        assert record["requestContext"]["condition"] == "RetryAttemptsExhausted"
+        assert record["requestContext"]["approximateInvokeCount"] == 3
+        info = record["DDBStreamBatchInfo"]
+        assert (info["startSequenceNumber"], info["endSequenceNumber"]) == (poison[0], poison[0])
+        assert (info["batchSize"], info["streamArn"]) == (1, rig.stream_arn)
+        assert [d.kind for d in await rig.differences()] == ["missing"]
 
 
 async def test_parallel_batches_of_a_shard_keep_each_keys_order(rig: Rig) -> None:
@@ -305,19 +310,19 @@ async def test_parallel_batches_of_a_shard_keep_each_keys_order(rig: Rig) -> Non
 async def test_records_older_than_the_maximum_age_go_to_the_on_failure_queue(rig: Rig) -> None:
     for n in range(3):
         await rig.put(f"k{n}", 1)
-    sqs = await rig.clients.get("sqs", "us-east-1")
-    queue = (await sqs.create_queue(QueueName=f"{rig.table}-on-failure"))["QueueUrl"]
-    mapping = Mapping(maximum_record_age_in_seconds=60, on_failure_queue_url=queue)
-    driver = rig.driver([rig.function()], mapping)
-    driver.sqs = sqs
-    driver.clock = lambda: time.time() + 3600  # an hour later: every record is too old
-    await driver.drain()
+    async with rig.sqs() as sqs:
+        queue = (await sqs.create_queue(QueueName=f"{rig.table}-on-failure"))["QueueUrl"]
+        mapping = Mapping(maximum_record_age_in_seconds=60, on_failure_queue_url=queue)
+        driver = rig.driver([rig.function()], mapping)
+        driver.sqs = sqs
+        driver.clock = lambda: time.time() + 3600  # an hour later: every record is too old
+        await driver.drain()
 
-    assert driver.invocations == [] and len(driver.discarded) == 3
-    [message] = (await sqs.receive_message(QueueUrl=queue))["Messages"]
-    record = json.loads(message["Body"])
-    assert record["requestContext"]["condition"] == "RecordAgeExceeded"
-    assert record["DDBStreamBatchInfo"]["batchSize"] == 3
+        assert driver.invocations == [] and len(driver.discarded) == 3
+        [message] = (await sqs.receive_message(QueueUrl=queue))["Messages"]
+        record = json.loads(message["Body"])
+        assert record["requestContext"]["condition"] == "RecordAgeExceeded"
+        assert record["DDBStreamBatchInfo"]["batchSize"] == 3
 
 
 async def test_active_active_a_local_delete_leaves_a_local_tombstone(

@@ -20,7 +20,7 @@ REGION = "us-east-1"
 async def store(endpoints: dict[str, str], unique_name: str) -> AsyncIterator[LeaseStore]:
     clients = Clients(endpoints)
     try:
-        client = await clients.get("dynamodb", REGION)
+        client = await clients.json("dynamodb", REGION)
         await ensure_table(client, unique_name, CONTROL_KEY)
         yield LeaseStore(client, unique_name, duration=10.0)
     finally:

@@ -40,7 +40,7 @@ def _no_network_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
 async def table(endpoints: dict[str, str], unique_name: str) -> AsyncIterator[str]:
     direct = Clients(endpoints)
     try:
-        await ensure_table(await direct.get("dynamodb", REGION), unique_name, [("pk", "HASH", "S")])
+        await ensure_table(await direct.json("dynamodb", REGION), unique_name, [("pk", "HASH", "S")])
         yield unique_name
     finally:
         await direct.aclose()
@@ -49,7 +49,7 @@ async def table(endpoints: dict[str, str], unique_name: str) -> AsyncIterator[st
 async def stored(endpoints: dict[str, str], table: str, pk: str) -> bool:
     direct = Clients(endpoints)
     try:
-        found = await (await direct.get("dynamodb", REGION)).get_item(
+        found = await (await direct.json("dynamodb", REGION)).get_item(
             TableName=table, Key={"pk": {"S": pk}}
         )
         return "Item" in found

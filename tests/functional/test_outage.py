@@ -16,7 +16,8 @@ import pytest
 from replicator.aws.backoff import Backoff
 from replicator.aws.retry import RetryPolicy
 from replicator.errors import AwsError
-from replicator.pipeline.pair import LANE_WINDOW, QUEUED_BATCHES_PER_LANE
+from replicator.pipeline.lane import LANE_WINDOW
+from replicator.pipeline.pair import QUEUED_BATCHES_PER_LANE
 from replicator.stream.fake import FakeStream
 from replicator.telemetry.metrics import Metrics
 from tests.fakes import Signal, TableWriter, replay

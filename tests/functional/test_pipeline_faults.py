@@ -24,12 +24,8 @@ from replicator.aws.factory import Clients
 from replicator.aws.tables import CONTROL_KEY, ensure_table
 from replicator.errors import AwsError, ThrottledError
 from replicator.models import Checkpoint, ItemKey, Meta, Mode, Outcome, TargetRef, item_key, pad_seq
-from replicator.pipeline.pair import (
-    LANE_WINDOW,
-    QUEUED_BATCHES_PER_LANE,
-    READ_AHEAD_PAGES,
-    PairPipeline,
-)
+from replicator.pipeline.lane import LANE_WINDOW
+from replicator.pipeline.pair import QUEUED_BATCHES_PER_LANE, READ_AHEAD_PAGES, PairPipeline
 from replicator.stream.fake import FakeStream
 from replicator.stream.fake_records import stream_record
 from replicator.stream.source import MAX_RECORDS_PER_CALL, Page
@@ -201,7 +197,7 @@ class Rig:
 async def control_client(endpoints: dict[str, str]) -> AsyncIterator[Any]:
     clients = Clients(endpoints)
     try:
-        yield await clients.get("dynamodb", HERE)
+        yield await clients.json("dynamodb", HERE)
     finally:
         await clients.aclose()
 

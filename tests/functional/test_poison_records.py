@@ -46,7 +46,7 @@ class Pair:
     dlq_table: str
 
     async def pipeline(self, metrics: Metrics) -> PairPipeline:
-        home = await self.clients.get("dynamodb", HERE)
+        home = await self.clients.json("dynamodb", HERE)
         stop = asyncio.Event()
         writer = ConditionalWriter(
             await self.clients.put_client(THERE),
@@ -80,17 +80,17 @@ class Pair:
         )
 
     async def target_items(self) -> dict[str, dict[str, Any]]:
-        client = await self.clients.get("dynamodb", THERE)
+        client = await self.clients.json("dynamodb", THERE)
         page = await client.scan(TableName=self.target.table, ConsistentRead=True)
         return {item["pk"]["S"]: item for item in page["Items"]}
 
     async def dead_letters(self) -> list[dict[str, Any]]:
-        client = await self.clients.get("dynamodb", HERE)
+        client = await self.clients.json("dynamodb", HERE)
         page = await client.scan(TableName=self.dlq_table, ConsistentRead=True)
         return sorted(page["Items"], key=lambda entry: entry["sk"]["S"])
 
     async def checkpoint(self) -> str | None:
-        home = await self.clients.get("dynamodb", HERE)
+        home = await self.clients.json("dynamodb", HERE)
         found = await CheckpointStore(home, self.control_table).load(self.stream.table)
         return next(iter(found.values())).sequence_number if found else None
 
@@ -99,10 +99,12 @@ class Pair:
 async def pair(endpoints: dict[str, str], unique_name: str) -> AsyncIterator[Pair]:
     clients = Clients(endpoints)
     try:
-        home = await clients.get("dynamodb", HERE)
+        home = await clients.json("dynamodb", HERE)
         await ensure_table(home, f"{unique_name}-control", CONTROL_KEY)
         await ensure_table(home, f"{unique_name}-dlq", CONTROL_KEY)
-        await ensure_table(await clients.get("dynamodb", THERE), unique_name, [("pk", "HASH", "S")])
+        await ensure_table(
+            await clients.json("dynamodb", THERE), unique_name, [("pk", "HASH", "S")]
+        )
         yield Pair(
             FakeStream(unique_name, region=HERE),
             clients,

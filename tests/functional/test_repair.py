@@ -26,8 +26,8 @@ async def test_repair_fixes_missing_stale_and_extra_keys_and_then_verify_is_clea
     pair: tuple[Config, Path, Clients], unique_name: str
 ) -> None:
     config, path, clients = pair
-    source = await clients.get("dynamodb", SOURCE)
-    target = await clients.get("dynamodb", TARGET)
+    source = await clients.json("dynamodb", SOURCE)
+    target = await clients.json("dynamodb", TARGET)
     # No replicator runs: these writes are a lost stream range and stray local writes.
     await source.put_item(TableName=unique_name, Item=item("lost", 3))
     await source.put_item(TableName=unique_name, Item=item("behind", 2, v={"S": "source"}))
@@ -51,8 +51,8 @@ async def test_repair_skips_a_key_the_stream_changed_after_verify(
     pair: tuple[Config, Path, Clients], unique_name: str
 ) -> None:
     config, _, clients = pair
-    source = await clients.get("dynamodb", SOURCE)
-    target = await clients.get("dynamodb", TARGET)
+    source = await clients.json("dynamodb", SOURCE)
+    target = await clients.json("dynamodb", TARGET)
     await source.put_item(TableName=unique_name, Item=item("k", 2))
     await target.put_item(TableName=unique_name, Item=item("k", 1))
     report = await verify(config, recheck_delay=0.01)
@@ -71,18 +71,18 @@ async def test_a_repaired_item_is_replaced_by_the_next_stream_write_of_its_origi
     pair: tuple[Config, Path, Clients], unique_name: str
 ) -> None:
     config, _, clients = pair
-    source = await clients.get("dynamodb", SOURCE)
+    source = await clients.json("dynamodb", SOURCE)
     await source.put_item(TableName=unique_name, Item=item("k", 5))
     fixed = await repair(config, await verify(config, recheck_delay=0.01))
     assert fixed.repaired == 1
     # No _rep_seq on the repaired item: the fence lets the origin's next write through.
-    stored = await (await clients.get("dynamodb", TARGET)).get_item(
+    stored = await (await clients.json("dynamodb", TARGET)).get_item(
         TableName=unique_name, Key={"pk": {"S": "k"}}
     )
     assert "_rep_seq" not in stored["Item"]
     assert stored["Item"]["_rep_origin"] == {"S": SOURCE}
     writer = ConditionalWriter(
-        await clients.get("dynamodb", TARGET),
+        await clients.json("dynamodb", TARGET),
         unique_name,
         region=TARGET,
         meta=Meta(version="version"),
@@ -104,8 +104,8 @@ async def test_repair_skips_a_key_whose_stream_position_moved_even_at_the_same_v
     pair: tuple[Config, Path, Clients], unique_name: str
 ) -> None:
     config, _, clients = pair
-    source = await clients.get("dynamodb", SOURCE)
-    target = await clients.get("dynamodb", TARGET)
+    source = await clients.json("dynamodb", SOURCE)
+    target = await clients.json("dynamodb", TARGET)
     await source.put_item(TableName=unique_name, Item=item("k", 2, v={"S": "source"}))
     replicated = {
         **item("k", 2, v={"S": "old"}),

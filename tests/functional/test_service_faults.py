@@ -32,9 +32,9 @@ async def start_up_refusal(
     clients = Clients(config.endpoints)
     metrics = metrics_for(config)
     try:
-        source = await clients.get("dynamodb", SOURCE)
+        source = await clients.json("dynamodb", SOURCE)
         await ensure_table(source, table, source_key, stream=True)
-        await ensure_table(await clients.get("dynamodb", TARGET), table, target_key)
+        await ensure_table(await clients.json("dynamodb", TARGET), table, target_key)
         with pytest.raises(ConfigError) as raised:
             await build_pipelines(config, clients, metrics=metrics, stop=asyncio.Event())
     finally:
@@ -92,7 +92,7 @@ async def test_a_fifth_of_all_requests_faulted_in_both_regions_the_service_survi
         service = asyncio.create_task(run_service(config, stop=stop, metrics=metrics))
         clients = Clients(endpoints)
         try:
-            load = LoadGenerator(await clients.get("dynamodb", SOURCE), unique_name, keys=60)
+            load = LoadGenerator(await clients.json("dynamodb", SOURCE), unique_name, keys=60)
             await load.run(operations=200, concurrency=4)
             # Generous: on a loaded machine one moto server takes a few puts a second.
             await converged(direct_path, within=200)

@@ -45,7 +45,7 @@ async def proxied(
         await create_tables(config)
         clients = Clients(endpoints)
         stack.push_async_callback(clients.aclose)
-        source = await clients.get("dynamodb", SOURCE)
+        source = await clients.json("dynamodb", SOURCE)
         for n in range(ITEMS):
             item = {"pk": {"S": f"k{n}"}, "version": {"N": "1"}}
             await source.put_item(TableName=table, Item=item)
@@ -108,14 +108,14 @@ async def test_a_failed_target_check_stops_the_service_before_any_write(
     async with proxied(endpoints, unique_name, tmp_path) as (config, proxies):
         clients = Clients(endpoints)
         try:
-            target = await clients.get("dynamodb", TARGET)
-            await target.delete_table(TableName=unique_name)
+            target = await clients.json("dynamodb", TARGET)
+            await target.call("DeleteTable", {"TableName": unique_name})
             with pytest.raises(
                 ConfigError, match=f"table {unique_name} does not exist in {TARGET}"
             ):
                 async with asyncio.timeout(30):
                     await run_service(config, stop=asyncio.Event(), metrics=metrics_for(config))
-            source = await clients.get("dynamodb", SOURCE)
+            source = await clients.json("dynamodb", SOURCE)
             lease = await source.get_item(
                 TableName=config.control_table,
                 Key={"pk": {"S": f"lease#{unique_name}"}, "sk": {"S": "lease"}},

@@ -87,7 +87,7 @@ async def tables_with(endpoints: dict[str, str], table: str, tmp_path: Path, key
     await create_tables(load_config(write_config(tmp_path / "direct.yaml", endpoints, table)))
     clients = Clients(endpoints)
     try:
-        source = await clients.get("dynamodb", SOURCE)
+        source = await clients.json("dynamodb", SOURCE)
         for n in range(keys):
             item = {"pk": {"S": f"k{n}"}, "version": {"N": "1"}}
             await source.put_item(TableName=table, Item=item)

@@ -46,7 +46,7 @@ async def test_target_writes_refused_for_a_transaction_in_progress_are_retried_u
         clients = Clients(endpoints)
         converging: asyncio.Task[Report] | None = None
         try:
-            source = await clients.get("dynamodb", SOURCE)
+            source = await clients.json("dynamodb", SOURCE)
             for n in range(ITEMS):
                 item = {"pk": {"S": f"k{n}"}, "version": {"N": "1"}, "v": {"S": "x"}}
                 await source.put_item(TableName=unique_name, Item=item)

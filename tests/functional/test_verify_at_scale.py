@@ -29,9 +29,8 @@ META = Meta(version="version")
 async def batch_put(client: Any, table: str, items: list[dict[str, Any]]) -> None:
     for start in range(0, len(items), 25):
         chunk = items[start : start + 25]
-        await client.batch_write_item(
-            RequestItems={table: [{"PutRequest": {"Item": item}} for item in chunk]}
-        )
+        requests = {table: [{"PutRequest": {"Item": item}} for item in chunk]}
+        await client.call("BatchWriteItem", {"RequestItems": requests})
 
 
 @pytest.fixture
@@ -42,12 +41,12 @@ async def replicated(
     _, _, clients = pair
     keys = [f"k{n:04}" for n in range(600)]
     await batch_put(
-        await clients.get("dynamodb", SOURCE),
+        await clients.json("dynamodb", SOURCE),
         unique_name,
         [image(k, 2, note=f"n{k}") for k in keys],
     )
     await batch_put(
-        await clients.get("dynamodb", TARGET),
+        await clients.json("dynamodb", TARGET),
         unique_name,
         [image(k, 2, origin=SOURCE, note=f"n{k}") for k in keys],
     )
@@ -58,8 +57,8 @@ async def test_verify_finds_each_seeded_kind_and_repair_leaves_nothing_to_find(
     replicated: tuple[Config, Path, Clients], unique_name: str
 ) -> None:
     config, path, clients = replicated
-    source = await clients.get("dynamodb", SOURCE)
-    target = await clients.get("dynamodb", TARGET)
+    source = await clients.json("dynamodb", SOURCE)
+    target = await clients.json("dynamodb", TARGET)
     assert (await verify(config, recheck_delay=0.01)).differences == []
     for k in ("k0001", "k0002", "k0003"):  # deleted on the target only
         await target.delete_item(TableName=unique_name, Key={"pk": {"S": k}})
@@ -108,9 +107,9 @@ async def test_active_active_repair_delivers_the_winner_and_every_region_converg
     try:
         for region in (r, c, t):
             await ensure_table(
-                await clients.get("dynamodb", region), unique_name, [("pk", "HASH", "S")]
+                await clients.json("dynamodb", region), unique_name, [("pk", "HASH", "S")]
             )
-        db = {region: await clients.get("dynamodb", region) for region in (r, c, t)}
+        db = {region: await clients.json("dynamodb", region) for region in (r, c, t)}
         c_write = image("k", 6, v="from C")
         from_c = {**image("k", 6, origin=c, v="from C"), "_rep_seq": {"S": pad_seq("600")}}
         await db[r].put_item(TableName=unique_name, Item=image("k", 3, origin=r, tombstone=True))

@@ -138,7 +138,7 @@ async def test_the_local_heal_clears_only_that_zombie(
     meta = Meta(version="version")
     clients = Clients(endpoints)
     try:
-        db = await clients.get("dynamodb", C)
+        db = await clients.json("dynamodb", C)
         await ensure_table(db, unique_name, [("pk", "HASH", "S")])
         await db.put_item(TableName=unique_name, Item=stored)
         tombstones = ConditionalWriter(

@@ -402,6 +402,52 @@ BAD_CONFIGS = [
         id="yaml-syntax-error",
     ),
     pytest.param(
+        with_pair(exclude_attributes="[ssn, version]"),
+        "pairs[0].exclude_attributes[1]: 'version' is the version attribute, which the "
+        "conflict rule needs — remove it from exclude_attributes",
+        id="exclude-version",
+    ),
+    pytest.param(
+        with_pair(exclude_attributes="[expires_at]", ttl_attribute="expires_at"),
+        "pairs[0].exclude_attributes[0]: 'expires_at' is the TTL attribute",
+        id="exclude-ttl-attribute",
+    ),
+    pytest.param(
+        with_pair(exclude_attributes="[_rep_origin]"),
+        "pairs[0].exclude_attributes[0]: '_rep_origin' starts with the metadata prefix '_rep_'",
+        id="exclude-metadata",
+    ),
+    pytest.param(
+        with_pair(ttl_deletes="skip"),
+        "pairs[0].ttl_deletes: skip needs the table's TTL attribute",
+        id="ttl-skip-without-attribute",
+    ),
+    pytest.param(
+        with_pair(ttl_deletes="archive"),
+        "pairs[0].ttl_deletes: 'archive' is not a known value — use one of 'replicate' or 'skip'",
+        id="ttl-deletes-unknown",
+    ),
+    pytest.param(
+        "mode: active-active\n" + with_pair(filter="{attribute: region, equals: eu}"),
+        "pairs[0].filter: a filter needs mode one-way",
+        id="filter-active-active",
+    ),
+    pytest.param(
+        with_pair(filter="{all: [{attribute: region, equal: eu}]}"),
+        "pairs[0].filter.all[0].equal: unknown key (did you mean equals?)",
+        id="filter-unknown-test",
+    ),
+    pytest.param(
+        with_pair(filter="{attribute: tier, equals: gold, in: [silver]}"),
+        "pairs[0].filter: 2 tests (equals, in) on attribute 'tier' — give exactly one of",
+        id="filter-two-tests",
+    ),
+    pytest.param(
+        with_pair(filter="{any: [{attribute: amount, ge: lots}]}"),
+        "pairs[0].filter.any[0].ge: 'lots' is not a number — use a number",
+        id="filter-compare-not-a-number",
+    ),
+    pytest.param(
         MINIMAL + "source_region: eu-west-1\n",
         "replicator.yaml: line 6, column 1: invalid YAML (duplicate key 'source_region') — fix it",
         id="duplicate-yaml-key",
@@ -478,3 +524,19 @@ def test_lease_defaults_and_a_write_timeout_that_leaves_no_time_to_renew(tmp_pat
 def test_a_bad_status_url_is_one_line_naming_the_option(url: str) -> None:
     with pytest.raises(ConfigError, match=r"^--url: .* is not an http:// URL — use e\.g\. http"):
         status_url(WebConfig(), url)
+
+
+def test_what_is_replicated_loads_into_a_frozen_filter_tree(tmp_path: Path) -> None:
+    text = with_pair(
+        exclude_attributes="[ssn, card]",
+        ttl_deletes="skip",
+        ttl_attribute="expires_at",
+        filter="{all: [{attribute: region, in: [eu, uk]}, {not: {attribute: tier, lt: 2}}]}",
+    )
+    pair = load_config(write(tmp_path, text)).pairs[0]
+
+    assert pair.exclude_attributes == ("ssn", "card")
+    assert (pair.ttl_deletes, pair.ttl_attribute) == ("skip", "expires_at")
+    assert pair.filter is not None
+    with pytest.raises(ValidationError):
+        pair.filter.all_ = ()  # type: ignore[union-attr]

@@ -12,18 +12,22 @@ import re
 from collections.abc import Iterable, Sequence
 
 import pytest
+from pydantic import TypeAdapter
 
 import chaos.rules
 from chaos.histories import mode_for, run_history
 from chaos.regions import META, Record
-from chaos.rules import Rules
+from chaos.rules import Rules, selecting
 from chaos.verdict import Result
 from replicator.apply.rule import decide
+from replicator.apply.selection import Selection
+from replicator.config.filters import Filter
 from replicator.models import Change, Incoming, ItemKey, Mode, Outcome, Stored
 from replicator.stream.records import Skip, coalesce, to_change
 
 HISTORIES = 600
 TEETH_HISTORIES = 300
+RunsPerKey = dict[ItemKey, list[Change]]
 CONVERGENCE = frozenset({"diverged", "not-lww", "echo", "regression"})
 
 
@@ -189,3 +193,52 @@ def test_the_checker_catches_coalescing_across_a_remove(monkeypatch: pytest.Monk
     # The default rules reach the real coalesce through chaos.rules: patch it there.
     monkeypatch.setattr(chaos.rules, "coalesce", last_change_wins)
     assert first_caught() is not None, f"none of {TEETH_HISTORIES} histories noticed"
+
+
+# A one-way pair replicating only tagged items: a put without a tag moves its key out of
+# the filter, one with a tag (or an update keeping it) moves it back in.
+TAGGED = Selection(filter=TypeAdapter(Filter).validate_python({"attribute": "tag", "exists": True}))
+ONE_WAY_SEEDS = [seed for seed in range(2 * TEETH_HISTORIES) if mode_for(seed) is Mode.ONE_WAY]
+
+
+@pytest.mark.timeout(120)
+def test_one_way_histories_with_a_filter_leave_filter_of_source_in_every_target() -> None:
+    results = [run_history(s, mode=Mode.ONE_WAY, rules=selecting(TAGGED)) for s in ONE_WAY_SEEDS]
+    failed = [result for result in results if result.violations]
+    assert not failed, report(failed)
+    lines = "\n".join(line for result in results for line in result.trace)
+    # Writes filtered out became tombstones over live copies, and re-creates still won.
+    assert re.search(r"tombstone v\d+ seq \d+ over v\d+ \S+ from \S+: applied", lines)
+    assert " re-create " in lines
+
+
+def tombstones_without_recreate(records: Iterable[Record], *, here: str) -> RunsPerKey:
+    """Filtered-out writes applied as deletes that forget they were re-creates."""
+    runs = chaos.rules.filter_then_coalesce(records, here=here, selection=TAGGED)
+    return {
+        key: [
+            dataclasses.replace(c, incoming=dataclasses.replace(c.incoming, recreate=False))
+            if c.incoming.tombstone
+            else c
+            for c in run
+        ]
+        for key, run in runs.items()
+    }
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "rules",
+    [
+        pytest.param(Rules(selection=TAGGED), id="no filter applied"),
+        pytest.param(
+            Rules(batch=tombstones_without_recreate, selection=TAGGED), id="re-create flag lost"
+        ),
+    ],
+)
+def test_the_checker_catches_a_broken_filter(rules: Rules) -> None:
+    caught = next(
+        (s for s in ONE_WAY_SEEDS if run_history(s, mode=Mode.ONE_WAY, rules=rules).violations),
+        None,
+    )
+    assert caught is not None

@@ -83,13 +83,8 @@ def test_every_key_type_gets_one_heartbeat_key_per_region_that_verify_skips(
     assert len({item_key(key) for key in keys}) == len(REGIONS)
     for key in keys:
         assert is_heartbeat(item_key(key), PREFIX)
-        # As the tools' scans hold a binary too: base64 text in DynamoDB JSON.
-        as_json = {
-            name: {t: base64.b64encode(v).decode() if isinstance(v, bytes) else v}
-            for name, value in key.items()
-            for t, v in value.items()
-        }
-        assert is_heartbeat(item_key(as_json), PREFIX)
+        # Binaries are base64 text, as DynamoDB's JSON (the stream, scans) holds them.
+        assert all(isinstance(v, str) for value in key.values() for v in value.values())
 
 
 def test_the_number_heartbeat_is_a_valid_dynamodb_number_below_every_ordinary_one() -> None:
@@ -108,7 +103,7 @@ def test_the_number_heartbeat_is_a_valid_dynamodb_number_below_every_ordinary_on
         ("N", "0"),
         ("N", "-99999999999999999999999"),
         ("N", "1E+125"),
-        ("B", b"\x00user"),
+        ("B", base64.b64encode(b"\x00user").decode()),
         ("B", base64.b64encode(b"user").decode()),
         ("S", "user#us-east-1"),
     ],

@@ -10,6 +10,8 @@ import asyncio
 
 import pytest
 
+from replicator.aws.factory import Clients
+from replicator.demo.embedded import free_port
 from replicator.errors import AwsError, LeaseLost
 from replicator.ha.fence import FencedCheckpoints, FencedWriter
 from replicator.ha.keeper import LeaseKeeper
@@ -304,14 +306,20 @@ async def test_a_fenced_process_starts_no_target_write_and_saves_no_checkpoint()
     await a.look()
     target = TableWriter(TARGET, meta=META)
     writer = FencedWriter(target, a, timeout=TIMES.write_timeout)
-    checkpoints = FencedCheckpoints(None, "control", a)  # a save past the fence sends nothing
-    await writer.put(insert("k1", 10), now=0.0)
-    clock.now += TIMES.fence_after
+    # Nothing listens there: a save past the fence must not even try to connect.
+    clients = Clients({"us-east-1": f"http://127.0.0.1:{free_port()}"})
+    try:
+        home = await clients.json("dynamodb", "us-east-1")
+        checkpoints = FencedCheckpoints(home, "control", a)
+        await writer.put(insert("k1", 10), now=0.0)
+        clock.now += TIMES.fence_after
 
-    with pytest.raises(LeaseLost):
-        await writer.put(insert("k2", 11), now=0.0)
-    with pytest.raises(LeaseLost):
-        await checkpoints.save("orders", Checkpoint("s1", TARGET, "11", False))
+        with pytest.raises(LeaseLost):
+            await writer.put(insert("k2", 11), now=0.0)
+        with pytest.raises(LeaseLost):
+            await checkpoints.save("orders", Checkpoint("s1", TARGET, "11", False))
+    finally:
+        await clients.aclose()
 
     assert [w.sequence_number for w in target.writes] == ["10"]
     assert target.attempts == 1

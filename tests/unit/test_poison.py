@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -77,7 +78,10 @@ def test_a_full_item_collection_is_a_record_fault_not_retried_forever() -> None:
 def test_the_item_size_follows_dynamodbs_rule() -> None:
     assert item_size({"pk": {"S": "abc"}}) == 2 + 3
     assert item_size({"n": {"N": "12345"}}) == 1 + 4
-    assert item_size({"b": {"B": b"\x00" * 10}, "t": {"BOOL": True}}) == 11 + 2
+    # A binary counts its bytes, not the base64 text the wire carries it as.
+    ten_bytes = base64.b64encode(b"\x00" * 10).decode()
+    assert item_size({"b": {"B": ten_bytes}, "t": {"BOOL": True}}) == 11 + 2
+    assert item_size({"s": {"BS": [ten_bytes, base64.b64encode(b"12").decode()]}}) == 1 + 12
     assert item_size({"l": {"L": [{"S": "ab"}, {"NULL": True}]}}) == 1 + 3 + (1 + 2) + (1 + 1)
     assert item_size({"m": {"M": {"k": {"S": "v"}}}}) == 1 + 3 + 1 + 1 + 1
 
@@ -128,3 +132,17 @@ def test_an_entry_that_cannot_fit_keeps_keys_sizes_and_digests_and_the_recreate_
     assert entry["NewImage_sha256"] == {"S": hashlib.sha256(new_image).hexdigest()}
     assert entry["NewImage_bytes"] == {"N": str(len(new_image))}
     assert "OldImage_sha256" in entry and entry["reason"] == {"S": "too large"}
+
+
+def test_a_binary_keyed_record_round_trips_through_its_entry_with_the_key_it_names() -> None:
+    key = {"pk": b"\x00\xff\x80key"}
+    record = stream_record("INSERT", key, new={"blob": os.urandom(64)}, sequence="42")
+    entry = entry_for(record)
+    # Stored as the wire's text (a DLQ table read by any SDK sees the compressed bytes).
+    zlib_bytes = base64.b64decode(entry["record"]["B"], validate=True)
+    assert zlib_bytes[:1] == b"\x78"  # a zlib stream
+    stored = decode_record(entry)
+    assert stored is not None
+    assert stored["dynamodb"]["Keys"] == record["dynamodb"]["Keys"]
+    assert stored["dynamodb"]["Keys"] == {"pk": {"B": base64.b64encode(key["pk"]).decode()}}
+    assert json.loads(entry["keys"]["S"]) == record["dynamodb"]["Keys"]
