@@ -77,11 +77,14 @@ def run_reporting_errors_sync(call: Callable[[], T], *, resume: str = "") -> T:
             hint = f"; {resume}" if resume else ""
             errors.print(f"[red]gave up[/red] {gave_up[0]}{hint}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from exc
+        told: set[str] = set()
         for problem in problems:
             kind = "config error" if isinstance(problem, ConfigError) else "error"
             # The message is text: '[/path]' or an IPv6 URL is no console markup.
             line = f"[red]{kind}[/red] {escape(str(problem))}"
-            errors.print(line, highlight=False, soft_wrap=True)
+            if line not in told:  # every segment met the same refused role: one line
+                told.add(line)
+                errors.print(line, highlight=False, soft_wrap=True)
         only_config = all(isinstance(problem, ConfigError) for problem in problems)
         raise typer.Exit(EXIT_CONFIG if only_config else 1) from exc
 
