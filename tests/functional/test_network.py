@@ -40,7 +40,8 @@ def _no_network_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
 async def table(endpoints: dict[str, str], unique_name: str) -> AsyncIterator[str]:
     direct = Clients(endpoints)
     try:
-        await ensure_table(await direct.json("dynamodb", REGION), unique_name, [("pk", "HASH", "S")])
+        client = await direct.json("dynamodb", REGION)
+        await ensure_table(client, unique_name, [("pk", "HASH", "S")])
         yield unique_name
     finally:
         await direct.aclose()
