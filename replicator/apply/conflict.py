@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from replicator.apply.kv import UNKNOWN, Kv, carried, image_kv, okey, old_image_kv
 from replicator.models import Change, Meta, WireItem, stored_from_item
+from replicator.stream.kv import UNKNOWN, Kv, carried, image_kv, okey, old_image_kv
 
 
 @dataclass(frozen=True, slots=True)

@@ -188,6 +188,7 @@ class LambdaFunction:
                     here=self.config.source_region,
                     meta=source.meta,
                     skipped=lambda reason: self.metrics.skipped(table, reason),
+                    kv=source.local is not None,
                 )
                 work = {
                     t: for_target(changes, dead, local=t == source.local) for t in source.writers

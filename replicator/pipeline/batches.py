@@ -16,6 +16,7 @@ from typing import Any
 
 from replicator.errors import RecordError
 from replicator.models import Change, Meta, pad_seq
+from replicator.stream.kv import change_kv
 from replicator.stream.reader import Batch
 from replicator.stream.records import Skip, epoch_seconds, to_change
 
@@ -33,10 +34,18 @@ Dead = list[tuple[dict[str, Any], str]]  # (stream record, reason) for the DLQ
 
 
 def decode(
-    records: Iterable[dict[str, Any]], *, here: str, meta: Meta, skipped: Callable[[str], None]
+    records: Iterable[dict[str, Any]],
+    *,
+    here: str,
+    meta: Meta,
+    skipped: Callable[[str], None],
+    kv: bool = False,
 ) -> tuple[list[Change], Dead]:
     """Filter a batch (DESIGN §4 rules 1-4): the changes to replicate and the records to
-    dead-letter, in stream order; ``skipped(reason)`` is told of each record left out."""
+    dead-letter, in stream order; ``skipped(reason)`` is told of each record left out.
+
+    With ``kv`` (active-active) each change carries its ``_rep_kv`` (DESIGN §4b); one-way
+    mode computes none."""
     changes: list[Change] = []
     dead: Dead = []
     for record in records:
@@ -47,6 +56,8 @@ def decode(
             continue
         if isinstance(result, Skip):
             skipped(result.reason)
+        elif kv:
+            changes.append(dataclasses.replace(result, kv=change_kv(result, here=here, meta=meta)))
         else:
             changes.append(result)
     return changes, dead

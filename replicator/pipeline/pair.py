@@ -229,6 +229,7 @@ class PairPipeline:
             here=self.region,
             meta=self.meta,
             skipped=lambda reason: self.metrics.skipped(table, reason),
+            kv=self.local_target is not None,
         )
         self.metrics.records_read(
             self.source_table,

@@ -15,10 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from replicator.apply.conflict import Loss, lost_write
-from replicator.apply.kv import Kv, change_kv, image_kv, merge, okey
 from replicator.models import Change, Meta
 from replicator.stream.fake_records import stream_record
-from replicator.stream.records import to_change
+from replicator.stream.kv import Kv, change_kv, image_kv, merge, okey
+from replicator.stream.records import coalesce, to_change
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -214,3 +214,12 @@ def test_b_no_entry_when_the_tombstone_is_applied_over_another_regions_write() -
     # That region reports it under A, when the tombstone reaches it.
     tombstone = delete_in(T, app(3))
     assert lost_write(tombstone, stored(rep(2, P)), here=T, applied=True, meta=META) is None
+
+
+def test_a_coalesced_runs_kv_merges_every_record_of_the_run() -> None:
+    # The first write knew Q's v4; the second is a whole-item PutItem that dropped ``_rep_kv``.
+    first = write_in(P, 5, old=rep(4, Q))
+    second = write_in(P, 6, old=app(5))
+    (run,) = coalesce([first, second]).values()
+    assert [c.incoming.version for c in run] == [6]
+    assert run[0].kv == {Q: Decimal(8), P: Decimal(12)}
