@@ -1,0 +1,178 @@
+"""The conflict feed end to end (DESIGN §4b), on moto, through ``run_service``.
+
+Two regions write the same key at the same version before either replicator runs, so
+neither write descends from the other: last-writer-wins keeps C's (the greater origin)
+and discards A's. The feed must hold exactly that lost write, with both sides, and a
+replay of both streams from their start must not add a second entry.
+"""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from replicator.apply.conflict import Loss, Side
+from replicator.aws.factory import Clients
+from replicator.aws.tables import CONTROL_KEY, ensure_table
+from replicator.models import Change, Incoming
+from replicator.pipeline.conflicts import ConflictFeed, entry_id
+from replicator.pipeline.itemsize import MAX_ITEM_BYTES, item_size
+from replicator.telemetry.metrics import Metrics
+from tests.e2e.helpers import wait_until
+from tests.mesh import A, C, Mesh, running_mesh
+
+pytestmark = pytest.mark.timeout(120)
+REGIONS = (A, C)  # C > A: C wins a tie
+
+
+async def scan(clients: Clients, region: str, table: str) -> list[dict[str, Any]]:
+    db = await clients.get("dynamodb", region)
+    items: list[dict[str, Any]] = (await db.scan(TableName=table, ConsistentRead=True))["Items"]
+    return items
+
+
+async def clear_checkpoints(clients: Clients, region: str, table: str) -> None:
+    db = await clients.get("dynamodb", region)
+    for item in await scan(clients, region, table):
+        await db.delete_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]})
+
+
+async def concurrent_writes(clients: Clients, table: str) -> None:
+    """v1 of key k written in A and in C, both before any replicator reads a stream."""
+    for region in REGIONS:
+        db = await clients.get("dynamodb", region)
+        await ensure_table(
+            db, table, [("pk", "HASH", "S")], stream=True, ttl_attribute="_rep_expires"
+        )
+        await db.put_item(
+            TableName=table,
+            Item={"pk": {"S": "k"}, "version": {"N": "1"}, "v": {"S": f"from {region}"}},
+        )
+
+
+async def drained(mesh: Mesh) -> None:
+    """Each region's write settled in the other (applied, refused or a duplicate) and C's
+    write kept in both; an entry is written before its write counts as settled."""
+
+    def settled_in_other(region: str) -> bool:
+        outcomes = ("applied", "superseded", "duplicate")
+        return sum(mesh.metrics[region].total(o) for o in outcomes) >= 1
+
+    async def settled() -> bool:
+        a_item, c_item = await mesh.item(A, "k"), await mesh.item(C, "k")
+        return (
+            settled_in_other(A)
+            and settled_in_other(C)
+            and a_item is not None
+            and a_item.get("v") == {"S": f"from {C}"}
+            and c_item is not None
+            and c_item.get("v") == {"S": f"from {C}"}
+        )
+
+    await wait_until(settled, within=60, what="both writes settled in both regions")
+
+
+async def test_the_feed_holds_exactly_the_lost_write_once(
+    endpoints: dict[str, str], unique_name: str
+) -> None:
+    clients = Clients(endpoints)
+    feed = f"{unique_name}-conflicts"
+    try:
+        await concurrent_writes(clients, unique_name)
+        async with running_mesh(endpoints, unique_name, REGIONS) as mesh:
+            await drained(mesh)
+
+            conflicts = mesh.metrics[C].prometheus_text().decode()
+            # Stored where C's replicator detected it: C's write landing on A's own write.
+            assert (await mesh.item(A, "k") or {}).get("_rep_kv") == {"M": {C: {"N": "2"}}}
+        (entry,) = await scan(clients, C, feed)
+        assert await scan(clients, A, feed) == []  # each loss is reported by one region
+        assert entry["detected_in"] == {"S": A}
+        assert (entry["loser_origin"], entry["loser_version"]) == ({"S": A}, {"N": "1"})
+        assert (entry["winner_origin"], entry["winner_version"]) == ({"S": C}, {"N": "1"})
+        assert entry["loser_tombstone"] == entry["winner_tombstone"] == {"BOOL": False}
+        assert entry["loser_image"]["M"]["v"] == {"S": f"from {A}"}
+        assert entry["winner_image"]["M"]["v"] == {"S": f"from {C}"}
+        assert entry["loser_kv"] == {"M": {A: {"N": "2"}}}
+        assert entry["winner_kv"] == {"M": {C: {"N": "2"}}}
+        assert entry["key"] == {"M": {"pk": {"S": "k"}}}
+        assert entry["id"] == {"S": entry_id(entry["pk"]["S"], entry["sk"]["S"])}
+        assert_counted(
+            conflicts, {"source_table": unique_name, "loser_region": A, "winner_region": C}
+        )
+
+        # Both streams replayed from their start: every write comes again.
+        for region in REGIONS:
+            await clear_checkpoints(clients, region, f"{unique_name}-control")
+        async with running_mesh(endpoints, unique_name, REGIONS) as mesh:
+            await drained(mesh)
+        assert await scan(clients, C, feed) == [entry]
+        assert await scan(clients, A, feed) == []
+    finally:
+        await clients.aclose()
+
+
+def assert_counted(text: str, labels: dict[str, str]) -> None:
+    (family,) = [
+        f for f in text_string_to_metric_families(text) if f.name == "replicator_conflicts"
+    ]
+    counted = {
+        tuple(sorted((k, v) for k, v in s.labels.items() if k in labels)): s.value
+        for s in family.samples
+        if s.name == "replicator_conflicts_total"
+    }
+    assert counted == {tuple(sorted(labels.items())): 1.0}
+
+
+def loss(image: dict[str, Any]) -> tuple[Loss, Change]:
+    keys = {"pk": {"S": "k"}}
+    change = Change(
+        keys=keys,
+        incoming=Incoming(Decimal(2), False, C, "1".zfill(40)),
+        item={**keys, **image},
+        sequence_number="1",
+        created_at=0.0,
+        record={},
+    )
+    loser = Side(A, Decimal(2), False, {**keys, **image}, {A: Decimal(4)})
+    winner = Side(C, Decimal(2), False, {**keys, **image}, {C: Decimal(4)})
+    return Loss(loser, winner), change
+
+
+async def test_a_redelivered_loss_collapses_and_a_huge_one_keeps_what_fits(
+    endpoints: dict[str, str], unique_name: str
+) -> None:
+    clients = Clients(endpoints)
+    try:
+        db = await clients.get("dynamodb", C)
+        await ensure_table(db, unique_name, CONTROL_KEY)
+        metrics = Metrics()
+        feed = ConflictFeed(db, unique_name, metrics=metrics)
+        small = loss({"v": {"S": "first"}})
+        await feed.record(*small, table="t", detected_in=A)
+        again = loss({"v": {"S": "second delivery"}})
+        await feed.record(*again, table="t", detected_in=A)
+        (kept,) = await scan(clients, C, unique_name)
+        assert kept["winner_image"]["M"]["v"] == {"S": "first"}  # the first winner stays
+
+        # Two images of 250 KB of incompressible data each: only their digests fit.
+        noise = random.Random(7)
+        huge, change = loss({"blob": {"B": noise.randbytes(250_000)}})
+        other = {"pk": {"S": "k"}, "blob": {"B": noise.randbytes(250_000)}}
+        huge = Loss(
+            Side(A, Decimal(3), False, huge.loser.image, huge.loser.kv),
+            Side(C, Decimal(3), False, other, {}),
+        )
+        await feed.record(huge, change, table="t", detected_in=A)
+        entries = await scan(clients, C, unique_name)
+        (big,) = [e for e in entries if e["sk"]["S"].startswith(f"{A}#3")]
+        assert item_size(big) <= MAX_ITEM_BYTES
+        assert big["images_omitted"] == {"BOOL": True}
+        assert len(big["loser_image_sha256"]["S"]) == 64
+        assert metrics.counts["conflicts_unrecorded"] == {}
+    finally:
+        await clients.aclose()
