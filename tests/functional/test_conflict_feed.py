@@ -8,6 +8,7 @@ replay of both streams from their start must not add a second entry.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from decimal import Decimal
 from typing import Any
@@ -18,9 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from replicator.apply.conflict import Loss, Side
 from replicator.aws.factory import Clients
 from replicator.aws.tables import CONTROL_KEY, ensure_table
+from replicator.config.schema import parse_config
 from replicator.models import Change, Incoming
 from replicator.pipeline.conflicts import ConflictFeed, entry_id
 from replicator.pipeline.itemsize import MAX_ITEM_BYTES, item_size
+from replicator.service.run import metrics_for, run_service
 from replicator.telemetry.metrics import Metrics
 from tests.e2e.helpers import wait_until
 from tests.mesh import A, C, Mesh, running_mesh
@@ -175,4 +178,51 @@ async def test_a_redelivered_loss_collapses_and_a_huge_one_keeps_what_fits(
         assert len(big["loser_image_sha256"]["S"]) == 64
         assert metrics.counts["conflicts_unrecorded"] == {}
     finally:
+        await clients.aclose()
+
+
+async def test_one_way_writes_no_kv_and_keeps_no_feed(
+    endpoints: dict[str, str], unique_name: str
+) -> None:
+    clients = Clients(endpoints)
+    config = parse_config(
+        {
+            "source_region": A,
+            "endpoints": {r: endpoints[r] for r in REGIONS},
+            "control_table": f"{unique_name}-control",
+            "dlq_table": f"{unique_name}-dlq",
+            "conflicts_table": f"{unique_name}-conflicts",
+            "pairs": [
+                {"source_table": unique_name, "targets": [{"region": C, "table": unique_name}]}
+            ],
+            "web": {"enabled": False},
+            "heartbeat": {"enabled": False},
+        }
+    )
+    stop = asyncio.Event()
+    for region in REGIONS:
+        db = await clients.get("dynamodb", region)
+        await ensure_table(db, unique_name, [("pk", "HASH", "S")], stream=True)
+    service = asyncio.create_task(run_service(config, stop=stop, metrics=metrics_for(config)))
+    try:
+        a, c = await clients.get("dynamodb", A), await clients.get("dynamodb", C)
+        await a.put_item(TableName=unique_name, Item={"pk": {"S": "k"}, "version": {"N": "1"}})
+
+        async def arrived() -> dict[str, Any] | None:
+            answer = await c.get_item(
+                TableName=unique_name, Key={"pk": {"S": "k"}}, ConsistentRead=True
+            )
+            found: dict[str, Any] | None = answer.get("Item")
+            return found
+
+        async def replicated() -> bool:
+            return await arrived() is not None
+
+        await wait_until(replicated, within=30, what="the write to reach C")
+        assert "_rep_kv" not in (await arrived() or {})
+        tables = (await a.list_tables())["TableNames"]
+        assert f"{unique_name}-conflicts" not in tables
+    finally:
+        stop.set()
+        await service
         await clients.aclose()
