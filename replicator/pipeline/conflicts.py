@@ -16,6 +16,7 @@ bounded so that the target write it follows is not held up.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
@@ -83,7 +84,7 @@ def conflict_entry(
     images = {f"{name}_image": {"M": side.image} for name, side in _sides(loss)}
     if item_size({**entry, **images}) + ENTRY_HEADROOM_BYTES <= MAX_ITEM_BYTES:
         return {**entry, **images}
-    text = json.dumps({name: value["M"] for name, value in images.items()}, default=str)
+    text = json.dumps({name: value["M"] for name, value in images.items()}, default=_json_value)
     compressed = zlib.compress(text.encode(), 6)
     if item_size(entry) + len(compressed) + ENTRY_HEADROOM_BYTES <= MAX_ITEM_BYTES:
         entry["images"] = {"B": compressed}
@@ -94,6 +95,13 @@ def conflict_entry(
         entry[f"{name}_image_bytes"] = {"N": str(len(serialized))}
         entry[f"{name}_image_sha256"] = {"S": hashlib.sha256(serialized).hexdigest()}
     return entry
+
+
+def _json_value(value: Any) -> str:
+    # Binaries as DynamoDB JSON spells them (base64), so a reader gets the image back.
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()
+    return str(value)
 
 
 def _sides(loss: Loss) -> list[tuple[str, Side]]:

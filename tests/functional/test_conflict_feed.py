@@ -9,11 +9,14 @@ replay of both streams from their start must not add a second entry.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from replicator.apply.conflict import Loss, Side
@@ -25,7 +28,7 @@ from replicator.pipeline.conflicts import ConflictFeed, entry_id
 from replicator.pipeline.itemsize import MAX_ITEM_BYTES, item_size
 from replicator.service.run import metrics_for, run_service
 from replicator.telemetry.metrics import Metrics
-from tests.e2e.helpers import wait_until
+from tests.e2e.helpers import cli, wait_until
 from tests.mesh import A, C, Mesh, running_mesh
 
 pytestmark = pytest.mark.timeout(120)
@@ -80,7 +83,7 @@ async def drained(mesh: Mesh) -> None:
 
 
 async def test_the_feed_holds_exactly_the_lost_write_once(
-    endpoints: dict[str, str], unique_name: str
+    endpoints: dict[str, str], unique_name: str, tmp_path: Path
 ) -> None:
     clients = Clients(endpoints)
     feed = f"{unique_name}-conflicts"
@@ -115,8 +118,32 @@ async def test_the_feed_holds_exactly_the_lost_write_once(
             await drained(mesh)
         assert await scan(clients, C, feed) == [entry]
         assert await scan(clients, A, feed) == []
+        config_path = tmp_path / "replicator.yaml"
+        config_path.write_text(yaml.safe_dump(mesh.configs[A].model_dump(mode="json")))
+        operator_sees_the_entry(str(config_path), entry["id"]["S"])
     finally:
         await clients.aclose()
+
+
+def operator_sees_the_entry(config_path: str, entry_id: str) -> None:
+    """``replicator conflicts list/show`` from A's config read every region's feed."""
+    listed = cli("conflicts", "list", "-c", config_path, "--json", "--since", "1h")
+    assert listed.returncode == 0, listed.stderr
+    (shown,) = json.loads(listed.stdout)
+    assert shown["id"] == entry_id and shown["detected_in"] == A
+    assert shown["key"] == {"pk": {"S": "k"}}
+    assert {k: shown["loser"][k] for k in ("origin", "version", "tombstone")} == {
+        "origin": A,
+        "version": 1,
+        "tombstone": False,
+    }
+    assert (shown["winner"]["origin"], shown["winner"]["version"]) == (C, 1)
+    detail = cli("conflicts", "show", entry_id, "-c", config_path)
+    assert detail.returncode == 0, detail.stderr
+    (row,) = [line for line in detail.stdout.splitlines() if f"from {A}" in line]
+    assert f"from {C}" in row  # the attribute that differs, side by side
+    unknown = cli("conflicts", "show", "0123456789abcdef", "-c", config_path)
+    assert unknown.returncode == 2 and "no conflict entry has id" in unknown.stderr
 
 
 def assert_counted(text: str, labels: dict[str, str]) -> None:
@@ -151,7 +178,7 @@ async def test_a_redelivered_loss_collapses_and_a_huge_one_keeps_what_fits(
 ) -> None:
     clients = Clients(endpoints)
     try:
-        db = await clients.get("dynamodb", C)
+        db = await clients.json("dynamodb", C)  # as the service builds it
         await ensure_table(db, unique_name, CONTROL_KEY)
         metrics = Metrics()
         feed = ConflictFeed(db, unique_name, metrics=metrics)
@@ -182,7 +209,7 @@ async def test_a_redelivered_loss_collapses_and_a_huge_one_keeps_what_fits(
 
 
 async def test_one_way_writes_no_kv_and_keeps_no_feed(
-    endpoints: dict[str, str], unique_name: str
+    endpoints: dict[str, str], unique_name: str, tmp_path: Path
 ) -> None:
     clients = Clients(endpoints)
     config = parse_config(
@@ -222,6 +249,10 @@ async def test_one_way_writes_no_kv_and_keeps_no_feed(
         assert "_rep_kv" not in (await arrived() or {})
         tables = (await a.list_tables())["TableNames"]
         assert f"{unique_name}-conflicts" not in tables
+        config_path = tmp_path / "replicator.yaml"
+        config_path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+        refused = cli("conflicts", "list", "-c", str(config_path))
+        assert refused.returncode == 2 and "mode is one-way" in refused.stderr
     finally:
         stop.set()
         await service
