@@ -85,3 +85,33 @@ def conflicts_show(
 
 def _text(value: object) -> str:
     return "(absent)" if value is None else json.dumps(value, default=str)
+
+
+@conflicts_app.command("resolve")
+def conflicts_resolve(
+    config: ConfigOption,
+    entry_id: Annotated[str, typer.Argument(metavar="ID")],
+    keep: Annotated[
+        str,
+        typer.Option(
+            help="winner: accept what was kept; loser: write the lost write back as a new "
+            "write in its region (current version + 1), then close the entry.",
+            show_default=False,
+        ),
+    ],
+    give_up_after: GiveUpOption = TOOL_GIVE_UP_AFTER_SECONDS,
+) -> None:
+    """Settle an entry: keep the winner (close it) or restore the loser (then close it)."""
+    from replicator.tools.resolve import resolve
+
+    if keep not in ("winner", "loser"):
+        errors.print(f"[red]usage[/red] --keep {keep!r}: use winner or loser", highlight=False)
+        raise typer.Exit(EXIT_CONFIG)
+    entry = run_tool(
+        resolve(load(config), entry_id, keep="winner" if keep == "winner" else "loser"),
+        give_up_after=give_up_after,
+        resume="if the item already shows the restored write, close the entry with --keep "
+        "winner; otherwise run the same command again",
+    )
+    restored = f"; {entry.loser.origin}'s write restored" if keep == "loser" else ""
+    console.print(f"conflict {entry.id} resolved: kept the {keep}{restored}", highlight=False)

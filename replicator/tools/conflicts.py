@@ -49,6 +49,8 @@ class Write:
 @dataclass(frozen=True, slots=True)
 class Entry:
     id: str
+    pk: str
+    sk: str
     table: str
     key: WireItem
     detected_in: str
@@ -57,6 +59,7 @@ class Entry:
     feed_region: str  # whose conflicts table holds it
     loser: Write
     winner: Write
+    resolved: str | None  # the side kept, once ``resolve`` closed the entry
 
     def key_text(self) -> str:
         return ", ".join(f"{name}={value}" for name, _, value in item_key(self.key))
@@ -66,6 +69,7 @@ class Entry:
             f"{self.id}  {self.table}  {self.key_text()}  {_when(self.detected_at)}  "
             f"lost {_side_text(self.loser)}  kept {_side_text(self.winner)}  "
             f"(detected in {self.detected_in})"
+            + (f"  resolved: kept {self.resolved}" if self.resolved else "")
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -78,6 +82,7 @@ class Entry:
             "sequence_number": self.sequence_number,
             "loser": self.loser.as_json(),
             "winner": self.winner.as_json(),
+            "resolved": self.resolved,
         }
 
     def differences(self) -> list[tuple[str, Any, Any]]:
@@ -107,6 +112,8 @@ def read_entry(row: WireItem, *, feed_region: str) -> Entry:
     images = _images(row)
     return Entry(
         id=row["id"]["S"],
+        pk=row["pk"]["S"],
+        sk=row["sk"]["S"],
         table=row["table"]["S"],
         key=row["key"]["M"],
         detected_in=row["detected_in"]["S"],
@@ -115,6 +122,7 @@ def read_entry(row: WireItem, *, feed_region: str) -> Entry:
         feed_region=feed_region,
         loser=_write(row, "loser", images),
         winner=_write(row, "winner", images),
+        resolved=row.get("resolved", {}).get("S"),
     )
 
 

@@ -120,7 +120,25 @@ async def test_the_feed_holds_exactly_the_lost_write_once(
         assert await scan(clients, A, feed) == []
         config_path = tmp_path / "replicator.yaml"
         config_path.write_text(yaml.safe_dump(mesh.configs[A].model_dump(mode="json")))
-        operator_sees_the_entry(str(config_path), entry["id"]["S"])
+        the_id = entry["id"]["S"]
+        operator_sees_the_entry(str(config_path), the_id)
+
+        restored = cli("conflicts", "resolve", the_id, "--keep", "loser", "-c", str(config_path))
+        assert restored.returncode == 0, restored.stderr
+        async with running_mesh(endpoints, unique_name, REGIONS) as mesh:
+            await mesh.everywhere(
+                "k",
+                lambda item: (
+                    item is not None
+                    and item["version"] == {"N": "2"}
+                    and item["v"] == {"S": f"from {A}"}
+                ),
+                "A's lost write, restored at v2, in both regions",
+            )
+        (closed,) = await scan(clients, C, feed)  # restoring it lost nothing new
+        assert closed["resolved"] == {"S": "loser"}
+        again = cli("conflicts", "resolve", the_id, "--keep", "winner", "-c", str(config_path))
+        assert again.returncode == 1 and "resolved already" in again.stderr
     finally:
         await clients.aclose()
 
