@@ -143,6 +143,45 @@ async def test_the_feed_holds_exactly_the_lost_write_once(
         await clients.aclose()
 
 
+async def test_a_delete_that_loses_to_a_concurrent_update_is_in_the_feed(
+    endpoints: dict[str, str], unique_name: str
+) -> None:
+    """A writes v3 and deletes it; C, not knowing of either, writes v4. C's write wins
+    everywhere, and A's delete is the one loss: reported once, by whichever region met it
+    (A's local tombstone refused by C's write, case B3, or C's write over it, case A)."""
+    clients = Clients(endpoints)
+    feed = f"{unique_name}-conflicts"
+    try:
+        for region in REGIONS:
+            db = await clients.get("dynamodb", region)
+            await ensure_table(
+                db, unique_name, [("pk", "HASH", "S")], stream=True, ttl_attribute="_rep_expires"
+            )
+        a, c = await clients.get("dynamodb", A), await clients.get("dynamodb", C)
+        key = {"pk": {"S": "k"}}
+        await a.put_item(TableName=unique_name, Item={**key, "version": {"N": "3"}})
+        await a.delete_item(TableName=unique_name, Key=key)
+        await c.put_item(TableName=unique_name, Item={**key, "version": {"N": "4"}})
+        async with running_mesh(endpoints, unique_name, REGIONS) as mesh:
+            await mesh.everywhere(
+                "k",
+                lambda item: item is not None and item["version"] == {"N": "4"},
+                "C's v4 to win in both regions",
+            )
+
+            async def reported() -> bool:
+                return len(await scan(clients, A, feed) + await scan(clients, C, feed)) >= 1
+
+            await wait_until(reported, within=30, what="A's lost delete to be recorded")
+            await mesh.assert_converged()
+        (entry,) = await scan(clients, A, feed) + await scan(clients, C, feed)
+        loser = (entry["loser_origin"], entry["loser_version"], entry["loser_tombstone"])
+        assert loser == ({"S": A}, {"N": "3"}, {"BOOL": True})
+        assert (entry["winner_origin"], entry["winner_version"]) == ({"S": C}, {"N": "4"})
+    finally:
+        await clients.aclose()
+
+
 def operator_sees_the_entry(config_path: str, entry_id: str) -> None:
     """``replicator conflicts list/show`` from A's config read every region's feed."""
     listed = cli("conflicts", "list", "-c", config_path, "--json", "--since", "1h")
