@@ -8,10 +8,7 @@ replay of both streams from their start must not add a second entry.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +16,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from replicator.apply.conflict import Loss, Side
 from replicator.aws.factory import Clients
-from replicator.aws.tables import CONTROL_KEY, ensure_table
-from replicator.config.schema import parse_config
-from replicator.models import Change, Incoming
-from replicator.pipeline.conflicts import ConflictFeed, entry_id
-from replicator.pipeline.itemsize import MAX_ITEM_BYTES, item_size
-from replicator.service.run import metrics_for, run_service
-from replicator.telemetry.metrics import Metrics
+from replicator.aws.tables import ensure_table
+from replicator.pipeline.conflicts import entry_id
 from tests.e2e.helpers import cli, wait_until
 from tests.mesh import A, C, Mesh, running_mesh
 
@@ -213,104 +204,3 @@ def assert_counted(text: str, labels: dict[str, str]) -> None:
         if s.name == "replicator_conflicts_total"
     }
     assert counted == {tuple(sorted(labels.items())): 1.0}
-
-
-def loss(image: dict[str, Any]) -> tuple[Loss, Change]:
-    keys = {"pk": {"S": "k"}}
-    change = Change(
-        keys=keys,
-        incoming=Incoming(Decimal(2), False, C, "1".zfill(40)),
-        item={**keys, **image},
-        sequence_number="1",
-        created_at=0.0,
-        record={},
-    )
-    loser = Side(A, Decimal(2), False, {**keys, **image}, {A: Decimal(4)})
-    winner = Side(C, Decimal(2), False, {**keys, **image}, {C: Decimal(4)})
-    return Loss(loser, winner), change
-
-
-async def test_a_redelivered_loss_collapses_and_a_huge_one_keeps_what_fits(
-    endpoints: dict[str, str], unique_name: str
-) -> None:
-    clients = Clients(endpoints)
-    try:
-        db = await clients.json("dynamodb", C)  # as the service builds it
-        await ensure_table(db, unique_name, CONTROL_KEY)
-        metrics = Metrics()
-        feed = ConflictFeed(db, unique_name, metrics=metrics)
-        small = loss({"v": {"S": "first"}})
-        await feed.record(*small, table="t", detected_in=A)
-        again = loss({"v": {"S": "second delivery"}})
-        await feed.record(*again, table="t", detected_in=A)
-        (kept,) = await scan(clients, C, unique_name)
-        assert kept["winner_image"]["M"]["v"] == {"S": "first"}  # the first winner stays
-
-        # Two images of 250 KB of incompressible data each: only their digests fit.
-        noise = random.Random(7)
-        huge, change = loss({"blob": {"B": noise.randbytes(250_000)}})
-        other = {"pk": {"S": "k"}, "blob": {"B": noise.randbytes(250_000)}}
-        huge = Loss(
-            Side(A, Decimal(3), False, huge.loser.image, huge.loser.kv),
-            Side(C, Decimal(3), False, other, {}),
-        )
-        await feed.record(huge, change, table="t", detected_in=A)
-        entries = await scan(clients, C, unique_name)
-        (big,) = [e for e in entries if e["sk"]["S"].startswith(f"{A}#3")]
-        assert item_size(big) <= MAX_ITEM_BYTES
-        assert big["images_omitted"] == {"BOOL": True}
-        assert len(big["loser_image_sha256"]["S"]) == 64
-        assert metrics.counts["conflicts_unrecorded"] == {}
-    finally:
-        await clients.aclose()
-
-
-async def test_one_way_writes_no_kv_and_keeps_no_feed(
-    endpoints: dict[str, str], unique_name: str, tmp_path: Path
-) -> None:
-    clients = Clients(endpoints)
-    config = parse_config(
-        {
-            "source_region": A,
-            "endpoints": {r: endpoints[r] for r in REGIONS},
-            "control_table": f"{unique_name}-control",
-            "dlq_table": f"{unique_name}-dlq",
-            "conflicts_table": f"{unique_name}-conflicts",
-            "pairs": [
-                {"source_table": unique_name, "targets": [{"region": C, "table": unique_name}]}
-            ],
-            "web": {"enabled": False},
-            "heartbeat": {"enabled": False},
-        }
-    )
-    stop = asyncio.Event()
-    for region in REGIONS:
-        db = await clients.get("dynamodb", region)
-        await ensure_table(db, unique_name, [("pk", "HASH", "S")], stream=True)
-    service = asyncio.create_task(run_service(config, stop=stop, metrics=metrics_for(config)))
-    try:
-        a, c = await clients.get("dynamodb", A), await clients.get("dynamodb", C)
-        await a.put_item(TableName=unique_name, Item={"pk": {"S": "k"}, "version": {"N": "1"}})
-
-        async def arrived() -> dict[str, Any] | None:
-            answer = await c.get_item(
-                TableName=unique_name, Key={"pk": {"S": "k"}}, ConsistentRead=True
-            )
-            found: dict[str, Any] | None = answer.get("Item")
-            return found
-
-        async def replicated() -> bool:
-            return await arrived() is not None
-
-        await wait_until(replicated, within=30, what="the write to reach C")
-        assert "_rep_kv" not in (await arrived() or {})
-        tables = (await a.list_tables())["TableNames"]
-        assert f"{unique_name}-conflicts" not in tables
-        config_path = tmp_path / "replicator.yaml"
-        config_path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
-        refused = cli("conflicts", "list", "-c", str(config_path))
-        assert refused.returncode == 2 and "mode is one-way" in refused.stderr
-    finally:
-        stop.set()
-        await service
-        await clients.aclose()
