@@ -32,7 +32,7 @@ from replicator.aws.classify import is_conditional_check_failed
 from replicator.aws.factory import guarded_send, region_of
 from replicator.aws.retry import RetryPolicy
 from replicator.errors import AwsError, ShutdownInterrupted
-from replicator.models import Change, WireItem
+from replicator.models import Change, WireItem, item_key
 from replicator.pipeline.itemsize import MAX_ITEM_BYTES, item_size
 from replicator.stream.kv import to_wire
 from replicator.telemetry.metrics import Metrics
@@ -51,7 +51,8 @@ Reporter = Callable[[Loss, Change], Awaitable[None]]
 
 def entry_key(table: str, keys: WireItem, loser: Side) -> tuple[str, str]:
     """(pk, sk) of the entry of ``loser``: the same lost write always gets the same key."""
-    pk = f"{table}#{json.dumps(keys, sort_keys=True, separators=(',', ':'))}"
+    # ``item_key`` spells S, N and B keys alike as text (a binary key is bytes here).
+    pk = f"{table}#{json.dumps(item_key(keys), separators=(',', ':'))}"
     sk = f"{loser.origin}#{loser.version}#{'tombstone' if loser.tombstone else 'live'}"
     return pk, sk
 

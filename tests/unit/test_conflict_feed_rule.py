@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from replicator.apply.conflict import Loss, lost_write
 from replicator.models import Change, Meta
+from replicator.pipeline.conflicts import conflict_entry
 from replicator.stream.fake_records import stream_record
 from replicator.stream.kv import Kv, change_kv, image_kv, merge, okey
 from replicator.stream.records import coalesce, to_change
@@ -223,3 +224,13 @@ def test_a_coalesced_runs_kv_merges_every_record_of_the_run() -> None:
     (run,) = coalesce([first, second]).values()
     assert [c.incoming.version for c in run] == [6]
     assert run[0].kv == {Q: Decimal(8), P: Decimal(12)}
+
+
+def test_an_entry_of_a_binary_key_is_keyed_as_one_of_a_string_key_is() -> None:
+    binary = to_change(stream_record("INSERT", {"pk": b"\x00k"}, new=app(3)), here=P, meta=META)
+    assert isinstance(binary, Change)
+    change = dataclasses.replace(binary, kv=change_kv(binary, here=P, meta=META))
+    loss = lost_write(change, stored(app(2)) | change.keys, here=T, applied=True, meta=META)
+    assert loss is not None
+    entry = conflict_entry(loss, change, table="t", detected_in=T, detected_at=0.0)
+    assert entry["pk"]["S"].startswith("t#") and entry["sk"] == {"S": f"{T}#2#live"}
