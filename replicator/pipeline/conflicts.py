@@ -32,18 +32,18 @@ from replicator.aws.classify import is_conditional_check_failed
 from replicator.aws.factory import guarded_send, region_of
 from replicator.aws.retry import RetryPolicy
 from replicator.errors import AwsError, ShutdownInterrupted
-from replicator.models import Change, WireItem, item_key
+from replicator.models import Change, TargetRef, WireItem, item_key
 from replicator.pipeline.itemsize import MAX_ITEM_BYTES, item_size
 from replicator.stream.kv import to_wire
 from replicator.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-# The entry is written within the target write it follows, so it must end well inside
-# that write's deadlines (the attempt's 10 s, HA's lease.write_timeout_seconds, 2 s by
-# default): one that cannot be written by then is given up, logged and counted.
-FEED_GIVE_UP_AFTER_SECONDS = 1.0
-FEED_ATTEMPT_TIMEOUT_SECONDS = 0.5
+# The entry is written within the target write's attempt (10 s), so its retries end
+# inside it: one that cannot be written by then is given up, logged and counted. A few
+# seconds per attempt: a loaded region answers slowly, and an entry given up is lost.
+FEED_GIVE_UP_AFTER_SECONDS = 6.0
+FEED_ATTEMPT_TIMEOUT_SECONDS = 3.0
 ENTRY_HEADROOM_BYTES = 16 * 1024
 
 Reporter = Callable[[Loss, Change], Awaitable[None]]
@@ -135,21 +135,21 @@ class ConflictFeed:
         self._guard = guard
         self._clock = clock
 
-    def reporter(self, source_table: str, detected_in: str) -> Reporter:
-        """What a writer of ``source_table`` into region ``detected_in`` calls for a loss."""
+    def reporter(self, source_table: str, target: TargetRef) -> Reporter:
+        """What the writer of ``source_table`` into ``target`` calls for a loss it detects."""
 
         async def report(loss: Loss, change: Change) -> None:
-            await self.record(loss, change, table=source_table, detected_in=detected_in)
+            await self.record(loss, change, table=source_table, target=target)
 
         return report
 
-    async def record(self, loss: Loss, change: Change, *, table: str, detected_in: str) -> None:
+    async def record(self, loss: Loss, change: Change, *, table: str, target: TargetRef) -> None:
         """Count ``loss`` and keep its entry; a failure is logged and counted, never raised."""
         self._metrics.conflict(
-            table, loser_region=loss.loser.origin, winner_region=loss.winner.origin
+            table, target, loser_region=loss.loser.origin, winner_region=loss.winner.origin
         )
         entry = conflict_entry(
-            loss, change, table=table, detected_in=detected_in, detected_at=self._clock()
+            loss, change, table=table, detected_in=target.region, detected_at=self._clock()
         )
 
         async def attempt() -> None:
@@ -166,9 +166,10 @@ class ConflictFeed:
 
         try:
             await self._retry.call("conflict feed put", self._region, attempt)
-        except (AwsError, ShutdownInterrupted) as exc:
-            # Shutdown too: the write it follows is applied, and its redelivery meets
-            # itself, so this entry has no second chance either way.
+        except (AwsError, ShutdownInterrupted, asyncio.CancelledError) as exc:
+            # Shutdown, or the write's own deadline (HA's lease.write_timeout_seconds) cut
+            # it: the write it follows is applied and its redelivery meets itself, so the
+            # entry has no second chance. Counted, then a cancellation goes on.
             self._metrics.conflict_unrecorded(table)
             log.error(
                 "conflict on %s key %s not recorded in %s: %s (loser %s v%s, winner %s v%s)",
@@ -181,3 +182,5 @@ class ConflictFeed:
                 loss.winner.origin,
                 loss.winner.version,
             )
+            if isinstance(exc, asyncio.CancelledError):
+                raise

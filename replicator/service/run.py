@@ -79,7 +79,7 @@ async def target_writer(
         mode=config.mode,
         tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
         on_version_regression=regression_reporter(metrics, pair.source_table, target),
-        on_conflict=conflicts.reporter(pair.source_table, target.region) if conflicts else None,
+        on_conflict=conflicts.reporter(pair.source_table, target) if conflicts else None,
     )
     if target != local:
         return conditional

@@ -145,8 +145,11 @@ class Metrics(Figures):
     def version_regression(self, source_table: str, target: TargetRef) -> None:
         self._count("version_regressions", *labels(source_table, target).items())
 
-    def conflict(self, source_table: str, *, loser_region: str, winner_region: str) -> None:
-        """A write last-writer-wins discarded (DESIGN §4b), whether or not its entry was kept."""
+    def conflict(
+        self, source_table: str, target: TargetRef, *, loser_region: str, winner_region: str
+    ) -> None:
+        """A write last-writer-wins discarded (DESIGN §4b), detected writing into ``target``,
+        whether or not its entry was kept."""
         self._count(
             "conflicts",
             ("source_table", source_table),

@@ -17,7 +17,7 @@ from replicator.aws.factory import Clients
 from replicator.aws.tables import CONTROL_KEY, ensure_table
 from replicator.config.schema import parse_config
 from replicator.lambda_mode.handler import LambdaFunction
-from replicator.models import Change, Incoming
+from replicator.models import Change, Incoming, TargetRef
 from replicator.pipeline.conflicts import ConflictFeed
 from replicator.pipeline.itemsize import MAX_ITEM_BYTES, item_size
 from replicator.service.run import metrics_for, run_service
@@ -25,6 +25,7 @@ from replicator.telemetry.metrics import Metrics
 from tests.e2e.helpers import cli, wait_until
 from tests.esm_driver import Context, shape
 from tests.functional.test_conflict_feed import REGIONS, scan
+from tests.functional.test_lambda_emf import emf_documents
 from tests.mesh import A, C
 from tests.records import record
 
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 async def test_the_lambda_handler_records_a_loss_once(
-    endpoints: dict[str, str], unique_name: str
+    endpoints: dict[str, str], unique_name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Lambda mode: C's write delivered by the event source mapping lands on A's own write;
     the mapping delivers it again; the feed holds one entry."""
@@ -70,6 +71,13 @@ async def test_the_lambda_handler_records_a_loss_once(
         assert (entry["loser_origin"], entry["winner_origin"]) == ({"S": A}, {"S": C})
         assert entry["loser_image"]["M"]["v"] == {"S": f"from {A}"}
         assert entry["sequence_number"] == {"S": "100"}
+        assert function.metrics.total("duplicate") == 1  # the second delivery met itself
+        conflicts = [
+            d
+            for d in emf_documents(capsys.readouterr().out)
+            if "Conflicts" in d and d.get("target") == f"{A}/{target}"
+        ]
+        assert [d["Conflicts"] for d in conflicts] == [[1.0]]  # for a CloudWatch alarm
     finally:
         await clients.aclose()
 
@@ -99,9 +107,9 @@ async def test_a_redelivered_loss_collapses_and_a_huge_one_keeps_what_fits(
         metrics = Metrics()
         feed = ConflictFeed(db, unique_name, metrics=metrics)
         small = loss({"v": {"S": "first"}})
-        await feed.record(*small, table="t", detected_in=A)
+        await feed.record(*small, table="t", target=TargetRef(A, "t"))
         again = loss({"v": {"S": "second delivery"}})
-        await feed.record(*again, table="t", detected_in=A)
+        await feed.record(*again, table="t", target=TargetRef(A, "t"))
         (kept,) = await scan(clients, C, unique_name)
         assert kept["winner_image"]["M"]["v"] == {"S": "first"}  # the first winner stays
 
@@ -113,7 +121,7 @@ async def test_a_redelivered_loss_collapses_and_a_huge_one_keeps_what_fits(
             Side(A, Decimal(3), False, huge.loser.image, huge.loser.kv),
             Side(C, Decimal(3), False, other, {}),
         )
-        await feed.record(huge, change, table="t", detected_in=A)
+        await feed.record(huge, change, table="t", target=TargetRef(A, "t"))
         entries = await scan(clients, C, unique_name)
         (big,) = [e for e in entries if e["sk"]["S"].startswith(f"{A}#3")]
         assert item_size(big) <= MAX_ITEM_BYTES
@@ -173,3 +181,21 @@ async def test_one_way_writes_no_kv_and_keeps_no_feed(
         stop.set()
         await service
         await clients.aclose()
+
+
+async def test_an_entry_that_cannot_be_written_is_counted_and_replication_goes_on(
+    endpoints: dict[str, str], unique_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    clients = Clients(endpoints)
+    try:
+        metrics = Metrics()
+        feed = ConflictFeed(
+            await clients.json("dynamodb", C), f"{unique_name}-missing", metrics=metrics
+        )
+        await feed.record(*loss({"v": {"S": "lost"}}), table="t", target=TargetRef(A, "t"))
+    finally:
+        await clients.aclose()
+    assert sum(metrics.counts["conflicts_unrecorded"].values()) == 1
+    assert sum(metrics.counts["conflicts"].values()) == 1
+    assert "not recorded" in caplog.text
+    metrics.shutdown()
