@@ -84,6 +84,7 @@ async def test_the_feed_holds_exactly_the_lost_write_once(
             await drained(mesh)
 
             conflicts = mesh.metrics[C].prometheus_text().decode()
+            assert mesh.metrics[C].status()["totals"]["conflicts"] == 1  # replicator status
             # Stored where C's replicator detected it: C's write landing on A's own write.
             assert (await mesh.item(A, "k") or {}).get("_rep_kv") == {"M": {C: {"N": "2"}}}
         (entry,) = await scan(clients, C, feed)

@@ -22,6 +22,7 @@ from replicator.pipeline.conflicts import ConflictFeed
 from replicator.pipeline.itemsize import MAX_ITEM_BYTES, item_size
 from replicator.service.run import metrics_for, run_service
 from replicator.telemetry.metrics import Metrics
+from replicator.tools.status import render_status
 from tests.e2e.helpers import cli, wait_until
 from tests.esm_driver import Context, shape
 from tests.functional.test_conflict_feed import REGIONS, scan
@@ -199,3 +200,10 @@ async def test_an_entry_that_cannot_be_written_is_counted_and_replication_goes_o
     assert sum(metrics.counts["conflicts"].values()) == 1
     assert "not recorded" in caplog.text
     metrics.shutdown()
+
+
+def test_replicator_status_names_the_conflicts_in_active_active_mode_only() -> None:
+    active = render_status({"service": {"mode": "active-active"}, "totals": {"conflicts": 3}})
+    assert "conflicts 3 (replicator conflicts list)" in str(active[0])
+    one_way = render_status({"service": {"mode": "one-way"}, "totals": {}})
+    assert "conflicts" not in str(one_way[0])
