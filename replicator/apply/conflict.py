@@ -59,6 +59,8 @@ def lost_write(
             return Loss(loser=s, winner=x)
         return None
     # B: this region's local tombstone (§4 rule 6) into its own table.
+    if not incoming.tombstone:
+        return None  # only tombstones go to this region's own table through the rule
     if not state.replicated:
         # B1: S is an application write here.
         if applied:

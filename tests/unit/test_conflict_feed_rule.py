@@ -234,3 +234,8 @@ def test_an_entry_of_a_binary_key_is_keyed_as_one_of_a_string_key_is() -> None:
     assert loss is not None
     entry = conflict_entry(loss, change, table="t", detected_in=T, detected_at=0.0)
     assert entry["pk"]["S"].startswith("t#") and entry["sk"] == {"S": f"{T}#2#live"}
+
+
+def test_b_is_only_for_tombstones_a_live_write_of_this_region_is_no_case() -> None:
+    # A target in the source's own region would meet this region's live writes.
+    assert lost_write(write_in(T, 3), stored(app(2)), here=T, applied=True, meta=META) is None
