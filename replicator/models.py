@@ -73,6 +73,10 @@ class Meta:
     def expires(self) -> str:
         return f"{self.prefix}expires"
 
+    @property
+    def kv(self) -> str:
+        return f"{self.prefix}kv"
+
 
 @dataclass(frozen=True, slots=True)
 class Stored:
@@ -175,6 +179,9 @@ class Change:
     # A live write of this region that landed on a tombstone (a zombie, DESIGN §4
     # rule 7): this region's own table still flags it deleted until healed.
     heals_zombie: bool = False
+    # Active-active only (DESIGN §4b): region -> greatest okey in this write's history,
+    # merged over a coalesced run; None in one-way mode, which writes no ``_rep_kv``.
+    kv: dict[str, Decimal] | None = None
 
     @property
     def key(self) -> ItemKey:

@@ -31,6 +31,7 @@ def region_config(
             "endpoints": {r: endpoints[r] for r in regions},
             "control_table": f"{table}-control",
             "dlq_table": f"{table}-dlq",
+            "conflicts_table": f"{table}-conflicts",
             "pairs": [
                 {"source_table": table, "targets": [{"region": r, "table": table} for r in others]}
             ],

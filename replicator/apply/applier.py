@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -22,6 +23,7 @@ from replicator.aws.backoff import Backoff
 from replicator.aws.retry import RETRY_BACKOFF, RetryPolicy
 from replicator.errors import AwsError, ShutdownInterrupted, ThrottledError
 from replicator.models import Change, ItemKey, Outcome, TargetRef
+from replicator.stream.kv import merge
 from replicator.stream.records import coalesces_into
 from replicator.telemetry.heartbeat import sent_at
 from replicator.telemetry.metrics import Metrics
@@ -82,6 +84,17 @@ def _written_by_successor(run: _Run) -> bool:
     """
     following = run.successor
     return following is not None and coalesces_into(run.changes, following.changes)
+
+
+def _hand_kv_on(run: _Run) -> None:
+    """The successor that writes ``run`` for it also carries its kv (DESIGN §4b: a
+    coalesced run's kv merges every record of the run, across batches too)."""
+    following = run.successor
+    assert following is not None
+    first = following.changes[0]
+    if first.kv is not None:
+        kvs = [c.kv for c in run.changes if c.kv is not None]
+        following.changes[0] = dataclasses.replace(first, kv=merge((*kvs, first.kv)))
 
 
 class TargetApplier:
@@ -197,6 +210,7 @@ class TargetApplier:
                 if run.after is not None and not run.after.done():
                     await asyncio.wait((run.after,))  # wait, not await: never cancel it
                 if _written_by_successor(run):
+                    _hand_kv_on(run)
                     continue  # ``finally`` releases the key to the successor
                 async with self._slots:
                     for change in run.changes:

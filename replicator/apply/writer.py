@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from replicator.apply.condition import build_condition
+from replicator.apply.conflict import Loss, lost_write
 from replicator.apply.rule import decide, is_version_regression
 from replicator.apply.selection import EVERYTHING, Selection
 from replicator.aws.classify import classify, is_conditional_check_failed
 from replicator.aws.json_client import DynamoDB
 from replicator.errors import RequestError
 from replicator.models import Change, Meta, Mode, Outcome, WireItem, stored_from_item
+from replicator.stream.kv import to_wire
 
 if TYPE_CHECKING:
     from replicator.models import TargetRef
@@ -35,6 +37,8 @@ def target_item(
         meta.rep_version: {"N": str(incoming.version)},
         meta.seq: {"S": incoming.seq},
     }
+    if change.kv is not None:
+        stamp[meta.kv] = to_wire(change.kv)
     if change.item is None:
         return {
             **change.keys,
@@ -78,7 +82,10 @@ class ConditionalWriter:
         tombstone_ttl_seconds: int,
         on_version_regression: Callable[[Change], None] | None = None,
         selection: Selection = EVERYTHING,
+        on_conflict: Callable[[Loss, Change], Awaitable[None]] | None = None,
     ) -> None:
+        """``on_conflict`` hears of each write the rule discards (active-active, DESIGN
+        §4b); it must not raise for a failure to record it."""
         self._client = client
         self.table = table
         self.region = region
@@ -87,6 +94,7 @@ class ConditionalWriter:
         self._ttl = tombstone_ttl_seconds
         self._on_regression = on_version_regression
         self._selection = selection
+        self._on_conflict = on_conflict
 
     async def put(self, change: Change, *, now: float) -> Outcome:
         """Apply ``change``; ConditionalCheckFailed becomes SUPERSEDED or DUPLICATE.
@@ -108,8 +116,13 @@ class ConditionalWriter:
             "ExpressionAttributeValues": condition.values,
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
+        # Active-active: the item a write replaces tells whether it discarded one (§4b),
+        # at no extra read; one-way asks nothing more.
+        feed = self._on_conflict is not None and change.kv is not None
+        if feed:
+            request["ReturnValues"] = "ALL_OLD"
         try:
-            await self._client.put_item(**request)
+            answer = await self._client.put_item(**request)
         except ClientError as exc:
             if not is_conditional_check_failed(exc):
                 error = classify(exc)
@@ -122,16 +135,26 @@ class ConditionalWriter:
                         request_shape(request),
                     )
                 raise error from exc
-            stored = stored_from_item(exc.response.get("Item"), self._meta)
+            old = exc.response.get("Item")
+            stored = stored_from_item(old, self._meta)
             verdict = decide(stored, change.incoming, here=self.region, mode=self._mode)
             if self._on_regression and is_version_regression(
                 stored, change.incoming, here=self.region, mode=self._mode
             ):
                 self._on_regression(change)
+            if feed:
+                await self._judge(change, old, applied=False)
             return Outcome.DUPLICATE if verdict is Outcome.DUPLICATE else Outcome.SUPERSEDED
         except Exception as exc:
             raise classify(exc) from exc
+        if feed:
+            await self._judge(change, answer.get("Attributes"), applied=True)
         return Outcome.APPLIED
+
+    async def _judge(self, change: Change, old: WireItem | None, *, applied: bool) -> None:
+        loss = lost_write(change, old, here=self.region, applied=applied, meta=self._meta)
+        if loss is not None and self._on_conflict is not None:
+            await self._on_conflict(loss, change)
 
 
 # DESIGN §4 rule 7, exactly: still that zombie. A looser condition (any tombstone at

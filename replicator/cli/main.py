@@ -28,6 +28,7 @@ from replicator.cli.common import (
     run_reporting_errors_sync,
     run_tool,
 )
+from replicator.cli.conflicts import conflicts_app
 from replicator.cli.dlq import dlq_app
 from replicator.service.gc_tuning import GC_THRESHOLDS
 
@@ -201,6 +202,7 @@ def backfill(
 
 
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(conflicts_app, name="conflicts")
 
 
 @app.command()

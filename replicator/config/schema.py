@@ -246,6 +246,8 @@ class Config(BaseModel):
     credentials: dict[Region, RegionCredentials] = Field(default_factory=dict)
     control_table: TableName = "replicator-control"
     dlq_table: TableName = "replicator-dlq"
+    # Active-active only: the conflict feed (DESIGN §4b), in source_region like the DLQ.
+    conflicts_table: TableName = "replicator-conflicts"
     metadata_prefix: NonEmpty = "_rep_"
     pairs: list[Pair] = Field(min_length=1)
     web: WebConfig = WebConfig()
@@ -299,12 +301,15 @@ def _rule_problems(config: Config) -> list[Problem]:
         what = f"{region} is neither the source region nor a target's"
         found.append((("credentials", region), what, "remove it or correct the region"))
     home = set(sources) | {table for region, table in targets if region == config.source_region}
-    for field in ("control_table", "dlq_table"):
+    for field in ("control_table", "dlq_table", "conflicts_table"):
         if (table := getattr(config, field)) in home:
             what, fix = f"{table!r} is a replicated table", "use a table of its own"
             found.append(((field,), what, fix))
     if config.dlq_table == config.control_table:
         found.append((("dlq_table",), "same table as control_table", "use a table of its own"))
+    if config.conflicts_table in (config.control_table, config.dlq_table):
+        what = "same table as control_table or dlq_table"
+        found.append((("conflicts_table",), what, "use a table of its own"))
     heartbeat = config.heartbeat
     if heartbeat.ready_max_age_seconds <= heartbeat.interval_seconds:
         # Otherwise readiness would flap between two heartbeats.

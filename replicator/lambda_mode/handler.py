@@ -43,7 +43,13 @@ from replicator.lambda_mode.metrics import EmfMetrics
 from replicator.models import Change, Meta, TargetRef
 from replicator.pipeline.batches import Dead, decode, for_target
 from replicator.pipeline.dlq import DeadLetterQueue
-from replicator.service.run import applier_for, meta_for, selection_for, target_writer
+from replicator.service.run import (
+    applier_for,
+    conflict_feed,
+    meta_for,
+    selection_for,
+    target_writer,
+)
 from replicator.service.startup import heartbeat_writers, targets_of
 from replicator.stream.records import coalesce, sequence_of
 from replicator.telemetry.heartbeat import HeartbeatWriter
@@ -189,6 +195,7 @@ class LambdaFunction:
                     meta=source.meta,
                     skipped=lambda reason: self.metrics.skipped(table, reason),
                     selection=selection_for(self.config, source.pair),
+                    kv=source.local is not None,
                 )
                 work = {
                     t: for_target(changes, dead, local=t == source.local) for t in source.writers
@@ -270,13 +277,22 @@ class LambdaFunction:
         home = await self._clients.json("dynamodb", config.source_region)
         await ensure_table(home, config.dlq_table, CONTROL_KEY, retry=RetryPolicy(stop=stop))
         dlq = DeadLetterQueue(home, config.dlq_table)
+        conflicts = conflict_feed(config, home, self.metrics)
+        if conflicts is not None:
+            await ensure_table(home, conflicts.table, CONTROL_KEY, retry=RetryPolicy(stop=stop))
         sources = {}
         for pair in config.pairs:
             targets, local = targets_of(config, pair)
             writers: dict[TargetRef, ChangeWriter] = {}
             for target in targets:
                 writer = await target_writer(
-                    config, pair, target, self._clients, self.metrics, local=local
+                    config,
+                    pair,
+                    target,
+                    self._clients,
+                    self.metrics,
+                    local=local,
+                    conflicts=conflicts,
                 )
                 writers[target] = self._seam(target, writer) if self._seam else writer
             sources[pair.source_table] = _Source(pair, meta_for(config, pair), writers, local, dlq)

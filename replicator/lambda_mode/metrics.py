@@ -19,6 +19,7 @@ RECORD_LAG = "RecordLag"
 HEARTBEAT_LAG = "HeartbeatLag"
 RETRIES = "Retries"
 VERSION_REGRESSIONS = "VersionRegressions"
+CONFLICTS = "Conflicts"
 OUTCOME_METRICS = {
     Outcome.APPLIED: "RecordsApplied",
     Outcome.SUPERSEDED: "RecordsSuperseded",
@@ -54,6 +55,15 @@ class EmfMetrics(Metrics):
         super().version_regression(source_table, target)
         emf = self._emf_of(source_table, target)
         emf.add_metric(name=VERSION_REGRESSIONS, unit=MetricUnit.Count, value=1)
+
+    def conflict(
+        self, source_table: str, target: TargetRef, *, loser_region: str, winner_region: str
+    ) -> None:
+        super().conflict(
+            source_table, target, loser_region=loser_region, winner_region=winner_region
+        )
+        emf = self._emf_of(source_table, target)
+        emf.add_metric(name=CONFLICTS, unit=MetricUnit.Count, value=1)
 
     def write_retried(self, source_table: str, target: TargetRef) -> None:
         """A write to ``target`` failed for a retryable reason and is tried again.

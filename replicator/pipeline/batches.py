@@ -17,6 +17,7 @@ from typing import Any
 from replicator.apply.selection import EVERYTHING, Selection
 from replicator.errors import RecordError
 from replicator.models import Change, Meta, pad_seq
+from replicator.stream.kv import change_kv
 from replicator.stream.reader import Batch
 from replicator.stream.records import Skip, epoch_seconds, to_change
 
@@ -40,10 +41,14 @@ def decode(
     meta: Meta,
     skipped: Callable[[str], None],
     selection: Selection = EVERYTHING,
+    kv: bool = False,
 ) -> tuple[list[Change], Dead]:
     """Filter a batch (DESIGN §4 rules 1-4, then the pair's ``selection``): the changes to
     replicate and the records to dead-letter, in stream order; ``skipped(reason)`` is told
-    of each record left out."""
+    of each record left out.
+
+    With ``kv`` (active-active) each change carries its ``_rep_kv`` (DESIGN §4b); one-way
+    mode computes none."""
     changes: list[Change] = []
     dead: Dead = []
     for record in records:
@@ -56,6 +61,8 @@ def decode(
             result = selection.select(result)
         if isinstance(result, Skip):
             skipped(result.reason)
+        elif kv:
+            changes.append(dataclasses.replace(result, kv=change_kv(result, here=here, meta=meta)))
         else:
             changes.append(result)
     return changes, dead

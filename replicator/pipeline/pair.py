@@ -235,6 +235,7 @@ class PairPipeline:
             meta=self.meta,
             skipped=lambda reason: self.metrics.skipped(table, reason),
             selection=self.selection,
+            kv=self.local_target is not None,
         )
         self.metrics.records_read(
             self.source_table,

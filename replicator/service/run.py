@@ -14,6 +14,7 @@ from replicator.apply.selection import Selection
 from replicator.apply.writer import ConditionalWriter, LocalWriter, regression_reporter
 from replicator.aws.backoff import pause
 from replicator.aws.factory import Clients
+from replicator.aws.json_client import DynamoDB
 from replicator.aws.retry import RetryPolicy
 from replicator.config.schema import Config, Pair
 from replicator.errors import ShutdownInterrupted
@@ -21,8 +22,9 @@ from replicator.ha.fence import Fence, FencedCheckpoints, FencedWriter, send_gua
 from replicator.ha.keeper import LeaseKeeper, process_owner
 from replicator.ha.lease import LeaseTimes
 from replicator.ha.store import LeaseStore
-from replicator.models import Meta, TargetRef
+from replicator.models import Meta, Mode, TargetRef
 from replicator.pipeline.checkpoint import CheckpointStore
+from replicator.pipeline.conflicts import ConflictFeed
 from replicator.pipeline.dlq import DeadLetterQueue
 from replicator.pipeline.pair import PairPipeline
 from replicator.service.gc_tuning import GC_THRESHOLDS
@@ -73,10 +75,12 @@ async def target_writer(
     *,
     local: TargetRef | None,
     guard: Callable[[], None] | None = None,
+    conflicts: ConflictFeed | None = None,
 ) -> ChangeWriter:
     """The conditional writer of one target; for the local target it also heals zombies.
 
     ``guard`` is asked as each write is sent and aborts it by raising (``Clients.put_client``).
+    ``conflicts`` (active-active) receives the writes the rule discards there.
     """
     meta = meta_for(config, pair)
     conditional = ConditionalWriter(
@@ -88,10 +92,26 @@ async def target_writer(
         tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
         on_version_regression=regression_reporter(metrics, pair.source_table, target),
         selection=selection_for(config, pair),
+        on_conflict=conflicts.reporter(pair.source_table, target) if conflicts else None,
     )
     if target != local:
         return conditional
     return LocalWriter(conditional, await clients.json("dynamodb", target.region), meta=meta)
+
+
+def conflict_feed(
+    config: Config,
+    home: DynamoDB,
+    metrics: Metrics,
+    *,
+    stop: asyncio.Event | None = None,
+    fence: Fence | None = None,
+) -> ConflictFeed | None:
+    """The conflict feed in this region (active-active only: one-way has no conflicts)."""
+    if config.mode is not Mode.ACTIVE_ACTIVE:
+        return None
+    guard = send_guard(fence, "conflict feed write") if fence else None
+    return ConflictFeed(home, config.conflicts_table, metrics=metrics, stop=stop, guard=guard)
 
 
 def applier_for(
@@ -168,10 +188,11 @@ async def build_pipeline(
     source = DynamoDBStreamSource(home, await clients.json("dynamodbstreams", config.source_region))
     targets, local = targets_of(config, pair)
     guard = send_guard(fence) if fence else None
+    conflicts = conflict_feed(config, home, metrics, stop=stop, fence=fence)
     appliers = []
     for target in targets:
         writer = await target_writer(
-            config, pair, target, clients, metrics, local=local, guard=guard
+            config, pair, target, clients, metrics, local=local, guard=guard, conflicts=conflicts
         )
         if fence:
             writer = FencedWriter(writer, fence, timeout=config.lease.write_timeout_seconds)

@@ -79,18 +79,21 @@ async def prepare_tables(
 async def prepare_here(
     config: Config, clients: Clients, *, retry: RetryPolicy | None = None
 ) -> dict[str, dict[str, Any]]:
-    """This region's side: the control and DLQ tables created, each source table described
-    and checked (it must exist and have its stream). Returns the sources' descriptions."""
+    """This region's side: the control and DLQ tables (and, active-active, the conflicts
+    table) created, each source table described and checked (it must exist and have its
+    stream). Returns the sources' descriptions."""
     home = await clients.json("dynamodb", config.source_region)
     sources = [pair.source_table for pair in config.pairs]
+    control = [config.control_table, config.dlq_table]
+    if config.mode is Mode.ACTIVE_ACTIVE:
+        control.append(config.conflicts_table)
     answers: list[Any] = await concurrently(
-        ensure_table(home, config.control_table, CONTROL_KEY, retry=retry),
-        ensure_table(home, config.dlq_table, CONTROL_KEY, retry=retry),
+        *(ensure_table(home, table, CONTROL_KEY, retry=retry) for table in control),
         *(describe(home, table, retry=retry) for table in sources),
     )
     described = {
         table: check_table(description, table, config.source_region, stream=True)
-        for table, description in zip(sources, answers[2:], strict=True)
+        for table, description in zip(sources, answers[len(control) :], strict=True)
     }
     prefix = config.metadata_prefix
     excluded = {pair.source_table: pair.exclude_attributes for pair in config.pairs}

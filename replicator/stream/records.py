@@ -24,6 +24,7 @@ from replicator.models import (
     pad_seq,
     stored_from_item,
 )
+from replicator.stream.kv import merge
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +143,8 @@ def _plain(change: Change) -> bool:
 def coalesce(changes: Iterable[Change]) -> dict[ItemKey, list[Change]]:
     """Per key, in stream order: each run of consecutive writes becomes its last write.
 
-    The survivor carries the re-create flag if any write of its run was one. A REMOVE
+    The survivor carries the re-create flag if any write of its run was one, and (active-
+    active) the merged kv of the whole run. A REMOVE
     (tombstone) is never merged with anything, so runs never cross it.
     """
     per_key: dict[ItemKey, list[Change]] = {}
@@ -157,6 +159,10 @@ def coalesce(changes: Iterable[Change]) -> dict[ItemKey, list[Change]]:
             survivor = dataclasses.replace(
                 change, incoming=dataclasses.replace(change.incoming, recreate=True)
             )
+        if last.kv is not None and change.kv is not None:
+            # §4b: a run's kv merges every record's; the last one's alone paired writes
+            # with their own ancestors in the protocol model.
+            survivor = dataclasses.replace(survivor, kv=merge((last.kv, change.kv)))
         run[-1] = survivor
     return per_key
 

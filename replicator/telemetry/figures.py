@@ -27,6 +27,7 @@ TOTALS = {
     "retries": "records_retried",
     "trimmed": "trimmed_data",
     "version_regressions": "version_regressions",
+    "conflicts": "conflicts",
 }
 HISTORY_SAMPLES = 600  # one a second: ten minutes of dashboard chart
 

@@ -29,6 +29,8 @@ COUNTERS = {
     "records_duplicate": "Redelivered writes the target already held.",
     "records_dead_lettered": "Records sent to the DLQ with a reason.",
     "version_regressions": "Active-active re-creates that lost to their own tombstone.",
+    "conflicts": "Active-active writes last-writer-wins discarded (the conflict feed).",
+    "conflicts_unrecorded": "Conflict-feed entries that could not be written (logged).",
     "records_retried": "Write or read attempts retried after a retryable error.",
     "records_throttled": "Requests refused by throttling.",
     "records_read": "Stream records read.",

@@ -145,6 +145,21 @@ class Metrics(Figures):
     def version_regression(self, source_table: str, target: TargetRef) -> None:
         self._count("version_regressions", *labels(source_table, target).items())
 
+    def conflict(
+        self, source_table: str, target: TargetRef, *, loser_region: str, winner_region: str
+    ) -> None:
+        """A write last-writer-wins discarded (DESIGN §4b), detected writing into ``target``,
+        whether or not its entry was kept."""
+        self._count(
+            "conflicts",
+            ("source_table", source_table),
+            ("loser_region", loser_region),
+            ("winner_region", winner_region),
+        )
+
+    def conflict_unrecorded(self, source_table: str) -> None:
+        self._count("conflicts_unrecorded", ("source_table", source_table))
+
     def shard(
         self,
         source_table: str,

@@ -176,6 +176,11 @@ def render_status(status: Mapping[str, Any]) -> list[RenderableType]:
         f"({service.get('mode', '?')}), up {uptime}: read {_count(totals.get('records_read'))}, "
         f"retries {_count(totals.get('retries'))}, trimmed {_count(totals.get('trimmed'))}, "
         f"version regressions {_count(totals.get('version_regressions'))}"
+        + (
+            f", conflicts {_count(totals.get('conflicts'))} (replicator conflicts list)"
+            if service.get("mode") == "active-active"
+            else ""
+        )
     )
     parts: list[RenderableType] = [header, *_lease_lines(service, status.get("leases") or [])]
     pairs = status.get("pairs") or []
