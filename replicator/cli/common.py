@@ -5,19 +5,28 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
-from replicator.config.schema import Config, load_config
+from replicator.config import environment
+from replicator.config.environment import CONFIG_ENV, CONFIG_YAML_ENV
+from replicator.config.schema import Config
 from replicator.errors import ConfigError, ReplicatorError
 
 console = Console()
 errors = Console(stderr=True)
 
 ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="Path to replicator.yaml.", show_default=False)
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help=f"Path to replicator.yaml (default: the file ${CONFIG_ENV} names, or the YAML "
+        f"${CONFIG_YAML_ENV} holds).",
+        show_default=False,
+    ),
 ]
 PairOption = Annotated[
     str | None,
@@ -28,12 +37,25 @@ EXIT_INTERRUPTED = 130
 T = TypeVar("T")
 
 
-def load(path: Path) -> Config:
+def load(path: Path | None) -> Config:
+    """The config of ``-c path``, else of REPLICATOR_CONFIG or REPLICATOR_CONFIG_YAML."""
     try:
-        return load_config(path)
+        return environment.load(path)
     except ConfigError as exc:
-        errors.print(f"[red]config error[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_CONFIG) from exc
+        _config_error(exc)
+
+
+def config_name(path: Path | None) -> str:
+    """The config's name in messages: its path, or the variable it came from."""
+    try:
+        return environment.config_source(path)
+    except ConfigError as exc:
+        _config_error(exc)
+
+
+def _config_error(exc: ConfigError) -> NoReturn:
+    errors.print(f"[red]config error[/red] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_CONFIG) from exc
 
 
 def run_reporting_errors(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -22,7 +22,7 @@ dlq_app = typer.Typer(no_args_is_help=True, help="See, re-drive and purge dead-l
 
 @dlq_app.command("list")
 def dlq_list(
-    config: ConfigOption,
+    config: ConfigOption = None,
     pair: PairOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON.")] = False,
 ) -> None:
@@ -39,7 +39,9 @@ def dlq_list(
 
 
 @dlq_app.command("show")
-def dlq_show(config: ConfigOption, entry_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+def dlq_show(
+    entry_id: Annotated[str, typer.Argument(metavar="ID")], config: ConfigOption = None
+) -> None:
     """The entry's record (decompressed) and reason in full."""
     from replicator.tools.dlq import find
 
@@ -52,7 +54,7 @@ def dlq_show(config: ConfigOption, entry_id: Annotated[str, typer.Argument(metav
 
 @dlq_app.command("replay")
 def dlq_replay(
-    config: ConfigOption,
+    config: ConfigOption = None,
     ids: Annotated[
         list[str] | None, typer.Option("--id", help="Entry to replay (repeatable).")
     ] = None,
@@ -74,10 +76,10 @@ def dlq_replay(
 
 @dlq_app.command("purge")
 def dlq_purge(
-    config: ConfigOption,
     older_than: Annotated[
         str, typer.Option(help="Age of the last failure, e.g. 7d, 12h, 30m.", show_default=False)
     ],
+    config: ConfigOption = None,
 ) -> None:
     """Delete the entries whose last failure is older than the given age."""
     from replicator.config.schema import duration_seconds

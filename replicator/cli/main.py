@@ -19,6 +19,7 @@ from replicator.cli.common import (
     EXIT_INTERRUPTED,
     ConfigOption,
     PairOption,
+    config_name,
     console,
     errors,
     load,
@@ -45,16 +46,16 @@ def _logging(level: str) -> None:
 
 
 @app.command()
-def validate(config: ConfigOption) -> None:
+def validate(config: ConfigOption = None) -> None:
     """Check a config file; print the first mistake per field and exit 2 if any."""
     loaded = load(config)
     targets = sum(len(p.targets) for p in loaded.pairs)
-    console.print(f"{config}: ok ({len(loaded.pairs)} table(s), {targets} target(s))")
+    console.print(f"{config_name(config)}: ok ({len(loaded.pairs)} table(s), {targets} target(s))")
 
 
 @app.command()
 def run(
-    config: ConfigOption,
+    config: ConfigOption = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Replicate until SIGTERM/SIGINT, then drain in-flight writes, checkpoint and exit 0."""
@@ -86,7 +87,7 @@ def run(
 
 @app.command()
 def verify(
-    config: ConfigOption,
+    config: ConfigOption = None,
     pair: PairOption = None,
     show: Annotated[int, typer.Option(help="How many differing keys to list.", min=0)] = 10,
     as_json: Annotated[
@@ -142,7 +143,7 @@ def _print_report(report: Report, show: int, *, as_json: bool) -> None:
 
 @app.command()
 def backfill(
-    config: ConfigOption,
+    config: ConfigOption = None,
     pair: PairOption = None,
     segments: Annotated[
         int, typer.Option(help="Parallel scan segments (a resumed run keeps its own).", min=1)
@@ -222,7 +223,7 @@ def demo(
 
 @app.command()
 def status(
-    config: ConfigOption,
+    config: ConfigOption = None,
     url: Annotated[
         str | None,
         typer.Option(help="Service base URL (default: http://<web.host>:<web.port>)."),
@@ -234,7 +235,7 @@ def status(
 
     loaded = load(config)
     endpoint = run_reporting_errors_sync(lambda: status_url(loaded.web, url))
-    hint = "" if url else unreachable_hint(loaded.web, str(config))
+    hint = "" if url else unreachable_hint(loaded.web, config_name(config))
     document = run_reporting_errors_sync(lambda: fetch_status(endpoint, hint=hint, timeout=timeout))
     for part in render_status(document):
         console.print(part)

@@ -321,6 +321,11 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(
             f"{source}: cannot read it ({reason}) — pass a readable YAML file"
         ) from None
+    return parse_config_text(text, source=source)
+
+
+def parse_config_text(text: str, *, source: str) -> Config:
+    """Validate YAML text; ``source`` (a path, or the variable that held it) starts each error."""
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
     except RecursionError:
