@@ -42,12 +42,6 @@ def config_source(path: Path | None, environ: Mapping[str, str] = os.environ) ->
 def load(path: Path | None, environ: Mapping[str, str] = os.environ) -> Config:
     """The config of ``-c path``, or of the environment when no path is given."""
     source = config_source(path, environ)
-    if path is not None:
-        return load_config(path)
     if source == CONFIG_YAML_ENV:
         return parse_config_text(environ[CONFIG_YAML_ENV], source=source)
-    try:
-        return load_config(environ[CONFIG_ENV])
-    except ConfigError as exc:
-        # load_config names the path; the operator also needs to know it came from the variable.
-        raise ConfigError(f"{CONFIG_ENV}={exc}") from None
+    return load_config(path or environ[CONFIG_ENV], source=source)

@@ -309,9 +309,12 @@ def parse_config(data: object, *, source: str = "replicator.yaml") -> Config:
         raise ConfigError("\n".join(error_lines(source, exc, _allowed_keys))) from None
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate ``replicator.yaml``; every problem is raised as one ConfigError."""
-    source = str(path)
+def load_config(path: str | Path, *, source: str | None = None) -> Config:
+    """Read and validate ``replicator.yaml``; every problem is raised as one ConfigError.
+
+    ``source`` names the file in errors (default: its path).
+    """
+    source = source or str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
