@@ -52,16 +52,19 @@ def test_validate_reads_the_file_the_variable_names(tmp_path: Path) -> None:
     assert "".join(result.stdout.splitlines()).startswith(f"REPLICATOR_CONFIG={path}: ok")
 
 
+YAML, FILE = "REPLICATOR_CONFIG_YAML", "REPLICATOR_CONFIG"
+
+
 @pytest.mark.parametrize(
     ("variables", "expected"),
     [
-        ({"REPLICATOR_CONFIG_YAML": "pairs: [\n"}, "REPLICATOR_CONFIG_YAML: line 2, column 1: invalid YAML"),
-        ({"REPLICATOR_CONFIG_YAML": "source_region: us-east-1\n"}, "REPLICATOR_CONFIG_YAML: pairs"),
-        ({"REPLICATOR_CONFIG": "/nonexistent/r.yaml"}, "REPLICATOR_CONFIG=/nonexistent/r.yaml: file not found"),
-        ({"REPLICATOR_CONFIG": "/r.yaml", "REPLICATOR_CONFIG_YAML": "{}"}, "both REPLICATOR_CONFIG and REPLICATOR_CONFIG_YAML are set"),
-        ({}, "no config — pass -c replicator.yaml, or set REPLICATOR_CONFIG"),
+        ({YAML: "pairs: [\n"}, f"{YAML}: line 2, column 1: invalid YAML"),
+        ({YAML: "source_region: us-east-1\n"}, f"{YAML}: pairs"),
+        ({FILE: "/nonexistent/r.yaml"}, f"{FILE}=/nonexistent/r.yaml: file not found"),
+        ({FILE: "/r.yaml", YAML: "{}"}, f"both {FILE} and {YAML} are set"),
+        ({}, f"no config — pass -c replicator.yaml, or set {FILE}"),
     ],
-)  # fmt: skip
+)
 def test_a_bad_or_missing_config_is_one_line_naming_the_variable(
     variables: dict[str, str], expected: str
 ) -> None:
