@@ -74,17 +74,21 @@ def test_a_bad_or_missing_config_is_one_line_naming_the_variable(
     assert "Traceback" not in result.stderr
 
 
+def start_run(log: Path, **variables: str) -> subprocess.Popen[bytes]:
+    """``replicator run`` with no -c, its output in ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [*CLI, "run"], stdout=out, stderr=subprocess.STDOUT, env=environment(**variables)
+        )
+
+
 async def test_run_starts_from_replicator_config_yaml_alone_and_replicates(
     endpoints: dict[str, str], unique_name: str, tmp_path: Path
 ) -> None:
     path = write_config(tmp_path / "replicator.yaml", endpoints, unique_name)
     await create_tables(load_config(path))
     log = tmp_path / "run.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [*CLI, "run"], stdout=out, stderr=subprocess.STDOUT,
-            env=environment(REPLICATOR_CONFIG_YAML=path.read_text()), cwd=tmp_path,
-        )  # fmt: skip
+    process = start_run(log, REPLICATOR_CONFIG_YAML=path.read_text())
     path.unlink()  # nothing on disk: the variable alone
     source = boto3.client("dynamodb", region_name=SOURCE, endpoint_url=endpoints[SOURCE])
     target = boto3.client("dynamodb", region_name=TARGET, endpoint_url=endpoints[TARGET])
