@@ -277,7 +277,13 @@ class TargetApplier:
             record_key(record),
             self.target,
             reason,
-            extra={DEAD_LETTER: True},
+            extra={
+                DEAD_LETTER: True,
+                "source_table": source_table,
+                "key": record_key(record),
+                "target": str(self.target),
+                "reason": reason,
+            },
         )
         await self._dlq.put(
             source_table=source_table,

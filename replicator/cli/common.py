@@ -14,6 +14,7 @@ from replicator.config import environment
 from replicator.config.environment import CONFIG_ENV, CONFIG_YAML_ENV
 from replicator.config.schema import Config
 from replicator.errors import ConfigError, ReplicatorError
+from replicator.telemetry.logs import LogFormat, configure_logs
 
 console = Console()
 errors = Console(stderr=True)
@@ -28,6 +29,15 @@ ConfigOption = Annotated[
         show_default=False,
     ),
 ]
+LogFormatOption = Annotated[
+    LogFormat | None,
+    typer.Option(
+        "--log-format",
+        help="Log lines as text, or as JSON objects one a line (default: the config's "
+        "log_format, else text).",
+        show_default=False,
+    ),
+]
 PairOption = Annotated[
     str | None,
     typer.Option("--pair", help="Only the pair whose source table is this.", show_default=False),
@@ -37,12 +47,20 @@ EXIT_INTERRUPTED = 130
 T = TypeVar("T")
 
 
-def load(path: Path | None) -> Config:
-    """The config of ``-c path``, else of REPLICATOR_CONFIG or REPLICATOR_CONFIG_YAML."""
+def load(
+    path: Path | None, log_format: LogFormat | None = None, *, log_level: str = "WARNING"
+) -> Config:
+    """The config of ``-c path``, else of REPLICATOR_CONFIG or REPLICATOR_CONFIG_YAML.
+
+    Logging is set up from it: ``log_format``, else the config's ``log_format``.
+    """
     try:
-        return environment.load(path)
+        config = environment.load(path)
     except ConfigError as exc:
+        configure_logs(log_level, log_format or LogFormat.TEXT)
         _config_error(exc)
+    configure_logs(log_level, log_format or LogFormat(config.log_format))
+    return config
 
 
 def config_name(path: Path | None) -> str:

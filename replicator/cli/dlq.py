@@ -10,6 +10,7 @@ import typer
 from replicator.cli.common import (
     EXIT_CONFIG,
     ConfigOption,
+    LogFormatOption,
     PairOption,
     console,
     errors,
@@ -23,13 +24,14 @@ dlq_app = typer.Typer(no_args_is_help=True, help="See, re-drive and purge dead-l
 @dlq_app.command("list")
 def dlq_list(
     config: ConfigOption = None,
+    log_format: LogFormatOption = None,
     pair: PairOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON.")] = False,
 ) -> None:
     """One line per entry: id, keys, reason, first and last failure, attempts."""
     from replicator.tools.dlq import list_entries
 
-    found = run_reporting_errors(list_entries(load(config), pair=pair))
+    found = run_reporting_errors(list_entries(load(config, log_format), pair=pair))
     if as_json:
         print(json.dumps([entry.as_json() for entry in found], indent=2))
         return
@@ -40,12 +42,14 @@ def dlq_list(
 
 @dlq_app.command("show")
 def dlq_show(
-    entry_id: Annotated[str, typer.Argument(metavar="ID")], config: ConfigOption = None
+    entry_id: Annotated[str, typer.Argument(metavar="ID")],
+    config: ConfigOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """The entry's record (decompressed) and reason in full."""
     from replicator.tools.dlq import find
 
-    entry = run_reporting_errors(find(load(config), entry_id))
+    entry = run_reporting_errors(find(load(config, log_format), entry_id))
     console.print(entry.line(), highlight=False, soft_wrap=True)
     console.print(f"reason: {entry.reason}", highlight=False, soft_wrap=True)
     record = entry.record if entry.record is not None else "(not stored: too large)"
@@ -55,6 +59,7 @@ def dlq_show(
 @dlq_app.command("replay")
 def dlq_replay(
     config: ConfigOption = None,
+    log_format: LogFormatOption = None,
     ids: Annotated[
         list[str] | None, typer.Option("--id", help="Entry to replay (repeatable).")
     ] = None,
@@ -66,7 +71,7 @@ def dlq_replay(
     if bool(ids) == replay_all:
         errors.print("[red]usage[/red] give --id ID (one or more) or --all", highlight=False)
         raise typer.Exit(EXIT_CONFIG)
-    result = run_reporting_errors(replay(load(config), ids=None if replay_all else ids))
+    result = run_reporting_errors(replay(load(config, log_format), ids=None if replay_all else ids))
     for entry, reason in result.failed:
         console.print(f"  {entry.id} {entry.key_text()}: {reason}", highlight=False)
     console.print(f"replay: {len(result.settled)} applied and removed, {len(result.failed)} kept")
@@ -80,6 +85,7 @@ def dlq_purge(
         str, typer.Option(help="Age of the last failure, e.g. 7d, 12h, 30m.", show_default=False)
     ],
     config: ConfigOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Delete the entries whose last failure is older than the given age."""
     from replicator.config.schema import duration_seconds
@@ -93,5 +99,5 @@ def dlq_purge(
             highlight=False,
         )
         raise typer.Exit(EXIT_CONFIG)
-    removed = run_reporting_errors(purge(load(config), older_than=seconds))
+    removed = run_reporting_errors(purge(load(config, log_format), older_than=seconds))
     console.print(f"purged {removed} entries")

@@ -201,6 +201,7 @@ class Config(BaseModel):
     web: WebConfig = WebConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     lease: LeaseConfig = LeaseConfig()
+    log_format: Literal["text", "json"] = "text"  # --log-format overrides it
 
     def endpoint_for(self, region: str) -> str | None:
         return self.endpoints.get(region)
