@@ -209,12 +209,11 @@ def demo(
         int, typer.Option(help="Dashboard port on 127.0.0.1 (0: any free port).", min=0, max=65535)
     ] = 8080,
     rate: Annotated[float, typer.Option(help="Load in writes per second.", min=1, max=10_000)] = 40,
-    log_format: LogFormatOption = None,
 ) -> None:
     """Embedded two-region demo: load with conflicts and deletes, live view, then verify."""
+    # No --log-format here: the demo's live view owns the terminal and tallies dead letters
+    # through its own log handler.
     from replicator.demo.run import run_demo
-
-    configure_logs("WARNING", log_format or LogFormat.TEXT)
 
     result = run_reporting_errors_sync(
         lambda: run_demo(
