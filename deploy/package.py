@@ -35,7 +35,6 @@ HANDLER_REQUIREMENTS = (
     # Clients.get still builds aiobotocore clients for the handler; once the handler uses the
     # factory's own JSON client, the zip test finds aiobotocore unimported: drop it then.
     "aiobotocore",
-    "aiolimiter",
     "aws-lambda-powertools",
     "botocore",  # the runtime has one too; ours is the locked version
     "opentelemetry-api",  # the metric types; the SDK and its exporter stay out

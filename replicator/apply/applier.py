@@ -15,9 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from aiolimiter import AsyncLimiter
-
-from replicator.apply.limit import AdaptiveSlots, ConcurrencyLimit, ceiling_of
+from replicator.apply.limit import AdaptiveSlots, ConcurrencyLimit, Pacer, ceiling_of
 from replicator.aws.backoff import Backoff
 from replicator.aws.retry import RETRY_BACKOFF, RetryPolicy
 from replicator.errors import AwsError, ShutdownInterrupted, ThrottledError
@@ -84,16 +82,6 @@ def _written_by_successor(run: _Run) -> bool:
     return following is not None and coalesces_into(run.changes, following.changes)
 
 
-def pacer(writes_per_second: float) -> Callable[[], Awaitable[None]]:
-    """Waits for the next of ``writes_per_second`` turns; a fraction is honoured (0.5: every 2 s).
-
-    aiolimiter's bucket holds ``max_rate`` turns per ``time_period``, and a turn takes one
-    of them: below one a second, the bucket holds one turn per ``1 / rate`` seconds.
-    """
-    burst = max(1.0, writes_per_second)
-    return AsyncLimiter(burst, burst / writes_per_second).acquire
-
-
 class TargetApplier:
     def __init__(
         self,
@@ -127,7 +115,7 @@ class TargetApplier:
         self._slots = AdaptiveSlots(self.limit)
         # Every attempt takes its turn, retries included: a throttled target is not
         # hammered past the operator's cap by the writes it refused.
-        self._paced = pacer(max_writes_per_second) if max_writes_per_second else None
+        self._paced = Pacer(max_writes_per_second) if max_writes_per_second else None
         self._retry = retry or RetryPolicy(
             stop=stop, observer=metrics, backoff=backoff or RETRY_BACKOFF
         )

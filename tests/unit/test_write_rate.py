@@ -1,89 +1,61 @@
-"""``max_writes_per_second`` paces a target's writes, fractions included (0.5: one every 2 s).
+"""``max_writes_per_second`` spaces a target's writes, fractions included (0.5: one every 2 s).
 
-The applier is built as ``replicator run`` builds it (``applier_for`` from a parsed config)
-and runs on looptime's event loop, whose clock moves only when every task waits: the gaps
-between writes are read off that clock, exact and independent of the machine's load.
+``Pacer`` is the applier's ``before`` hook (every attempt, retries too, takes a turn). It runs
+here on an injected clock: each caller's write time is the clock when it asked plus what it
+was told to sleep, so the figures are exact whatever the machine's load.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 import pytest
 
-from replicator.config.schema import parse_config
-from replicator.models import Change, ItemKey, Meta, Outcome, TargetRef
-from replicator.service.run import applier_for
-from replicator.stream.records import to_change
-from replicator.telemetry.metrics import Metrics
-from tests.fakes import DeadLetters
-from tests.records import image, record
+from replicator.apply.limit import Pacer
 
-HERE, THERE = "us-east-1", "eu-west-1"
-META = Meta(version="version")
 pytestmark = pytest.mark.timeout(10)
 
 
-class ClockedWriter:
-    """A target that answers at once and notes the event loop's time of every write."""
+class FakeTime:
+    """A clock that moves only when the test moves it; a sleep is noted, not waited."""
 
     def __init__(self) -> None:
-        self.written_at: list[float] = []
+        self.now = 0.0
+        self.slept: dict[object, float] = {}  # per asyncio task
 
-    async def put(self, change: Change, *, now: float) -> Outcome:
-        self.written_at.append(asyncio.get_running_loop().time())
-        return Outcome.APPLIED
+    def clock(self) -> float:
+        return self.now
 
-
-def changes(count: int) -> dict[ItemKey, list[Change]]:
-    per_key: dict[ItemKey, list[Change]] = {}
-    for n in range(count):
-        change = to_change(record("INSERT", n + 1, new=image(f"k{n}", 1)), here=HERE, meta=META)
-        assert isinstance(change, Change)
-        per_key[change.key] = [change]
-    return per_key
+    async def sleep(self, seconds: float) -> None:
+        self.slept[asyncio.current_task()] = seconds
 
 
-async def written_at(rate: float, writes: int) -> list[float]:
-    config = parse_config(
-        {
-            "source_region": HERE,
-            "pairs": [
-                {
-                    "source_table": "orders",
-                    "targets": [{"region": THERE, "table": "orders"}],
-                    "max_writes_per_second": rate,
-                }
-            ],
-        }
-    )
-    (pair,) = config.pairs
-    writer = ClockedWriter()
-    applier = applier_for(
-        config,
-        pair,
-        TargetRef(THERE, "orders"),
-        writer=writer,
-        dlq=DeadLetters(),
-        metrics=Metrics(),
-        stop=asyncio.Event(),
-    )
-    await applier.apply("orders", changes(writes))
-    return writer.written_at
+async def writes_at(pacer: Pacer, time: FakeTime, callers: int) -> list[float]:
+    """When each of ``callers`` concurrent writers gets its turn."""
+
+    async def write() -> float:
+        asked = time.now
+        await pacer()
+        return asked + time.slept.get(asyncio.current_task(), 0.0)
+
+    return sorted(await asyncio.gather(*(write() for _ in range(callers))))
 
 
-def gaps(times: list[float]) -> list[float]:
-    ordered = sorted(times)
-    return [round(b - a, 3) for a, b in itertools.pairwise(ordered)]
-
-
-@pytest.mark.looptime
 async def test_half_a_write_per_second_is_one_write_every_two_seconds() -> None:
-    assert gaps(await written_at(0.5, 4)) == [2.0, 2.0, 2.0]
+    time = FakeTime()
+    pacer = Pacer(0.5, clock=time.clock, sleep=time.sleep)
+    assert await writes_at(pacer, time, 4) == [0.0, 2.0, 4.0, 6.0]
 
 
-@pytest.mark.looptime
-async def test_four_writes_per_second_start_at_once_then_take_a_quarter_second_each() -> None:
-    # The bucket starts full: four writes at once, then one per turn that leaks out.
-    assert gaps(await written_at(4, 8)) == [0.0, 0.0, 0.0, 0.25, 0.25, 0.25, 0.25]
+async def test_two_and_a_half_writes_per_second_are_400_ms_apart() -> None:
+    time = FakeTime()
+    pacer = Pacer(2.5, clock=time.clock, sleep=time.sleep)
+    assert await writes_at(pacer, time, 4) == pytest.approx([0.0, 0.4, 0.8, 1.2])
+
+
+async def test_an_idle_target_writes_at_once_and_the_next_turn_counts_from_then() -> None:
+    time = FakeTime()
+    pacer = Pacer(0.5, clock=time.clock, sleep=time.sleep)
+    assert await writes_at(pacer, time, 1) == [0.0]
+    time.now = 10.0  # idle for longer than a turn: no credit is saved up
+    assert await writes_at(pacer, time, 2) == [10.0, 12.0]
