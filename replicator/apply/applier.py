@@ -16,9 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from asyncio_throttle.throttler import Throttler
-
-from replicator.apply.limit import AdaptiveSlots, ConcurrencyLimit, ceiling_of
+from replicator.apply.limit import AdaptiveSlots, ConcurrencyLimit, Pacer, ceiling_of
 from replicator.aws.backoff import Backoff
 from replicator.aws.retry import RETRY_BACKOFF, RetryPolicy
 from replicator.errors import AwsError, ShutdownInterrupted, ThrottledError
@@ -130,11 +128,7 @@ class TargetApplier:
         self._slots = AdaptiveSlots(self.limit)
         # Every attempt takes its turn, retries included: a throttled target is not
         # hammered past the operator's cap by the writes it refused.
-        self._paced = (
-            Throttler(rate_limit=max(1, round(max_writes_per_second)), period=1.0).acquire
-            if max_writes_per_second
-            else None
-        )
+        self._paced = Pacer(max_writes_per_second) if max_writes_per_second else None
         self._retry = retry or RetryPolicy(
             stop=stop, observer=metrics, backoff=backoff or RETRY_BACKOFF
         )
@@ -285,7 +279,13 @@ class TargetApplier:
             record_key(record),
             self.target,
             reason,
-            extra={DEAD_LETTER: True},
+            extra={
+                DEAD_LETTER: True,
+                "source_table": source_table,
+                "key": record_key(record),
+                "target": str(self.target),
+                "reason": reason,
+            },
         )
         await self._dlq.put(
             source_table=source_table,

@@ -14,6 +14,7 @@ about two round trips, so a change is judged on writes sent after it:
 - otherwise (the limit is not in use, or the round trip is rising a little): hold.
 
 ``AdaptiveSlots`` is the asyncio side: a semaphore whose capacity follows the limit.
+``Pacer`` spaces writes for ``max_writes_per_second``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import asyncio
 import collections
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -163,3 +164,33 @@ class AdaptiveSlots:
 
     async def __aexit__(self, *_: object) -> None:
         self.release()
+
+
+class Pacer:
+    """Turns ``1 / rate`` seconds apart; each caller waits for the next free one.
+
+    A fraction is honoured (0.5 writes/s: a turn every 2 s). The turn is taken when asked
+    for, so callers start in the order they asked; a caller cancelled while waiting leaves
+    its turn unused. ``clock`` and ``sleep`` are injected so tests run on a fake clock.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, not {rate}")
+        self.interval = 1.0 / rate
+        self._clock = clock
+        self._sleep = sleep
+        self._next = -math.inf
+
+    async def __call__(self) -> None:
+        now = self._clock()
+        turn = max(now, self._next)
+        self._next = turn + self.interval
+        if turn > now:
+            await self._sleep(turn - now)

@@ -5,21 +5,40 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from replicator.aws.retry import giving_up_after
-from replicator.config.schema import Config, load_config
+from replicator.config import environment
+from replicator.config.environment import CONFIG_ENV, CONFIG_YAML_ENV
+from replicator.config.schema import Config
 from replicator.errors import ConfigError, GaveUp, ReplicatorError
+from replicator.telemetry.logs import LogFormat, configure_logs
 
 console = Console()
 errors = Console(stderr=True)
 
 ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="Path to replicator.yaml.", show_default=False)
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help=f"Path to replicator.yaml (default: the file ${CONFIG_ENV} names, or the YAML "
+        f"${CONFIG_YAML_ENV} holds).",
+        show_default=False,
+    ),
+]
+LogFormatOption = Annotated[
+    LogFormat | None,
+    typer.Option(
+        "--log-format",
+        help="Log lines as text, or as JSON objects one a line (default: the config's "
+        "log_format, else text).",
+        show_default=False,
+    ),
 ]
 PairOption = Annotated[
     str | None,
@@ -40,12 +59,33 @@ EXIT_INTERRUPTED = 130
 T = TypeVar("T")
 
 
-def load(path: Path) -> Config:
+def load(
+    path: Path | None, log_format: LogFormat | None = None, *, log_level: str = "WARNING"
+) -> Config:
+    """The config of ``-c path``, else of REPLICATOR_CONFIG or REPLICATOR_CONFIG_YAML.
+
+    Logging is set up from it: ``log_format``, else the config's ``log_format``.
+    """
     try:
-        return load_config(path)
+        config = environment.load(path)
     except ConfigError as exc:
-        errors.print(f"[red]config error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_CONFIG) from exc
+        configure_logs(log_level, log_format or LogFormat.TEXT)
+        _config_error(exc)
+    configure_logs(log_level, log_format or LogFormat(config.log_format))
+    return config
+
+
+def config_name(path: Path | None) -> str:
+    """The config's name in messages: its path, or the variable it came from."""
+    try:
+        return environment.config_source(path)
+    except ConfigError as exc:
+        _config_error(exc)
+
+
+def _config_error(exc: ConfigError) -> NoReturn:
+    errors.print(f"[red]config error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_CONFIG) from exc
 
 
 def run_reporting_errors(coroutine: Coroutine[Any, Any, T]) -> T:

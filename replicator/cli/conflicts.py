@@ -12,6 +12,7 @@ from replicator.cli.common import (
     EXIT_CONFIG,
     ConfigOption,
     GiveUpOption,
+    LogFormatOption,
     PairOption,
     console,
     errors,
@@ -28,7 +29,9 @@ conflicts_app = typer.Typer(
 
 @conflicts_app.command("list")
 def conflicts_list(
-    config: ConfigOption,
+    *,
+    config: ConfigOption = None,
+    log_format: LogFormatOption = None,
     pair: PairOption = None,
     since: Annotated[
         str | None,
@@ -49,7 +52,7 @@ def conflicts_list(
         )
         raise typer.Exit(EXIT_CONFIG)
     found = run_tool(
-        list_entries(load(config), pair=pair, since=seconds),
+        list_entries(load(config, log_format), pair=pair, since=seconds),
         give_up_after=give_up_after,
         resume=UNCHANGED,
     )
@@ -63,8 +66,9 @@ def conflicts_list(
 
 @conflicts_app.command("show")
 def conflicts_show(
-    config: ConfigOption,
     entry_id: Annotated[str, typer.Argument(metavar="ID")],
+    config: ConfigOption = None,
+    log_format: LogFormatOption = None,
     give_up_after: GiveUpOption = TOOL_GIVE_UP_AFTER_SECONDS,
 ) -> None:
     """Both sides of the entry, and the attributes in which they differ."""
@@ -72,7 +76,9 @@ def conflicts_show(
 
     from replicator.tools.conflicts import find
 
-    entry = run_tool(find(load(config), entry_id), give_up_after=give_up_after, resume=UNCHANGED)
+    entry = run_tool(
+        find(load(config, log_format), entry_id), give_up_after=give_up_after, resume=UNCHANGED
+    )
     console.print(entry.line(), highlight=False, soft_wrap=True)
     if entry.loser.image is None or entry.winner.image is None:
         console.print("images not stored (the entry would exceed 400 KB)")
@@ -89,7 +95,6 @@ def _text(value: object) -> str:
 
 @conflicts_app.command("resolve")
 def conflicts_resolve(
-    config: ConfigOption,
     entry_id: Annotated[str, typer.Argument(metavar="ID")],
     keep: Annotated[
         str,
@@ -99,6 +104,8 @@ def conflicts_resolve(
             show_default=False,
         ),
     ],
+    config: ConfigOption = None,
+    log_format: LogFormatOption = None,
     give_up_after: GiveUpOption = TOOL_GIVE_UP_AFTER_SECONDS,
 ) -> None:
     """Settle an entry: keep the winner (close it) or restore the loser (then close it)."""
@@ -108,7 +115,7 @@ def conflicts_resolve(
         errors.print(f"[red]usage[/red] --keep {keep!r}: use winner or loser", highlight=False)
         raise typer.Exit(EXIT_CONFIG)
     entry = run_tool(
-        resolve(load(config), entry_id, keep="winner" if keep == "winner" else "loser"),
+        resolve(load(config, log_format), entry_id, keep="winner" if keep == "winner" else "loser"),
         give_up_after=give_up_after,
         resume="if the item already shows the restored write, close the entry with --keep "
         "winner; otherwise run the same command again",

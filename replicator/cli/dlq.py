@@ -12,6 +12,7 @@ from replicator.cli.common import (
     EXIT_CONFIG,
     ConfigOption,
     GiveUpOption,
+    LogFormatOption,
     PairOption,
     console,
     errors,
@@ -26,7 +27,8 @@ dlq_app = typer.Typer(no_args_is_help=True, help="See, re-drive and purge dead-l
 
 @dlq_app.command("list")
 def dlq_list(
-    config: ConfigOption,
+    config: ConfigOption = None,
+    log_format: LogFormatOption = None,
     pair: PairOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON.")] = False,
     give_up_after: GiveUpOption = TOOL_GIVE_UP_AFTER_SECONDS,
@@ -35,7 +37,9 @@ def dlq_list(
     from replicator.tools.dlq import list_entries
 
     found = run_tool(
-        list_entries(load(config), pair=pair), give_up_after=give_up_after, resume=UNCHANGED
+        list_entries(load(config, log_format), pair=pair),
+        give_up_after=give_up_after,
+        resume=UNCHANGED,
     )
     if as_json:
         print(json.dumps([entry.as_json() for entry in found], indent=2))
@@ -47,14 +51,17 @@ def dlq_list(
 
 @dlq_app.command("show")
 def dlq_show(
-    config: ConfigOption,
     entry_id: Annotated[str, typer.Argument(metavar="ID")],
+    config: ConfigOption = None,
+    log_format: LogFormatOption = None,
     give_up_after: GiveUpOption = TOOL_GIVE_UP_AFTER_SECONDS,
 ) -> None:
     """The entry's record (decompressed) and reason in full."""
     from replicator.tools.dlq import find
 
-    entry = run_tool(find(load(config), entry_id), give_up_after=give_up_after, resume=UNCHANGED)
+    entry = run_tool(
+        find(load(config, log_format), entry_id), give_up_after=give_up_after, resume=UNCHANGED
+    )
     console.print(entry.line(), highlight=False, soft_wrap=True)
     console.print(f"reason: {entry.reason}", highlight=False, soft_wrap=True)
     record = entry.record if entry.record is not None else "(not stored: too large)"
@@ -63,7 +70,8 @@ def dlq_show(
 
 @dlq_app.command("replay")
 def dlq_replay(
-    config: ConfigOption,
+    config: ConfigOption = None,
+    log_format: LogFormatOption = None,
     ids: Annotated[
         list[str] | None, typer.Option("--id", help="Entry to replay (repeatable).")
     ] = None,
@@ -77,7 +85,7 @@ def dlq_replay(
         errors.print("[red]usage[/red] give --id ID (one or more) or --all", highlight=False)
         raise typer.Exit(EXIT_CONFIG)
     result = run_tool(
-        replay(load(config), ids=None if replay_all else ids),
+        replay(load(config, log_format), ids=None if replay_all else ids),
         give_up_after=give_up_after,
         resume="entries replayed so far are removed from the DLQ: run the same command again "
         "for the rest",
@@ -91,10 +99,11 @@ def dlq_replay(
 
 @dlq_app.command("purge")
 def dlq_purge(
-    config: ConfigOption,
     older_than: Annotated[
         str, typer.Option(help="Age of the last failure, e.g. 7d, 12h, 30m.", show_default=False)
     ],
+    config: ConfigOption = None,
+    log_format: LogFormatOption = None,
     give_up_after: GiveUpOption = TOOL_GIVE_UP_AFTER_SECONDS,
 ) -> None:
     """Delete the entries whose last failure is older than the given age."""
@@ -110,7 +119,7 @@ def dlq_purge(
         )
         raise typer.Exit(EXIT_CONFIG)
     removed = run_tool(
-        purge(load(config), older_than=seconds),
+        purge(load(config, log_format), older_than=seconds),
         give_up_after=give_up_after,
         resume="entries purged so far are gone: run the same command again for the rest",
     )

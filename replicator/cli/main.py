@@ -14,13 +14,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from replicator import __version__
 from replicator.aws.retry import TOOL_GIVE_UP_AFTER_SECONDS
 from replicator.cli.common import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
     ConfigOption,
     GiveUpOption,
+    LogFormatOption,
     PairOption,
+    config_name,
     console,
     errors,
     load,
@@ -31,34 +34,47 @@ from replicator.cli.common import (
 from replicator.cli.conflicts import conflicts_app
 from replicator.cli.dlq import dlq_app
 from replicator.service.gc_tuning import GC_THRESHOLDS
+from replicator.telemetry.logs import LogFormat, configure_logs
 
 if TYPE_CHECKING:
     from replicator.tools.verify import Report
 
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
     help="Cross-region replication for DynamoDB tables (last writer wins, tombstoned deletes).",
 )
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        console.print(f"replicator {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    pass  # typer adds --install-completion and --show-completion beside --version
 
 
 @app.command()
-def validate(config: ConfigOption) -> None:
+def validate(config: ConfigOption = None, log_format: LogFormatOption = None) -> None:
     """Check a config file; print the first mistake per field and exit 2 if any."""
-    loaded = load(config)
+    loaded = load(config, log_format)
     targets = sum(len(p.targets) for p in loaded.pairs)
-    console.print(f"{config}: ok ({len(loaded.pairs)} table(s), {targets} target(s))")
+    console.print(f"{config_name(config)}: ok ({len(loaded.pairs)} table(s), {targets} target(s))")
 
 
 @app.command()
 def run(
-    config: ConfigOption,
+    config: ConfigOption = None,
+    log_format: LogFormatOption = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Replicate until SIGTERM/SIGINT, then drain in-flight writes, checkpoint and exit 0."""
@@ -66,8 +82,7 @@ def run(
     from replicator.models import Outcome
     from replicator.service.run import metrics_for, run_service
 
-    loaded = load(config)
-    _logging(log_level)
+    loaded = load(config, log_format, log_level=log_level)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -90,8 +105,9 @@ def run(
 
 @app.command()
 def verify(
-    config: ConfigOption,
     *,
+    config: ConfigOption = None,
+    log_format: LogFormatOption = None,
     pair: PairOption = None,
     show: Annotated[int, typer.Option(help="How many differing keys to list.", min=0)] = 10,
     as_json: Annotated[
@@ -111,7 +127,7 @@ def verify(
     from replicator.tools.repair import repair as repair_targets
     from replicator.tools.verify import verify as verify_tables
 
-    loaded = load(config)
+    loaded = load(config, log_format)
     progress: Callable[[str], None] = _quiet if as_json else _progress_line
 
     def verified() -> Report:
@@ -161,8 +177,9 @@ def _print_report(report: Report, show: int, *, as_json: bool) -> None:
 
 @app.command()
 def backfill(
-    config: ConfigOption,
     *,
+    config: ConfigOption = None,
+    log_format: LogFormatOption = None,
     pair: PairOption = None,
     segments: Annotated[
         int, typer.Option(help="Parallel scan segments (a resumed run keeps its own).", min=1)
@@ -184,7 +201,7 @@ def backfill(
     from replicator.tools.backfill import backfill as backfill_tables
     from replicator.tools.backfill_view import RichBackfillView
 
-    loaded = load(config)
+    loaded = load(config, log_format)
     try:
         with RichBackfillView(console) as view:
             summary = run_tool(
@@ -217,6 +234,8 @@ def demo(
     rate: Annotated[float, typer.Option(help="Load in writes per second.", min=1, max=10_000)] = 40,
 ) -> None:
     """Embedded two-region demo: load with conflicts and deletes, live view, then verify."""
+    # No --log-format here: the demo's live view owns the terminal and tallies dead letters
+    # through its own log handler.
     from replicator.demo.run import run_demo
 
     result = run_reporting_errors_sync(
@@ -247,7 +266,8 @@ def demo(
 
 @app.command()
 def status(
-    config: ConfigOption,
+    config: ConfigOption = None,
+    log_format: LogFormatOption = None,
     url: Annotated[
         str | None,
         typer.Option(help="Service base URL (default: http://<web.host>:<web.port>)."),
@@ -257,9 +277,9 @@ def status(
     """Print the running service's lag, heartbeat, outcomes and shards; exit 1 if it is down."""
     from replicator.tools.status import fetch_status, render_status, status_url, unreachable_hint
 
-    loaded = load(config)
+    loaded = load(config, log_format)
     endpoint = run_reporting_errors_sync(lambda: status_url(loaded.web, url))
-    hint = "" if url else unreachable_hint(loaded.web, str(config))
+    hint = "" if url else unreachable_hint(loaded.web, config_name(config))
     document = run_reporting_errors_sync(lambda: fetch_status(endpoint, hint=hint, timeout=timeout))
     for part in render_status(document):
         console.print(part)
@@ -267,6 +287,7 @@ def status(
 
 @app.command()
 def chaos(
+    *,
     scenario: Annotated[
         str, typer.Option(help="A scenario name, several separated by commas, or all.")
     ] = "all",
@@ -278,6 +299,7 @@ def chaos(
     out: Annotated[
         Path, typer.Option(help="Directory for chaos-report.json/.html and process logs.")
     ] = Path(),
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run the chaos suite against embedded moto regions; exit 1 if any scenario fails."""
     from chaos.catalog import SCENARIOS
@@ -288,7 +310,8 @@ def chaos(
         for name in SCENARIOS:
             console.print(name, highlight=False)
         return
-    _logging("ERROR")  # the faults are deliberate: their retry warnings would drown the table
+    # The faults are deliberate: their retry warnings would drown the table.
+    configure_logs("ERROR", log_format or LogFormat.TEXT)
     try:
         report = run_suite(
             scenario,

@@ -253,6 +253,7 @@ class Config(BaseModel):
     web: WebConfig = WebConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     lease: LeaseConfig = LeaseConfig()
+    log_format: Literal["text", "json"] = "text"  # --log-format overrides it
 
     def endpoint_for(self, region: str, service: str = "dynamodb") -> str | None:
         """The URL this file names for ``service`` (dynamodb, dynamodbstreams) in ``region``."""
@@ -400,9 +401,12 @@ def parse_config(data: object, *, source: str = "replicator.yaml") -> Config:
         raise ConfigError("\n".join(error_lines(source, exc, _allowed_keys))) from None
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate ``replicator.yaml``; every problem is raised as one ConfigError."""
-    source = str(path)
+def load_config(path: str | Path, *, source: str | None = None) -> Config:
+    """Read and validate ``replicator.yaml``; every problem is raised as one ConfigError.
+
+    ``source`` names the file in errors (default: its path).
+    """
+    source = source or str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -412,6 +416,11 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(
             f"{source}: cannot read it ({reason}) — pass a readable YAML file"
         ) from None
+    return parse_config_text(text, source=source)
+
+
+def parse_config_text(text: str, *, source: str) -> Config:
+    """Validate YAML text; ``source`` (a path, or the variable that held it) starts each error."""
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
     except RecursionError:

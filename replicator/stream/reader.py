@@ -148,7 +148,12 @@ class ShardReader:
                 where = self._position or "TRIM_HORIZON"
                 detail = f"the shard no longer exists ({exc}), read up to {where}"
                 self._hooks.on_trimmed(self.shard_id, detail)
-                log.error("shard %s: %s; its unread records are lost", self.shard_id, detail)
+                log.error(
+                    "shard %s: %s; its unread records are lost",
+                    self.shard_id,
+                    detail,
+                    extra={"shard": self.shard_id, "reason": "shard gone"},
+                )
                 yield Batch(self.shard_id, [], None, True)
                 return
             if self._stop.is_set():
@@ -202,6 +207,7 @@ class ShardReader:
             "continuing from the trim horizon, data in between is lost",
             self.shard_id,
             detail,
+            extra={"shard": self.shard_id, "reason": "trimmed"},
         )
         self._position = None
         return repeated

@@ -163,7 +163,7 @@ def code_bucket(endpoints: dict[str, str], name: str) -> str:
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("replicator/__init__.py", "")
-    s3.put_object(Bucket=name, Key="replicator-lambda.zip", Body=archive.getvalue())
+    s3.put_object(Bucket=name, Key="replicator-lambda-arm64.zip", Body=archive.getvalue())
     return name
 
 
@@ -174,7 +174,8 @@ def test_the_lambda_stack_deploys_one_mapping_per_stream_with_the_configured_kno
     targets = target_arns(unique_name, 2)
     resources = deploy(
         endpoints, unique_name, LAMBDA,
-        CodeBucket=code_bucket(endpoints, unique_name), SourceTableArns=",".join(sources),
+        CodeBucket=code_bucket(endpoints, unique_name), CodeKey="replicator-lambda-arm64.zip",
+        Architecture="arm64", SourceTableArns=",".join(sources),
         SourceStreamArns=",".join(streams), TargetTableArns=",".join(targets),
         ControlTableName=f"{unique_name}-control", DlqTableName=f"{unique_name}-dlq",
         StartingPosition="LATEST", BatchSize="250", MaximumBatchingWindowInSeconds="3",
@@ -334,6 +335,9 @@ def test_the_ecs_stack_runs_two_tasks_from_the_config_parameter_with_a_health_ch
     assert replicator["readonlyRootFilesystem"] is True
     assert "/healthz" in " ".join(replicator["healthCheck"]["command"])
     parameter = replicator["secrets"][0]["valueFrom"]
+    # The image's own `replicator run` reads the variable: no shell, no file, no override.
+    assert replicator["secrets"][0]["name"] == "REPLICATOR_CONFIG_YAML"
+    assert not replicator.get("entryPoint") and not replicator.get("command")
     assert client(endpoints, "ssm").get_parameter(Name=parameter)["Parameter"]["Value"] == config
     groups = client(endpoints, "logs").describe_log_groups(logGroupNamePrefix=f"/ecs/{unique_name}")
     assert {g["logGroupName"] for g in groups["logGroups"]} == {

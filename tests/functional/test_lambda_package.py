@@ -1,8 +1,9 @@
-"""`make package`'s zip: runtime dependencies only, under 50 MB, and it works on its own.
+"""`make package`'s zip: built for Lambda's platform, what the handler imports and nothing else.
 
-A fresh interpreter whose sys.path holds only the unpacked zip, the standard library and the
-boto3/botocore that the Lambda runtime ships imports the handler and applies a batch of real
-moto stream records, as Lambda would run it.
+A fresh interpreter whose sys.path holds only the unpacked x86_64 zip and the standard library
+imports the handler and applies a batch of real moto stream records, as Lambda would run it;
+every module it imports from the zip is counted, and the zip holds no other package. The arm64
+zip, built on this x86_64 machine, holds only aarch64 builds for the runtime's Python.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 
 from replicator.config.schema import load_config
 from tests.e2e.helpers import SOURCE, TARGET, create_tables, write_config
@@ -27,16 +29,16 @@ from tests.esm_driver import shape
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT_BYTES = 50 * 1024 * 1024
-TOOLING = {"moto", "pytest", "_pytest", "hypothesis", "playwright", "mypy", "ruff", "cfnlint"}
-# What Lambda's Python runtime puts on sys.path after the function's own code.
-RUNTIME_PACKAGES = ("boto3", "botocore", "jmespath", "s3transfer", "dateutil", "urllib3", "six.py")
+# Neither the CLI's nor the web server's nor test tooling: the handler imports none of them.
+NEVER = {"typer", "rich", "pygments", "moto", "pytest", "boto3"}
+ELF_MACHINE = {"x86_64": 62, "arm64": 183}  # e_machine: EM_X86_64, EM_AARCH64
 pytestmark = pytest.mark.timeout(300)
 
-# Runs in the fresh interpreter: argv is the unpacked zip, the runtime's packages, the event.
+# Runs in the fresh interpreter: argv is the unpacked zip and the event.
 HANDLE_ONE_BATCH = """
 import json, sys, sysconfig
-task, runtime, event = sys.argv[1:4]
-sys.path[:0] = [task, runtime]
+task, event = sys.argv[1:3]
+sys.path[:0] = [task]
 
 class Context:
     def get_remaining_time_in_millis(self):
@@ -45,12 +47,12 @@ class Context:
 from replicator.lambda_mode.handler import handler
 with open(event) as source:
     response = handler(json.load(source), Context())
-allowed = (task, runtime, sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])
-outside = sorted(
-    name for name, module in sys.modules.items()
-    if getattr(module, "__file__", None) and not module.__file__.startswith(allowed)
-)
-print(json.dumps({"response": response, "moto": "moto" in sys.modules, "outside": outside}))
+allowed = (task, sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])
+files = {name: getattr(module, "__file__", None) for name, module in sys.modules.items()}
+outside = sorted(name for name, file in files.items() if file and not file.startswith(allowed))
+ours = {name.split(".")[0] for name, file in files.items() if file and file.startswith(task)}
+imported = sorted(ours)
+print(json.dumps({"response": response, "outside": outside, "imported": imported}))
 """
 
 
@@ -77,11 +79,11 @@ def test_the_zip_holds_the_product_and_its_runtime_dependencies_under_50_mb(
     out, printed, _ = built
     size = out.stat().st_size
     assert size < LIMIT_BYTES
-    assert re.search(rf"{size / 2**20:.1f} MB zipped", printed)  # it prints its size
+    assert re.search(rf"x86_64, {size / 2**20:.1f} MB zipped", printed)  # it prints its size
     names = zipfile.ZipFile(out).namelist()
     top = {name.split("/")[0].split("-")[0].lower() for name in names}
-    assert not top & TOOLING
-    assert {"replicator", "aws_lambda_powertools", "boto3", "botocore", "pydantic"} <= top
+    assert not top & NEVER
+    assert {"replicator", "aws_lambda_powertools", "botocore", "pydantic"} <= top
     assert "replicator/lambda_mode/handler.py" in names
     assert "replicator.yaml" in names  # the config, where REPLICATOR_CONFIG points
     assert not [n for n in names if n.startswith("replicator/demo/")]
@@ -105,15 +107,6 @@ def stream_event(endpoints: dict[str, str], table: str) -> dict[str, Any]:
     return {"Records": [shape(record, arn) for record in records]}
 
 
-def runtime_packages(directory: Path) -> Path:
-    """Lambda's own boto3 and botocore (with their dependencies), as links to this venv's."""
-    site = Path(boto3.__file__).parents[1]
-    directory.mkdir()
-    for name in RUNTIME_PACKAGES:
-        (directory / name).symlink_to(site / name)
-    return directory
-
-
 async def test_the_unpacked_zip_alone_applies_a_batch_of_real_stream_records(
     built: tuple[Path, str, str], endpoints: dict[str, str], tmp_path: Path
 ) -> None:
@@ -123,7 +116,6 @@ async def test_the_unpacked_zip_alone_applies_a_batch_of_real_stream_records(
     await create_tables(load_config(task / "replicator.yaml"))
     event = tmp_path / "event.json"
     event.write_text(json.dumps(stream_event(endpoints, table)))
-    runtime = runtime_packages(tmp_path / "runtime")
     env = {
         **{k: v for k, v in os.environ.items() if k.startswith("AWS_")},
         "REPLICATOR_CONFIG": str(task / "replicator.yaml"),
@@ -131,15 +123,21 @@ async def test_the_unpacked_zip_alone_applies_a_batch_of_real_stream_records(
     # -I -S: no site-packages, no PYTHONPATH, no user site; only what the script adds.
     result = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-I", "-S", "-c", HANDLE_ONE_BATCH, str(task), str(runtime), str(event)],
+        [sys.executable, "-I", "-S", "-c", HANDLE_ONE_BATCH, str(task), str(event)],
         capture_output=True, text=True, timeout=120, check=False, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     *emf_lines, last = result.stdout.strip().splitlines()
     outcome = json.loads(last)
     assert outcome["response"] == {"batchItemFailures": []}
-    assert outcome["moto"] is False
-    assert outcome["outside"] == []
+    assert outcome["outside"] == []  # the zip alone: no site-packages, no runtime boto3
+    # Every distribution shipped is one the handler imports, and nothing else ships.
+    imported = set(outcome["imported"])
+    shipped = distributions(task)
+    assert {name for name, tops in shipped.items() if not tops & imported} == set()
+    owned = set().union(*shipped.values(), {"replicator", "replicator.yaml", "__pycache__"})
+    on_top = {p.name.removesuffix(".py") for p in task.iterdir() if p.suffix != ".dist-info"}
+    assert on_top <= owned
     directives = [d for line in emf_lines for d in json.loads(line)["_aws"]["CloudWatchMetrics"]]
     assert "RecordsApplied" in {m["Name"] for d in directives for m in d["Metrics"]}
 
@@ -148,3 +146,81 @@ async def test_the_unpacked_zip_alone_applies_a_batch_of_real_stream_records(
         item = replica.get_item(TableName=table, Key={"pk": {"S": key}}, ConsistentRead=True)
         assert item["Item"]["note"] == {"S": f"from the zip {key}"}
         assert item["Item"]["_rep_origin"] == {"S": SOURCE}
+
+
+def distributions(task: Path) -> dict[str, set[str]]:
+    """Each installed distribution's name and the top-level names its RECORD installed."""
+    found = {}
+    for info in task.glob("*.dist-info"):
+        paths = [line.split(",")[0] for line in (info / "RECORD").read_text().splitlines()]
+        tops = {path.split("/")[0].removesuffix(".py") for path in paths}
+        found[info.name] = tops - {info.name, "__pycache__", ".."}
+    return found
+
+
+def compiled_modules(archive: Path) -> dict[str, bytes]:
+    """Every compiled module in the zip: its name and its ELF header."""
+    with zipfile.ZipFile(archive) as opened:
+        return {
+            name: opened.read(name)[:20]
+            for name in opened.namelist()
+            if name.endswith(".so") or ".so." in name
+        }
+
+
+def assert_built_for(archive: Path, arch: str) -> None:
+    modules = compiled_modules(archive)
+    assert modules  # pydantic_core, PyYAML, yarl, multidict at least
+    machine = "aarch64" if arch == "arm64" else "x86_64"
+    for name, header in modules.items():
+        assert header[:4] == b"\x7fELF", name
+        assert int.from_bytes(header[18:20], "little") == ELF_MACHINE[arch], name
+        # CPython 3.11's own ABI tag, or the stable ABI that 3.11 loads too.
+        assert name.endswith((f".cpython-311-{machine}-linux-gnu.so", ".abi3.so")), name
+
+
+def test_the_x86_64_zip_holds_x86_64_builds_for_python_3_11(
+    built: tuple[Path, str, str],
+) -> None:
+    assert_built_for(built[0], "x86_64")
+
+
+def test_the_arm64_zip_built_on_this_machine_holds_aarch64_builds_only(tmp_path: Path) -> None:
+    out = tmp_path / "replicator-lambda-arm64.zip"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "deploy" / "package.py"), "--arch", "arm64", "--out", str(out)],
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "arm64" in result.stdout
+    assert_built_for(out, "arm64")
+    assert "replicator/lambda_mode/handler.py" in zipfile.ZipFile(out).namelist()
+
+
+class _TemplateLoader(yaml.SafeLoader):
+    """CloudFormation's short tags (!Ref X) read as {"Ref": X}."""
+
+
+_TemplateLoader.add_multi_constructor(
+    "!",
+    lambda loader, tag, node: {
+        tag: loader.construct_scalar(node)
+        if isinstance(node, yaml.ScalarNode)
+        else loader.construct_sequence(node)
+    },
+)
+
+
+def test_the_template_runs_the_default_zip_and_asks_the_runtime_for_json_logs() -> None:
+    template = yaml.load((ROOT / "deploy/cloudformation/lambda.yaml").read_text(), _TemplateLoader)
+    function = template["Resources"]["Function"]["Properties"]
+    assert function["Architectures"] == [{"Ref": "Architecture"}]
+    parameter = template["Parameters"]["Architecture"]
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(rf"^ARCH \?= {parameter['Default']}$", makefile, re.MULTILINE)
+    assert (
+        template["Parameters"]["CodeKey"]["Default"]
+        == f"replicator-lambda-{parameter['Default']}.zip"
+    )
+    assert sorted(parameter["AllowedValues"]) == ["arm64", "x86_64"]
+    assert function["LoggingConfig"]["LogFormat"] == "JSON"
