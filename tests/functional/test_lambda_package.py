@@ -131,10 +131,19 @@ async def test_the_unpacked_zip_alone_applies_a_batch_of_real_stream_records(
     outcome = json.loads(last)
     assert outcome["response"] == {"batchItemFailures": []}
     assert outcome["outside"] == []  # the zip alone: no site-packages, no runtime boto3
-    # Every distribution shipped is one the handler imports, and nothing else ships.
+    # Every distribution shipped is one the handler imports, or one that an imported one
+    # requires (botocore's urllib3 and dateutil: its endpoint rules and credential providers
+    # load them on AWS, where no config names the endpoints), and nothing else ships.
     imported = set(outcome["imported"])
     shipped = distributions(task)
-    assert {name for name, tops in shipped.items() if not tops & imported} == set()
+    kept = {name for name, tops in shipped.items() if tops & imported}
+    while grown := {
+        name
+        for name in shipped.keys() - kept
+        if normalized(name) in set().union(*(requirements(task / k) for k in kept))
+    }:
+        kept |= grown  # what the imported ones require, and what that requires in turn
+    assert shipped.keys() - kept == set()
     owned = set().union(*shipped.values(), {"replicator", "replicator.yaml", "__pycache__"})
     on_top = {p.name.removesuffix(".py") for p in task.iterdir() if p.suffix != ".dist-info"}
     assert on_top <= owned
@@ -156,6 +165,23 @@ def distributions(task: Path) -> dict[str, set[str]]:
         tops = {path.split("/")[0].removesuffix(".py") for path in paths}
         found[info.name] = tops - {info.name, "__pycache__", ".."}
     return found
+
+
+def normalized(dist_info: str) -> str:
+    """A distribution's name as requirements spell it: ``python_dateutil-2.9.0.dist-info``
+    is ``python-dateutil``."""
+    return re.sub(r"[-_.]+", "-", dist_info.split("-", maxsplit=1)[0]).lower()
+
+
+def requirements(dist_info: Path) -> set[str]:
+    """The distributions ``dist_info`` requires unconditionally, by their normalized names."""
+    required = set()
+    for line in (dist_info / "METADATA").read_text().splitlines():
+        if line.startswith("Requires-Dist:") and "extra ==" not in line:
+            name = re.match(r"[A-Za-z0-9._-]+", line.removeprefix("Requires-Dist:").strip())
+            if name:
+                required.add(re.sub(r"[-_.]+", "-", name.group(0)).lower())
+    return required
 
 
 def compiled_modules(archive: Path) -> dict[str, bytes]:

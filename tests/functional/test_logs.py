@@ -45,7 +45,7 @@ async def run_with_a_dead_letter(config: Path, log: Path, *options: str) -> str:
     process = start(config, log, *options)
     try:
         source = boto3.client(
-            "dynamodb", region_name=SOURCE, endpoint_url=load_config(config).endpoints[SOURCE]
+            "dynamodb", region_name=SOURCE, endpoint_url=load_config(config).endpoint_for(SOURCE)
         )
         source.put_item(TableName=table, Item={"pk": {"S": "unversioned"}})
 
