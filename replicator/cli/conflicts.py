@@ -41,7 +41,7 @@ def conflicts_list(
     give_up_after: GiveUpOption = TOOL_GIVE_UP_AFTER_SECONDS,
 ) -> None:
     """One line per lost write, from the conflicts tables of every region the config names."""
-    from replicator.config.schema import duration_seconds
+    from replicator.config.fields import duration_seconds
     from replicator.tools.conflicts import list_entries
 
     seconds = None

@@ -107,7 +107,7 @@ def dlq_purge(
     give_up_after: GiveUpOption = TOOL_GIVE_UP_AFTER_SECONDS,
 ) -> None:
     """Delete the entries whose last failure is older than the given age."""
-    from replicator.config.schema import duration_seconds
+    from replicator.config.fields import duration_seconds
     from replicator.tools.dlq import purge
 
     seconds = duration_seconds(older_than)

@@ -6,39 +6,41 @@ wrong> — <how to fix>``), all reported at once so an operator fixes the file i
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
-from urllib.parse import urlsplit
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    TypeAdapter,
     ValidationError,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from replicator.aws.http_pool import AUTO_CEILING as MAX_CONCURRENCY
 from replicator.config.credentials import RegionCredentials
+from replicator.config.fields import (
+    DEFAULT_TOMBSTONE_TTL_SECONDS,
+    REGION_CODE,
+    Concurrency,
+    EndpointUrl,
+    NonEmpty,
+    Region,
+    TableName,
+    TombstoneTtl,
+    endpoint_url,
+)
 from replicator.config.filters import AttributeTest, Filter
 from replicator.config.messages import (
     EXAMPLE,
     TAG,
-    Loc,
-    Problem,
     error_lines,
-    path,
     problem,
-    quote,
     show,
 )
+from replicator.config.rules import rule_problems
 from replicator.errors import ConfigError
 from replicator.models import Mode
 
@@ -53,100 +55,6 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
-
-STREAM_RETENTION_SECONDS = 24 * 3600
-DEFAULT_TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600
-
-_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d+$")
-_TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
-_DURATION = re.compile(r"^\s*(\d+)\s*([dhms]?)\s*$")
-_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "": 1}
-
-
-def _is_url(value: str) -> bool:
-    parts = urlsplit(value)
-    try:
-        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != -1
-    except ValueError:  # a malformed port
-        return False
-
-
-def _must(ok: Callable[[str], object], what: str, fix: str) -> AfterValidator:
-    def check(value: str) -> str:
-        if not ok(value):
-            raise problem(what.format(quote(value)), fix)
-        return value
-
-    return AfterValidator(check)
-
-
-def duration_seconds(text: str) -> int | None:
-    """Seconds in ``7d``, ``12h``, ``30m``, ``90s`` or ``600``; None when it is not a duration."""
-    match = _DURATION.match(text.lower())
-    return int(match[1]) * _UNIT_SECONDS[match[2]] if match else None
-
-
-MAX_TOMBSTONE_TTL_SECONDS = 3650 * 86_400
-
-
-def _tombstone_ttl(value: object) -> int:
-    fix = "use whole seconds or a number with d, h, m or s, e.g. 7d"
-    parsed = duration_seconds(value) if isinstance(value, str) else None
-    if parsed is not None:
-        seconds = parsed
-        shown = f"{value} = {seconds} s" if str(value).strip()[-1:].isalpha() else f"{seconds} s"
-    elif isinstance(value, int) and not isinstance(value, bool):
-        seconds, shown = value, f"{value} s"
-    else:
-        raise problem(f"{show(value)} is not a duration", fix)
-    # A tombstone must outlive every stream record that could still resurrect the item.
-    if seconds <= STREAM_RETENTION_SECONDS:
-        what = f"{shown} is not longer than the 24 h stream retention"
-        raise problem(what, f"set it above {STREAM_RETENTION_SECONDS} s (default 7d)")
-    if seconds > MAX_TOMBSTONE_TTL_SECONDS:  # an expiry DynamoDB would refuse on every delete
-        raise problem(f"{shown} is too long", "use at most 3650d (ten years)")
-    return seconds
-
-
-def _concurrency(value: object) -> int | str:
-    most = MAX_CONCURRENCY
-    fix = f"use auto (adaptive, up to {most}) or a whole number from 1 to {most}"
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise problem(f"{show(value)} is neither auto nor a whole number", fix)
-    if not 1 <= value <= MAX_CONCURRENCY:
-        raise problem(f"{value} is out of range", fix)
-    return value
-
-
-Region = Annotated[str, _must(_REGION.match, "{} is not an AWS region code", "use e.g. us-east-1")]
-TableName = Annotated[
-    str,
-    _must(
-        _TABLE.match,
-        "{} is not a valid DynamoDB table name",
-        "use 3 to 255 characters from a-z A-Z 0-9 _ . -",
-    ),
-]
-EndpointUrl = Annotated[
-    str,
-    _must(_is_url, "{} is not an http:// or https:// URL", "use e.g. http://127.0.0.1:8000"),
-    # The signer signs the path only: a query would be sent unsigned and refused.
-    _must(
-        lambda url: not urlsplit(url).query and not urlsplit(url).fragment,
-        "{} has a query or fragment",
-        "give scheme://host[:port][/path] only",
-    ),
-]
-_endpoint_url: TypeAdapter[str] = TypeAdapter(EndpointUrl)
-NonEmpty = Annotated[str, _must(str.strip, "empty", "give it a value")]
-TombstoneTtl = Annotated[int, BeforeValidator(_tombstone_ttl)]
-# "auto": adapted to the target's round trip and throttling; a number pins it.
-Concurrency = Annotated[int | Literal["auto"], BeforeValidator(_concurrency)]
-
 
 class Target(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -222,7 +130,7 @@ class RegionEndpoints(BaseModel):
     @classmethod
     def _one_url_for_both(cls, value: object) -> object:
         if isinstance(value, str):
-            url = _endpoint_url.validate_python(value)
+            url = endpoint_url.validate_python(value)
             return {"dynamodb": url, "streams": url}
         return value
 
@@ -269,91 +177,10 @@ class Config(BaseModel):
     @model_validator(mode="after")
     def _check_rules(self) -> Self:
         # Rules across fields run once every field is valid; all are reported together.
-        if problems := _rule_problems(self):
+        if problems := rule_problems(self):
             ctx = {"count": len(problems), "problems": problems}
             raise PydanticCustomError("config_rules", "{count} rule(s) broken", ctx)
         return self
-
-
-def _rule_problems(config: Config) -> list[Problem]:
-    found: list[Problem] = []
-    sources: dict[str, int] = {}
-    targets: dict[tuple[str, str], Loc] = {}
-    for i, pair in enumerate(config.pairs):
-        if pair.version_attribute.startswith(prefix := config.metadata_prefix):
-            what = f"{quote(pair.version_attribute)} starts with the metadata prefix {prefix!r}"
-            fix = "rename the version attribute or change metadata_prefix"
-            found.append((("pairs", i, "version_attribute"), what, fix))
-        found += _selection_problems(config, pair, i)
-        if (first_pair := sources.setdefault(pair.source_table, i)) != i:
-            what = f"{pair.source_table!r} is already replicated by pairs[{first_pair}]"
-            found.append((("pairs", i, "source_table"), what, "merge the targets into one pair"))
-        for j, target in enumerate(pair.targets):
-            at: Loc = ("pairs", i, "targets", j)
-            key, name = (target.region, target.table), f"{target.region}/{target.table}"
-            if key == (config.source_region, pair.source_table):
-                fix = "point the target at another region or table"
-                found.append((at, f"{name} is the source table itself", fix))
-            elif (first := targets.setdefault(key, at)) != at:
-                # Across pairs too: two sources merged into one table overwrite each other.
-                what = f"{name} is listed twice (also {path(first)})"
-                found.append((at, what, "remove the duplicate or pick another table"))
-    for region in config.credentials.keys() - set(config.regions):
-        what = f"{region} is neither the source region nor a target's"
-        found.append((("credentials", region), what, "remove it or correct the region"))
-    home = set(sources) | {table for region, table in targets if region == config.source_region}
-    for field in ("control_table", "dlq_table", "conflicts_table"):
-        if (table := getattr(config, field)) in home:
-            what, fix = f"{table!r} is a replicated table", "use a table of its own"
-            found.append(((field,), what, fix))
-    if config.dlq_table == config.control_table:
-        found.append((("dlq_table",), "same table as control_table", "use a table of its own"))
-    if config.conflicts_table in (config.control_table, config.dlq_table):
-        what = "same table as control_table or dlq_table"
-        found.append((("conflicts_table",), what, "use a table of its own"))
-    heartbeat = config.heartbeat
-    if heartbeat.ready_max_age_seconds <= heartbeat.interval_seconds:
-        # Otherwise readiness would flap between two heartbeats.
-        what = f"{heartbeat.ready_max_age_seconds:g} s is not longer than interval_seconds"
-        fix = "set it to several heartbeat intervals"
-        found.append((("heartbeat", "ready_max_age_seconds"), what, fix))
-    lease = config.lease
-    if lease.write_timeout_seconds + lease.margin_seconds > lease.duration_seconds / 2:
-        # The rest of the lease is the time left for renewals before the active fences itself.
-        what = (
-            f"{lease.write_timeout_seconds:g} s plus margin_seconds {lease.margin_seconds:g} s "
-            f"is more than half of duration_seconds {lease.duration_seconds:g} s"
-        )
-        fix = "raise lease.duration_seconds or lower the write timeout or margin"
-        found.append((("lease", "write_timeout_seconds"), what, fix))
-    return found
-
-
-def _selection_problems(config: Config, pair: Pair, i: int) -> list[Problem]:
-    found: list[Problem] = []
-    for j, name in enumerate(pair.exclude_attributes):
-        at: Loc = ("pairs", i, "exclude_attributes", j)
-        if name == pair.version_attribute:
-            what = f"{quote(name)} is the version attribute, which the conflict rule needs"
-            found.append((at, what, "remove it from exclude_attributes"))
-        elif name == pair.ttl_attribute:
-            what = f"{quote(name)} is the TTL attribute, which targets need to expire items"
-            found.append((at, what, "remove it from exclude_attributes"))
-        elif name.startswith(config.metadata_prefix):
-            what = f"{quote(name)} starts with the metadata prefix {config.metadata_prefix!r}"
-            found.append((at, what, "remove it: metadata is never copied as user data"))
-    if pair.ttl_deletes == "skip" and pair.ttl_attribute is None:
-        what = "skip needs the table's TTL attribute, so verify can tell an expired item"
-        fix = "add ttl_attribute: <the attribute the table's TimeToLive uses>"
-        found.append((("pairs", i, "ttl_deletes"), what, fix))
-    if pair.filter is not None and config.mode is not Mode.ONE_WAY:
-        # Each target holds filter(source): only one-way mode has a single source.
-        what = (
-            "a filter needs mode one-way: in active-active mode every region is a source, "
-            "and a write filtered out as a delete would erase the key in the other regions"
-        )
-        found.append((("pairs", i, "filter"), what, "remove the filter or set mode: one-way"))
-    return found
 
 
 _NESTED: dict[str, type[BaseModel]] = {
@@ -368,7 +195,7 @@ _NESTED: dict[str, type[BaseModel]] = {
 
 def _allowed_keys(parent: str) -> list[str]:
     # A key under endpoints.<region> has the region as its parent.
-    model = RegionEndpoints if _REGION.match(parent) else _NESTED.get(parent, Config)
+    model = RegionEndpoints if REGION_CODE.match(parent) else _NESTED.get(parent, Config)
     fields = model.model_fields
     return [field.alias or name for name, field in fields.items()]
 
