@@ -43,14 +43,14 @@ from replicator.lambda_mode.metrics import EmfMetrics
 from replicator.models import Change, Meta, TargetRef
 from replicator.pipeline.batches import Dead, decode, for_target
 from replicator.pipeline.dlq import DeadLetterQueue
-from replicator.service.run import (
+from replicator.service.startup import heartbeat_writers, targets_of
+from replicator.service.wiring import (
     applier_for,
     conflict_feed,
     meta_for,
     selection_for,
     target_writer,
 )
-from replicator.service.startup import heartbeat_writers, targets_of
 from replicator.stream.records import coalesce, sequence_of
 from replicator.telemetry.heartbeat import HeartbeatWriter
 

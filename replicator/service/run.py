@@ -9,12 +9,8 @@ import gc
 import logging
 from collections.abc import Awaitable, Callable
 
-from replicator.apply.applier import ChangeWriter, DeadLetterSink, TargetApplier
-from replicator.apply.selection import Selection
-from replicator.apply.writer import ConditionalWriter, LocalWriter, regression_reporter
 from replicator.aws.backoff import pause
 from replicator.aws.factory import Clients
-from replicator.aws.json_client import DynamoDB
 from replicator.aws.retry import RetryPolicy
 from replicator.config.schema import Config, Pair
 from replicator.errors import ShutdownInterrupted
@@ -22,9 +18,7 @@ from replicator.ha.fence import Fence, FencedCheckpoints, FencedWriter, send_gua
 from replicator.ha.keeper import LeaseKeeper, process_owner
 from replicator.ha.lease import LeaseTimes
 from replicator.ha.store import LeaseStore
-from replicator.models import Meta, Mode, TargetRef
 from replicator.pipeline.checkpoint import CheckpointStore
-from replicator.pipeline.conflicts import ConflictFeed
 from replicator.pipeline.dlq import DeadLetterQueue
 from replicator.pipeline.pair import PairPipeline
 from replicator.service.gc_tuning import GC_THRESHOLDS
@@ -36,9 +30,15 @@ from replicator.service.startup import (
     prepare_tables,
     serve_dashboard,
     targets_of,
-    write_client,
 )
 from replicator.service.tenure import end_on, replicate_under_lease, replicating
+from replicator.service.wiring import (
+    applier_for,
+    conflict_feed,
+    meta_for,
+    selection_for,
+    target_writer,
+)
 from replicator.stream.source import DynamoDBStreamSource
 from replicator.telemetry.metrics import Metrics
 
@@ -49,96 +49,6 @@ def tune_gc() -> None:
     """Collector settings for a long-running pipeline; call once start-up is done."""
     gc.freeze()  # modules and SDK models loaded at start-up are never garbage: skip them
     gc.set_threshold(*GC_THRESHOLDS)
-
-
-def meta_for(config: Config, pair: Pair) -> Meta:
-    return Meta(version=pair.version_attribute, prefix=config.metadata_prefix)
-
-
-def selection_for(config: Config, pair: Pair) -> Selection:
-    """What ``pair`` replicates: its filter, excluded attributes and TTL-delete policy."""
-    return Selection(
-        exclude=frozenset(pair.exclude_attributes),
-        filter=pair.filter,
-        skip_ttl_deletes=pair.ttl_deletes == "skip",
-        ttl_attribute=pair.ttl_attribute,
-        heartbeat_prefix=config.heartbeat.key_prefix,
-    )
-
-
-async def target_writer(
-    config: Config,
-    pair: Pair,
-    target: TargetRef,
-    clients: Clients,
-    metrics: Metrics,
-    *,
-    local: TargetRef | None,
-    guard: Callable[[], None] | None = None,
-    conflicts: ConflictFeed | None = None,
-) -> ChangeWriter:
-    """The conditional writer of one target; for the local target it also heals zombies.
-
-    ``guard`` is asked as each write is sent and aborts it by raising (``Clients.put_client``).
-    ``conflicts`` (active-active) receives the writes the rule discards there.
-    """
-    meta = meta_for(config, pair)
-    conditional = ConditionalWriter(
-        await write_client(clients, pair, target, guard),
-        target.table,
-        region=target.region,
-        meta=meta,
-        mode=config.mode,
-        tombstone_ttl_seconds=pair.tombstone_ttl_seconds,
-        on_version_regression=regression_reporter(metrics, pair.source_table, target),
-        selection=selection_for(config, pair),
-        on_conflict=conflicts.reporter(pair.source_table, target) if conflicts else None,
-    )
-    if target != local:
-        return conditional
-    return LocalWriter(conditional, await clients.json("dynamodb", target.region), meta=meta)
-
-
-def conflict_feed(
-    config: Config,
-    home: DynamoDB,
-    metrics: Metrics,
-    *,
-    stop: asyncio.Event | None = None,
-    fence: Fence | None = None,
-) -> ConflictFeed | None:
-    """The conflict feed in this region (active-active only: one-way has no conflicts)."""
-    if config.mode is not Mode.ACTIVE_ACTIVE:
-        return None
-    guard = send_guard(fence, "conflict feed write") if fence else None
-    return ConflictFeed(home, config.conflicts_table, metrics=metrics, stop=stop, guard=guard)
-
-
-def applier_for(
-    config: Config,
-    pair: Pair,
-    target: TargetRef,
-    *,
-    writer: ChangeWriter,
-    dlq: DeadLetterSink,
-    metrics: Metrics,
-    stop: asyncio.Event,
-    retry: RetryPolicy | None = None,
-    checked: Callable[[], Awaitable[bool]] | None = None,
-) -> TargetApplier:
-    """The applier of one target; ``retry`` defaults to waiting faults out until ``stop``."""
-    return TargetApplier(
-        writer,
-        dlq,
-        target=target,
-        metrics=metrics,
-        max_concurrency=pair.max_concurrency,
-        max_writes_per_second=pair.max_writes_per_second,
-        stop=stop,
-        heartbeat_prefix=config.heartbeat.key_prefix,
-        retry=retry,
-        checked=checked,
-    )
 
 
 async def build_pipelines(

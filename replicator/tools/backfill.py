@@ -25,7 +25,7 @@ from replicator.config.schema import Config, Pair
 from replicator.errors import ConfigError, RecordError
 from replicator.models import Change, ItemKey, Outcome, TargetRef, WireItem
 from replicator.pipeline.dlq import DeadLetterQueue
-from replicator.service.run import meta_for, selection_for
+from replicator.service.wiring import meta_for, selection_for
 from replicator.telemetry.metrics import Metrics
 from replicator.tools.deliver import state_change, target_applier
 from replicator.tools.progress import ProgressStore, SegmentProgress, resumable

@@ -16,7 +16,7 @@ from replicator.aws.tables import require_table
 from replicator.config.schema import Config, Pair
 from replicator.errors import RecordError
 from replicator.models import Change, Incoming, Meta, TargetRef, WireItem, stored_from_item
-from replicator.service.run import applier_for, target_writer
+from replicator.service.wiring import applier_for, target_writer
 from replicator.telemetry.metrics import Metrics
 
 

@@ -30,7 +30,8 @@ from replicator.config.schema import Config
 from replicator.errors import ConfigError, RecordError
 from replicator.models import Change, Incoming, Meta, TargetRef, WireItem, item_key, number, pad_seq
 from replicator.pipeline.dlq import DeadLetterQueue, decode_record
-from replicator.service.run import meta_for, metrics_for, selection_for
+from replicator.service.run import metrics_for
+from replicator.service.wiring import meta_for, selection_for
 from replicator.tools.deliver import state_change, target_applier
 from replicator.tools.scan import get_item, scan_segment
 from replicator.tools.select import select_pairs

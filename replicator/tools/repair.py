@@ -43,7 +43,7 @@ from replicator.models import (
     number,
     stored_from_item,
 )
-from replicator.service.run import meta_for, selection_for
+from replicator.service.wiring import meta_for, selection_for
 from replicator.tools.deliver import state_change
 from replicator.tools.scan import wire_key
 from replicator.tools.verify import Difference, Report

@@ -23,7 +23,7 @@ from replicator.aws.retry import RetryPolicy
 from replicator.config.schema import Config, Pair
 from replicator.errors import ConfigError, ReplicatorError
 from replicator.models import WireItem, number
-from replicator.service.run import meta_for
+from replicator.service.wiring import meta_for
 from replicator.tools.conflicts import Entry, find
 
 Keep = Literal["winner", "loser"]

@@ -32,7 +32,7 @@ from replicator.aws.tables import describe, key_schema_of
 from replicator.config.schema import Config, Pair
 from replicator.errors import ConfigError
 from replicator.models import ItemKey, Meta, Mode, WireItem, stored_from_item
-from replicator.service.run import meta_for, selection_for
+from replicator.service.wiring import meta_for, selection_for
 from replicator.telemetry.heartbeat import is_heartbeat_value
 from replicator.tools.buckets import TableDigest, bucket_of, differing_buckets, passes, state_digest
 from replicator.tools.kinds import kind_of, winner_kind
