@@ -1,0 +1,107 @@
+"""The conflict feed's rule, run in the protocol model, against ground truth (DESIGN §4b).
+
+``chaos.lineage`` knows each write's parent, so which writes were lost once a history has
+drained; ``chaos.feed`` compares the entries the product's ``lost_write`` produced at every
+apply with them. Issue 23 demands at least 99 % of forks reported and at most 2 % false
+entries; the teeth test takes case B away and demands the checker sees the difference.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from chaos import checker
+from chaos.feed import FALSE_POSITIVES_AT_MOST, FORKS_REPORTED_AT_LEAST, Tally, measure
+from chaos.model import World
+from chaos.replication import advance
+from chaos.rules import Rules
+from replicator.apply.conflict import Loss, lost_write
+from replicator.models import Change, Meta, Mode, WireItem
+
+HISTORIES = 300
+EU, US = "eu-west-1", "us-east-1"
+
+
+def describe(tally: Tally) -> str:
+    figures = {k: v for k, v in tally.as_json().items() if k not in ("missed", "false")}
+    return f"{figures}\n" + "\n".join([*tally.missed, *tally.false])
+
+
+@pytest.mark.timeout(10)
+def test_a_write_overwritten_by_a_concurrent_one_is_lost_and_named() -> None:
+    world = World(random.Random(1), mode=Mode.ACTIVE_ACTIVE, regions=(EU, US), rules=Rules())
+    world.write(EU, "k", update=False)  # v1 from eu-west-1, concurrent with ...
+    world.write(US, "k", update=False)  # ... v2 from us-east-1, which wins
+    for lane in world.lanes:
+        advance(world, lane, 10)
+    world.read(EU, "k")
+    world.write(EU, "k", update=True)  # v3 on us-east-1's v2: descends from the winner
+    for lane in world.lanes:
+        advance(world, lane, 10)
+
+    lineage = world.lineage
+    final = lineage.converged("k", [EU, US])
+    assert final == 2
+    assert lineage.line(final) == [2, 1]  # eu-west-1's update overwrote us-east-1's put
+    assert [e.version for e in world.events] == [1, 2, 3]
+    entries = list(lineage.entries.values())
+    assert [(e.region, e.loss.loser.origin, e.loss.loser.version) for e in entries] == [
+        (EU, EU, Decimal(1))
+    ]
+    assert entries[0].loss.winner.origin == US
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("puts_keep_kv", [False, True], ids=["put-drops-kv", "put-keeps-kv"])
+def test_the_feed_reports_nearly_every_fork(puts_keep_kv: bool) -> None:
+    tally = measure(HISTORIES, puts_keep_kv=puts_keep_kv)
+    assert tally.unjudged == 0, describe(tally)
+    assert tally.forks > HISTORIES, describe(tally)  # the histories do conflict
+    assert tally.fork_share >= FORKS_REPORTED_AT_LEAST, describe(tally)
+    # Each loss is reported by one region; a redelivery collapses onto the same entry.
+    assert tally.reported_twice == 0, describe(tally)
+    assert tally.duplicates > 0, describe(tally)
+    # False entries other than rescued losers (§4b: "all but 5") stay rare.
+    assert tally.false_positives - tally.rescued <= 0.01 * tally.entries, describe(tally)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 23 bound not met: the product's rule names 3.4-3.7 % false entries on the "
+    "checker's histories (DESIGN §4b's model: 1.0 %), about 90 % of them rescued losers",
+)
+def test_at_most_two_percent_of_entries_name_a_write_that_was_not_lost() -> None:
+    tally = measure(HISTORIES)
+    assert tally.false_share <= FALSE_POSITIVES_AT_MOST, describe(tally)
+
+
+def without_case_b(
+    change: Change, stored: WireItem | None, *, here: str, applied: bool, meta: Meta
+) -> Loss | None:
+    """The feed without case B: this region's own local tombstones never report."""
+    if change.incoming.origin == here:
+        return None
+    return lost_write(change, stored, here=here, applied=applied, meta=meta)
+
+
+@pytest.mark.timeout(60)
+def test_without_case_b_the_checker_sees_forks_go_unreported() -> None:
+    tally = measure(HISTORIES, rules=Rules(conflict=without_case_b))
+    assert tally.fork_share < 0.95, describe(tally)
+
+
+@pytest.mark.timeout(30)
+def test_the_checker_writes_the_feed_figures_as_json(tmp_path: Path) -> None:
+    path = tmp_path / "feed.json"
+    checker.main(["--feed", "--histories", "20", "--json", str(path)])
+    document = json.loads(path.read_text())
+    assert set(document["writers"]) == {"PutItem drops _rep_kv", "PutItem keeps _rep_kv"}
+    figures = document["writers"]["PutItem drops _rep_kv"]
+    assert figures["histories"] == 20
+    assert figures["forks"] >= figures["forks_reported"] > 0
