@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chaos.histories import play
-from chaos.lineage import forks, named, rescued
+from chaos.lineage import Lineage, forks, named, rescued
 from chaos.model import World
 from chaos.regions import Event
 from chaos.rules import Rules
@@ -52,9 +52,11 @@ class Tally:
     entries: int = 0
     false_positives: int = 0
     rescued: int = 0  # false positives whose loser's line continued in another region and won
+    own_ancestor: int = 0  # false positives whose winner descends from the loser
+    through_nothing: int = 0  # ... through a write that met no item (tombstone expired)
     duplicates: int = 0  # an entry collapsed onto the same one in the same region
     reported_twice: int = 0  # an entry key written by two regions or more
-    # The first histories that missed a fork or reported (not rescued) a write not lost.
+    # The first histories that missed a fork or reported a write that was not lost.
     missed: list[str] = field(default_factory=list)
     false: list[str] = field(default_factory=list)
 
@@ -117,18 +119,28 @@ def _judge(world: World, seed: int, tally: Tally) -> None:
     reached: set[int] = set()
     for entry in lineage.entries.values():
         tally.entries += 1
-        candidates = set(named(entry, events))
+        candidates = set(named(entry.key, entry.loss.loser, events))
         if candidates & lost:
             reached |= candidates & lost
             continue
         tally.false_positives += 1
-        if any(rescued(write, lines[entry.key], events) for write in candidates):
+        winners = named(entry.key, entry.loss.winner, events)
+        kind = "other"
+        if descends := [w for w in winners if candidates & set(lineage.line(w))]:
+            # The winner's kv did not know it: through a write that met no item?
+            kind = "the winner descends from it"
+            tally.own_ancestor += 1
+            if any(_through_nothing(lineage, w, candidates) for w in descends):
+                kind += " through a write over no item (expired tombstone, REMOVE gap)"
+                tally.through_nothing += 1
+        elif any(rescued(write, lines[entry.key], events) for write in candidates):
+            kind = "rescued"
             tally.rescued += 1
-        elif len(tally.false) < EXAMPLES_KEPT:
+        if len(tally.false) < EXAMPLES_KEPT:
             loser, winner = entry.loss.loser, entry.loss.winner
             tally.false.append(
                 f"seed {seed}: {entry.region} named {entry.key} {_side(loser)} "
-                f"(winner {_side(winner)}), not lost"
+                f"(winner {_side(winner)}), not lost: {kind}"
             )
     tally.lost += len(lost)
     tally.lost_named += len(reached)
@@ -139,6 +151,16 @@ def _judge(world: World, seed: int, tally: Tally) -> None:
         elif len(tally.missed) < EXAMPLES_KEPT:
             writes = ", ".join(_event(events[i]) for i in sorted(fork))
             tally.missed.append(f"seed {seed}: fork {writes} not reported")
+
+
+def _through_nothing(lineage: Lineage, winner: int, losers: set[int]) -> bool:
+    """Whether a write between ``winner`` and the loser it descends from met no item."""
+    for write in lineage.line(winner):
+        if write in losers:
+            return False
+        if write in lineage.blind:
+            return True
+    return False
 
 
 def _side(side: Side) -> str:
@@ -160,7 +182,9 @@ def table(tallies: dict[str, Tally]) -> Table:
         "named",
         "entries",
         "false positives",
-        "of them rescued",
+        "rescued",
+        "winner's ancestor",
+        "over no item",
         "duplicates",
         "in 2+ regions",
     ):
@@ -176,6 +200,8 @@ def table(tallies: dict[str, Tally]) -> Table:
             str(tally.entries),
             f"{tally.false_positives} ({tally.false_share:.2%})",
             str(tally.rescued),
+            str(tally.own_ancestor),
+            str(tally.through_nothing),
             str(tally.duplicates),
             str(tally.reported_twice),
         )

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from chaos.regions import Event
-from replicator.apply.conflict import Loss
+from replicator.apply.conflict import Loss, Side
 
 Slot = tuple[str, str]  # (region, key)
 EntryKey = tuple[str, str]  # pipeline.conflicts.entry_key: (pk, sk)
@@ -41,10 +41,15 @@ class Lineage:
     # (detecting region, entry key) -> entry; attribute_not_exists keeps the first.
     entries: dict[tuple[str, EntryKey], Entry] = field(default_factory=dict)
     duplicates: int = 0  # entries collapsed onto one already written in that region
+    # Writes whose record's OldImage could not show their parent: no kv carried it over.
+    blind: set[int] = field(default_factory=set)
 
-    def wrote(self, region: str, key: str, seq: str, write: int) -> None:
-        """The application's write ``write`` landed in ``region`` as record ``seq``."""
-        self.parent[write] = self.state.get((region, key))
+    def wrote(self, region: str, key: str, seq: str, write: int, *, over_nothing: bool) -> None:
+        """The application's write ``write`` landed in ``region`` as record ``seq``,
+        ``over_nothing`` when the table held no item (a tombstone expired, or not written yet)."""
+        parent = self.parent[write] = self.state.get((region, key))
+        if over_nothing and parent is not None:
+            self.blind.add(write)
         self.state[(region, key)] = write
         self.carried[(region, seq)] = write
 
@@ -105,14 +110,13 @@ def rescued(write: int, line: Sequence[int], events: Sequence[Event]) -> bool:
     return any(events[other].region != events[write].region for other in later)
 
 
-def named(entry: Entry, events: Sequence[Event]) -> list[int]:
-    """The writes an entry's loser may be: same key, region, version and tombstone flag."""
-    loser = entry.loss.loser
+def named(key: str, side: Side, events: Sequence[Event]) -> list[int]:
+    """The writes one side of an entry may be: same key, region, version and tombstone."""
     return [
         index
         for index, event in enumerate(events)
-        if event.key == entry.key
-        and event.region == loser.origin
-        and event.version == loser.version
-        and event.tombstone == loser.tombstone
+        if event.key == key
+        and event.region == side.origin
+        and event.version == side.version
+        and event.tombstone == side.tombstone
     ]

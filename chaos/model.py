@@ -165,7 +165,7 @@ class World:
         }
         seq = self.mutate(self.regions[region], key, item, region)
         self._reads[(region, key)] = version  # what a mapper holds after saving
-        self._happened(Event(region, key, version, False, user_data(item)), seq)
+        self._happened(Event(region, key, version, False, user_data(item)), seq, old is None)
         verb = "put" if not update else "update" if read is None else f"update if v{read}"
         self.note(f"app {verb} {region} {key} {show(item)} (seq {seq})")
 
@@ -178,7 +178,7 @@ class World:
         if ttl and stored is not None and stored.origin(region) != region:
             return False  # target_item strips _rep_expires: only the origin's copy can expire
         seq = self.mutate(self.regions[region], key, None, region, ttl=ttl)
-        self._happened(Event(region, key, version_of(old), True, None), seq)
+        self._happened(Event(region, key, version_of(old), True, None), seq, False)
         self.note(f"{'ttl expiry' if ttl else 'app delete'} {region} {key} {show(old)} (seq {seq})")
         return True
 
@@ -210,8 +210,9 @@ class World:
         # below what this region itself wrote or deleted, even if an older write shows here.
         return max(version_of(old), self._own_last.get((region, key), 0)) + 1
 
-    def _happened(self, event: Event, seq: str) -> None:
-        self.lineage.wrote(event.region, event.key, seq, len(self.events))
+    def _happened(self, event: Event, seq: str, over_nothing: bool) -> None:
+        write = len(self.events)
+        self.lineage.wrote(event.region, event.key, seq, write, over_nothing=over_nothing)
         self.events.append(event)
         mine = (event.region, event.key)
         self._own_last[mine] = max(self._own_last.get(mine, 0), event.version)

@@ -66,15 +66,18 @@ def test_the_feed_reports_nearly_every_fork(puts_keep_kv: bool) -> None:
     # Each loss is reported by one region; a redelivery collapses onto the same entry.
     assert tally.reported_twice == 0, describe(tally)
     assert tally.duplicates > 0, describe(tally)
-    # False entries other than rescued losers (§4b: "all but 5") stay rare.
-    assert tally.false_positives - tally.rescued <= 0.01 * tally.entries, describe(tally)
+    # False entries are rescued losers (§4b: "all but 5") or a winner that descends from its
+    # loser through a write over no item (an expired tombstone); any other kind stays rare.
+    others = tally.false_positives - tally.rescued - tally.through_nothing
+    assert others <= 0.01 * tally.entries, describe(tally)
 
 
 @pytest.mark.timeout(60)
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 23 bound not met: the product's rule names 3.4-3.7 % false entries on the "
-    "checker's histories (DESIGN §4b's model: 1.0 %), about 90 % of them rescued losers",
+    reason="issue 23's bound is not met: on the checker's histories 3.0-3.7 % of entries "
+    "name a write that was not lost (DESIGN §4b's model: 1.0 %); nearly all are rescued "
+    "losers or descend through a write over an expired tombstone (see chaos.feed)",
 )
 def test_at_most_two_percent_of_entries_name_a_write_that_was_not_lost() -> None:
     tally = measure(HISTORIES)
