@@ -87,8 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(stderr=True)
     if args.feed:
         deadline = time.monotonic() + args.max_seconds
+        path, trace = args.json, args.trace
         return feed.report(
-            args.histories, args.seed, deadline=deadline, path=args.json, console=console
+            args.histories, args.seed, deadline=deadline, path=path, console=console, trace=trace
         )
     counts = {"run": 0, "failed": 0}
     started = time.monotonic()

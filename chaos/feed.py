@@ -8,6 +8,7 @@ entry whose loser was not lost), duplicates (collapsed in one region's table, or
 by two regions).
 
     python -m chaos.checker --feed --histories 2000 --json feed-report.json
+    python -m chaos.checker --feed --seed 248 --histories 1 --trace   # one history's steps
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def measure(
     rules: Rules | None = None,
     puts_keep_kv: bool = False,
     deadline: float | None = None,
-    on_history: Callable[[Tally], None] | None = None,
+    on_history: Callable[[World], None] | None = None,
 ) -> Tally:
     """Run ``histories`` active-active histories with seeds ``seed``, ``seed + 1``, ..."""
     tally = Tally()
@@ -102,7 +103,7 @@ def measure(
         else:
             _judge(world, history_seed, tally)
         if on_history is not None:
-            on_history(tally)
+            on_history(world)
     return tally
 
 
@@ -209,12 +210,23 @@ def table(tallies: dict[str, Tally]) -> Table:
 
 
 def report(
-    histories: int, seed: int, *, deadline: float, path: Path | None, console: Console
+    histories: int,
+    seed: int,
+    *,
+    deadline: float,
+    path: Path | None,
+    console: Console,
+    trace: bool = False,
 ) -> int:
     """``python -m chaos.checker --feed``: both kinds of writers, a table, JSON; 1 if a
-    figure misses what CI demands."""
+    figure misses what CI demands. ``trace`` prints every history's steps, entries marked."""
+
+    def show(world: World) -> None:
+        if trace:
+            console.print("\n".join(world.trace), markup=False, highlight=False, soft_wrap=True)
+
     tallies = {
-        name: measure(histories, seed, puts_keep_kv=keep, deadline=deadline)
+        name: measure(histories, seed, puts_keep_kv=keep, deadline=deadline, on_history=show)
         for name, keep in WRITERS.items()
     }
     console.print(table(tallies), width=max(console.width, 160))
