@@ -172,40 +172,35 @@ def _event(event: Event) -> str:
     return f"{event.key} {event.region} v{event.version}{' delete' if event.tombstone else ''}"
 
 
+def _rows(tally: Tally) -> dict[str, str]:
+    def share(part: int, whole: int) -> str:
+        return f"{part} ({part / whole:.2%})" if whole else str(part)
+
+    return {
+        "histories judged": f"{tally.histories - tally.unjudged} of {tally.histories}",
+        "forks": str(tally.forks),
+        "forks reported": share(tally.forks_reported, tally.forks),
+        "lost writes": str(tally.lost),
+        "lost writes named": share(tally.lost_named, tally.lost),
+        "entries": str(tally.entries),
+        "false positives": share(tally.false_positives, tally.entries),
+        "  rescued losers": str(tally.rescued),
+        "  winner descends from it": str(tally.own_ancestor),
+        "    via a write over no item": str(tally.through_nothing),
+        "duplicates collapsed": str(tally.duplicates),
+        "entries in 2+ regions": str(tally.reported_twice),
+    }
+
+
 def table(tallies: dict[str, Tally]) -> Table:
+    """One column per kind of writers, one row per figure: it fits an 80-column log."""
     grid = Table(title="conflict feed against ground truth (DESIGN §4b)")
-    for column in (
-        "writers",
-        "histories",
-        "forks",
-        "forks reported",
-        "lost writes",
-        "named",
-        "entries",
-        "false positives",
-        "rescued",
-        "winner's ancestor",
-        "over no item",
-        "duplicates",
-        "in 2+ regions",
-    ):
-        grid.add_column(column, justify="left" if column == "writers" else "right")
-    for name, tally in tallies.items():
-        grid.add_row(
-            name,
-            f"{tally.histories - tally.unjudged} of {tally.histories}",
-            str(tally.forks),
-            f"{tally.forks_reported} ({tally.fork_share:.2%})",
-            str(tally.lost),
-            f"{tally.lost_named} ({tally.lost_named / max(tally.lost, 1):.2%})",
-            str(tally.entries),
-            f"{tally.false_positives} ({tally.false_share:.2%})",
-            str(tally.rescued),
-            str(tally.own_ancestor),
-            str(tally.through_nothing),
-            str(tally.duplicates),
-            str(tally.reported_twice),
-        )
+    grid.add_column("")
+    for name in tallies:
+        grid.add_column(name, justify="right")
+    columns = [_rows(tally) for tally in tallies.values()]
+    for label in _rows(Tally()):
+        grid.add_row(label, *(column[label] for column in columns))
     return grid
 
 
@@ -229,7 +224,7 @@ def report(
         name: measure(histories, seed, puts_keep_kv=keep, deadline=deadline, on_history=show)
         for name, keep in WRITERS.items()
     }
-    console.print(table(tallies), width=max(console.width, 160))
+    console.print(table(tallies))
     for name, tally in tallies.items():
         for line in [*tally.missed[:3], *tally.false[:3]]:
             console.print(f"{name}: {line}", markup=False, highlight=False)
