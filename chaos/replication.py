@@ -75,7 +75,8 @@ def deliver(
             notes.append(f"{name} left to the page read ahead")
             lane.handed[name] = merge([*(c.kv for c in changes if c.kv), *_handed(lane, name)])
             continue
-        if how in ("batch", "crash") and (handed := _handed(lane, name)) and changes[0].kv:
+        fresh = how in ("batch", "crash", "duplicate")  # not a redelivery of an old batch
+        if fresh and (handed := _handed(lane, name)) and changes[0].kv:
             changes[0] = dataclasses.replace(changes[0], kv=merge((*handed, changes[0].kv)))
         cut = world.rng.randint(0, len(changes)) if crash else len(changes)
         notes.extend(_apply(world, lane, change) for change in changes[:cut])

@@ -3,13 +3,16 @@
 ``chaos.lineage`` knows each write's parent, so which writes were lost once a history has
 drained; ``chaos.feed`` compares the entries the product's ``lost_write`` produced at every
 apply with them. Issue 23 demands at least 99 % of forks reported and at most 2 % false
-entries; the teeth test takes case B away and demands the checker sees the difference.
+entries; the teeth tests take case B away, or the kv merge over a coalesced run, and
+demand the checker sees the difference.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,10 +21,12 @@ import pytest
 from chaos import checker
 from chaos.feed import FALSE_POSITIVES_AT_MOST, FORKS_REPORTED_AT_LEAST, Tally, measure
 from chaos.model import World
+from chaos.regions import META, Record
 from chaos.replication import advance
-from chaos.rules import Rules
+from chaos.rules import Rules, filter_then_coalesce
 from replicator.apply.conflict import Loss, lost_write
-from replicator.models import Change, Meta, Mode, WireItem
+from replicator.models import Change, ItemKey, Meta, Mode, WireItem
+from replicator.stream.kv import change_kv
 
 HISTORIES = 300
 EU, US = "eu-west-1", "us-east-1"
@@ -97,6 +102,27 @@ def without_case_b(
 def test_without_case_b_the_checker_sees_forks_go_unreported() -> None:
     tally = measure(HISTORIES, rules=Rules(conflict=without_case_b))
     assert tally.fork_share < 0.95, describe(tally)
+
+
+def last_record_kv(
+    records: Iterable[Record], *, here: str, kv: bool = False
+) -> dict[ItemKey, list[Change]]:
+    """A coalesced run's kv from its last record only, not merged over the run."""
+    runs = filter_then_coalesce(records, here=here)
+    if not kv:
+        return runs
+    return {
+        key: [dataclasses.replace(c, kv=change_kv(c, here=here, meta=META)) for c in run]
+        for key, run in runs.items()
+    }
+
+
+@pytest.mark.timeout(60)
+def test_a_run_kv_from_its_last_record_only_pairs_writes_with_their_ancestors() -> None:
+    merged = measure(HISTORIES)
+    last_only = measure(HISTORIES, rules=Rules(batch=last_record_kv))
+    assert last_only.own_ancestor > 2 * merged.own_ancestor, describe(last_only)
+    assert last_only.false_share > merged.false_share + 0.01, describe(last_only)
 
 
 @pytest.mark.timeout(30)
