@@ -46,6 +46,7 @@ WRITERS = {"PutItem drops _rep_kv": False, "PutItem keeps _rep_kv": True}
 class Tally:
     histories: int = 0
     unjudged: int = 0  # histories that failed the convergence check: no ground truth
+    unconverged: int = 0  # keys whose regions hold different writes (visibly equal)
     forks: int = 0
     forks_reported: int = 0
     lost: int = 0
@@ -112,7 +113,10 @@ def _judge(world: World, seed: int, tally: Tally) -> None:
     lost: set[int] = set()
     lines: dict[str, list[int]] = {}
     for key in sorted({event.key for event in world.events}):
-        line = lines[key] = lineage.line(lineage.converged(key, list(world.regions)))
+        final = lineage.converged(key, list(world.regions))
+        if final is None:
+            tally.unconverged += 1  # regions hold different writes: no ground truth
+        line = lines[key] = lineage.line(final)
         lost |= {i for i, event in enumerate(events) if event.key == key and i not in line}
     tally.duplicates += lineage.duplicates
     per_key = Counter(entry_key for _, entry_key in lineage.entries)
