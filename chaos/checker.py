@@ -13,6 +13,8 @@ then stops the writers, drains every replicator and checks that
 ``chaos.histories`` drives a history, ``chaos.verdict`` judges it; this module runs many.
 
     python -m chaos.checker --histories 5000 --seed 0
+
+With ``--feed`` it measures the conflict feed against ground truth instead (``chaos.feed``).
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from chaos import feed
 from chaos.histories import mode_for, run_history
 from chaos.verdict import Failure, Result
 
@@ -73,8 +77,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="KIND",
         help="a violation kind that does not fail a history (repeatable), e.g. not-lww",
     )
+    parser.add_argument(
+        "--feed",
+        action="store_true",
+        help="measure the conflict feed over active-active histories (DESIGN §4b)",
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="--feed: write figures here")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
+    if args.feed:
+        deadline = time.monotonic() + args.max_seconds
+        path, trace = args.json, args.trace
+        return feed.report(
+            args.histories, args.seed, deadline=deadline, path=path, console=console, trace=trace
+        )
     counts = {"run": 0, "failed": 0}
     started = time.monotonic()
     with Progress(

@@ -50,14 +50,31 @@ def run_history(
     rules: Rules | None = None,
 ) -> Result:
     """One random history from ``seed``, drained and checked."""
+    world, stopped = play(seed, mode=mode, regions=regions, keys=keys, steps=steps, rules=rules)
+    return Result(seed, mode, stopped + violations_of(world), world.trace)
+
+
+def play(
+    seed: int,
+    *,
+    mode: Mode,
+    regions: int = 3,
+    keys: int = 6,
+    steps: int = 40,
+    rules: Rules | None = None,
+    puts_keep_kv: bool = False,
+) -> tuple[World, list[Violation]]:
+    """One random history from ``seed``, drained, and what stopped it early if anything."""
     rng = random.Random(seed)
-    world = World(rng, mode=mode, regions=REGIONS[:regions], rules=rules or Rules())
+    world = World(
+        rng, mode=mode, regions=REGIONS[:regions], rules=rules or Rules(), puts_keep_kv=puts_keep_kv
+    )
     names = [f"k{i}" for i in range(keys)]
     writers = (
         list(world.regions) if mode is Mode.ACTIVE_ACTIVE else [rng.choice(list(world.regions))]
     )
     world.trace.append(f"mode {mode}, writers {', '.join(writers)}")
-    violations: list[Violation] = []
+    stopped: list[Violation] = []
     try:
         # Writers, replicators and faults; then, "a week later", tombstones have expired and
         # the writers come back (re-creating what expired) for a shorter second round.
@@ -69,14 +86,14 @@ def run_history(
             world.trace.append(f"{world.step:>3} --- writers stop, replicators drain")
             if not _drain(world, rng):
                 text = f"replicators did not quiesce within {DRAIN_LIMIT} deliveries"
-                violations.append(Violation("quiesce", text))
+                stopped.append(Violation("quiesce", text))
                 break
             if round_steps.start == 0:
                 _a_week_passes(world, rng)
     except RecordError as exc:
-        violations.append(Violation("record", f"a record the model wrote was refused: {exc}"))
-    violations.extend(violations_of(world))
-    return Result(seed, mode, violations, world.trace)
+        text = f"a record the model wrote was refused: {exc}"
+        stopped.append(Violation("record", text))
+    return world, stopped
 
 
 def _random_step(world: World, rng: random.Random, names: list[str], writers: list[str]) -> None:

@@ -13,6 +13,7 @@ import random
 from collections.abc import Iterable
 from typing import Any
 
+from chaos.lineage import Lineage
 from chaos.regions import (
     META,
     SERVICE_IDENTITY,
@@ -34,9 +35,19 @@ class World:
     """All regions, their replicators and the history so far."""
 
     def __init__(
-        self, rng: random.Random, *, mode: Mode, regions: Iterable[str], rules: Rules
+        self,
+        rng: random.Random,
+        *,
+        mode: Mode,
+        regions: Iterable[str],
+        rules: Rules,
+        puts_keep_kv: bool = False,
     ) -> None:
         self.rng = rng
+        # Whether an application's whole-item PutItem carries ``_rep_kv`` over (§4b measures
+        # the feed both ways); an UpdateItem always keeps it.
+        self.puts_keep_kv = puts_keep_kv
+        self.lineage = Lineage()
         self.mode = mode
         self.rules = rules
         # Starting just under 100 makes sequence numbers change length mid-history, where
@@ -143,6 +154,8 @@ class World:
             version = self._next_version(region, key, old, live)
         self._tokens += 1
         base: WireItem = dict(old) if update and old is not None else {"pk": {"S": key}}
+        if not update and self.puts_keep_kv and old is not None and META.kv in old:
+            base[META.kv] = old[META.kv]
         if not update and self.rng.random() < 0.3:
             base["tag"] = {"S": f"t{self._tokens}"}  # so that updates have something to keep
         item = {
@@ -152,7 +165,7 @@ class World:
         }
         seq = self.mutate(self.regions[region], key, item, region)
         self._reads[(region, key)] = version  # what a mapper holds after saving
-        self._happened(Event(region, key, version, False, user_data(item)))
+        self._happened(Event(region, key, version, False, user_data(item)), seq, old is None)
         verb = "put" if not update else "update" if read is None else f"update if v{read}"
         self.note(f"app {verb} {region} {key} {show(item)} (seq {seq})")
 
@@ -165,7 +178,7 @@ class World:
         if ttl and stored is not None and stored.origin(region) != region:
             return False  # target_item strips _rep_expires: only the origin's copy can expire
         seq = self.mutate(self.regions[region], key, None, region, ttl=ttl)
-        self._happened(Event(region, key, version_of(old), True, None))
+        self._happened(Event(region, key, version_of(old), True, None), seq, False)
         self.note(f"{'ttl expiry' if ttl else 'app delete'} {region} {key} {show(old)} (seq {seq})")
         return True
 
@@ -180,6 +193,7 @@ class World:
         if old is None or META.expires not in old or self.pending(key):
             return False
         seq = self.mutate(self.regions[region], key, None, region, ttl=True)
+        self.lineage.kept(region, key, seq)
         for lane in self.lanes:
             lane.done.clear()
         self.note(f"ttl expiry {region} {key} {show(old)} (seq {seq})")
@@ -196,7 +210,9 @@ class World:
         # below what this region itself wrote or deleted, even if an older write shows here.
         return max(version_of(old), self._own_last.get((region, key), 0)) + 1
 
-    def _happened(self, event: Event) -> None:
+    def _happened(self, event: Event, seq: str, over_nothing: bool) -> None:
+        write = len(self.events)
+        self.lineage.wrote(event.region, event.key, seq, write, over_nothing=over_nothing)
         self.events.append(event)
         mine = (event.region, event.key)
         self._own_last[mine] = max(self._own_last.get(mine, 0), event.version)

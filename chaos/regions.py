@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from replicator.models import Meta, WireItem, is_tombstone, number
+from replicator.stream.kv import Kv
 
 REGIONS = ("ap-southeast-2", "eu-west-1", "us-east-1")
 META = Meta(version="version")
@@ -61,6 +62,9 @@ class Lane:
     checkpoint: int = 0  # index of the first unread record of the source stream
     stalled_until: int = -1
     done: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=LATE_BATCHES_KEPT))
+    # kv of runs left to the page read ahead, per key, for the key's next run to carry
+    # (``applier._hand_kv_on``); held in memory, so a crash forgets it.
+    handed: dict[str, Kv] = field(default_factory=dict)
 
     def __str__(self) -> str:
         target = "self" if self.source == self.target else self.target

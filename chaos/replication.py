@@ -7,15 +7,19 @@ against the ground truth (echoes sent, version regressions) for the checker.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from chaos.model import World
 from chaos.regions import META, Lane, Record, show, version_of
 from replicator.apply.rule import is_version_regression
 from replicator.apply.writer import target_item
-from replicator.models import Change, Mode, Outcome, is_tombstone, stored_from_item
+from replicator.models import Change, Mode, Outcome, WireItem, is_tombstone, stored_from_item
+from replicator.pipeline.conflicts import entry_key
+from replicator.stream.kv import Kv, merge
 
 TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600
+FEED_TABLE = "items"
 
 
 def unread(world: World, lane: Lane) -> int:
@@ -62,17 +66,30 @@ def deliver(
     ahead: Sequence[Record] = (),
 ) -> None:
     records = world.regions[lane.source].stream[start:end]
-    following = world.rules.batch(ahead, here=lane.source) if ahead else {}
+    kv = world.mode is Mode.ACTIVE_ACTIVE
+    following = world.rules.batch(ahead, here=lane.source, kv=kv) if ahead else {}
     notes: list[str] = []
-    for key, changes in world.rules.batch(records, here=lane.source).items():
+    for key, changes in world.rules.batch(records, here=lane.source, kv=kv).items():
+        name = changes[0].keys["pk"]["S"]
         if world.rules.ahead(changes, following.get(key, [])):
-            notes.append(f"{changes[0].keys['pk']['S']} left to the page read ahead")
+            notes.append(f"{name} left to the page read ahead")
+            lane.handed[name] = merge([*(c.kv for c in changes if c.kv), *_handed(lane, name)])
             continue
+        fresh = how in ("batch", "crash", "duplicate")  # not a redelivery of an old batch
+        if fresh and (handed := _handed(lane, name)) and changes[0].kv:
+            changes[0] = dataclasses.replace(changes[0], kv=merge((*handed, changes[0].kv)))
         cut = world.rng.randint(0, len(changes)) if crash else len(changes)
         notes.extend(_apply(world, lane, change) for change in changes[:cut])
+    if crash:
+        lane.handed.clear()
     seqs = [r["dynamodb"]["SequenceNumber"] for r in records]
     span = f"seq {seqs[0]}..{seqs[-1]}" if seqs else "nothing"
     world.note(f"{how} {lane} {span}: " + ("; ".join(n for n in notes if n) or "no changes"))
+
+
+def _handed(lane: Lane, key: str) -> list[Kv]:
+    handed = lane.handed.pop(key, None)
+    return [handed] if handed is not None else []
 
 
 def _apply(world: World, lane: Lane, change: Change) -> str:
@@ -107,7 +124,10 @@ def _apply(world: World, lane: Lane, change: Change) -> str:
         flags += " [REGRESSION]"
     if outcome is Outcome.APPLIED:
         item = target_item(change, meta=META, expires_at=world.clock + TOMBSTONE_TTL_SECONDS)
-        world.mutate(target, key, item, incoming.origin)
+        seq = world.mutate(target, key, item, incoming.origin)
+        world.lineage.replicated(lane.source, change.sequence_number, target.name, key, seq)
+    if change.kv is not None:
+        flags += _judge(world, target.name, change, before, applied=outcome is Outcome.APPLIED)
     kind = "tombstone" if incoming.tombstone else "re-create" if incoming.recreate else "write"
     over = show(before) + (f" from {stored.origin(target.name)}" if stored else "")
     head = f"{key} {kind} v{incoming.version} seq {int(incoming.seq)}"
@@ -128,5 +148,22 @@ def _heal(world: World, lane: Lane, change: Change) -> str:
     if is_tombstone(item, META):
         return f"{head} over {show(item)}: superseded"
     healed = {k: v for k, v in item.items() if k not in (META.deleted, META.expires)}
-    world.mutate(region, key, healed, region.name)
+    world.lineage.kept(region.name, key, world.mutate(region, key, healed, region.name))
     return f"{head}: healed"
+
+
+def _judge(
+    world: World, here: str, change: Change, stored: WireItem | None, *, applied: bool
+) -> str:
+    """The conflict feed (DESIGN §4b): the product's rule over the item the write met, as
+    ALL_OLD returns it; an entry goes to the detecting region's table under its key."""
+    loss = world.rules.conflict(change, stored, here=here, applied=applied, meta=META)
+    if loss is None:
+        return ""
+    world.lineage.report(
+        here, change.keys["pk"]["S"], entry_key(FEED_TABLE, change.keys, loss.loser), loss
+    )
+    loser = loss.loser
+    return (
+        f" [feed: loser v{loser.version}{' tombstone' if loser.tombstone else ''} {loser.origin}]"
+    )

@@ -6,19 +6,24 @@ that a test can replace one with a deliberately broken variant and demand the ch
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from chaos.regions import META, Record
+from replicator.apply.conflict import Loss, lost_write
 from replicator.apply.rule import decide
 from replicator.apply.selection import EVERYTHING, Selection
-from replicator.models import Change, Incoming, ItemKey, Mode, Outcome, Stored
+from replicator.models import Change, Incoming, ItemKey, Meta, Mode, Outcome, Stored, WireItem
+from replicator.stream.kv import change_kv
 from replicator.stream.records import Skip, coalesce, coalesces_into, to_change
 
 
 class BatchRule(Protocol):
-    def __call__(self, records: Iterable[Record], *, here: str) -> dict[ItemKey, list[Change]]: ...
+    def __call__(
+        self, records: Iterable[Record], *, here: str, kv: bool = False
+    ) -> dict[ItemKey, list[Change]]: ...
 
 
 class DecideRule(Protocol):
@@ -28,18 +33,27 @@ class DecideRule(Protocol):
 
 
 def filter_then_coalesce(
-    records: Iterable[Record], *, here: str, selection: Selection = EVERYTHING
+    records: Iterable[Record], *, here: str, kv: bool = False, selection: Selection = EVERYTHING
 ) -> dict[ItemKey, list[Change]]:
     """DESIGN §4 as the pipeline does it: filter each record, then the pair's
-    ``selection`` (``batches.decode``), drop the skips, coalesce."""
+    ``selection`` (``batches.decode``), drop the skips, coalesce; with ``kv``
+    (active-active) each change carries its ``_rep_kv`` first (§4b)."""
     changes: list[Change] = []
     for record in records:
         result = to_change(record, here=here, meta=META)
         if not isinstance(result, Skip):
             result = selection.select(result)
         if not isinstance(result, Skip):
+            if kv:
+                result = dataclasses.replace(result, kv=change_kv(result, here=here, meta=META))
             changes.append(result)
     return coalesce(changes)
+
+
+class ConflictRule(Protocol):
+    def __call__(
+        self, change: Change, stored: WireItem | None, *, here: str, applied: bool, meta: Meta
+    ) -> Loss | None: ...
 
 
 class AheadRule(Protocol):
@@ -58,12 +72,16 @@ class Rules:
     ahead: AheadRule = coalesces_into
     # One-way: what the verdict expects every target to hold, selection.replica_of(source).
     selection: Selection = EVERYTHING
+    # Active-active: the conflict feed's rule, called at every apply (DESIGN §4b).
+    conflict: ConflictRule = lost_write
 
 
 def selecting(selection: Selection) -> Rules:
     """The real rules for a one-way pair that replicates ``selection`` of its items."""
 
-    def batch(records: Iterable[Record], *, here: str) -> dict[ItemKey, list[Change]]:
-        return filter_then_coalesce(records, here=here, selection=selection)
+    def batch(
+        records: Iterable[Record], *, here: str, kv: bool = False
+    ) -> dict[ItemKey, list[Change]]:
+        return filter_then_coalesce(records, here=here, kv=kv, selection=selection)
 
     return Rules(batch=batch, selection=selection)

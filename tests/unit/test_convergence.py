@@ -94,7 +94,9 @@ def last_change_wins(changes: Iterable[Change]) -> dict[ItemKey, list[Change]]:
     return per_key
 
 
-def coalesce_raw_records(records: Iterable[Record], *, here: str) -> dict[ItemKey, list[Change]]:
+def coalesce_raw_records(
+    records: Iterable[Record], *, here: str, kv: bool = False
+) -> dict[ItemKey, list[Change]]:
     """Coalescing before filtering: a run of records becomes its last record, then filter."""
     runs: dict[str, list[Record]] = {}
     for record in records:
@@ -107,7 +109,9 @@ def coalesce_raw_records(records: Iterable[Record], *, here: str) -> dict[ItemKe
     return chaos.rules.filter_then_coalesce(kept, here=here)
 
 
-def no_echo_filter(records: Iterable[Record], *, here: str) -> dict[ItemKey, list[Change]]:
+def no_echo_filter(
+    records: Iterable[Record], *, here: str, kv: bool = False
+) -> dict[ItemKey, list[Change]]:
     """Sends what other regions wrote too, as if it had been written here."""
     changes: list[Change] = []
     for record in records:
@@ -145,7 +149,9 @@ def unguarded_local_tombstone(
     return decide(stored, incoming, here=here, mode=mode)
 
 
-def zombies_as_tombstones(records: Iterable[Record], *, here: str) -> dict[ItemKey, list[Change]]:
+def zombies_as_tombstones(
+    records: Iterable[Record], *, here: str, kv: bool = False
+) -> dict[ItemKey, list[Change]]:
     """Before DESIGN §4 rule 7: any item flagged ``_rep_deleted`` was taken for a tombstone."""
     kept = []
     for record in records:
@@ -212,7 +218,9 @@ def test_one_way_histories_with_a_filter_leave_filter_of_source_in_every_target(
     assert " re-create " in lines
 
 
-def tombstones_without_recreate(records: Iterable[Record], *, here: str) -> RunsPerKey:
+def tombstones_without_recreate(
+    records: Iterable[Record], *, here: str, kv: bool = False
+) -> RunsPerKey:
     """Filtered-out writes applied as deletes that forget they were re-creates."""
     runs = chaos.rules.filter_then_coalesce(records, here=here, selection=TAGGED)
     return {
