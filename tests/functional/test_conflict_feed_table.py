@@ -17,7 +17,7 @@ from replicator.apply.conflict import Loss, Side
 from replicator.aws.factory import Clients
 from replicator.aws.tables import CONTROL_KEY, ensure_table
 from replicator.config.schema import parse_config
-from replicator.lambda_mode.handler import LambdaFunction
+from replicator.lambda_mode.function import LambdaFunction
 from replicator.models import Change, Incoming, TargetRef
 from replicator.pipeline.conflicts import ConflictFeed
 from replicator.pipeline.itemsize import MAX_ITEM_BYTES, item_size

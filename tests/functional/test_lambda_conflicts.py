@@ -15,7 +15,7 @@ import pytest
 from replicator.aws.factory import Clients
 from replicator.aws.tables import ensure_table
 from replicator.config.schema import parse_config
-from replicator.lambda_mode.handler import LambdaFunction
+from replicator.lambda_mode.function import LambdaFunction
 from replicator.models import Incoming, Outcome, WireItem, stored_from_item
 from tests.conflict_cases import CASES, META, Case
 from tests.esm_driver import Context, shape

@@ -11,6 +11,7 @@ from replicator.config.schema import parse_config
 from replicator.errors import ConfigError
 from replicator.lambda_mode import handler as lambda_handler
 from replicator.lambda_mode.event import is_scheduled, stream_batch
+from replicator.lambda_mode.function import LambdaFunction
 from replicator.models import Change, Meta, item_key
 from replicator.stream.records import to_change
 from replicator.tools.scan import wire_key
@@ -92,7 +93,7 @@ def test_a_stream_of_another_region_is_refused_before_any_write() -> None:
             ],
         }
     )
-    function = lambda_handler.LambdaFunction(config)
+    function = LambdaFunction(config)
     event = {"Records": [shape(record("INSERT", 1, new=image("a", 1)), ARN)]}
     try:
         with pytest.raises(ConfigError, match="one function per source region"):
