@@ -242,6 +242,8 @@ def test_every_alert_has_severity_summary_and_a_runbook_description() -> None:
         "ReplicatorTrimmedData",
         "ReplicatorShardWithoutReader",
         "ReplicatorVersionRegressions",
+        "ReplicatorConflicts",
+        "ReplicatorConflictsUnrecorded",
         "ReplicatorTargetDown",
         "ReplicatorAbsent",
     }
@@ -252,6 +254,8 @@ def test_every_alert_has_severity_summary_and_a_runbook_description() -> None:
     trimmed = next(r for r in rules if r["alert"] == "ReplicatorTrimmedData")
     assert trimmed["labels"]["severity"] == "critical"
     assert "replicator verify --repair" in trimmed["annotations"]["description"]
+    conflicts = next(r for r in rules if r["alert"] == "ReplicatorConflicts")
+    assert "replicator conflicts list" in conflicts["annotations"]["summary"]
 
 
 @pytest.mark.timeout(30)
