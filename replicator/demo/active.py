@@ -41,6 +41,7 @@ class ActiveDemoResult:
     writes: int
     forks: list[set[WriteId]]
     in_feed: set[WriteId]  # feed entries, by the write each names as lost
+    unrecorded: int  # losses met whose entry could not be written (logged)
     differences: int
 
     def closing_line(self) -> str:
@@ -61,6 +62,8 @@ class ActiveDemoResult:
             line += ": every lost write is in the feed"
         if extra:
             line += f"; {extra} entries name a write that was not lost"
+        if self.unrecorded:
+            line += f"; {self.unrecorded} entries could not be written (see the log above)"
         return line
 
 
@@ -178,7 +181,8 @@ async def run_active_demo_async(
             if not e.loser.tombstone
         }
         writes = sum(len(load.log) for load in loads)
-        return ActiveDemoResult(writes, lost_forks(loads), in_feed, differences)
+        unrecorded = sum(sum(m.counts["conflicts_unrecorded"].values()) for m in metrics.values())
+        return ActiveDemoResult(writes, lost_forks(loads), in_feed, unrecorded, differences)
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         stop_service.set()
