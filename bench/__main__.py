@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench.activeactive import active_active_cost
 from bench.adaptive import default_drain, throttled_drain
 from bench.drain import drain_rate
 from bench.env import DEFAULT_RTT_SECONDS, Backend, backend
@@ -35,7 +36,7 @@ from bench.tools import backfill_rate, verify_memory
 from bench.ui import console, say
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-ALL = frozenset(range(1, 12))
+ALL = frozenset(range(1, 13))
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class Sizes:
     default_drain_records: int = 60_000
     throttled_records: int = 20_000
     start_rounds: int = 5
+    active_writes: int = 3_000
 
 
 FULL = Sizes()
@@ -78,6 +80,7 @@ QUICK = Sizes(
     default_drain_records=3_000,
     throttled_records=2_000,
     start_rounds=1,
+    active_writes=300,
 )
 
 
@@ -120,6 +123,8 @@ async def run_all(sizes: Sizes, only: frozenset[int], rtt: float) -> Run:
         )
     if 6 in only:
         await run.step("6 SDK cost per write", sdk_cost(sizes.sdk_writes))
+    if 12 in only:
+        await run.step("12 active-active write cost", active_active_cost(sizes.active_writes))
     if 5 in only:
         await run.step("5 memory", memory(sizes.memory_small, sizes.memory_large))
     unthrottled: float | None = None
@@ -181,7 +186,7 @@ async def run_all(sizes: Sizes, only: frozenset[int], rtt: float) -> Run:
 def _selection(text: str) -> frozenset[int]:
     chosen = frozenset(int(part) for part in text.split(",") if part.strip())
     if not chosen <= ALL:
-        raise argparse.ArgumentTypeError(f"benchmarks are numbered 1 to 11, not {text!r}")
+        raise argparse.ArgumentTypeError(f"benchmarks are numbered 1 to 12, not {text!r}")
     return chosen
 
 

@@ -12,7 +12,8 @@ no capacity limit of its own, unlike moto).
 ``--rtt`` answers every request that much later (a cross-region round trip without the
 proxy's CPU); ``--throttle-above`` refuses PutItem beyond that many per second with
 ProvisionedThroughputExceededException, as a provisioned table does (benchmark 9). The
-first PutItem is announced as ``first-write <unix time>`` (benchmark 10).
+first PutItem is announced as ``first-write <unix time>`` (benchmark 10). A PutItem asking
+for ``ReturnValues`` gets its own item back as ``Attributes`` (benchmark 12).
 
     python -m bench.stub [--rtt 0.08] [--throttle-above 1000]   # "listening 127.0.0.1:<port>"
 """
@@ -107,6 +108,10 @@ class Stub:
             if not self.first_write_seen:
                 self.first_write_seen = True
                 print(f"first-write {time.time():.6f}", flush=True)
+            if b'"ReturnValues"' in body:
+                # ALL_OLD on success (active-active, benchmark 12): the item replaced, as
+                # large as the one written, so the client pays for decoding it.
+                return 200, json.dumps({"Attributes": json.loads(body)["Item"]}).encode()
         return 200, EMPTY
 
 

@@ -227,16 +227,36 @@ def demo(
     duration: Annotated[
         float, typer.Option(help="Seconds of load before verifying.", min=1, max=3600)
     ] = 30,
-    keys: Annotated[int, typer.Option(help="Size of the hot key set.", min=1, max=100_000)] = 200,
+    keys: Annotated[
+        int | None,
+        typer.Option(
+            help="Size of the hot key set [default: 200; 20 with --active-active].",
+            min=1,
+            max=100_000,
+        ),
+    ] = None,
     web_port: Annotated[
         int, typer.Option(help="Dashboard port on 127.0.0.1 (0: any free port).", min=0, max=65535)
     ] = 8080,
     rate: Annotated[float, typer.Option(help="Load in writes per second.", min=1, max=10_000)] = 40,
+    active_active: Annotated[
+        bool,
+        typer.Option(
+            "--active-active",
+            help="Writers in both regions on the same keys: shows the writes lost to "
+            "concurrent writers and the conflict feed that records them.",
+        ),
+    ] = False,
 ) -> None:
     """Embedded two-region demo: load with conflicts and deletes, live view, then verify."""
     # No --log-format here: the demo's live view owns the terminal and tallies dead letters
     # through its own log handler.
     from replicator.demo.run import run_demo
+
+    if active_active:
+        active_demo(duration=duration, keys=keys or 20, web_port=web_port, rate=rate)
+        return
+    keys = keys or 200
 
     result = run_reporting_errors_sync(
         lambda: run_demo(
@@ -261,6 +281,20 @@ def demo(
     count = len(result.report.differences)
     console.print(f"verify: {count} differences ({result.report.compared} keys compared)")
     if count:
+        raise typer.Exit(1)
+
+
+def active_demo(*, duration: float, keys: int, web_port: int, rate: float) -> None:
+    from replicator.demo.active import run_active_demo
+
+    result = run_reporting_errors_sync(
+        lambda: run_active_demo(
+            duration=duration, keys=keys, console=console, web_port=web_port, rate=rate
+        )
+    )
+    console.print(f"verify: {result.differences} differences", highlight=False)
+    console.print(result.closing_line(), highlight=False, soft_wrap=True)
+    if result.differences:
         raise typer.Exit(1)
 
 

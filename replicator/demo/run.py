@@ -137,7 +137,7 @@ def _ms(seconds: float | int | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:,.0f}"
 
 
-async def _drain(metrics: Metrics, since: float) -> None:
+async def drain(metrics: Metrics, since: float) -> None:
     """Wait (bounded) until a heartbeat written after ``since`` has reached the target.
 
     Stream order then guarantees every earlier write was read; verify's re-reads
@@ -206,7 +206,7 @@ async def run_demo_async(
                     Text("load finished, draining the stream ..."),
                 )
             )
-            await _drain(metrics, load_ended)
+            await drain(metrics, load_ended)
             live.update(live_view(metrics.status(), generator.stats, 0))
         stop_service.set()
         await service

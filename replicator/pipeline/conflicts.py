@@ -23,6 +23,7 @@ import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -102,6 +103,26 @@ def _sides(loss: Loss) -> list[tuple[str, Side]]:
     return [("loser", loss.loser), ("winner", loss.winner)]
 
 
+def entry_summary(entry: WireItem) -> dict[str, Any]:
+    """What the dashboard lists of an entry: enough to find it with ``conflicts show ID``."""
+    sides = {
+        name: {
+            "origin": entry[f"{name}_origin"]["S"],
+            "version": entry[f"{name}_version"]["N"],
+            "tombstone": entry[f"{name}_tombstone"]["BOOL"],
+        }
+        for name in ("loser", "winner")
+    }
+    return {
+        "id": entry["id"]["S"],
+        "table": entry["table"]["S"],
+        "key": entry["key"]["M"],
+        "detected_in": entry["detected_in"]["S"],
+        "detected_at": float(entry["detected_at"]["N"]),
+        **sides,
+    }
+
+
 class ConflictFeed:
     """Writes entries into this deployment's conflicts table (in its own region)."""
 
@@ -177,3 +198,5 @@ class ConflictFeed:
             )
             if isinstance(exc, asyncio.CancelledError):
                 raise
+        else:
+            self._metrics.conflict_recorded(entry_summary(entry))

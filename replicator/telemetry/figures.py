@@ -30,6 +30,7 @@ TOTALS = {
     "conflicts": "conflicts",
 }
 HISTORY_SAMPLES = 600  # one a second: ten minutes of dashboard chart
+RECENT_CONFLICTS = 20  # the dashboard's latest feed entries; the table holds them all
 
 
 class Figures:
@@ -44,6 +45,10 @@ class Figures:
         # (call, region) -> (when it started failing, the latest error): retries in progress.
         self.failing: dict[tuple[str, str], tuple[float, str]] = {}
         self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY_SAMPLES)
+        # Summaries of the conflict-feed entries this process wrote, oldest first.
+        self.recent_conflicts: collections.deque[dict[str, Any]] = collections.deque(
+            maxlen=RECENT_CONFLICTS
+        )
         # Counters are kept here and observed at scrape time: an OpenTelemetry add() per
         # record cost more CPU than the rest of the pipeline (bench/profiles).
         self.counts: dict[str, collections.Counter[Labels]] = {

@@ -157,6 +157,13 @@ class Metrics(Figures):
             ("winner_region", winner_region),
         )
 
+    def conflict_recorded(self, summary: dict[str, Any]) -> None:
+        """An entry is in the feed: ``summary`` (its ``id``, table, key and both sides) is
+        listed by ``/api/status`` among the latest; a redelivery's entry is listed once."""
+        with self.lock:
+            if all(kept["id"] != summary["id"] for kept in self.recent_conflicts):
+                self.recent_conflicts.append(summary)
+
     def conflict_unrecorded(self, source_table: str) -> None:
         self._count("conflicts_unrecorded", ("source_table", source_table))
 

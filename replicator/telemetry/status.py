@@ -25,6 +25,7 @@ def sample_history(figures: Figures) -> None:
     now = figures.clock()
     point: dict[str, Any] = {"t": now, "pairs": {}}
     with figures.lock:
+        point["conflicts"] = figures.summed("conflicts")
         history = figures.history
         for (source_table, target), state in figures.pairs.items():
             settled = sum(state.outcomes.values())
@@ -120,6 +121,7 @@ def status_document(figures: Figures, service: dict[str, str]) -> dict[str, Any]
             skipped[dict(label_pairs)["reason"]] += count
         totals["skipped"] = dict(skipped)
         history = list(figures.history)
+        conflicts = list(reversed(figures.recent_conflicts))
     return {
         "service": {
             **service,
@@ -134,4 +136,5 @@ def status_document(figures: Figures, service: dict[str, str]) -> dict[str, Any]
         "shards": shards,
         "leases": figures.leases.status(),
         "history": history,
+        "conflicts": conflicts,
     }

@@ -156,6 +156,7 @@ async def test_dashboard_draws_the_lag_chart_and_keeps_the_lag_live(tmp_path: Pa
         assert "shardId-00000001" in rows[0]
         assert await page.text_content("#connection") == "live"
         assert await page.text_content("#role") == "standby"
+        assert not await page.is_visible("#conflicts")  # one-way: last-writer-wins loses nothing
         leases = await page.text_content("#leases")
         assert leases and "orders: standby (watching), lease held by host-a:4:a1" in leases
         await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)

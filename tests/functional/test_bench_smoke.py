@@ -16,6 +16,7 @@ import pytest
 
 from bench import ui
 from bench.__main__ import main
+from bench.activeactive import active_active_cost
 from bench.adaptive import default_drain, throttled_drain
 from bench.drain import drain_rate
 from bench.env import backend
@@ -113,6 +114,17 @@ async def test_operator_tools(endpoints: dict[str, str]) -> None:
 @pytest.mark.timeout(60)
 async def test_sdk_cost() -> None:
     check(await sdk_cost(30, concurrency=4), with_goal=2)
+
+
+@pytest.mark.timeout(60)
+async def test_active_active_write_cost() -> None:
+    results = await active_active_cost(30, concurrency=4)
+    check(results, with_goal=0)
+    assert [r.figure for r in results] == [
+        "one-way ConditionalWriter.put",
+        "active-active, ALL_OLD on success",
+    ]
+    assert all(r.measured for r in results)
 
 
 @pytest.mark.timeout(120)

@@ -203,6 +203,7 @@ async def test_an_entry_that_cannot_be_written_is_counted_and_replication_goes_o
         await clients.aclose()
     assert sum(metrics.counts["conflicts_unrecorded"].values()) == 1
     assert sum(metrics.counts["conflicts"].values()) == 1
+    assert metrics.status()["conflicts"] == []  # the dashboard lists only entries kept
     assert "not recorded" in caplog.text
     metrics.shutdown()
 

@@ -245,6 +245,7 @@ def emitted_emf() -> tuple[set[str], set[str]]:
             metrics.outcome("orders", target, outcome, lag=0.2)
         metrics.heartbeat("orders", target, sent_at=1.0, lag=0.05)
         metrics.version_regression("orders", target)
+        metrics.conflict("orders", target, loser_region="eu-west-1", winner_region="us-east-1")
         metrics.write_retried("orders", target)
         with redirect_stdout(lines):
             metrics.flush()
@@ -289,7 +290,9 @@ def test_lambda_alarms_and_dashboard_read_metrics_the_handler_emits() -> None:
     names, dimensions = emitted_emf()
     by_alarm = {name: watched(alarm) for name, alarm in alarms(LAMBDA).items()}
     metrics = {metric for found in by_alarm.values() for _, metric, _ in found}
-    assert {"RecordLag", "HeartbeatLag", "RecordsDeadLettered", "IteratorAge", "Errors"} <= metrics
+    assert {
+        "RecordLag", "HeartbeatLag", "RecordsDeadLettered", "Conflicts", "IteratorAge", "Errors",
+    } <= metrics  # fmt: skip
     assert by_alarm["FailureQueueAlarm"] == [("AWS/SQS", "ApproximateNumberOfMessagesVisible", "")]
     assert by_alarm["TrimmedDataAlarm"] == [("AWS/Lambda", "IteratorAge", "")]
     ours = [m for found in by_alarm.values() for ns, m, _ in found if ns == NAMESPACE]
@@ -383,6 +386,7 @@ def test_ecs_alarms_read_gauges_and_counters_the_service_exports_and_the_agent_s
         "replicator_heartbeat_lag_seconds", "replicator_heartbeat_age_seconds",
         "replicator_records_dead_lettered_total", "replicator_iterator_age_seconds",
         "replicator_trimmed_data_total", "replicator_records_retried_total",
+        "replicator_conflicts_total", "replicator_conflicts_unrecorded_total",
     } <= metrics  # fmt: skip
     for rule in rules["metric_declaration"]:
         for group in rule["dimensions"]:

@@ -196,6 +196,22 @@ def test_dashboard_filters_and_groups_only_on_labels_its_metrics_carry() -> None
     assert {q: p for q, p in problems.items() if p} == {}
 
 
+@pytest.mark.timeout(30)
+def test_dashboard_shows_the_writes_lost_to_concurrent_writers_by_region() -> None:
+    lost = [
+        panel
+        for panel in dashboard()["panels"]
+        for target in panel.get("targets", [])
+        if "replicator_conflicts_total" in target["expr"]
+    ]
+    assert {panel["type"] for panel in lost} == {"timeseries", "stat"}
+    series = next(panel for panel in lost if panel["type"] == "timeseries")
+    assert "replicator conflicts list" in series["description"]
+    legend = series["targets"][0]["legendFormat"]
+    assert "{{loser_region}}" in legend and "{{winner_region}}" in legend
+    assert any("replicator_conflicts_unrecorded_total" in t["expr"] for t in series["targets"])
+
+
 @pytest.mark.timeout(60)
 def test_dashboard_expressions_are_valid_promql(tmp_path: Path) -> None:
     # promtool has no "parse this expression"; a recording rule per panel query does the job.
@@ -242,6 +258,8 @@ def test_every_alert_has_severity_summary_and_a_runbook_description() -> None:
         "ReplicatorTrimmedData",
         "ReplicatorShardWithoutReader",
         "ReplicatorVersionRegressions",
+        "ReplicatorConflicts",
+        "ReplicatorConflictsUnrecorded",
         "ReplicatorTargetDown",
         "ReplicatorAbsent",
     }
@@ -252,6 +270,8 @@ def test_every_alert_has_severity_summary_and_a_runbook_description() -> None:
     trimmed = next(r for r in rules if r["alert"] == "ReplicatorTrimmedData")
     assert trimmed["labels"]["severity"] == "critical"
     assert "replicator verify --repair" in trimmed["annotations"]["description"]
+    conflicts = next(r for r in rules if r["alert"] == "ReplicatorConflicts")
+    assert "replicator conflicts list" in conflicts["annotations"]["summary"]
 
 
 @pytest.mark.timeout(30)

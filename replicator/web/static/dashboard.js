@@ -12,6 +12,7 @@
     { field: "p99", colour: "--p99", width: 1.5 },
     { field: "heartbeat_lag", colour: "--heartbeat", width: 2 },
   ];
+  const CONFLICT_SERIES = [{ field: "conflicts", colour: "--bad", width: 2 }];
   const cards = new Map(); // "source -> region/table" -> {root, figures, canvas}
   const numbers = new Intl.NumberFormat("en-US");
 
@@ -79,7 +80,7 @@
       setText(card.figure(outcome), numbers.format(pair[outcome] || 0));
     }
     $(".dlq", card.root).classList.toggle("nonzero", (pair.dead_lettered || 0) > 0);
-    drawChart(card.canvas, samples);
+    drawChart(card.canvas, samples, SERIES, seconds, 0.001);
   }
 
   function niceCeiling(value) {
@@ -88,7 +89,9 @@
     return [1, 2, 5, 10].map((m) => m * power).find((step) => step >= value);
   }
 
-  function drawChart(canvas, samples) {
+  // Lines of ``series`` (fields of each sample's values) over time, y labelled by ``format``
+  // from 0 to at least ``floor``.
+  function drawChart(canvas, samples, series, format, floor) {
     const ratio = window.devicePixelRatio || 1;
     const width = Math.max(300, canvas.clientWidth || canvas.width);
     const height = Math.max(120, canvas.clientHeight || canvas.height);
@@ -99,12 +102,12 @@
     ctx.clearRect(0, 0, width, height);
     ctx.font = "11px system-ui, sans-serif";
 
-    const points = samples.filter((s) => SERIES.some(({ field }) => isNumber(s.values[field])));
+    const points = samples.filter((s) => series.some(({ field }) => isNumber(s.values[field])));
     canvas.dataset.points = String(points.length);
     if (points.length === 0) {
       ctx.fillStyle = cssVar("--muted");
       ctx.textAlign = "center";
-      ctx.fillText("waiting for lag samples …", width / 2, height / 2);
+      ctx.fillText("waiting for samples …", width / 2, height / 2);
       return;
     }
 
@@ -114,7 +117,7 @@
     const tMax = points[points.length - 1].t;
     const tMin = Math.min(points[0].t, tMax - 60); // at least a minute wide
     const yMax = niceCeiling(
-      Math.max(0.001, ...points.flatMap((s) => SERIES.map(({ field }) => s.values[field]).filter(isNumber))) * 1.1,
+      Math.max(floor, ...points.flatMap((s) => series.map(({ field }) => s.values[field]).filter(isNumber))) * 1.1,
     );
     const x = (t) => pad.left + ((t - tMin) / (tMax - tMin)) * plotW;
     const y = (v) => pad.top + plotH - (Math.min(v, yMax) / yMax) * plotH;
@@ -130,7 +133,7 @@
       ctx.moveTo(pad.left, Math.round(y(value)) + 0.5);
       ctx.lineTo(width - pad.right, Math.round(y(value)) + 0.5);
       ctx.stroke();
-      ctx.fillText(seconds(value), pad.left - 6, y(value));
+      ctx.fillText(format(value), pad.left - 6, y(value));
     }
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
@@ -141,7 +144,7 @@
       ctx.fillText(label, x(tMin + (span * i) / 4), height - pad.bottom + 6);
     }
 
-    for (const { field, colour, width: lineWidth } of SERIES) {
+    for (const { field, colour, width: lineWidth } of series) {
       ctx.strokeStyle = cssVar(colour);
       ctx.lineWidth = lineWidth;
       ctx.lineJoin = "round";
@@ -190,6 +193,7 @@
       ["read", totals.records_read], ["applied", totals.applied], ["superseded", totals.superseded],
       ["duplicate", totals.duplicate], ["DLQ", totals.dead_lettered], ["skipped", skipped],
       ["retries", totals.retries], ["trimmed", totals.trimmed], ["regressions", totals.version_regressions],
+      ["conflicts", totals.conflicts],
     ];
     $("#totals").replaceChildren(
       ...figures.map(([name, value]) => {
@@ -200,6 +204,50 @@
         return span;
       }),
     );
+  }
+
+  const wholeNumber = (value) => (Number.isInteger(value) ? numbers.format(value) : "");
+
+  function sideText(side) {
+    return `${side.origin} v${side.version}${side.tombstone ? " delete" : ""}`;
+  }
+
+  function keyText(key) {
+    return Object.entries(key || {})
+      .map(([name, value]) => `${name}=${Object.values(value)[0]}`)
+      .join(", ");
+  }
+
+  // The feed as this process wrote it: the count over time (history) and the latest entries.
+  function renderConflicts(service, total, history, entries) {
+    const section = $("#conflicts");
+    section.hidden = service.mode !== "active-active" && !total;
+    if (section.hidden) return;
+    const figure = $('[data-figure="conflicts"]', section);
+    setText(figure, numbers.format(total || 0));
+    figure.dataset.nonzero = String((total || 0) > 0);
+    const samples = history
+      .filter((entry) => isNumber(entry.t) && isNumber(entry.conflicts))
+      .map((entry) => ({ t: entry.t, values: { conflicts: entry.conflicts } }));
+    drawChart($('canvas[data-chart="conflicts"]', section), samples, CONFLICT_SERIES, wholeNumber, 1);
+    const rows = entries.map((entry) => {
+      const row = document.createElement("tr");
+      const detected = isNumber(entry.detected_at) ? new Date(entry.detected_at * 1000).toISOString().slice(11, 19) : "–";
+      const cells = [
+        ["id", entry.id], ["table", entry.table], ["key", keyText(entry.key)],
+        ["loser", sideText(entry.loser || {})], ["winner", sideText(entry.winner || {})],
+        ["detected", `${detected} in ${entry.detected_in}`],
+      ];
+      for (const [name, text] of cells) {
+        const cell = document.createElement("td");
+        cell.className = name;
+        cell.textContent = String(text ?? "–");
+        row.append(cell);
+      }
+      return row;
+    });
+    $("#conflict-entries tbody").replaceChildren(...rows);
+    $("#no-conflicts").hidden = entries.length > 0;
   }
 
   // Which process replicates each table (DESIGN §6): a standby shows who holds its lease.
@@ -240,6 +288,7 @@
       }
     }
     $("#no-pairs").hidden = pairs.length > 0;
+    renderConflicts(status.service || {}, (status.totals || {}).conflicts, history, status.conflicts || []);
     renderShards(status.shards || []);
   }
 
