@@ -16,7 +16,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "replicator"
 DEMO = PACKAGE / "demo"
-CLI = PACKAGE / "cli" / "main.py"
+CLI = PACKAGE / "cli" / "lab.py"  # where the demo command lives
 pytestmark = pytest.mark.timeout(90)
 
 
