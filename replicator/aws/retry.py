@@ -232,6 +232,12 @@ class RetryPolicy:
                 region,
                 error,
                 self._failures[key],
+                extra={
+                    "call": call,
+                    "region": region,
+                    "attempt": self._failures[key],
+                    "reason": error.code,
+                },
             )
 
     def _recovered(self, call: str, region: str) -> None:

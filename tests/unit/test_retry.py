@@ -95,6 +95,19 @@ async def test_a_region_down_for_an_hour_is_waited_out_not_a_crash(
     assert all("target write in eu-west-1" in line for line in warnings)
 
 
+async def test_a_retry_warning_carries_the_call_region_attempt_and_reason_as_fields(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # JSON logs (``--log-format json``) write these as fields a log query can filter on.
+    clock = Clock()
+    with caplog.at_level(logging.WARNING, logger="replicator.aws.retry"):
+        await policy(clock).call("GetRecords", "us-east-1", Flaky(DOWN, times=3))
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    fields = {name: getattr(warning, name, None) for name in ("call", "region", "attempt")}
+    assert fields == {"call": "GetRecords", "region": "us-east-1", "attempt": 1}
+    assert getattr(warning, "reason", None) == "Connection"
+
+
 async def test_delays_grow_exponentially_with_jitter_up_to_the_cap() -> None:
     clock = Clock()
     await policy(clock).call("GetRecords", "us-east-1", Flaky(ThrottledError("slow"), times=9))
