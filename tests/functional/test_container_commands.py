@@ -23,7 +23,6 @@ from tests.e2e.helpers import create_tables, stop, wait_until, write_config
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
 ECS = ROOT / "deploy" / "cloudformation" / "ecs.yaml"
-IMAGE_CONFIG = "/etc/replicator/replicator.yaml"
 DEFAULT_PORT = "9464"
 # `replicator` and `python` resolve from this venv, as they do from the image's PATH.
 PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
@@ -71,8 +70,10 @@ def test_the_dockerfile_builds_a_slim_non_root_image_of_the_product_only() -> No
     assert not re.search(r"\b(tests|chaos|bench|examples)\b", copied)
     installs = runs
     assert "rm -rf replicator/demo" in installs  # the demo subpackage stays out
-    assert "pip install --no-cache-dir ." in installs and "[" not in installs  # no extras
-    assert entrypoint()[:2] == ["replicator", "run"]
+    # No extras, at the versions of the project's one lock.
+    assert "pip install --no-cache-dir --constraint constraints.txt ." in installs
+    assert "[" not in installs
+    assert entrypoint() == ["replicator", "run"]  # the config comes from the environment
     assert "/healthz" in " ".join(healthcheck())
 
 
@@ -127,10 +128,10 @@ async def test_the_image_entrypoint_serves_healthz_and_stops_cleanly_on_sigterm(
     config: Path, tmp_path: Path
 ) -> None:
     port = web_port(config)
-    # The image mounts the config at IMAGE_CONFIG; here it is this test's file.
-    argv = [str(config) if part == IMAGE_CONFIG else part for part in entrypoint()]
+    # A mounted config, named as the Dockerfile says: REPLICATOR_CONFIG=<its path>.
     log = tmp_path / "run.log"
-    await _serve_until_healthy_then_drain(launch(argv, log), healthcheck(), port, log)
+    process = launch(entrypoint(), log, REPLICATOR_CONFIG=str(config))
+    await _serve_until_healthy_then_drain(process, healthcheck(), port, log)
 
 
 def ecs_container() -> dict[str, Any]:
@@ -154,10 +155,10 @@ async def test_the_ecs_command_feeds_the_config_from_its_variable_and_drains_on_
         for part in container["HealthCheck"]["Command"]
     ]
     assert health[0] == "CMD"
+    # The task runs the image's own entry point, the config in the variable alone.
+    assert "EntryPoint" not in container and "Command" not in container
     log = tmp_path / "run.log"
-    command = [*container["EntryPoint"], *container["Command"]]
     text = await asyncio.to_thread(config.read_text)
-    process = launch(command, log, **{variable: text})
+    process = launch(entrypoint(), log, **{variable: text})
     await _serve_until_healthy_then_drain(process, health[1:], port, log)
-    # exec: the shell became replicator, so the SIGTERM reached it and it drained.
-    assert "summary:" in tail(log)
+    assert "summary:" in tail(log)  # replicator is PID 1: the SIGTERM reached it, it drained
