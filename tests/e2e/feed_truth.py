@@ -25,6 +25,7 @@ class Write:
     read: str | None  # the write whose state the GetItem returned
     version: int
     parent: str | None  # the write whose state it overwrote (ALL_OLD)
+    at: float  # time.monotonic() once it succeeded, to set a miss against the kill -9
 
 
 def share(part: int, whole: int, empty: float) -> float:
@@ -97,5 +98,20 @@ def judge(entries: list[dict[str, Any]], writes: list[Write], final: dict[str, s
         if fork & reported:
             figures.forks_reported += 1
         else:
-            figures.missed.append(", ".join(str(writes[i]) for i in sorted(fork)))
+            figures.missed.append(_missed(fork, writes, line))
     return figures
+
+
+def _missed(fork: set[int], writes: list[Write], line: set[int]) -> str:
+    """The fork's writes, and the other regions' writes of its key at nearby versions."""
+    versions = {writes[i].version for i in fork}
+    key = writes[min(fork)].key
+    near = [
+        f"{w.wid} v{w.version} over {w.parent}{' (kept)' if i in line else ''}"
+        for i, w in enumerate(writes)
+        if w.key == key and i not in fork and min(versions) - 1 <= w.version <= max(versions) + 1
+    ]
+    lost = ", ".join(
+        f"{writes[i].wid} v{writes[i].version} over {writes[i].parent}" for i in sorted(fork)
+    )
+    return f"{key}: {lost}; nearby: {'; '.join(near)}"

@@ -15,6 +15,7 @@ import json
 import random
 import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,9 @@ class Writer:
             self.refused += 1
             return
         old = answer.get("Attributes")
-        self.log.append(Write(wid, key, self.region, _wid(read), version + 1, _wid(old)))
+        self.log.append(
+            Write(wid, key, self.region, _wid(read), version + 1, _wid(old), time.monotonic())
+        )
 
 
 def _wid(item: dict[str, Any] | None) -> str | None:
@@ -173,8 +176,12 @@ async def run_workload(mesh: Mesh, dbs: dict[str, DynamoDB], table: str) -> list
 
     await wait_until(victim_at_work, within=60, what=f"{VICTIM}'s replicator at work")
     await mesh.kill(VICTIM)
+    killed_at = time.monotonic()
     await wait_until(lambda: written(2 * total // 3), within=60, what="two thirds of the writes")
     mesh.start(VICTIM)
+    print(
+        f"\nkill -9 of {VICTIM}'s replicator at {killed_at:.1f}, restart at {time.monotonic():.1f}"
+    )
     await load
     # One last write per region, on a key of its own: once each is everywhere, every
     # replicator has read its stream past the writers' records.
