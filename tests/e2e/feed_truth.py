@@ -107,11 +107,13 @@ def _missed(fork: set[int], writes: list[Write], line: set[int]) -> str:
     versions = {writes[i].version for i in fork}
     key = writes[min(fork)].key
     near = [
-        f"{w.wid} v{w.version} over {w.parent}{' (kept)' if i in line else ''}"
+        f"{_text(w)}{' (kept)' if i in line else ''}"
         for i, w in enumerate(writes)
         if w.key == key and i not in fork and min(versions) - 1 <= w.version <= max(versions) + 1
     ]
-    lost = ", ".join(
-        f"{writes[i].wid} v{writes[i].version} over {writes[i].parent}" for i in sorted(fork)
-    )
+    lost = ", ".join(_text(writes[i]) for i in sorted(fork))
     return f"{key}: {lost}; nearby: {'; '.join(near)}"
+
+
+def _text(write: Write) -> str:
+    return f"{write.wid} v{write.version} over {write.parent} at {write.at:.1f}"
