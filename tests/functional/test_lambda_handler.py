@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from chaos.proxy import FaultProxy, Faults
+from replicator.config.environment import CONFIG_ENV, CONFIG_YAML_ENV
 from replicator.lambda_mode import handler as lambda_handler
 from replicator.lambda_mode.batch import WRITE_ATTEMPTS
 from replicator.models import item_key
@@ -100,12 +101,19 @@ async def deliver_with_a_short_first_call(
     return left_ms[0], short, retry
 
 
+@pytest.mark.parametrize("given", ["a packaged file", "the YAML in a variable"])
 async def test_mixed_workload_through_the_handler_leaves_no_difference(
-    rig: Rig, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    rig: Rig, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, given: str
 ) -> None:
-    path = tmp_path / "replicator.yaml"
-    path.write_text(json.dumps(rig.config.model_dump(mode="json", by_alias=True)))
-    monkeypatch.setenv(lambda_handler.CONFIG_ENV, str(path))
+    text = json.dumps(rig.config.model_dump(mode="json", by_alias=True))  # JSON is YAML
+    if given == "a packaged file":
+        path = tmp_path / "replicator.yaml"
+        path.write_text(text)
+        monkeypatch.setenv(CONFIG_ENV, str(path))
+        monkeypatch.delenv(CONFIG_YAML_ENV, raising=False)
+    else:
+        monkeypatch.delenv(CONFIG_ENV, raising=False)
+        monkeypatch.setenv(CONFIG_YAML_ENV, text)
     await mixed_workload(rig, keys=60)
     driver = rig.driver([lambda_handler.handler], Mapping(batch_size=100))
     try:
