@@ -46,9 +46,7 @@ def _canonical(value: Any) -> Any:
         return ("set", tuple(sorted(repr(_canonical(v)) for v in value)))
     if isinstance(value, list):
         return tuple(_canonical(v) for v in value)
-    if isinstance(value, bytes | bytearray):
-        return ("b", bytes(value).hex())
-    return value
+    return value  # a string, a bool, None, or a Binary (its repr holds its bytes)
 
 
 @dataclass
