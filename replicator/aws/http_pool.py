@@ -63,8 +63,13 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def send(self, data: bytes) -> asyncio.Future[Answer]:
-        assert self.transport is not None
         self.answer = asyncio.get_running_loop().create_future()
+        if self.transport is None:
+            # Closed by the other end between connecting and sending (a server or proxy that
+            # accepts and hangs up; uvloop reports it sooner): a fault to retry, not our bug.
+            lost = ConnectionDropped("connection closed before the request was sent")
+            self.answer.set_exception(lost)
+            return self.answer
         self.transport.write(data)
         return self.answer
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from replicator.aws.answers import body_until_close, parse_answer
+from replicator.aws.classify import classify
+from replicator.aws.http_pool import ConnectionDropped, _Connection
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 2\r\n\r\n{}"
 
@@ -69,3 +71,14 @@ def test_an_answer_whose_crc32_does_not_match_its_body_is_refused() -> None:
     assert parse_answer(answer(2745614147)) == (200, b"{}", len(answer(2745614147)), True)
     with pytest.raises(ValueError, match="x-amz-crc32"):
         parse_answer(answer(2745614146))
+
+
+async def test_a_connection_the_other_end_closed_before_the_send_is_a_fault_to_retry() -> None:
+    # A server or proxy that accepts and hangs up at once: the connection is lost between
+    # connecting and sending. That is the network's fault, retried, never an AssertionError
+    # (which the service would take for its own bug and stop on).
+    connection = _Connection()
+    connection.connection_lost(None)
+    with pytest.raises(ConnectionDropped) as raised:
+        await connection.send(b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    assert classify(raised.value).retryable
