@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+import json
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, Protocol, TypeVar
 
 import typer
 from rich.console import Console
@@ -133,3 +134,25 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     if not isinstance(exc, BaseExceptionGroup):
         return [exc]
     return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+
+
+# The resume hint of a tool that only reads: nothing to pick up where it stopped.
+UNCHANGED = "nothing was changed: run it again once the region answers"
+
+
+class Listed(Protocol):
+    """An entry a ``list`` command prints (a dead letter, a conflict)."""
+
+    def line(self) -> str: ...
+
+    def as_json(self) -> dict[str, Any]: ...
+
+
+def print_entries(found: Sequence[Listed], *, as_json: bool) -> None:
+    """A JSON array of the entries, or one line each and their count."""
+    if as_json:
+        print(json.dumps([entry.as_json() for entry in found], indent=2))
+        return
+    for entry in found:
+        console.print(entry.line(), highlight=False, soft_wrap=True)
+    console.print(f"{len(found)} entries")

@@ -10,6 +10,7 @@ import typer
 from replicator.aws.retry import TOOL_GIVE_UP_AFTER_SECONDS
 from replicator.cli.common import (
     EXIT_CONFIG,
+    UNCHANGED,
     ConfigOption,
     GiveUpOption,
     LogFormatOption,
@@ -17,10 +18,9 @@ from replicator.cli.common import (
     console,
     errors,
     load,
+    print_entries,
     run_tool,
 )
-
-UNCHANGED = "nothing was changed: run it again once the region answers"
 
 dlq_app = typer.Typer(no_args_is_help=True, help="See, re-drive and purge dead-lettered records.")
 
@@ -41,12 +41,7 @@ def dlq_list(
         give_up_after=give_up_after,
         resume=UNCHANGED,
     )
-    if as_json:
-        print(json.dumps([entry.as_json() for entry in found], indent=2))
-        return
-    for entry in found:
-        console.print(entry.line(), highlight=False, soft_wrap=True)
-    console.print(f"{len(found)} entries")
+    print_entries(found, as_json=as_json)
 
 
 @dlq_app.command("show")
