@@ -43,6 +43,7 @@ QUIET_PANELS = {
     "Retries and throttles",
     "Version regressions",
     "Trimmed data (data loss)",
+    "Writes lost to concurrent writers",
 }
 
 
