@@ -77,6 +77,16 @@ class Meta:
     def kv(self) -> str:
         return f"{self.prefix}kv"
 
+    @property
+    def ts(self) -> str:
+        """Kinesis pairs (DESIGN §4c): the writing record's ApproximateCreationDateTime, µs."""
+        return f"{self.prefix}ts"
+
+    @property
+    def event(self) -> str:
+        """Kinesis pairs: the writing record's eventID (``resolved`` after a tie read)."""
+        return f"{self.prefix}event"
+
 
 @dataclass(frozen=True, slots=True)
 class Stored:
@@ -111,8 +121,12 @@ class Incoming:
     version: Decimal
     tombstone: bool
     origin: str
-    seq: str  # padded
+    seq: str  # padded; "" from a Kinesis source, which has no DynamoDB sequence number
     recreate: bool = False
+    # Kinesis source only (DESIGN §4c): ApproximateCreationDateTime in µs and the eventID,
+    # which rule K orders by; None for a DynamoDB Streams source.
+    ts: int | None = None
+    event_id: str = ""
 
 
 def number(attribute: dict[str, Any] | None) -> Decimal | None:

@@ -1,13 +1,15 @@
-"""Where a DynamoDB or DynamoDB Streams request goes and how it is signed, as botocore decides.
+"""Where a DynamoDB, DynamoDB Streams or Kinesis request goes and how it is signed, as botocore
+decides.
 
-For one service (``dynamodb``, ``dynamodbstreams``) in one region, the first of these wins:
+For one service (``dynamodb``, ``dynamodbstreams``, ``kinesis``) in one region, the first of
+these wins:
 
 1. the endpoint ``replicator.yaml`` names for that service and region (``endpoints:``), as
    an ``endpoint_url`` given to botocore's ``create_client`` would;
 2. a configured endpoint, read by botocore's own provider: ``AWS_ENDPOINT_URL_DYNAMODB`` or
-   ``AWS_ENDPOINT_URL_DYNAMODB_STREAMS`` (botocore's spelling: the service id, upper case,
-   words joined by ``_``), then ``AWS_ENDPOINT_URL``, then the AWS config profile's
-   ``services`` section and ``endpoint_url``; none of them when
+   ``AWS_ENDPOINT_URL_DYNAMODB_STREAMS`` or ``AWS_ENDPOINT_URL_KINESIS`` (botocore's spelling:
+   the service id, upper case, words joined by ``_``), then ``AWS_ENDPOINT_URL``, then the
+   AWS config profile's ``services`` section and ``endpoint_url``; none of them when
    ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`` (or ``ignore_configured_endpoint_urls``) is true;
 3. botocore's endpoint rules for the service (its ``endpoint-rule-set-1`` and partition
    data, loaded at run time: ``.amazonaws.com.cn`` in China, GovCloud's hosts) with
@@ -16,8 +18,10 @@ For one service (``dynamodb``, ``dynamodbstreams``) in one region, the first of 
    apply to the rules only, never to an endpoint given in 1 or 2.
 
 The signing region and name are the rules' ``authSchemes`` when they give them, else the
-region and the services' signing name (``dynamodb`` for both: botocore's service models say
-so, and ``tests/unit/test_endpoints.py`` holds them to it).
+region and the service's signing name (``dynamodb`` for both DynamoDB services, ``kinesis``
+for Kinesis: botocore's service models say so, and ``tests/unit/test_endpoints.py`` holds them
+to it). Kinesis requests name their stream by StreamName, never StreamARN: with an ARN
+botocore's rules pick an account-scoped host, without one the regional host, which serves both.
 
 Start-up cost, measured: when ``replicator.yaml`` names the endpoint (moto, DynamoDB Local,
 the benchmarks) nothing more of botocore is imported. Otherwise the first resolution costs
@@ -43,11 +47,17 @@ if TYPE_CHECKING:
     from botocore.endpoint_provider import EndpointProvider
     from botocore.loaders import Loader
 
-# Both services sign as DynamoDB (their models' ``signingName``).
+# Both DynamoDB services sign as DynamoDB (their models' ``signingName``); Kinesis as itself.
 SIGNING_NAME = "dynamodb"
-SERVICES = ("dynamodb", "dynamodbstreams")
-API_VERSION = "2012-08-10"  # of both services, as the clients' X-Amz-Target names them
-_ENV_SUFFIX = {"dynamodb": "DYNAMODB", "dynamodbstreams": "DYNAMODB_STREAMS"}
+SERVICES = ("dynamodb", "dynamodbstreams", "kinesis")
+# Each service's model version, as the clients' X-Amz-Target names it.
+API_VERSIONS = {"dynamodb": "2012-08-10", "dynamodbstreams": "2012-08-10", "kinesis": "2013-12-02"}
+_SIGNING_NAMES = {"dynamodb": SIGNING_NAME, "dynamodbstreams": SIGNING_NAME, "kinesis": "kinesis"}
+_ENV_SUFFIX = {
+    "dynamodb": "DYNAMODB",
+    "dynamodbstreams": "DYNAMODB_STREAMS",
+    "kinesis": "KINESIS",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +76,9 @@ def resolve(service: str, region: str, configured: str | None = None) -> Endpoin
     dual-stack asked of a partition without them).
     """
     if service not in SERVICES:
-        raise ValueError(f"not a DynamoDB service: {service!r}")
+        raise ValueError(f"not a service replicator calls: {service!r}")
     if configured:
-        return Endpoint(configured, region)
+        return Endpoint(configured, region, _SIGNING_NAMES[service])
     profile = _profile()
     url = _configured_url(service, profile)
     if url:
@@ -108,7 +118,7 @@ def _ruled(service: str, region: str, **parameters: Any) -> Endpoint:
     return Endpoint(
         resolved.url,
         schemes[0].get("signingRegion", region),
-        schemes[0].get("signingName", SIGNING_NAME),
+        schemes[0].get("signingName", _SIGNING_NAMES[service]),
     )
 
 
@@ -117,7 +127,7 @@ def _rules(service: str) -> EndpointProvider:
     from botocore.endpoint_provider import EndpointProvider
 
     # By path: ``load_service_model`` first lists every service botocore knows (400 stats).
-    rules = _loader().load_data(f"{service}/{API_VERSION}/endpoint-rule-set-1")
+    rules = _loader().load_data(f"{service}/{API_VERSIONS[service]}/endpoint-rule-set-1")
     return EndpointProvider(rules, _loader().load_data("partitions"))
 
 

@@ -13,18 +13,19 @@ from replicator.aws.accounts import RegionCredentials, chains_for
 from replicator.aws.clock import ServerClock
 from replicator.aws.credentials import CredentialChain
 from replicator.aws.http_pool import AUTO_CEILING
-from replicator.aws.json_client import DynamoDB, JsonClient, Streams, send_guard
+from replicator.aws.json_client import DynamoDB, JsonClient, Kinesis, Streams, send_guard
 
 # The pool of each service's client in a region (stream reads, control-table writes).
 POOL_CONNECTIONS = 256
 _Client = TypeVar("_Client", bound=JsonClient)
+_KINDS: dict[str, type[JsonClient]] = {kind.service: kind for kind in (DynamoDB, Streams, Kinesis)}
 
 
 class RegionEndpoints(Protocol):
     """One region's endpoint per service, as ``replicator.yaml``'s ``endpoints:`` holds it."""
 
     def url(self, service: str) -> str | None:
-        """The URL named for ``service`` (``dynamodb``, ``dynamodbstreams``), if any."""
+        """The URL named for ``service`` (``dynamodb``, ``dynamodbstreams``, ``kinesis``)."""
         ...
 
 
@@ -98,11 +99,13 @@ class Clients:
     async def json(self, service: Literal["dynamodb"], region: str) -> DynamoDB: ...
     @overload
     async def json(self, service: Literal["dynamodbstreams"], region: str) -> Streams: ...
+    @overload
+    async def json(self, service: Literal["kinesis"], region: str) -> Kinesis: ...
     async def json(self, service: str, region: str) -> JsonClient:
         """The client of ``service`` in ``region``, created once and reused."""
         key = (service, region)
         if key not in self._json:
-            kind = Streams if service == Streams.service else DynamoDB
+            kind = _KINDS[service]
             self._json[key] = self._client(kind, region, POOL_CONNECTIONS)
         return self._json[key]
 

@@ -39,6 +39,8 @@ from replicator.aws.network import proxy_for, tls_context, tunnel, unverified
 
 # The most connections one pool opens: a target's concurrency ceiling ("auto").
 AUTO_CEILING = 1024
+
+
 class ConnectionFailed(ConnectionError):
     """The request was not sent, or its answer not read; the write may be retried."""
 

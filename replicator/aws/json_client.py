@@ -42,12 +42,13 @@ from replicator.aws.clock import ServerClock
 from replicator.aws.credentials import CredentialChain, Key
 from replicator.aws.endpoints import resolve
 from replicator.aws.http_pool import ConnectionPool
-from replicator.aws.sigv4 import Signer
+from replicator.aws.sigv4 import CONTENT_TYPE, KINESIS_CONTENT_TYPE, Signer
 
 # X-Amz-Target prefixes.
 DYNAMODB = "DynamoDB_20120810"
 STREAMS = "DynamoDBStreams_20120810"
-SERVICES = {"dynamodb": DYNAMODB, "dynamodbstreams": STREAMS}
+KINESIS = "Kinesis_20131202"
+SERVICES = {"dynamodb": DYNAMODB, "dynamodbstreams": STREAMS, "kinesis": KINESIS}
 # Connections idle this long are closed rather than reused: under the idle timeouts that
 # forget them on the way (60 s for an ALB, squid or the Java SDK's own pool, 350 s for a
 # NAT gateway), so that a request never meets a dropped one. A busy target never waits
@@ -67,7 +68,7 @@ send_guard: contextvars.ContextVar[Callable[[], None] | None] = contextvars.Cont
 
 
 class JsonClient:
-    """One service (``dynamodb`` or ``dynamodbstreams``) in one region: the wire alone.
+    """One service (``dynamodb``, ``dynamodbstreams`` or ``kinesis``) in one region: the wire alone.
 
     ``endpoint``: replicator.yaml's URL for it; without one it is resolved as botocore
     would (``replicator.aws.endpoints``).
@@ -78,6 +79,7 @@ class JsonClient:
     """
 
     service: ClassVar[str]
+    content_type: ClassVar[str] = CONTENT_TYPE
 
     def __init__(
         self,
@@ -111,6 +113,7 @@ class JsonClient:
             resolved.signing_region,
             path=url.raw_path,
             service=resolved.signing_name,
+            content_type=self.content_type,
         )
 
     def guarded(self, guard: Callable[[], None] | None) -> Self:
@@ -199,6 +202,33 @@ class Streams(JsonClient):
 
     async def get_records(self, **request: Any) -> dict[str, Any]:
         return await self.call("GetRecords", request)
+
+
+class Kinesis(JsonClient):
+    """The Kinesis Data Streams operations replicator makes (DESIGN §4c), by StreamName."""
+
+    service = "kinesis"
+    content_type = KINESIS_CONTENT_TYPE
+
+    async def describe_stream_summary(self, **request: Any) -> dict[str, Any]:
+        return await self.call("DescribeStreamSummary", request)
+
+    async def list_shards(self, **request: Any) -> dict[str, Any]:
+        """One page; the caller pages on with ``NextToken``."""
+        return await self.call("ListShards", request)
+
+    async def get_shard_iterator(self, **request: Any) -> dict[str, Any]:
+        return await self.call("GetShardIterator", request)
+
+    async def get_records(self, **request: Any) -> dict[str, Any]:
+        return await self.call("GetRecords", request)
+
+    async def put_records(self, **request: Any) -> dict[str, Any]:
+        """The lab's test bridge writes a table's changes with it (never the product)."""
+        return await self.call("PutRecords", request)
+
+    async def create_stream(self, **request: Any) -> dict[str, Any]:
+        return await self.call("CreateStream", request)
 
 
 def _json_answer(operation: str, body: bytes) -> dict[str, Any]:

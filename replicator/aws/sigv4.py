@@ -1,4 +1,5 @@
-"""AWS Signature Version 4 for DynamoDB's JSON POSTs, with the per-day work cached.
+"""AWS Signature Version 4 for the JSON POSTs of DynamoDB, its Streams and Kinesis, with the
+per-day work cached.
 
 A general-purpose signer (aiodynamo's, measured) derives the signing key (four HMACs) and
 formats the date five times for every request; at thousands of writes a second that was a
@@ -15,7 +16,8 @@ from urllib.parse import quote
 
 from replicator.aws.credentials import Key
 
-CONTENT_TYPE = "application/x-amz-json-1.0"
+CONTENT_TYPE = "application/x-amz-json-1.0"  # DynamoDB and DynamoDB Streams
+KINESIS_CONTENT_TYPE = "application/x-amz-json-1.1"
 ALGORITHM = "AWS4-HMAC-SHA256"
 SIGNED_HEADERS = "content-type;host;x-amz-date;x-amz-target"
 TOKEN_SIGNED_HEADERS = "content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
@@ -43,9 +45,16 @@ class Signer:
     """
 
     def __init__(
-        self, host: str, region: str, *, path: str = "/", service: str = "dynamodb"
+        self,
+        host: str,
+        region: str,
+        *,
+        path: str = "/",
+        service: str = "dynamodb",
+        content_type: str = CONTENT_TYPE,
     ) -> None:
         self._host = host
+        self._content_type = content_type
         self._region = region
         self._service = service
         self._path = canonical_path(path)
@@ -66,7 +75,7 @@ class Signer:
         token = f"x-amz-security-token:{key.token}\n" if key.token else ""
         signed = TOKEN_SIGNED_HEADERS if key.token else SIGNED_HEADERS
         canonical = (
-            f"POST\n{self._path}\n\ncontent-type:{CONTENT_TYPE}\nhost:{self._host}\n"
+            f"POST\n{self._path}\n\ncontent-type:{self._content_type}\nhost:{self._host}\n"
             f"x-amz-date:{stamp}\n{token}x-amz-target:{target}\n\n{signed}\n"
             f"{hashlib.sha256(body).hexdigest()}"
         )
@@ -76,7 +85,7 @@ class Signer:
             self._key(key.secret, date), to_sign.encode(), hashlib.sha256
         ).hexdigest()
         headers = {
-            "Content-Type": CONTENT_TYPE,
+            "Content-Type": self._content_type,
             "X-Amz-Date": stamp,
             "X-Amz-Target": target,
             "Authorization": (

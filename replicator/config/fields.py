@@ -20,6 +20,11 @@ DEFAULT_TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600
 
 REGION_CODE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d+$")
 _TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+# A Kinesis stream's name, or its ARN: arn:<partition>:kinesis:<region>:<account>:stream/<name>.
+_STREAM_NAME = r"[A-Za-z0-9_.-]{1,128}"
+_KINESIS_STREAM = re.compile(
+    rf"^(?:{_STREAM_NAME}|arn:aws[a-z-]*:kinesis:[a-z0-9-]+:\d{{12}}:stream/{_STREAM_NAME})$"
+)
 _DURATION = re.compile(r"^\s*(\d+)\s*([dhms]?)\s*$")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "": 1}
 
@@ -94,6 +99,21 @@ TableName = Annotated[
         "use 3 to 255 characters from a-z A-Z 0-9 _ . -",
     ),
 ]
+KinesisStream = Annotated[
+    str,
+    _must(
+        _KINESIS_STREAM.match,
+        "{} is neither a Kinesis stream name nor a stream ARN",
+        "use the name (1 to 128 of a-z A-Z 0-9 _ . -) or its arn:aws:kinesis:...:stream/NAME",
+    ),
+]
+
+
+def stream_name(stream: str) -> str:
+    """A ``kinesis_stream`` setting's stream name (the requests name it so: aws.endpoints)."""
+    return stream.rsplit("stream/", 1)[-1] if stream.startswith("arn:") else stream
+
+
 EndpointUrl = Annotated[
     str,
     _must(_is_url, "{} is not an http:// or https:// URL", "use e.g. http://127.0.0.1:8000"),
@@ -109,5 +129,3 @@ NonEmpty = Annotated[str, _must(str.strip, "empty", "give it a value")]
 TombstoneTtl = Annotated[int, BeforeValidator(_tombstone_ttl)]
 # "auto": adapted to the target's round trip and throttling; a number pins it.
 Concurrency = Annotated[int | Literal["auto"], BeforeValidator(_concurrency)]
-
-

@@ -26,6 +26,7 @@ from replicator.config.fields import (
     REGION_CODE,
     Concurrency,
     EndpointUrl,
+    KinesisStream,
     NonEmpty,
     Region,
     TableName,
@@ -56,6 +57,7 @@ __all__ = [
     "parse_config",
 ]
 
+
 class Target(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -84,6 +86,9 @@ class Pair(BaseModel):
     ttl_deletes: Literal["replicate", "skip"] = "replicate"
     ttl_attribute: NonEmpty | None = None
     filter: Filter | None = None
+    # Read this table's changes from its Kinesis streaming destination (DESIGN §4c) instead
+    # of its DynamoDB stream: a stream name, or an ARN in the source region's account.
+    kinesis_stream: KinesisStream | None = None
 
 
 class WebConfig(BaseModel):
@@ -117,31 +122,34 @@ class LeaseConfig(BaseModel):
 
 
 class RegionEndpoints(BaseModel):
-    """One region's endpoints: ``region: URL`` (one server for both, as moto and DynamoDB
-    Local are) or ``region: {dynamodb: URL, streams: URL}``; a service left out is resolved
+    """One region's endpoints: ``region: URL`` (one server for every service, as moto is) or
+    ``region: {dynamodb: URL, streams: URL, kinesis: URL}``; a service left out is resolved
     as botocore would (``replicator.aws.endpoints``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     dynamodb: EndpointUrl | None = None
     streams: EndpointUrl | None = None
+    kinesis: EndpointUrl | None = None
 
     @model_validator(mode="before")
     @classmethod
-    def _one_url_for_both(cls, value: object) -> object:
+    def _one_url_for_all(cls, value: object) -> object:
         if isinstance(value, str):
             url = endpoint_url.validate_python(value)
-            return {"dynamodb": url, "streams": url}
+            return {"dynamodb": url, "streams": url, "kinesis": url}
         return value
 
     def url(self, service: str) -> str | None:
-        """The URL named for ``service`` (``dynamodb``, ``dynamodbstreams``), if any."""
-        return self.streams if service == "dynamodbstreams" else self.dynamodb
+        """The URL named for ``service`` (``dynamodb``, ``dynamodbstreams``, ``kinesis``)."""
+        if service == "dynamodbstreams":
+            return self.streams
+        return self.kinesis if service == "kinesis" else self.dynamodb
 
     @model_validator(mode="after")
     def _names_one(self) -> Self:
-        if self.dynamodb is None and self.streams is None:
-            raise problem("names no endpoint", "add dynamodb: URL and/or streams: URL")
+        if self.dynamodb is None and self.streams is None and self.kinesis is None:
+            raise problem("names no endpoint", "add dynamodb:, streams: and/or kinesis: URLs")
         return self
 
 

@@ -276,13 +276,13 @@ BAD_CONFIGS = [
     pytest.param(
         MINIMAL + "endpoints:\n  eu-west-1: {stream: https://s.example}\n",
         "replicator.yaml: endpoints.eu-west-1.stream: unknown key (did you mean streams?) — "
-        "remove it (allowed: dynamodb, streams)",
+        "remove it (allowed: dynamodb, streams, kinesis)",
         id="endpoint-service-misspelt",
     ),
     pytest.param(
         MINIMAL + "endpoints:\n  eu-west-1: {}\n",
-        "replicator.yaml: endpoints.eu-west-1: names no endpoint — add dynamodb: URL and/or "
-        "streams: URL",
+        "replicator.yaml: endpoints.eu-west-1: names no endpoint — add dynamodb:, streams: "
+        "and/or kinesis: URLs",
         id="endpoint-names-no-service",
     ),
     pytest.param(

@@ -31,7 +31,7 @@ from replicator.errors import ConfigError
 
 pytestmark = pytest.mark.timeout(60)
 
-SERVICES = ("dynamodb", "dynamodbstreams")
+SERVICES = ("dynamodb", "dynamodbstreams", "kinesis")
 REGIONS = ("us-east-1", "eu-west-1", "cn-north-1", "cn-northwest-1", "us-gov-west-1")
 SETTINGS = (
     "AWS_USE_FIPS_ENDPOINT",
@@ -40,6 +40,7 @@ SETTINGS = (
     "AWS_ENDPOINT_URL_DYNAMODB",
     "AWS_ENDPOINT_URL_DYNAMODB_STREAMS",
     "AWS_ENDPOINT_URL_DYNAMODBSTREAMS",
+    "AWS_ENDPOINT_URL_KINESIS",
     "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",
@@ -54,6 +55,8 @@ dynamodb =
   endpoint_url = https://vpce-ddb.example
 dynamodbstreams =
   endpoint_url = https://vpce-streams.example
+kinesis =
+  endpoint_url = https://vpce-kinesis.example
 """
 ENVIRONMENTS: dict[str, dict[str, str]] = {
     "defaults": {},
@@ -65,6 +68,10 @@ ENVIRONMENTS: dict[str, dict[str, str]] = {
     "endpoint-url-streams": {
         "AWS_ENDPOINT_URL": "https://any.example",
         "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": "https://streams.example",
+    },
+    "endpoint-url-kinesis": {
+        "AWS_ENDPOINT_URL": "https://any.example",
+        "AWS_ENDPOINT_URL_KINESIS": "https://kinesis.example",
     },
     # The issue's spelling: botocore reads no such variable, so neither do we.
     "endpoint-url-dynamodbstreams": {"AWS_ENDPOINT_URL_DYNAMODBSTREAMS": "https://s.example"},
@@ -128,6 +135,8 @@ def botocore_sends(
     client.meta.events.register("before-send", catch)
     if service == "dynamodb":
         client.describe_table(TableName="orders")
+    elif service == "kinesis":  # by name, as replicator's requests name a stream
+        client.list_shards(StreamName="orders-changes")
     else:
         client.describe_stream(StreamArn="arn:aws:dynamodb:r:123456789012:table/t/stream/s")
     scope = re.search(rb"Credential=\w+/\d{8}/([^/]+)/([^/]+)/aws4_request", sent["authorization"])
@@ -181,7 +190,7 @@ def test_an_endpoint_from_replicator_yaml_wins_as_botocores_endpoint_url_does(
     configured = "https://vpce-1a2b.dynamodb.example/prefix"
     ours = ours_or_refusal(service, region, configured)
     assert ours == theirs_or_refusal(service, region, configured)
-    assert ours == Endpoint(configured, region, "dynamodb")
+    assert ours == Endpoint(configured, region, "kinesis" if service == "kinesis" else "dynamodb")
 
 
 def test_dual_stack_where_the_partition_has_none_is_refused_as_botocore_refuses_it(
