@@ -54,9 +54,7 @@ class Invocation:
         for target, (changes, dead) in work.items():
             upto, gone = self._settled[target], self._dead_lettered[target]
             missing = [
-                (c.incoming.seq, c.sequence_number)
-                for c in changes
-                if upto.get(c.key, "") < c.incoming.seq
+                (c.position, c.sequence_number) for c in changes if upto.get(c.key, "") < c.position
             ]
             missing += [
                 (pad_seq(seq), seq) for r, _ in dead if pad_seq(seq := sequence_of(r)) not in gone
@@ -100,7 +98,7 @@ class InvocationWriter:
                     ) from exc
                 self._metrics.write_retried(self._source_table, self._target)
             raise
-        self._invocation.settled(self._target, change.key, change.incoming.seq)
+        self._invocation.settled(self._target, change.key, change.position)
         return outcome
 
 

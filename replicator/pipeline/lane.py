@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from replicator.apply.applier import TargetApplier
 from replicator.errors import ShutdownInterrupted
-from replicator.models import Outcome, pad_seq
+from replicator.models import Outcome
 from replicator.pipeline.batches import Decoded, for_target, merge_waiting, not_yet_applied
 from replicator.pipeline.commits import LaneCommits, Window
+from replicator.stream.positions import order_key
 from replicator.stream.reader import Batch
 from replicator.stream.records import coalesce, sequence_of
 from replicator.telemetry.metrics import Metrics
@@ -34,7 +35,7 @@ LANE_WINDOW = 4
 
 
 def padded(sequence: str | None) -> str | None:
-    return pad_seq(sequence) if sequence else None
+    return order_key(sequence) or None  # a replay's time: nothing applied after it yet
 
 
 @dataclass
@@ -92,7 +93,7 @@ class Lane:
         if taken is not None:
             # The lane is ahead of the shard's slowest lane after a restart, or the
             # stream delivered a range again.
-            fresh = [c for c in changes if c.incoming.seq > taken]
+            fresh = [c for c in changes if c.position > taken]
             fresh_dead = [(r, why) for r, why in dead if not_yet_applied(sequence_of(r), taken)]
             redelivered = len(changes) - len(fresh) + len(dead) - len(fresh_dead)
             changes, dead = fresh, fresh_dead
@@ -100,7 +101,8 @@ class Lane:
                 self.metrics.outcome(self.source_table, target, Outcome.DUPLICATE)
         interrupted = False
         try:
-            await self.applier.apply(self.source_table, coalesce(changes), dead)
+            per_key = coalesce(changes, mode=self.applier.mode)
+            await self.applier.apply(self.source_table, per_key, dead)
         except* ShutdownInterrupted:
             # The applier's task group wraps it; anything else in the group propagates.
             interrupted = True

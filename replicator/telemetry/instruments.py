@@ -37,6 +37,7 @@ COUNTERS = {
     "records_skipped": "Stream records deliberately not replicated (echo, expiry).",
     "get_records_calls": "GetRecords requests.",
     "trimmed_data": "Stream ranges trimmed before they were read: data loss alarm.",
+    "kinesis_tie_reads": "Source items read to settle a tie of rule K (Kinesis pairs).",
 }
 GAUGES = {
     "replicator_heartbeat_lag_seconds": "Lag of the newest heartbeat applied on the target.",
@@ -48,6 +49,8 @@ GAUGES = {
     "replicator_shards_without_reader": "Readable shards nobody reads.",
     "replicator_aws_call_failing_seconds": "How long an AWS call has been failing and retried.",
     "replicator_lease_active": "1 while this process holds the table's lease and replicates it.",
+    "replicator_kinesis_millis_behind_latest": "How far a Kinesis shard's reader is behind "
+    "the stream's tip, in ms.",
 }
 Observer = Callable[[CallbackOptions], Iterable[Observation]]
 
