@@ -42,9 +42,17 @@ def unique(kind: str) -> str:
 
 
 async def write_backlog(
-    client: Any, table: str, records: int, *, on_progress: Callable[[float], None]
+    client: Any,
+    table: str,
+    records: int,
+    *,
+    on_progress: Callable[[float], None],
+    keys: int | None = None,
 ) -> None:
-    """``records`` distinct items of version 1 (INSERTs on the stream), in batches of 25."""
+    """``records`` writes in batches of 25: write i puts key ``i % keys`` at version
+    ``i // keys + 1``. By default every key is written once (INSERTs on the stream);
+    fewer ``keys`` (at least 25: a batch may not name a key twice) add MODIFYs."""
+    keys = keys or records
     rng = random.Random(2)
     items = iter(range(records))
     written = 0
@@ -52,7 +60,7 @@ async def write_backlog(
     async def writer() -> None:
         nonlocal written
         while chunk := [
-            item_image(f"k{i:08d}", 1, rng)
+            item_image(f"k{i % keys:08d}", i // keys + 1, rng)
             for _, i in zip(range(BATCH_WRITE_ITEMS), items, strict=False)
         ]:
             requests: dict[str, Any] = {table: [{"PutRequest": {"Item": item}} for item in chunk]}
@@ -99,9 +107,11 @@ async def prepare(
     target_tables: list[str],
     *,
     backlog: int = 0,
+    keys: int | None = None,
     on_progress: Callable[[float], None] = lambda _: None,
 ) -> None:
-    """Create the source table (with a stream) and the targets; write ``backlog`` items."""
+    """Create the source table (with a stream) and the targets; write ``backlog`` items
+    (``write_backlog``: over ``keys`` keys)."""
     clients = Clients(
         {SOURCE_REGION: backend.source_endpoint, TARGET_REGION: backend.target_endpoint}
     )
@@ -111,7 +121,7 @@ async def prepare(
         for table in target_tables:
             await create_table(await clients.json("dynamodb", TARGET_REGION), table)
         if backlog:
-            await write_backlog(source, source_table, backlog, on_progress=on_progress)
+            await write_backlog(source, source_table, backlog, on_progress=on_progress, keys=keys)
     finally:
         await clients.aclose()
 

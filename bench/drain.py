@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -83,9 +83,11 @@ def drain_config(
     target_table: str,
     *,
     concurrency: int | Literal["auto"],
+    kinesis_stream: str | None = None,
     **extra: Any,
 ) -> Config:
-    """What an operator's replicator.yaml would say for this benchmark."""
+    """What an operator's replicator.yaml would say for this benchmark; with
+    ``kinesis_stream`` the pair reads the table's changes from that Kinesis stream."""
     return Config(
         source_region=SOURCE_REGION,
         endpoints=backend.endpoints,
@@ -96,6 +98,7 @@ def drain_config(
                 source_table=source_table,
                 targets=[Target(region=TARGET_REGION, table=target_table)],
                 max_concurrency=concurrency,
+                kinesis_stream=kinesis_stream,
             )
         ],
         web=WebConfig(enabled=False),
@@ -129,6 +132,24 @@ async def pipeline_drain(
     """Run the real pipeline until all ``records`` are settled on the target (bounded)."""
     config = drain_config(backend, source_table, target_table, concurrency=concurrency)
     metrics = Metrics(source_region=SOURCE_REGION)
+    try:
+        label = f"[2] pipeline draining {records:,} records"
+        return await drain_until(backend, config, metrics, settled, records, label=label)
+    finally:
+        metrics.shutdown()
+
+
+async def drain_until(
+    backend: Backend,
+    config: Config,
+    metrics: Metrics,
+    done: Callable[[Metrics], int],
+    total: int,
+    *,
+    label: str,
+) -> Drained:
+    """Run ``config``'s one pipeline, built as ``replicator run`` builds it, until
+    ``done(metrics)`` reaches ``total`` (bounded); ``Drained.settled`` is that count."""
     clients = Clients(config.endpoints)
     stop = asyncio.Event()
     try:
@@ -137,26 +158,25 @@ async def pipeline_drain(
         tune_gc()  # as ``replicator run`` does once started
         cpu = CpuMeter(backend.processes)
         cpu.start()
-        with progress(f"[2] pipeline draining {records:,} records", total=records) as update:
+        with progress(label, total=total) as update:
             async with asyncio.TaskGroup() as group:
                 started = time.perf_counter()
                 group.create_task(pipeline.run())
                 try:
-                    async with asyncio.timeout(deadline_for(records)):
-                        while (count := settled(metrics)) < records:
+                    async with asyncio.timeout(deadline_for(total)):
+                        while (count := done(metrics)) < total:
                             update(count)
                             await asyncio.sleep(POLL_SECONDS)
                 except TimeoutError:
-                    pass  # reported: fewer than ``records`` settled
+                    pass  # reported: fewer than ``total`` done
                 finally:
                     elapsed = time.perf_counter() - started
                     stop.set()
         used = cpu.used()
         counted = (*SETTLED, "duplicate", "records_read", "retries")
         totals = {name: metrics.total(name) for name in counted}
-        return Drained(elapsed, settled(metrics), totals, reads.busy_seconds, reads.records, used)
+        return Drained(elapsed, done(metrics), totals, reads.busy_seconds, reads.records, used)
     finally:
-        metrics.shutdown()
         await clients.aclose()
 
 
