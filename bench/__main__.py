@@ -26,6 +26,7 @@ from bench.adaptive import default_drain, throttled_drain
 from bench.drain import drain_rate
 from bench.env import DEFAULT_RTT_SECONDS, Backend, backend
 from bench.hotpath import profile_drain, profile_overhead
+from bench.kinesis import kinesis_vs_streams
 from bench.lag import lag_under_load
 from bench.memory import memory
 from bench.overhead import pipeline_overhead
@@ -36,7 +37,7 @@ from bench.tools import backfill_rate, verify_memory
 from bench.ui import console, say
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-ALL = frozenset(range(1, 13))
+ALL = frozenset(range(1, 14))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,8 @@ class Sizes:
     throttled_records: int = 20_000
     start_rounds: int = 5
     active_writes: int = 3_000
+    kinesis_changes: int = 20_000  # stub target: what the pipeline itself sustains
+    kinesis_moto_changes: int = 3_000  # moto target: ties meet; moto takes ~120 writes/s
 
 
 FULL = Sizes()
@@ -81,6 +84,8 @@ QUICK = Sizes(
     throttled_records=2_000,
     start_rounds=1,
     active_writes=300,
+    kinesis_changes=2_000,
+    kinesis_moto_changes=400,
 )
 
 
@@ -151,7 +156,7 @@ async def run_all(sizes: Sizes, only: frozenset[int], rtt: float) -> Run:
         return report.results
 
     ceiling: float | None = None
-    with maybe_backend(bool(only & {2, 3, 4, 7}), rtt, "moto") as moto:
+    with maybe_backend(bool(only & {2, 3, 4, 7, 13}), rtt, "moto") as moto:
         if moto is not None and only & {2, 3}:
             await run.step("2+3 drain on moto", drain(moto))
         if moto is not None and 4 in only:
@@ -161,9 +166,14 @@ async def run_all(sizes: Sizes, only: frozenset[int], rtt: float) -> Run:
             ceiling = lagged[0].details.get("ceiling_per_second")
         if moto is not None and 7 in only:
             await run.step("7 hot path: drain", profile_drain(moto, sizes.profile_drain_records))
+        if moto is not None and 13 in only:
+            await run.step(
+                "13 Kinesis vs Streams on moto",
+                kinesis_vs_streams(moto, sizes.kinesis_moto_changes),
+            )
     if 11 in only:
         await run.step("11 verify memory", verify_memory(sizes.verify_small, sizes.verify_large))
-    with maybe_backend(bool(only & {2, 3, 4, 11}), rtt, "stub") as stub:
+    with maybe_backend(bool(only & {2, 3, 4, 11, 13}), rtt, "stub") as stub:
         if stub is not None and 4 in only:
             # The same write rate as on moto: what the pipeline adds when the target
             # itself answers at once (moto queues bursts of conditional puts).
@@ -178,6 +188,11 @@ async def run_all(sizes: Sizes, only: frozenset[int], rtt: float) -> Run:
                 "11 backfill rate",
                 backfill_rate(stub, sizes.backfill_items, ceiling_writes=sizes.ceiling_writes),
             )
+        if stub is not None and 13 in only:
+            await run.step(
+                "13 Kinesis vs Streams on a stub target",
+                kinesis_vs_streams(stub, sizes.kinesis_changes),
+            )
     if 7 in only:
         await run.step("7 hot path: overhead", profile_overhead(sizes.profile_overhead_records))
     return run
@@ -186,7 +201,7 @@ async def run_all(sizes: Sizes, only: frozenset[int], rtt: float) -> Run:
 def _selection(text: str) -> frozenset[int]:
     chosen = frozenset(int(part) for part in text.split(",") if part.strip())
     if not chosen <= ALL:
-        raise argparse.ArgumentTypeError(f"benchmarks are numbered 1 to 12, not {text!r}")
+        raise argparse.ArgumentTypeError(f"benchmarks are numbered 1 to {max(ALL)}, not {text!r}")
     return chosen
 
 

@@ -21,6 +21,7 @@ from bench.adaptive import default_drain, throttled_drain
 from bench.drain import drain_rate
 from bench.env import backend
 from bench.hotpath import profile_drain, profile_overhead
+from bench.kinesis import kinesis_vs_streams
 from bench.lag import lag_under_load, quantile
 from bench.memory import memory
 from bench.overhead import pipeline_overhead
@@ -156,6 +157,25 @@ async def test_throttled_target() -> None:
 @pytest.mark.timeout(120)
 async def test_start_up() -> None:
     check(await start_up(1, rtt=RTT), with_goal=1)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("target", ["moto", "stub"])
+async def test_kinesis_vs_streams(
+    endpoints: dict[str, str], target: Literal["moto", "stub"]
+) -> None:
+    with backend(RTT, endpoints=endpoints, target=target) as started:
+        results = await kinesis_vs_streams(started, 200)
+    check(results, with_goal=2)
+    details = results[0].details
+    # The Kinesis backlog is the one described: every change, duplicates, ties, shards.
+    assert details["kinesis_records"] == 200 + details["duplicates"]
+    assert details["duplicates"] > 0 and details["ties"] > 0
+    assert details["kinesis"]["totals"]["records_read"] == details["kinesis_records"]
+    assert details["streams"]["totals"]["records_read"] == 200
+    if target == "moto":  # ties meet only where the target refuses writes
+        assert details["tie_reads"] > 0
+        assert details["diverged_keys"] == {"streams": 0, "kinesis": 0}
 
 
 @pytest.mark.timeout(60)
