@@ -9,7 +9,9 @@ them one after the other into two target tables through the same proxy:
 
 - each drain's rate: the workload's changes over the seconds until every shard's
   checkpoint covers its last record (a change coalesced away has no outcome to count);
-- Kinesis / Streams;
+- Kinesis / Streams, and the same for this process's CPU: on one machine the rates also
+  hold moto's own cost of serving each stream, which differs (each backlog is read once
+  beforehand by one reader: the notes give that rate);
 - tie reads per tie: ``replicator_kinesis_tie_reads_total`` as ``/metrics`` shows it, over
   the ties in the Kinesis backlog counted from its records (changes of one key with equal
   ts and different eventIDs). A stub target takes every write, so no tie ever meets
@@ -19,30 +21,21 @@ them one after the other into two target tables through the same proxy:
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import bisect
 import dataclasses
-import json
-import time
-from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.backlog import deadline_for, prepare, unique
+from bench.backlog import prepare, unique
 from bench.drain import DEFAULT_CONCURRENCY, Drained, drain_config, drain_until
 from bench.env import SOURCE_REGION, TARGET_REGION, Backend
+from bench.kinesis_backlog import DELIVERY, Backlog, backlogs, fill_kinesis
+from bench.reads import REPLICATOR
 from bench.results import Goal, Result
 from bench.ui import progress
 from replicator.aws.factory import Clients
 from replicator.aws.json_client import DynamoDB
-from replicator.demo.kinesis_bridge import Delivery, KinesisBridge, ensure_stream
-from replicator.stream.kinesis import KinesisStreamSource
-from replicator.stream.records import sequence_of
-from replicator.stream.source import DynamoDBStreamSource, StreamSource
 from replicator.telemetry.metrics import Metrics
 
 BENCH = "13 Kinesis vs Streams"
@@ -50,113 +43,7 @@ RATIO_GOAL = Goal(">=", 0.9, "x")
 TIE_GOAL = Goal("<=", 1, "reads/tie")
 SHARDS = 4
 WRITES_PER_KEY = 4
-# Ties at 5 % of a key's later changes (DESIGN's model: 2 % of writes) so that even the
-# smoke test's backlog holds some; duplicates and held-back records at 10 % each.
-DELIVERY = Delivery(seed=13, tie_share=0.05, random_shard=True, duplicate_share=0.1, hold_share=0.1)
 TIE_READS = "replicator_kinesis_tie_reads"
-POLL_SECONDS = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class Backlog:
-    """A stream's records as the pipeline will read them, shard by shard."""
-
-    sequences: Mapping[str, list[int]]  # shard id -> its records' sequence numbers, in order
-    ties: int = 0
-    duplicates: int = 0  # copies of a record already in the stream
-
-    @property
-    def records(self) -> int:
-        return sum(map(len, self.sequences.values()))
-
-    def checkpointed(self, metrics: Metrics) -> int:
-        """Records of this backlog that the pipeline's checkpoints cover."""
-        covered = 0
-        for shard in metrics.status()["shards"]:
-            done = self.sequences.get(shard["shard_id"], [])
-            if shard["checkpoint"] and shard["checkpoint"].isdigit():
-                covered += bisect.bisect_right(done, int(shard["checkpoint"]))
-        return covered
-
-
-async def read_backlog(source: StreamSource, arn: str) -> dict[str, list[dict[str, Any]]]:
-    """Every record of every shard up to the tip (an empty page: moto never ends a shard)."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    for shard in await source.shards(arn):
-        records = found[shard.shard_id] = []
-        iterator: str | None = await source.iterator(arn, shard.shard_id, after=None)
-        while iterator is not None:
-            page = await source.get_records(iterator)
-            if not page.records:
-                break
-            records += page.records
-            iterator = page.next_iterator
-    return found
-
-
-def backlog_of(shards: Mapping[str, list[dict[str, Any]]], *, kinesis: bool) -> Backlog:
-    sequences = {
-        shard_id: [int(sequence_of(record)) for record in records]
-        for shard_id, records in shards.items()
-    }
-    if not kinesis:
-        return Backlog(sequences)
-    events: dict[tuple[str, str, int], set[str]] = defaultdict(set)
-    records = 0
-    for record in (r for rs in shards.values() for r in rs):
-        document = json.loads(base64.b64decode(record["kinesis"]["data"]))
-        body = document["dynamodb"]
-        key = json.dumps(body["Keys"], sort_keys=True)
-        events[(document["tableName"], key, body["ApproximateCreationDateTime"])].add(
-            document["eventID"]
-        )
-        records += 1
-    distinct = sum(map(len, events.values()))
-    return Backlog(sequences, ties=distinct - len(events), duplicates=records - distinct)
-
-
-async def fill_kinesis(
-    backend: Backend, table: str, stream: str, changes: int, *, shards: int
-) -> tuple[float, Mapping[str, int]]:
-    """The table's DynamoDB stream put into ``stream`` by the bridge: (seconds, its counts)."""
-    clients = Clients(backend.endpoints)
-    stop = asyncio.Event()
-    try:
-        await ensure_stream(await clients.json("kinesis", SOURCE_REGION), stream, shards=shards)
-        bridge = KinesisBridge(
-            clients, SOURCE_REGION, [table], stream, stop=stop, delivery=DELIVERY
-        )
-        with progress(f"[13] bridging {changes:,} changes into Kinesis", total=changes) as update:
-            started = time.perf_counter()
-            async with asyncio.TaskGroup() as group:
-                group.create_task(bridge.run())
-                try:
-                    async with asyncio.timeout(deadline_for(changes, per_second=200)):
-                        while (read := bridge.counts["changes"]) < changes:
-                            update(read)
-                            await asyncio.sleep(POLL_SECONDS)
-                        await bridge.drained()
-                finally:
-                    stop.set()
-            return time.perf_counter() - started, dict(bridge.counts)
-    finally:
-        await clients.aclose()
-
-
-async def backlogs(backend: Backend, table: str, stream: str) -> tuple[Backlog, Backlog]:
-    """(the DynamoDB stream's backlog, the Kinesis stream's)."""
-    clients = Clients(backend.endpoints)
-    try:
-        dynamodb = await clients.json("dynamodb", SOURCE_REGION)
-        streams = DynamoDBStreamSource(
-            dynamodb, await clients.json("dynamodbstreams", SOURCE_REGION)
-        )
-        kinesis = KinesisStreamSource(await clients.json("kinesis", SOURCE_REGION), stream)
-        from_streams = await read_backlog(streams, await streams.stream_arn(table))
-        from_kinesis = await read_backlog(kinesis, (await kinesis.summary()).arn)
-        return backlog_of(from_streams, kinesis=False), backlog_of(from_kinesis, kinesis=True)
-    finally:
-        await clients.aclose()
 
 
 async def drained(
@@ -262,6 +149,10 @@ async def kinesis_vs_streams(
         "delivery": dataclasses.asdict(DELIVERY),
         "bridge_counts": dict(bridged),
         "fill_seconds": filled,
+        "source_read_rates": {
+            "streams": streams_backlog.read_rate,
+            "kinesis": kinesis_backlog.read_rate,
+        },
         "kinesis_records": kinesis_backlog.records,
         "duplicates": kinesis_backlog.duplicates,
         "ties": ties,
@@ -277,7 +168,9 @@ async def kinesis_vs_streams(
             streams_rate,
             "records/s",
             None,
-            f"{workload}; 1 shard{_converged(differing, 'streams')}",
+            f"{workload}; {streams_backlog.records:,} records on 1 shard, which moto serves "
+            f"to one reader at {streams_backlog.read_rate:,.0f}/s; {_writes(streams)}"
+            f"{_converged(differing, 'streams')}",
             details,
         ),
         Result(
@@ -288,8 +181,9 @@ async def kinesis_vs_streams(
             None,
             f"the same changes as {kinesis_backlog.records:,} records on {shards} shards "
             f"({kinesis_backlog.duplicates:,} duplicate copies, {bridged.get('held', 0):,} "
-            f"held back, {ties:,} ties), put by the lab's bridge in {filled:.1f} s"
-            f"{_converged(differing, 'kinesis')}",
+            f"held back, {ties:,} ties), put by the lab's bridge in {filled:.1f} s; moto "
+            f"serves them to one reader at {kinesis_backlog.read_rate:,.0f}/s (unpaced); "
+            f"{_writes(kinesis)}{_converged(differing, 'kinesis')}",
         ),
         Result(
             BENCH,
@@ -298,6 +192,15 @@ async def kinesis_vs_streams(
             "x",
             RATIO_GOAL,
             f"{kinesis.seconds:.1f} s vs {streams.seconds:.1f} s; Streams drained first",
+        ),
+        Result(
+            BENCH,
+            f"replicator CPU per change, Kinesis / Streams, {where}",
+            _cpu(kinesis) / _cpu(streams) if complete and _cpu(streams) else None,
+            "x",
+            None,
+            f"this process: {_cpu(kinesis):.2f} s vs {_cpu(streams):.2f} s of CPU for the "
+            "same changes; the rates above also hold moto's own cost of serving each stream",
         ),
         Result(
             BENCH,
@@ -313,6 +216,15 @@ async def kinesis_vs_streams(
 
 def _figures(drain: Drained) -> dict[str, Any]:
     return {"seconds": drain.seconds, "totals": dict(drain.totals), "cpu": dict(drain.cpu)}
+
+
+def _cpu(drain: Drained) -> float:
+    return drain.cpu.get(REPLICATOR, 0.0)
+
+
+def _writes(drain: Drained) -> str:
+    writes = sum(drain.totals[name] for name in ("applied", "superseded", "duplicate"))
+    return f"{writes:,} records written (applied, superseded or duplicate)"
 
 
 def _converged(differing: Mapping[str, int] | None, role: str) -> str:

@@ -1,0 +1,152 @@
+"""Benchmark 13's two backlogs: the source table's DynamoDB stream, and the Kinesis stream
+the lab's bridge fills from it as Kinesis delivers (``DELIVERY``), each read back once.
+
+What the pipeline will read, shard by shard, is known beforehand: its drain is over when
+the checkpoints cover every shard's last record, and the ties and duplicate copies in the
+Kinesis stream are counted from its records, not taken from the bridge's word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import bisect
+import json
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bench.backlog import deadline_for
+from bench.env import SOURCE_REGION, Backend
+from bench.ui import progress
+from replicator.aws.factory import Clients
+from replicator.demo.kinesis_bridge import Delivery, KinesisBridge, ensure_stream
+from replicator.stream.kinesis import KinesisStreamSource
+from replicator.stream.records import sequence_of
+from replicator.stream.source import DynamoDBStreamSource, StreamSource
+from replicator.telemetry.metrics import Metrics
+
+# Ties at 5 % of a key's later changes (DESIGN's model: 2 % of writes) so that even the
+# smoke test's backlog holds some; duplicates and held-back records at 10 % each.
+DELIVERY = Delivery(seed=13, tie_share=0.05, random_shard=True, duplicate_share=0.1, hold_share=0.1)
+POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """A stream's records as the pipeline will read them, shard by shard."""
+
+    sequences: Mapping[str, list[int]]  # shard id -> its records' sequence numbers, in order
+    read_seconds: float  # one reader, nothing else running: the source's own rate
+    ties: int = 0
+    duplicates: int = 0  # copies of a record already in the stream
+
+    @property
+    def records(self) -> int:
+        return sum(map(len, self.sequences.values()))
+
+    @property
+    def read_rate(self) -> float:
+        return self.records / self.read_seconds
+
+    def checkpointed(self, metrics: Metrics) -> int:
+        """Records of this backlog that the pipeline's checkpoints cover."""
+        covered = 0
+        for shard in metrics.status()["shards"]:
+            done = self.sequences.get(shard["shard_id"], [])
+            if shard["checkpoint"] and shard["checkpoint"].isdigit():
+                covered += bisect.bisect_right(done, int(shard["checkpoint"]))
+        return covered
+
+
+async def read_backlog(source: StreamSource, arn: str) -> dict[str, list[dict[str, Any]]]:
+    """Every record of every shard up to the tip (an empty page: moto never ends a shard)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for shard in await source.shards(arn):
+        records = found[shard.shard_id] = []
+        iterator: str | None = await source.iterator(arn, shard.shard_id, after=None)
+        while iterator is not None:
+            page = await source.get_records(iterator)
+            if not page.records:
+                break
+            records += page.records
+            iterator = page.next_iterator
+    return found
+
+
+def backlog_of(
+    shards: Mapping[str, list[dict[str, Any]]], *, kinesis: bool, read_seconds: float
+) -> Backlog:
+    sequences = {
+        shard_id: [int(sequence_of(record)) for record in records]
+        for shard_id, records in shards.items()
+    }
+    if not kinesis:
+        return Backlog(sequences, read_seconds)
+    events: dict[tuple[str, str, int], set[str]] = defaultdict(set)
+    records = 0
+    for record in (r for rs in shards.values() for r in rs):
+        document = json.loads(base64.b64decode(record["kinesis"]["data"]))
+        body = document["dynamodb"]
+        key = json.dumps(body["Keys"], sort_keys=True)
+        events[(document["tableName"], key, body["ApproximateCreationDateTime"])].add(
+            document["eventID"]
+        )
+        records += 1
+    distinct = sum(map(len, events.values()))
+    return Backlog(
+        sequences, read_seconds, ties=distinct - len(events), duplicates=records - distinct
+    )
+
+
+async def fill_kinesis(
+    backend: Backend, table: str, stream: str, changes: int, *, shards: int
+) -> tuple[float, Mapping[str, int]]:
+    """The table's DynamoDB stream put into ``stream`` by the bridge: (seconds, its counts)."""
+    clients = Clients(backend.endpoints)
+    stop = asyncio.Event()
+    try:
+        await ensure_stream(await clients.json("kinesis", SOURCE_REGION), stream, shards=shards)
+        bridge = KinesisBridge(
+            clients, SOURCE_REGION, [table], stream, stop=stop, delivery=DELIVERY
+        )
+        with progress(f"[13] bridging {changes:,} changes into Kinesis", total=changes) as update:
+            started = time.perf_counter()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(bridge.run())
+                try:
+                    async with asyncio.timeout(deadline_for(changes, per_second=200)):
+                        while (read := bridge.counts["changes"]) < changes:
+                            update(read)
+                            await asyncio.sleep(POLL_SECONDS)
+                        await bridge.drained()
+                finally:
+                    stop.set()
+            return time.perf_counter() - started, dict(bridge.counts)
+    finally:
+        await clients.aclose()
+
+
+async def backlogs(backend: Backend, table: str, stream: str) -> tuple[Backlog, Backlog]:
+    """(the DynamoDB stream's backlog, the Kinesis stream's)."""
+    clients = Clients(backend.endpoints)
+    try:
+        dynamodb = await clients.json("dynamodb", SOURCE_REGION)
+        streams = DynamoDBStreamSource(
+            dynamodb, await clients.json("dynamodbstreams", SOURCE_REGION)
+        )
+        kinesis = KinesisStreamSource(await clients.json("kinesis", SOURCE_REGION), stream)
+        arns = await streams.stream_arn(table), (await kinesis.summary()).arn
+        started = time.perf_counter()
+        from_streams = await read_backlog(streams, arns[0])
+        read = time.perf_counter()
+        from_kinesis = await read_backlog(kinesis, arns[1])
+        done = time.perf_counter()
+        return (
+            backlog_of(from_streams, kinesis=False, read_seconds=read - started),
+            backlog_of(from_kinesis, kinesis=True, read_seconds=done - read),
+        )
+    finally:
+        await clients.aclose()
