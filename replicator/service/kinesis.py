@@ -23,6 +23,27 @@ async def kinesis_source(config: Config, clients: Clients, pair: Pair) -> Kinesi
     return KinesisStreamSource(kinesis, pair.kinesis_stream)
 
 
+async def check_kinesis_pair(
+    config: Config, clients: Clients, pair: Pair, *, retry: RetryPolicy | None
+) -> StreamSummary:
+    """A Kinesis pair's stream, checked as start-up and ``validate --check-aws`` do."""
+    source = await kinesis_source(config, clients, pair)
+    return await checked_summary(source, pair, region=config.source_region, retry=retry)
+
+
+async def check_kinesis_pairs(config: Config) -> list[StreamSummary]:
+    """Every Kinesis pair's stream checked (``validate --check-aws``)."""
+    clients = Clients.for_config(config)
+    try:
+        return [
+            await check_kinesis_pair(config, clients, pair, retry=None)
+            for pair in config.pairs
+            if pair.kinesis_stream is not None
+        ]
+    finally:
+        await clients.aclose()
+
+
 async def checked_summary(
     source: KinesisStreamSource, pair: Pair, *, region: str, retry: RetryPolicy | None
 ) -> StreamSummary:
