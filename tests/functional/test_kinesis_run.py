@@ -3,14 +3,20 @@ start-up checks, and ``replicator replay`` (DESIGN §4c)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
+from pathlib import Path
 
 import pytest
+import yaml
 
+from replicator.aws.factory import Clients
+from replicator.config.schema import load_config
 from replicator.errors import ConfigError
+from replicator.service.run import build_pipelines, metrics_for
 from replicator.stream.positions import at_time
-from tests.e2e.helpers import SOURCE, TARGET, cli, wait_until
+from tests.e2e.helpers import SOURCE, TARGET, cli, create_tables, wait_until, write_config
 from tests.functional.kinesis_rig import KinesisPair, alive
 from tests.kinesis_changes import history, needs_kinesis_decode
 
@@ -133,3 +139,35 @@ async def test_replay_moves_every_checkpoint_to_a_time_and_run_reads_again_from_
 
         await wait_until(read_again, within=30, what="the records since the replay's time")
     assert metrics.total("records_read") == again
+
+
+async def test_pairs_that_share_a_stream_share_its_per_shard_read_rate(
+    endpoints: dict[str, str], unique_name: str, tmp_path: Path
+) -> None:
+    # Each pair reads the whole stream; together they stay within 5 GetRecords/s per shard.
+    tables = [f"{unique_name}-a", f"{unique_name}-b", f"{unique_name}-c"]
+    path = write_config(tmp_path / "replicator.yaml", endpoints, tables[0])
+    data = yaml.safe_load(path.read_text())
+    data["pairs"] = [
+        {
+            "source_table": table,
+            "targets": [{"region": TARGET, "table": table}],
+            **({"kinesis_stream": unique_name} if table != tables[2] else {}),
+        }
+        for table in tables
+    ]
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path)
+    await create_tables(config)
+    clients = Clients.for_config(config)
+    metrics = metrics_for(config)
+    try:
+        kinesis = await clients.json("kinesis", SOURCE)
+        await kinesis.create_stream(StreamName=unique_name, ShardCount=1)
+        pipelines = await build_pipelines(config, clients, metrics=metrics, stop=asyncio.Event())
+        readings = [pipeline.reading for pipeline in pipelines]
+        assert [r.min_interval for r in readings] == [0.4, 0.4, 0.0]
+        assert [r.parents_first for r in readings] == [False, False, True]
+    finally:
+        metrics.shutdown()
+        await clients.aclose()

@@ -141,7 +141,7 @@ async def test_a_reader_started_at_a_time_then_stands_at_a_sequence_number(
 async def test_a_missing_stream_says_which_and_how_to_create_it(
     kinesis: Kinesis, unique_name: str
 ) -> None:
-    source = KinesisStreamSource(kinesis, f"arn:aws:kinesis:{REGION}:123456789012:stream/nope")
+    source = KinesisStreamSource(kinesis, "nope")
     with pytest.raises(ResourceNotFound) as caught:
         await source.stream_arn("orders")
     message = str(caught.value)
