@@ -17,8 +17,9 @@ from replicator.aws.json_client import Kinesis
 from replicator.errors import ResourceNotFound
 from replicator.stream.kinesis import KinesisStreamSource
 from replicator.stream.positions import at_time
-from replicator.stream.reader import ShardReader
+from replicator.stream.reader import ReaderHooks, ShardReader
 from tests.kinesis_changes import REGION, history, needs_kinesis_decode, put_changes
+from tests.stub_kinesis import StubKinesis
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -147,3 +148,49 @@ async def test_a_missing_stream_says_which_and_how_to_create_it(
     message = str(caught.value)
     assert "Kinesis stream 'nope' does not exist in us-east-1" in message
     assert "create-stream" in message and "enable-kinesis-streaming-destination" in message
+
+
+# -- what moto does not do: a stub Kinesis on loopback ------------------------------------------
+
+
+async def test_list_shards_pages_on_by_next_token_alone() -> None:
+    stub = StubKinesis(["shardId-0", "shardId-1", "shardId-2"])
+    async with stub.serving() as endpoint:
+        clients = Clients({REGION: endpoint})
+        try:
+            source = KinesisStreamSource(await clients.json("kinesis", REGION), "orders")
+            shards = await source.shards("arn:aws:kinesis:us-east-1:123456789012:stream/orders")
+        finally:
+            await clients.aclose()
+    assert [s.shard_id for s in shards] == ["shardId-0", "shardId-1", "shardId-2"]
+    # AWS refuses the stream's name beside a NextToken: the token alone names the stream.
+    assert [body for _, body in stub.requests] == [
+        {"StreamName": "orders"},
+        {"NextToken": "1"},
+        {"NextToken": "2"},
+    ]
+
+
+async def test_a_throttled_shard_read_is_backed_off_by_the_retry_policy_and_retried() -> None:
+    stub = StubKinesis(["shardId-0"], throttles=2)
+    retried: list[str] = []
+    async with stub.serving() as endpoint:
+        clients = Clients({REGION: endpoint})
+        try:
+            source = KinesisStreamSource(await clients.json("kinesis", REGION), "orders")
+            stop = asyncio.Event()
+            reader = ShardReader(
+                source,
+                "",
+                "shardId-0",
+                stop=stop,
+                hooks=ReaderHooks(on_retry=retried.append),
+                retry_backoff=FAST,
+            )
+            batch = await anext(reader.batches())
+            stop.set()
+        finally:
+            await clients.aclose()
+    assert [r["eventID"] for r in batch.records] == ["shardId-0:1"]
+    assert retried == ["throttled", "throttled"]
+    assert [operation for operation, _ in stub.requests].count("GetRecords") == 3
