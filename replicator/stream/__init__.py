@@ -1,5 +1,6 @@
-"""Reading DynamoDB Streams: shard lineage, the reader per shard, loss detection, the
-source seam (and its scripted fake), and stream records turned into changes (``records``).
+"""Reading DynamoDB Streams or a Kinesis data stream (``kinesis``): shard lineage, the reader
+per shard, loss detection, the source seam (and its scripted fake), checkpoint positions, and
+stream records turned into changes (``records``).
 
 Imports ``aws``, ``errors`` and ``models`` only.
 """
