@@ -20,7 +20,7 @@ from replicator.apply.writer import ConditionalWriter, target_item
 from replicator.aws.factory import Clients
 from replicator.aws.tables import ensure_table
 from replicator.models import Incoming, Mode, Outcome, WireItem, stored_from_item
-from tests.conflict_cases import META, A, B, local
+from tests.conflict_cases import META, A, B, kinesis_item, local
 from tests.functional.test_conditional_write import (
     KEY_SCHEMA,
     NOW,
@@ -29,7 +29,6 @@ from tests.functional.test_conditional_write import (
     change_of,
     stored_states,
 )
-from tests.unit.test_rule_k import kinesis_item
 
 SOURCE, TARGET = A, B  # one-way: the source region is every incoming write's origin
 versions = st.integers(0, 4)
