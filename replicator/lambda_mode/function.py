@@ -190,6 +190,7 @@ class LambdaFunction:
                     batch.records,
                     here=self.config.source_region,
                     meta=source.meta,
+                    table=table,
                     skipped=lambda reason: self.metrics.skipped(table, reason),
                     selection=selection_for(self.config, source.pair),
                     kv=source.local is not None,
@@ -240,7 +241,7 @@ class LambdaFunction:
             stop=invocation.stop,
         )
         try:
-            await applier.apply(table, coalesce(changes), dead)
+            await applier.apply(table, coalesce(changes, mode=self.config.mode), dead)
         except* ShutdownInterrupted:
             log.info("%s -> %s: stopped starting writes; the rest is reported", table, target)
         except* AwsError as errors:
