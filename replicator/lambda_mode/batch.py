@@ -3,9 +3,14 @@
 The event source mapping checkpoints everything before the sequence number the
 handler reports, so the handler must know, per record, whether every target has it
 (applied, superseded, duplicate or dead-lettered). The applier does not say; the
-writer and DLQ it is given here note each settled write. Per key, writes go out one
-at a time in stream order (and a coalesced write stands for its whole run), so a
-settled write settles every record of its key up to its sequence number.
+writer and DLQ it is given here note each settled write. From a DynamoDB stream, a
+key's writes go out one at a time in stream order (and a coalesced write stands for its
+whole run), so a settled write settles every record of its key up to its sequence
+number. From a Kinesis stream order is not write order (DESIGN §4c): a key's batch
+coalesces to its records of the greatest ts, so a settled write of ts T settles every
+record of the key before T, and each record at T (a tie) settles only itself, because
+each must meet rule K. The response names the first record in the batch's order that
+some target does not have.
 
 An invocation stops starting writes (and dead letters) once ``stop`` is set: when
 the remaining time falls below the margin, or when a write kept failing for a
@@ -16,12 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from dataclasses import dataclass
 from typing import Any
 
 from replicator.apply.applier import ChangeWriter, DeadLetterSink
 from replicator.errors import AwsError, ShutdownInterrupted
 from replicator.lambda_mode.metrics import EmfMetrics
-from replicator.models import Change, ItemKey, Outcome, TargetRef, item_key, pad_seq
+from replicator.models import Change, ItemKey, Outcome, TargetRef
 from replicator.pipeline.batches import Dead
 from replicator.stream.records import sequence_of
 
@@ -33,37 +39,66 @@ WRITE_ATTEMPTS = 3
 class Invocation:
     def __init__(self, stop: asyncio.Event) -> None:
         self.stop = stop
+        self._work: dict[TargetRef, tuple[list[Change], Dead]] = {}
+        # Per target, the changes by sequence number: a dead letter names only its record.
+        self._changes: dict[TargetRef, dict[str, Change]] = {}
         self._settled: dict[TargetRef, dict[ItemKey, str]] = collections.defaultdict(dict)
+        self._ticks: dict[TargetRef, dict[ItemKey, _Tick]] = collections.defaultdict(dict)
         self._dead_lettered: dict[TargetRef, set[str]] = collections.defaultdict(set)
 
-    def settled(self, target: TargetRef, key: ItemKey, seq: str) -> None:
-        """Every record of ``key`` up to ``seq`` (padded) is settled on ``target``."""
-        upto = self._settled[target]
-        upto[key] = max(upto.get(key, ""), seq)
+    def expect(self, work: dict[TargetRef, tuple[list[Change], Dead]]) -> None:
+        """What each target takes of the batch (before coalescing), to settle."""
+        self._work = work
+        self._changes = {
+            t: {c.sequence_number: c for c in changes} for t, (changes, _) in work.items()
+        }
+
+    def settled(self, target: TargetRef, change: Change) -> None:
+        """``change`` is settled on ``target``, and with it every record it stands for."""
+        if change.incoming.ts is None:
+            upto = self._settled[target]
+            upto[change.key] = max(upto.get(change.key, ""), change.incoming.seq)
+            return
+        ticks = self._ticks[target]
+        tick = ticks.get(change.key)
+        if tick is None or tick.ts < change.incoming.ts:
+            ticks[change.key] = _Tick(change.incoming.ts, {change.incoming.event_id})
+        elif tick.ts == change.incoming.ts:
+            tick.events.add(change.incoming.event_id)
 
     def dead_lettered(self, target: TargetRef, record: dict[str, Any]) -> None:
-        seq = pad_seq(sequence_of(record))
+        seq = sequence_of(record)
         self._dead_lettered[target].add(seq)
-        body = record.get("dynamodb")
-        if isinstance(body, dict) and isinstance(body.get("Keys"), dict):
-            self.settled(target, item_key(body["Keys"]), seq)
+        change = self._changes.get(target, {}).get(seq)
+        if change is not None:
+            self.settled(target, change)
 
-    def first_unsettled(self, work: dict[TargetRef, tuple[list[Change], Dead]]) -> str | None:
-        """The SequenceNumber of the first record some target does not have yet."""
-        first: tuple[str, str] | None = None
-        for target, (changes, dead) in work.items():
-            upto, gone = self._settled[target], self._dead_lettered[target]
-            missing = [
-                (c.incoming.seq, c.sequence_number)
-                for c in changes
-                if upto.get(c.key, "") < c.incoming.seq
-            ]
-            missing += [
-                (pad_seq(seq), seq) for r, _ in dead if pad_seq(seq := sequence_of(r)) not in gone
-            ]
-            if missing:
-                first = min([*missing, *([first] if first else [])])
-        return first[1] if first else None
+    def first_unsettled(self, records: list[dict[str, Any]]) -> str | None:
+        """The sequence number of the batch's first record some target does not have yet."""
+        unsettled: set[str] = set()
+        for target, (changes, dead) in self._work.items():
+            gone = self._dead_lettered[target]
+            unsettled.update(c.sequence_number for c in changes if not self._has(target, c))
+            unsettled.update(seq for r, _ in dead if (seq := sequence_of(r)) not in gone)
+        return next((seq for r in records if (seq := sequence_of(r)) in unsettled), None)
+
+    def _has(self, target: TargetRef, change: Change) -> bool:
+        if change.incoming.ts is None:  # stream order: a key's later write settles it
+            return self._settled[target].get(change.key, "") >= change.incoming.seq
+        # Rule K: a later ts supersedes; a tie at the same ts must meet the rule itself.
+        tick = self._ticks[target].get(change.key)
+        return tick is not None and (
+            change.incoming.ts < tick.ts
+            or (change.incoming.ts == tick.ts and change.incoming.event_id in tick.events)
+        )
+
+
+@dataclass(slots=True)
+class _Tick:
+    """A key's greatest settled ts on a target (Kinesis), and the eventIDs settled at it."""
+
+    ts: int
+    events: set[str]
 
 
 class InvocationWriter:
@@ -100,7 +135,7 @@ class InvocationWriter:
                     ) from exc
                 self._metrics.write_retried(self._source_table, self._target)
             raise
-        self._invocation.settled(self._target, change.key, change.incoming.seq)
+        self._invocation.settled(self._target, change)
         return outcome
 
 
