@@ -97,6 +97,9 @@ class Stored:
     rep_origin: str | None
     rep_version: Decimal | None
     seq: str  # padded; "" when absent
+    # Kinesis pairs (DESIGN §4c): ``_rep_ts`` (µs, None when absent) and ``_rep_event``.
+    ts: int | None = None
+    event: str = ""
 
     @property
     def replicated(self) -> bool:
@@ -167,12 +170,16 @@ def stored_from_item(item: WireItem | None, meta: Meta) -> Stored | None:
         return None
     origin = item.get(meta.origin)
     seq = item.get(meta.seq)
+    ts = number(item.get(meta.ts))
+    event = item.get(meta.event)
     return Stored(
         version=number(item.get(meta.version)),
         tombstone=is_tombstone(item, meta),
         rep_origin=origin["S"] if origin and "S" in origin else None,
         rep_version=number(item.get(meta.rep_version)),
         seq=seq["S"] if seq and "S" in seq else "",
+        ts=None if ts is None else int(ts),
+        event=event["S"] if event and "S" in event else "",
     )
 
 
@@ -193,6 +200,8 @@ class Change:
     # A live write of this region that landed on a tombstone (a zombie, DESIGN §4
     # rule 7): this region's own table still flags it deleted until healed.
     heals_zombie: bool = False
+    # A delete done by TTL (DESIGN §4 rule 4), which a pair may choose not to replicate.
+    by_ttl: bool = False
     # Active-active only (DESIGN §4b): region -> greatest okey in this write's history,
     # merged over a coalesced run; None in one-way mode, which writes no ``_rep_kv``.
     kv: dict[str, Decimal] | None = None
@@ -200,6 +209,12 @@ class Change:
     @property
     def key(self) -> ItemKey:
         return item_key(self.keys)
+
+    @property
+    def position(self) -> str:
+        """Its place in its shard, padded: a Kinesis change has no DynamoDB ``seq``, but
+        its Kinesis sequence number orders it within the shard all the same."""
+        return self.incoming.seq or pad_seq(self.sequence_number)
 
 
 @dataclass(frozen=True, slots=True)

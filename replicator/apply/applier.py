@@ -20,7 +20,7 @@ from replicator.apply.limit import AdaptiveSlots, ConcurrencyLimit, Pacer, ceili
 from replicator.aws.backoff import Backoff
 from replicator.aws.retry import RETRY_BACKOFF, RetryPolicy
 from replicator.errors import AwsError, ShutdownInterrupted, ThrottledError
-from replicator.models import Change, ItemKey, Outcome, TargetRef
+from replicator.models import Change, ItemKey, Mode, Outcome, TargetRef
 from replicator.stream.kv import merge
 from replicator.stream.records import coalesces_into
 from replicator.telemetry.heartbeat import sent_at
@@ -111,10 +111,13 @@ class TargetApplier:
         heartbeat_prefix: str | None = None,
         retry: RetryPolicy | None = None,
         checked: Callable[[], Awaitable[bool]] | None = None,
+        mode: Mode = Mode.ONE_WAY,
     ) -> None:
         """``checked`` is awaited before each batch: False (the target's start-up check
-        failed) interrupts it, so nothing reaches a target before its check passed."""
+        failed) interrupts it, so nothing reaches a target before its check passed.
+        ``mode`` is the writer's: coalescing a Kinesis batch depends on it."""
         self.target = target
+        self.mode = mode
         self._checked = checked
         self._writer = writer
         self._dlq = dlq

@@ -44,38 +44,64 @@ class Condition:
     values: dict[str, dict[str, Any]]
 
 
-def build_condition(incoming: Incoming, *, meta: Meta, here: str, mode: Mode) -> Condition:
-    """The condition under which a PutItem of ``incoming`` into region ``here`` applies."""
+# Rule K (DESIGN §4c): apply iff nothing newer is stored; after a tie read, the
+# source's state is written over the tie (equal ts) too.
+RULE_K = "attribute_not_exists(#rt) OR #rt < :t"
+RULE_K_RESOLVED = "attribute_not_exists(#rt) OR #rt <= :t"
+
+
+def build_condition(
+    incoming: Incoming, *, meta: Meta, here: str, mode: Mode, resolved: bool = False
+) -> Condition:
+    """The condition under which a PutItem of ``incoming`` into region ``here`` applies.
+
+    ``resolved``: a one-way Kinesis change written after a tie read (``rulek``).
+    """
+    if incoming.ts is not None and mode is Mode.ONE_WAY:
+        return Condition(
+            expression=RULE_K_RESOLVED if resolved else RULE_K,
+            names={"#rt": meta.ts},
+            values={":t": {"N": str(incoming.ts)}},
+        )
+    # A Kinesis source has no ``_rep_seq`` fence (``rule.decide``); DynamoDB refuses
+    # names and values an expression does not use.
+    fenced = incoming.ts is None
     expression = _expression(
         tombstone=incoming.tombstone,
         recreate=mode is Mode.ONE_WAY and incoming.recreate,
         here_before_origin=here < incoming.origin,
         here_is_origin=here == incoming.origin,
+        fenced=fenced,
     )
-    return Condition(
-        expression=expression,
-        names={
-            "#v": meta.version,
-            "#rv": meta.rep_version,
-            "#ro": meta.origin,
-            "#rs": meta.seq,
-            "#rd": meta.deleted,
-        },
-        values={
-            ":v": {"N": str(incoming.version)},
-            ":o": {"S": incoming.origin},
-            ":s": {"S": incoming.seq},
-            ":n": {"S": "N"},
-            ":str": {"S": "S"},
-        },
-    )
+    names = {
+        "#v": meta.version,
+        "#rv": meta.rep_version,
+        "#ro": meta.origin,
+        "#rs": meta.seq,
+        "#rd": meta.deleted,
+    }
+    values = {
+        ":v": {"N": str(incoming.version)},
+        ":o": {"S": incoming.origin},
+        ":s": {"S": incoming.seq},
+        ":n": {"S": "N"},
+        ":str": {"S": "S"},
+    }
+    if not fenced:
+        del names["#rs"], values[":s"]
+    return Condition(expression=expression, names=names, values=values)
 
 
 @functools.cache
 def _expression(
-    *, tombstone: bool, recreate: bool, here_before_origin: bool, here_is_origin: bool
+    *,
+    tombstone: bool,
+    recreate: bool,
+    here_before_origin: bool,
+    here_is_origin: bool,
+    fenced: bool = True,
 ) -> str:
-    # Only these four facts shape the expression: built once each (building it cost
+    # Only these five facts shape the expression: built once each (building it cost
     # ~50 µs a write), the values travel separately.
     version_missing = Expr("attribute_not_exists(#v)") | ~Expr("attribute_type(#v, :n)")
     replicated = Expr("#rv = #v") & Expr("attribute_type(#ro, :str)")
@@ -90,8 +116,9 @@ def _expression(
         origin_older = origin_older | ~replicated
     tail = live | origin_older if tombstone else live & origin_older
     key_greater = Expr("#v < :v") | Expr("#v = :v") & tail
-    fence_passes = ~from_incoming_origin | seq_older
-    condition = version_missing | key_greater & fence_passes
+    if fenced:
+        key_greater = key_greater & (~from_incoming_origin | seq_older)
+    condition = version_missing | key_greater
 
     if recreate:
         recreate_clause = from_incoming_origin & seq_older

@@ -24,11 +24,15 @@ def decide(stored: Stored | None, incoming: Incoming, *, here: str, mode: Mode) 
 
     Returns APPLIED (write it), DUPLICATE (stored state already equals it) or
     SUPERSEDED (stored state is newer).
+
+    A write from a Kinesis source (``incoming.ts`` set; active-active, one-way is rule K
+    in ``rulek``) has no ``_rep_seq`` fence: Kinesis order is not the origin's write
+    order, and a fence on ts diverged in the model (DESIGN §4c).
     """
     if stored is None or stored.version is None:
         return Outcome.APPLIED
     stored_origin = stored.origin(here)
-    fenced = stored.replicated and stored_origin == incoming.origin
+    fenced = incoming.ts is None and stored.replicated and stored_origin == incoming.origin
     if mode is Mode.ONE_WAY and incoming.recreate and stored_origin == incoming.origin:
         # A re-create from the origin supersedes whatever that origin wrote before,
         # whatever the versions; only the stream order (the fence) can refuse it.
@@ -64,9 +68,17 @@ def is_version_regression(
         and stored.origin(here) == incoming.origin
         # Later in its origin's stream than the tombstone: a replay of the original
         # create (earlier in the stream) is just late, not a broken contract.
-        and incoming.seq > stored.seq
+        and _later(stored, incoming)
         and decide(stored, incoming, here=here, mode=mode) is Outcome.SUPERSEDED
     )
+
+
+def _later(stored: Stored, incoming: Incoming) -> bool:
+    """Whether ``incoming`` was written after ``stored``: by the stream's order, or by the
+    ts for a Kinesis source (a key's ts never decreases)."""
+    if incoming.ts is None:
+        return incoming.seq > stored.seq
+    return stored.ts is None or incoming.ts > stored.ts
 
 
 def order_key(stored: Stored, *, here: str) -> OrderKey:

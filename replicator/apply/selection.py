@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from replicator.config.filters import Filter, matches
 from replicator.models import Change, WireItem, item_key, number
-from replicator.stream.records import TTL_DELETE, Skip, made_by_ttl
+from replicator.stream.records import TTL_DELETE, Skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ class Selection:
 
     def select(self, change: Change) -> Change | Skip:
         """What of ``change`` (from ``records.to_change``) is replicated."""
-        if change.incoming.tombstone and self.skip_ttl_deletes and made_by_ttl(change.record):
+        if change.incoming.tombstone and self.skip_ttl_deletes and change.by_ttl:
             return TTL_DELETE
         return self.filtered(change)
 

@@ -10,11 +10,13 @@ from botocore.exceptions import ClientError
 
 from replicator.apply.condition import build_condition
 from replicator.apply.conflict import Loss, lost_write
-from replicator.apply.rule import decide, is_version_regression
+from replicator.apply.rule import is_version_regression
+from replicator.apply.rulek import TIE, judge
 from replicator.apply.selection import EVERYTHING, Selection
+from replicator.apply.ties import SourceItems, resolved
 from replicator.aws.classify import classify, is_conditional_check_failed
 from replicator.aws.json_client import DynamoDB
-from replicator.errors import RequestError
+from replicator.errors import ConfigError, RequestError
 from replicator.models import Change, Meta, Mode, Outcome, WireItem, stored_from_item
 from replicator.stream.kv import to_wire
 
@@ -35,8 +37,12 @@ def target_item(
         meta.version: {"N": str(incoming.version)},
         meta.origin: {"S": incoming.origin},
         meta.rep_version: {"N": str(incoming.version)},
-        meta.seq: {"S": incoming.seq},
     }
+    if incoming.ts is None:
+        stamp[meta.seq] = {"S": incoming.seq}
+    else:  # a Kinesis source (DESIGN §4c): ordered by ts and eventID, no sequence number
+        stamp[meta.ts] = {"N": str(incoming.ts)}
+        stamp[meta.event] = {"S": incoming.event_id}
     if change.kv is not None:
         stamp[meta.kv] = to_wire(change.kv)
     if change.item is None:
@@ -83,9 +89,11 @@ class ConditionalWriter:
         on_version_regression: Callable[[Change], None] | None = None,
         selection: Selection = EVERYTHING,
         on_conflict: Callable[[Loss, Change], Awaitable[None]] | None = None,
+        source_items: SourceItems | None = None,
     ) -> None:
         """``on_conflict`` hears of each write the rule discards (active-active, DESIGN
-        §4b); it must not raise for a failure to record it."""
+        §4b); it must not raise for a failure to record it. ``source_items`` (a Kinesis
+        pair's) settles rule K's ties."""
         self._client = client
         self.table = table
         self.region = region
@@ -95,15 +103,52 @@ class ConditionalWriter:
         self._on_regression = on_version_regression
         self._selection = selection
         self._on_conflict = on_conflict
+        self._source_items = source_items
 
     async def put(self, change: Change, *, now: float) -> Outcome:
-        """Apply ``change``; ConditionalCheckFailed becomes SUPERSEDED or DUPLICATE.
+        """Apply ``change``; ConditionalCheckFailed becomes SUPERSEDED or DUPLICATE, or
+        (rule K's tie) the source's state is read and written instead.
 
         Raises an ``AwsError`` (with ``retryable`` and ``record_fault``) for anything else;
         a ``RequestError`` is logged with the request's shape first: it is a bug in replicator.
         """
+        # Active-active: the item a write replaces tells whether it discarded one (§4b),
+        # at no extra read; one-way asks nothing more.
+        feed = self._on_conflict is not None and change.kv is not None
+        applied, old = await self._put(change, now=now, feed=feed)
+        if applied:
+            if feed:
+                await self._judge(change, old, applied=True)
+            return Outcome.APPLIED
+        stored = stored_from_item(old, self._meta)
+        verdict = judge(stored, change.incoming, here=self.region, mode=self._mode)
+        if verdict is TIE:
+            return await self._settle_tie(change, old, now=now)
+        if self._on_regression and is_version_regression(
+            stored, change.incoming, here=self.region, mode=self._mode
+        ):
+            self._on_regression(change)
+        if feed:
+            await self._judge(change, old, applied=False)
+        return Outcome.DUPLICATE if verdict is Outcome.DUPLICATE else Outcome.SUPERSEDED
+
+    async def _settle_tie(self, change: Change, old: WireItem | None, *, now: float) -> Outcome:
+        if self._source_items is None:
+            raise ConfigError(
+                f"a Kinesis change of {self.table} tied and this writer cannot read its source"
+            )
+        source = await self._source_items.read(change.keys)
+        settled = resolved(change, source, old, meta=self._meta)
+        applied, _ = await self._put(settled, now=now, feed=False, tie=True)
+        return Outcome.APPLIED if applied else Outcome.SUPERSEDED
+
+    async def _put(
+        self, change: Change, *, now: float, feed: bool, tie: bool = False
+    ) -> tuple[bool, WireItem | None]:
+        """One conditional PutItem: whether it applied, and the item it replaced or that
+        refused it (ALL_OLD). ``tie``: the source's state written over a tie."""
         condition = build_condition(
-            change.incoming, meta=self._meta, here=self.region, mode=self._mode
+            change.incoming, meta=self._meta, here=self.region, mode=self._mode, resolved=tie
         )
         item = target_item(
             change, meta=self._meta, expires_at=int(now) + self._ttl, selection=self._selection
@@ -116,9 +161,6 @@ class ConditionalWriter:
             "ExpressionAttributeValues": condition.values,
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
-        # Active-active: the item a write replaces tells whether it discarded one (§4b),
-        # at no extra read; one-way asks nothing more.
-        feed = self._on_conflict is not None and change.kv is not None
         if feed:
             request["ReturnValues"] = "ALL_OLD"
         try:
@@ -135,21 +177,12 @@ class ConditionalWriter:
                         request_shape(request),
                     )
                 raise error from exc
-            old = exc.response.get("Item")
-            stored = stored_from_item(old, self._meta)
-            verdict = decide(stored, change.incoming, here=self.region, mode=self._mode)
-            if self._on_regression and is_version_regression(
-                stored, change.incoming, here=self.region, mode=self._mode
-            ):
-                self._on_regression(change)
-            if feed:
-                await self._judge(change, old, applied=False)
-            return Outcome.DUPLICATE if verdict is Outcome.DUPLICATE else Outcome.SUPERSEDED
+            refused_by: WireItem | None = exc.response.get("Item")
+            return False, refused_by
         except Exception as exc:
             raise classify(exc) from exc
-        if feed:
-            await self._judge(change, answer.get("Attributes"), applied=True)
-        return Outcome.APPLIED
+        replaced: WireItem | None = answer.get("Attributes")
+        return True, replaced
 
     async def _judge(self, change: Change, old: WireItem | None, *, applied: bool) -> None:
         loss = lost_write(change, old, here=self.region, applied=applied, meta=self._meta)

@@ -7,10 +7,10 @@ writer and DLQ it is given here note each settled write. From a DynamoDB stream,
 key's writes go out one at a time in stream order (and a coalesced write stands for its
 whole run), so a settled write settles every record of its key up to its sequence
 number. From a Kinesis stream order is not write order (DESIGN §4c): a key's batch
-coalesces to its records of the greatest ts, so a settled write of ts T settles every
-record of the key before T, and each record at T (a tie) settles only itself, because
-each must meet rule K. The response names the first record in the batch's order that
-some target does not have.
+coalesces to the changes that supersede the rest (one-way: every change of the greatest
+ts), so a settled one settles every change of the key it superseded, while each kept
+change (a tie must meet rule K) settles only itself and its redeliveries. The response
+names the first record in the batch's order that some target does not have.
 
 An invocation stops starting writes (and dead letters) once ``stop`` is set: when
 the remaining time falls below the margin, or when a write kept failing for a
@@ -36,35 +36,40 @@ from replicator.stream.records import sequence_of
 WRITE_ATTEMPTS = 3
 
 
+@dataclass(frozen=True, slots=True)
+class TargetWork:
+    """What one target takes of a batch: its changes in stream order, the same coalesced
+    per key (what is written), and the records to dead-letter."""
+
+    changes: list[Change]
+    coalesced: dict[ItemKey, list[Change]]
+    dead: Dead
+
+
 class Invocation:
     def __init__(self, stop: asyncio.Event) -> None:
         self.stop = stop
-        self._work: dict[TargetRef, tuple[list[Change], Dead]] = {}
+        self._work: dict[TargetRef, TargetWork] = {}
         # Per target, the changes by sequence number: a dead letter names only its record.
         self._changes: dict[TargetRef, dict[str, Change]] = {}
         self._settled: dict[TargetRef, dict[ItemKey, str]] = collections.defaultdict(dict)
-        self._ticks: dict[TargetRef, dict[ItemKey, _Tick]] = collections.defaultdict(dict)
+        self._events: dict[TargetRef, dict[ItemKey, set[str]]] = collections.defaultdict(
+            lambda: collections.defaultdict(set)
+        )
         self._dead_lettered: dict[TargetRef, set[str]] = collections.defaultdict(set)
 
-    def expect(self, work: dict[TargetRef, tuple[list[Change], Dead]]) -> None:
-        """What each target takes of the batch (before coalescing), to settle."""
+    def expect(self, work: dict[TargetRef, TargetWork]) -> None:
+        """What each target takes of the batch, to tell what is settled."""
         self._work = work
-        self._changes = {
-            t: {c.sequence_number: c for c in changes} for t, (changes, _) in work.items()
-        }
+        self._changes = {t: {c.sequence_number: c for c in w.changes} for t, w in work.items()}
 
     def settled(self, target: TargetRef, change: Change) -> None:
         """``change`` is settled on ``target``, and with it every record it stands for."""
         if change.incoming.ts is None:
             upto = self._settled[target]
             upto[change.key] = max(upto.get(change.key, ""), change.incoming.seq)
-            return
-        ticks = self._ticks[target]
-        tick = ticks.get(change.key)
-        if tick is None or tick.ts < change.incoming.ts:
-            ticks[change.key] = _Tick(change.incoming.ts, {change.incoming.event_id})
-        elif tick.ts == change.incoming.ts:
-            tick.events.add(change.incoming.event_id)
+        else:
+            self._events[target][change.key].add(change.incoming.event_id)
 
     def dead_lettered(self, target: TargetRef, record: dict[str, Any]) -> None:
         seq = sequence_of(record)
@@ -76,29 +81,21 @@ class Invocation:
     def first_unsettled(self, records: list[dict[str, Any]]) -> str | None:
         """The sequence number of the batch's first record some target does not have yet."""
         unsettled: set[str] = set()
-        for target, (changes, dead) in self._work.items():
+        for target, work in self._work.items():
             gone = self._dead_lettered[target]
-            unsettled.update(c.sequence_number for c in changes if not self._has(target, c))
-            unsettled.update(seq for r, _ in dead if (seq := sequence_of(r)) not in gone)
+            unsettled.update(
+                c.sequence_number for c in work.changes if not self._has(target, work, c)
+            )
+            unsettled.update(seq for r, _ in work.dead if (seq := sequence_of(r)) not in gone)
         return next((seq for r in records if (seq := sequence_of(r)) in unsettled), None)
 
-    def _has(self, target: TargetRef, change: Change) -> bool:
+    def _has(self, target: TargetRef, work: TargetWork, change: Change) -> bool:
         if change.incoming.ts is None:  # stream order: a key's later write settles it
             return self._settled[target].get(change.key, "") >= change.incoming.seq
-        # Rule K: a later ts supersedes; a tie at the same ts must meet the rule itself.
-        tick = self._ticks[target].get(change.key)
-        return tick is not None and (
-            change.incoming.ts < tick.ts
-            or (change.incoming.ts == tick.ts and change.incoming.event_id in tick.events)
-        )
-
-
-@dataclass(slots=True)
-class _Tick:
-    """A key's greatest settled ts on a target (Kinesis), and the eventIDs settled at it."""
-
-    ts: int
-    events: set[str]
+        # Kinesis: the key's coalesced changes (each its own eventID) supersede the rest.
+        kept = {c.incoming.event_id for c in work.coalesced.get(change.key, [])}
+        done = self._events[target].get(change.key, set()) & kept
+        return change.incoming.event_id in done if change.incoming.event_id in kept else bool(done)
 
 
 class InvocationWriter:

@@ -38,7 +38,12 @@ from typing import Any, Protocol
 from replicator.aws.factory import Clients
 from replicator.config.schema import Config
 from replicator.errors import AwsError, ShutdownInterrupted
-from replicator.lambda_mode.batch import Invocation, InvocationDeadLetters, InvocationWriter
+from replicator.lambda_mode.batch import (
+    Invocation,
+    InvocationDeadLetters,
+    InvocationWriter,
+    TargetWork,
+)
 from replicator.lambda_mode.event import KinesisBatch, StreamBatch, is_scheduled, stream_batch
 from replicator.lambda_mode.metrics import EmfMetrics
 from replicator.lambda_mode.sources import (
@@ -48,8 +53,8 @@ from replicator.lambda_mode.sources import (
     check_region,
     sources_of,
 )
-from replicator.models import Change, TargetRef
-from replicator.pipeline.batches import Dead, decode, for_target
+from replicator.models import TargetRef
+from replicator.pipeline.batches import decode, for_target
 from replicator.service.startup import heartbeat_writers
 from replicator.service.wiring import applier_for, selection_for
 from replicator.stream.records import coalesce, sequence_of
@@ -182,10 +187,8 @@ class LambdaFunction:
                 invocation.expect({target: taken for target, (_, taken) in work.items()})
                 ready = True
                 async with asyncio.TaskGroup() as group:
-                    for target, (source, (changes, dead)) in work.items():
-                        group.create_task(
-                            self._apply_target(source, target, invocation, changes, dead)
-                        )
+                    for target, (source, taken) in work.items():
+                        group.create_task(self._apply_target(source, target, invocation, taken))
         if ready:
             first = invocation.first_unsettled(batch.records)
         else:  # not even set up: the whole batch comes again
@@ -198,26 +201,32 @@ class LambdaFunction:
 
     def _work_of(
         self, batch: StreamBatch | KinesisBatch, source: Source
-    ) -> dict[TargetRef, tuple[list[Change], Dead]]:
-        """What each of ``source``'s targets takes of the batch, decoded and filtered."""
+    ) -> dict[TargetRef, TargetWork]:
+        """What each of ``source``'s targets takes of the batch: its own table's records
+        (a Kinesis stream may carry others), decoded, filtered and coalesced."""
         table = source.pair.source_table
         changes, dead = decode(
             batch.records,
             here=self.config.source_region,
             meta=source.meta,
+            table=table,
             skipped=lambda reason: self.metrics.skipped(table, reason),
             selection=selection_for(self.config, source.pair),
             kv=source.local is not None,
         )
-        return {t: for_target(changes, dead, local=t == source.local) for t in source.writers}
+        work = {}
+        for target in source.writers:
+            taken, dead_here = for_target(changes, dead, local=target == source.local)
+            coalesced = coalesce(taken, mode=self.config.mode)
+            work[target] = TargetWork(taken, coalesced, dead_here)
+        return work
 
     async def _apply_target(
         self,
         source: Source,
         target: TargetRef,
         invocation: Invocation,
-        changes: list[Change],
-        dead: Dead,
+        work: TargetWork,
     ) -> None:
         table = source.pair.source_table
         writer = InvocationWriter(
@@ -237,7 +246,7 @@ class LambdaFunction:
             stop=invocation.stop,
         )
         try:
-            await applier.apply(table, coalesce(changes), dead)
+            await applier.apply(table, work.coalesced, work.dead)
         except* ShutdownInterrupted:
             log.info("%s -> %s: stopped starting writes; the rest is reported", table, target)
         except* AwsError as errors:

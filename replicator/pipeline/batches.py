@@ -17,6 +17,8 @@ from typing import Any
 from replicator.apply.selection import EVERYTHING, Selection
 from replicator.errors import RecordError
 from replicator.models import Change, Meta, pad_seq
+from replicator.stream.kinesis_records import is_kinesis
+from replicator.stream.kinesis_records import to_change as kinesis_change
 from replicator.stream.kv import change_kv
 from replicator.stream.reader import Batch
 from replicator.stream.records import Skip, epoch_seconds, to_change
@@ -39,21 +41,26 @@ def decode(
     *,
     here: str,
     meta: Meta,
+    table: str,
     skipped: Callable[[str], None],
     selection: Selection = EVERYTHING,
     kv: bool = False,
 ) -> tuple[list[Change], Dead]:
     """Filter a batch (DESIGN §4 rules 1-4, then the pair's ``selection``): the changes to
     replicate and the records to dead-letter, in stream order; ``skipped(reason)`` is told
-    of each record left out.
+    of each record left out. A Kinesis record of another table than the pair's source
+    ``table`` is skipped (DESIGN §4c).
 
     With ``kv`` (active-active) each change carries its ``_rep_kv`` (DESIGN §4b); one-way
-    mode computes none."""
+    mode computes none, and neither does a Kinesis pair, which has no conflict feed."""
     changes: list[Change] = []
     dead: Dead = []
     for record in records:
         try:
-            result = to_change(record, here=here, meta=meta)
+            if is_kinesis(record):
+                result = kinesis_change(record, here=here, meta=meta, table=table)
+            else:
+                result = to_change(record, here=here, meta=meta)
         except RecordError as exc:
             dead.append((record, exc.reason))
             continue
@@ -61,7 +68,7 @@ def decode(
             result = selection.select(result)
         if isinstance(result, Skip):
             skipped(result.reason)
-        elif kv:
+        elif kv and result.incoming.ts is None:
             changes.append(dataclasses.replace(result, kv=change_kv(result, here=here, meta=meta)))
         else:
             changes.append(result)
@@ -82,7 +89,13 @@ def for_target(changes: list[Change], dead: Dead, *, local: bool) -> tuple[list[
 
 def created_at(record: dict[str, Any]) -> float | None:
     # For the iterator age only: a record whose time is unreadable is dead-lettered
-    # by ``to_change``, it must not stop the reader here.
+    # by ``to_change``, it must not stop the reader here. A Kinesis record's is its
+    # arrival in the stream, which is what its age there is counted from (and its
+    # data need not be decoded twice).
+    if is_kinesis(record):
+        kinesis = record.get("kinesis")
+        arrived = kinesis.get("approximateArrivalTimestamp") if isinstance(kinesis, dict) else None
+        return float(arrived) if isinstance(arrived, int | float) else None
     body = record.get("dynamodb")
     created = body.get("ApproximateCreationDateTime") if isinstance(body, dict) else None
     if created is None:

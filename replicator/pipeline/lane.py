@@ -92,7 +92,7 @@ class Lane:
         if taken is not None:
             # The lane is ahead of the shard's slowest lane after a restart, or the
             # stream delivered a range again.
-            fresh = [c for c in changes if c.incoming.seq > taken]
+            fresh = [c for c in changes if c.position > taken]
             fresh_dead = [(r, why) for r, why in dead if not_yet_applied(sequence_of(r), taken)]
             redelivered = len(changes) - len(fresh) + len(dead) - len(fresh_dead)
             changes, dead = fresh, fresh_dead
@@ -100,7 +100,8 @@ class Lane:
                 self.metrics.outcome(self.source_table, target, Outcome.DUPLICATE)
         interrupted = False
         try:
-            await self.applier.apply(self.source_table, coalesce(changes), dead)
+            per_key = coalesce(changes, mode=self.applier.mode)
+            await self.applier.apply(self.source_table, per_key, dead)
         except* ShutdownInterrupted:
             # The applier's task group wraps it; anything else in the group propagates.
             interrupted = True

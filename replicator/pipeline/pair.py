@@ -233,6 +233,7 @@ class PairPipeline:
             batch.records,
             here=self.region,
             meta=self.meta,
+            table=table,
             skipped=lambda reason: self.metrics.skipped(table, reason),
             selection=self.selection,
             kv=self.local_target is not None,

@@ -6,10 +6,12 @@ pair is wired the same way in either mode.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 
 from replicator.apply.applier import ChangeWriter, DeadLetterSink, TargetApplier
 from replicator.apply.selection import Selection
+from replicator.apply.ties import SourceReads
 from replicator.apply.writer import ConditionalWriter, LocalWriter, regression_reporter
 from replicator.aws.factory import Clients
 from replicator.aws.json_client import DynamoDB
@@ -56,6 +58,13 @@ async def target_writer(
     ``conflicts`` (active-active) receives the writes the rule discards there.
     """
     meta = meta_for(config, pair)
+    source_items = None
+    if pair.kinesis_stream:  # rule K's ties are settled by the source item (DESIGN §4c)
+        source_items = SourceReads(
+            await clients.json("dynamodb", config.source_region),
+            pair.source_table,
+            on_read=functools.partial(metrics.tie_read, pair.source_table),
+        )
     conditional = ConditionalWriter(
         await write_client(clients, pair, target, guard),
         target.table,
@@ -66,6 +75,7 @@ async def target_writer(
         on_version_regression=regression_reporter(metrics, pair.source_table, target),
         selection=selection_for(config, pair),
         on_conflict=conflicts.reporter(pair.source_table, target) if conflicts else None,
+        source_items=source_items,
     )
     if target != local:
         return conditional
@@ -111,4 +121,5 @@ def applier_for(
         heartbeat_prefix=config.heartbeat.key_prefix,
         retry=retry,
         checked=checked,
+        mode=config.mode,
     )

@@ -18,6 +18,7 @@ from replicator.models import (
     Incoming,
     ItemKey,
     Meta,
+    Mode,
     is_tombstone,
     is_zombie,
     number,
@@ -64,6 +65,21 @@ def epoch_seconds(value: Any) -> float:
     raise RecordError(f"ApproximateCreationDateTime is not a time: {value!r}")
 
 
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a record sits in its stream: what a change carries besides its images.
+
+    A DynamoDB Streams record has a SequenceNumber (``seq``, padded); a Kinesis record
+    has none (``seq`` is "") but its ts (µs) and eventID, which rule K orders by.
+    """
+
+    seq: str
+    sequence_number: str
+    created_at: float
+    ts: int | None = None
+    event_id: str = ""
+
+
 def to_change(record: dict[str, Any], *, here: str, meta: Meta) -> Change | Skip:
     """Decide what one stream record of region ``here`` means for the targets.
 
@@ -72,7 +88,25 @@ def to_change(record: dict[str, Any], *, here: str, meta: Meta) -> Change | Skip
     body = record.get("dynamodb")
     if not isinstance(body, dict) or "Keys" not in body or "SequenceNumber" not in body:
         raise RecordError("stream record has no dynamodb.Keys / SequenceNumber")
-    event = record.get("eventName")
+    sequence = str(body["SequenceNumber"])
+    created = epoch_seconds(body.get("ApproximateCreationDateTime", 0))
+    position = Position(pad_seq(sequence), sequence, created)
+    return change_of(record, record, position, here=here, meta=meta)
+
+
+def change_of(
+    record: dict[str, Any],
+    document: dict[str, Any],
+    position: Position,
+    *,
+    here: str,
+    meta: Meta,
+) -> Change | Skip:
+    """DESIGN §4 rules 1-4 for one change as DynamoDB describes it (``document``: its
+    eventName, userIdentity and ``dynamodb`` part), whichever stream delivered it;
+    ``record`` is what the stream delivered, kept whole for the DLQ."""
+    body = document["dynamodb"]
+    event = document.get("eventName")
     old = body.get("OldImage")
     if event == "REMOVE":
         if old is None:
@@ -82,7 +116,8 @@ def to_change(record: dict[str, Any], *, here: str, meta: Meta) -> Change | Skip
         version = number(old.get(meta.version))
         if version is None:
             raise RecordError(f"deleted item has no numeric version attribute {meta.version!r}")
-        return _change(record, body, Incoming(version, True, here, _seq(body)), item=None)
+        incoming = _incoming(position, version, here=here, tombstone=True)
+        return _change(record, body, position, incoming, item=None, by_ttl=made_by_ttl(document))
     if event not in ("INSERT", "MODIFY"):
         raise RecordError(f"unknown eventName {event!r}")
     new = body.get("NewImage")
@@ -96,32 +131,39 @@ def to_change(record: dict[str, Any], *, here: str, meta: Meta) -> Change | Skip
     if stored.version is None:
         raise RecordError(f"item has no numeric version attribute {meta.version!r}")
     recreate = old is None or is_tombstone(old, meta)
-    incoming = Incoming(stored.version, False, here, _seq(body), recreate)
+    incoming = _incoming(position, stored.version, here=here, tombstone=False, recreate=recreate)
     # A zombie is replicated as the live write it is: ``target_item`` keeps user
     # attributes only, so ``_rep_deleted`` and ``_rep_expires`` never travel.
-    return _change(record, body, incoming, item=new, heals_zombie=is_zombie(new, meta))
+    return _change(record, body, position, incoming, item=new, heals_zombie=is_zombie(new, meta))
 
 
-def _seq(body: dict[str, Any]) -> str:
-    return pad_seq(str(body["SequenceNumber"]))
+def _incoming(
+    position: Position, version: Decimal, *, here: str, tombstone: bool, recreate: bool = False
+) -> Incoming:
+    return Incoming(
+        version, tombstone, here, position.seq, recreate, position.ts, position.event_id
+    )
 
 
 def _change(
     record: dict[str, Any],
     body: dict[str, Any],
+    position: Position,
     incoming: Incoming,
     *,
     item: Any,
     heals_zombie: bool = False,
+    by_ttl: bool = False,
 ) -> Change:
     return Change(
         keys=body["Keys"],
         incoming=incoming,
         item=item,
-        sequence_number=str(body["SequenceNumber"]),
-        created_at=epoch_seconds(body.get("ApproximateCreationDateTime", 0)),
+        sequence_number=position.sequence_number,
+        created_at=position.created_at,
         record=record,
         heals_zombie=heals_zombie,
+        by_ttl=by_ttl,
     )
 
 
@@ -137,19 +179,33 @@ def coalesces_into(run: Sequence[Change], following: Sequence[Change]) -> bool:
 
 
 def _plain(change: Change) -> bool:
-    return not (change.incoming.tombstone or change.incoming.recreate or change.heals_zombie)
+    # A Kinesis change is never left to a later batch: Kinesis order is not write order,
+    # so the later batch's write may well be the older one (DESIGN §4c).
+    incoming = change.incoming
+    return not (
+        incoming.tombstone or incoming.recreate or change.heals_zombie or incoming.ts is not None
+    )
 
 
-def coalesce(changes: Iterable[Change]) -> dict[ItemKey, list[Change]]:
+def coalesce(
+    changes: Iterable[Change], *, mode: Mode = Mode.ONE_WAY
+) -> dict[ItemKey, list[Change]]:
     """Per key, in stream order: each run of consecutive writes becomes its last write.
 
     The survivor carries the re-create flag if any write of its run was one, and (active-
     active) the merged kv of the whole run. A REMOVE
     (tombstone) is never merged with anything, so runs never cross it.
+
+    Kinesis changes (DESIGN §4c) keep, per key, every change of the greatest ts (one-way:
+    ties must meet rule K) or of the greatest order key (active-active), whatever their
+    place in the batch; a redelivered record is kept once.
     """
     per_key: dict[ItemKey, list[Change]] = {}
     for change in changes:
         run = per_key.setdefault(change.key, [])
+        if change.incoming.ts is not None:
+            _keep_greatest(run, change, mode)
+            continue
         last = run[-1] if run else None
         if last is None or last.incoming.tombstone or change.incoming.tombstone:
             run.append(change)
@@ -167,7 +223,29 @@ def coalesce(changes: Iterable[Change]) -> dict[ItemKey, list[Change]]:
     return per_key
 
 
+def _keep_greatest(run: list[Change], change: Change, mode: Mode) -> None:
+    rank = _kinesis_rank(change, mode)
+    best = _kinesis_rank(run[0], mode) if run else None
+    if best is None or rank > best:
+        run[:] = [change]
+    elif rank == best and all(c.incoming.event_id != change.incoming.event_id for c in run):
+        run.append(change)
+
+
+def _kinesis_rank(change: Change, mode: Mode) -> tuple[Decimal, bool, str]:
+    """One-way: the ts alone (the version plays no part in rule K); active-active: the
+    §3 order key."""
+    incoming = change.incoming
+    if mode is Mode.ACTIVE_ACTIVE:
+        return (incoming.version, incoming.tombstone, incoming.origin)
+    return (Decimal(incoming.ts or 0), False, "")
+
+
 def sequence_of(record: dict[str, Any]) -> str:
-    """A stream record's SequenceNumber as the stream spells it; "" when it has none."""
+    """A stream record's SequenceNumber as the stream spells it (a Kinesis record's
+    ``kinesis.sequenceNumber``); "" when it has none."""
     body = record.get("dynamodb")
-    return str(body.get("SequenceNumber", "")) if isinstance(body, dict) else ""
+    if isinstance(body, dict):
+        return str(body.get("SequenceNumber", ""))
+    kinesis = record.get("kinesis")
+    return str(kinesis.get("sequenceNumber", "")) if isinstance(kinesis, dict) else ""

@@ -37,6 +37,7 @@ COUNTERS = {
     "records_skipped": "Stream records deliberately not replicated (echo, expiry).",
     "get_records_calls": "GetRecords requests.",
     "trimmed_data": "Stream ranges trimmed before they were read: data loss alarm.",
+    "kinesis_tie_reads": "Source items read to settle a tie of rule K (Kinesis pairs).",
 }
 GAUGES = {
     "replicator_heartbeat_lag_seconds": "Lag of the newest heartbeat applied on the target.",

@@ -142,6 +142,10 @@ class Metrics(Figures):
     def trimmed(self, source_table: str, shard_id: str) -> None:
         self._count("trimmed_data", ("source_table", source_table), ("shard_id", shard_id))
 
+    def tie_read(self, source_table: str) -> None:
+        """A source item read to settle a tie of rule K (DESIGN §4c)."""
+        self._count("kinesis_tie_reads", ("source_table", source_table))
+
     def version_regression(self, source_table: str, target: TargetRef) -> None:
         self._count("version_regressions", *labels(source_table, target).items())
 

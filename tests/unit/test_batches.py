@@ -21,7 +21,7 @@ def batch(first: int, size: int) -> Decoded:
         stream_record("INSERT", {"pk": f"k{n}"}, new={"version": 1}, sequence=str(n))
         for n in range(first, first + size)
     ]
-    changes, dead = decode(records, here="us-east-1", meta=META, skipped=lambda _: None)
+    changes, dead = decode(records, here="us-east-1", meta=META, table="t", skipped=lambda _: None)
     return Decoded(Batch("shard", records, str(first + size - 1), False), changes, dead)
 
 

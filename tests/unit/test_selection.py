@@ -144,7 +144,9 @@ def test_an_excluded_attribute_is_never_written_and_everything_else_is(
 ) -> None:
     selection = Selection(exclude=frozenset(excluded))
     new = {**image("k", 2), **wire(item)}
-    changes, _ = decode([record("INSERT", 1, new=new)], here=HERE, meta=META, skipped=print)
+    changes, _ = decode(
+        [record("INSERT", 1, new=new)], here=HERE, meta=META, table="t", skipped=print
+    )
     written = target_item(changes[0], meta=META, expires_at=0, selection=selection)
     assert not excluded & written.keys()
     assert visible(written, META) == visible(
@@ -161,11 +163,18 @@ def test_skip_leaves_out_only_the_removes_ttl_made(by_ttl: bool) -> None:
     skipped: list[str] = []
     skip = Selection(skip_ttl_deletes=True, ttl_attribute="expires")
     changes, _ = decode(
-        [ttl_remove(1, by_ttl=by_ttl)], here=HERE, meta=META, skipped=skipped.append, selection=skip
+        [ttl_remove(1, by_ttl=by_ttl)],
+        here=HERE,
+        meta=META,
+        table="t",
+        skipped=skipped.append,
+        selection=skip,
     )
     assert (skipped, len(changes)) == (([TTL_DELETE.reason], 0) if by_ttl else ([], 1))
     # The default (as Global Tables) replicates the expiry as a delete.
-    replicated, _ = decode([ttl_remove(1, by_ttl=by_ttl)], here=HERE, meta=META, skipped=print)
+    replicated, _ = decode(
+        [ttl_remove(1, by_ttl=by_ttl)], here=HERE, meta=META, table="t", skipped=print
+    )
     assert replicated[0].incoming.tombstone
 
 
@@ -176,7 +185,7 @@ def test_a_lambda_events_spelling_of_the_ttl_identity_is_recognised() -> None:
 
 
 def decode_one(rec: dict[str, Any]) -> Change:
-    changes, _ = decode([rec], here=HERE, meta=META, skipped=print)
+    changes, _ = decode([rec], here=HERE, meta=META, table="t", skipped=print)
     return changes[0]
 
 
@@ -223,7 +232,9 @@ def history(ops: list[tuple[str, dict[str, Any] | None]]) -> list[tuple[dict[str
 def apply(
     table: dict[ItemKey, WireItem], batch: list[dict[str, Any]], selection: Selection
 ) -> None:
-    changes, dead = decode(batch, here=HERE, meta=META, skipped=lambda _: None, selection=selection)
+    changes, dead = decode(
+        batch, here=HERE, meta=META, table="t", skipped=lambda _: None, selection=selection
+    )
     assert not dead
     for key, run in coalesce(changes).items():
         for change in run:
