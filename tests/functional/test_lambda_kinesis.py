@@ -1,10 +1,10 @@
 """Lambda mode behind a Kinesis event source mapping (DESIGN §4c "Lambda mode").
 
-Source tables in us-east-1 on moto; their changes reach a Kinesis stream in DynamoDB's
-format, reordered, duplicated and with ties, as a table's Kinesis streaming destination
-delivers them; the local ESM driver invokes the real ``LambdaFunction`` with Kinesis
-events. Each test checks the eu-west-1 replica with ``verify``. Faults go through our
-writer seam, never into boto3.
+Source tables in us-east-1 on moto; the lab's bridge puts their changes into a Kinesis
+stream in DynamoDB's format, reordered, duplicated, replayed and with ties, as a table's
+Kinesis streaming destination delivers them; the local ESM driver invokes the real
+``LambdaFunction`` with Kinesis events. Each test checks the eu-west-1 replica with
+``verify``. Faults go through our writer seam, never into boto3.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,8 @@ from replicator.aws.factory import Clients
 from replicator.aws.json_client import DynamoDB, Kinesis
 from replicator.aws.tables import ensure_table
 from replicator.config.schema import Config, parse_config
+from replicator.demo.kinesis_bridge import Delivery, KinesisBridge, ensure_stream
+from replicator.demo.kinesis_stream import document, encode
 from replicator.errors import ConfigError
 from replicator.lambda_mode.batch import WRITE_ATTEMPTS
 from replicator.lambda_mode.function import LambdaFunction
@@ -41,14 +42,16 @@ pytestmark = pytest.mark.timeout(90)
 
 @dataclass
 class KinesisRig:
-    """Source tables whose changes go to one Kinesis stream, a function reading it."""
+    """Source tables whose changes go to one Kinesis stream; the pairs of ``paired`` of
+    them read it."""
 
     config: Config
     clients: Clients
     kinesis: Kinesis
+    stream: str
     stream_arn: str
+    sources: list[str]  # every table bridged, paired or not
     functions: list[LambdaFunction] = field(default_factory=list)
-    _read: dict[str, str | None] = field(default_factory=dict)  # per table: last sequence
 
     @property
     def tables(self) -> list[str]:
@@ -62,7 +65,7 @@ class KinesisRig:
         self.functions.append(function)
         return function
 
-    def driver(self, function: LambdaFunction, mapping: Mapping | None = None) -> EsmDriver:
+    def driver(self, function: Any, mapping: Mapping | None = None) -> EsmDriver:
         shards = KinesisShards(self.kinesis, US)
         return EsmDriver(shards, self.stream_arn, [function], mapping or Mapping(), sqs=None)
 
@@ -73,37 +76,34 @@ class KinesisRig:
     async def delete(self, table: str, key: str) -> None:
         await (await self.db()).delete_item(TableName=table, Key={"pk": {"S": key}})
 
+    @asynccontextmanager
+    async def bridge(self, delivery: Delivery | None = None) -> AsyncIterator[KinesisBridge]:
+        """The bridge runs inside the block; at its end every change is in the stream."""
+        stop = asyncio.Event()
+        bridge = KinesisBridge(
+            self.clients, US, self.sources, self.stream, stop=stop, delivery=delivery
+        )
+        async with asyncio.TaskGroup() as group:
+            group.create_task(bridge.run())
+            yield bridge
+            await bridge.drained()
+            stop.set()
+
     async def changes(self, table: str) -> list[dict[str, Any]]:
-        """The table's changes since the last call, from its DynamoDB stream, as JSON."""
-        db = await self.db()
-        source = DynamoDBStreamSource(db, await self.clients.json("dynamodbstreams", US))
+        """The table's changes from its DynamoDB stream, as JSON (for a hand-made order)."""
+        source = DynamoDBStreamSource(
+            await self.db(), await self.clients.json("dynamodbstreams", US)
+        )
         arn = await source.stream_arn(table)
         [shard] = await source.shards(arn)
-        iterator: str | None = await source.iterator(
-            arn, shard.shard_id, after=self._read.get(table)
-        )
-        found: list[dict[str, Any]] = []
-        while iterator is not None:
-            page = await source.get_records(iterator)
-            if not page.records:
-                break
-            found += [shape(record, arn) for record in page.records]
-            iterator = page.next_iterator
-        if found:
-            self._read[table] = found[-1]["dynamodb"]["SequenceNumber"]
-        return found
+        page = await source.get_records(await source.iterator(arn, shard.shard_id, after=None))
+        return [shape(record, arn) for record in page.records]
 
-    async def send(self, payloads: Sequence[bytes]) -> None:
-        """Put each payload as one Kinesis record, in this order (one shard: kept)."""
-        records = [
-            {"Data": base64.b64encode(data).decode(), "PartitionKey": f"p{n}"}
-            for n, data in enumerate(payloads)
-        ]
-        for start in range(0, len(records), 500):
-            answer = await self.kinesis.put_records(
-                StreamName=self.stream_arn.rsplit("/", 1)[-1], Records=records[start : start + 500]
-            )
-            assert answer["FailedRecordCount"] == 0
+    async def send(self, payloads: list[str]) -> None:
+        """Put each payload (base64 text) as one record, in this order: one shard keeps it."""
+        records = [{"Data": data, "PartitionKey": f"p{n}"} for n, data in enumerate(payloads)]
+        answer = await self.kinesis.put_records(StreamName=self.stream, Records=records)
+        assert answer["FailedRecordCount"] == 0
 
     async def differences(self) -> list[Difference]:
         return (await verify(self.config, recheck_delay=0.05)).differences
@@ -123,16 +123,22 @@ class KinesisRig:
 
 @asynccontextmanager
 async def kinesis_rig(
-    endpoints: dict[str, str], name: str, *, tables: int = 1, max_concurrency: int = 32
+    endpoints: dict[str, str],
+    name: str,
+    *,
+    tables: int = 1,
+    paired: int = 1,
+    shards: int = 1,
+    max_concurrency: int = 32,
 ) -> AsyncIterator[KinesisRig]:
-    """``tables`` source tables (``<name>-0``...), each replicated to eu-west-1 from one
-    Kinesis stream ``<name>-stream`` that every pair names (by name, the first by ARN)."""
+    """``tables`` source tables (``<name>-0``...) whose changes go to Kinesis stream
+    ``<name>``; the first ``paired`` are replicated to eu-west-1 from it, each pair naming
+    the stream (the first by ARN, the others by name)."""
     clients = Clients(endpoints)
     try:
         kinesis = await clients.json("kinesis", US)
-        stream = f"{name}-stream"
-        await kinesis.create_stream(StreamName=stream, ShardCount=1)
-        summary = await kinesis.describe_stream_summary(StreamName=stream)
+        await ensure_stream(kinesis, name, shards=shards)
+        summary = await kinesis.describe_stream_summary(StreamName=name)
         stream_arn = summary["StreamDescriptionSummary"]["StreamARN"]
         names = [f"{name}-{n}" for n in range(tables)]
         for table in names:
@@ -150,15 +156,15 @@ async def kinesis_rig(
                     {
                         "source_table": table,
                         "targets": [{"region": EU, "table": table}],
-                        "kinesis_stream": stream_arn if n == 0 else stream,
+                        "kinesis_stream": stream_arn if n == 0 else name,
                         "max_concurrency": max_concurrency,
                     }
-                    for n, table in enumerate(names)
+                    for n, table in enumerate(names[:paired])
                 ],
                 "web": {"enabled": False},
             }
         )
-        rig = KinesisRig(config, clients, kinesis, stream_arn)
+        rig = KinesisRig(config, clients, kinesis, name, stream_arn, names)
         try:
             yield rig
         finally:
@@ -166,49 +172,6 @@ async def kinesis_rig(
                 await asyncio.to_thread(function.close)
     finally:
         await clients.aclose()
-
-
-class Stamps:
-    """ts as DynamoDB stamps a key's changes: microseconds, never decreasing per key."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, int] = {}
-
-    def next(self, record: dict[str, Any], *, tie: bool = False) -> int:
-        key = json.dumps(record["dynamodb"]["Keys"], sort_keys=True)
-        previous = self._last.get(key)
-        if tie and previous is not None:
-            return previous
-        ts = int(record["dynamodb"]["ApproximateCreationDateTime"] * 1_000_000)
-        ts = ts if previous is None else max(ts, previous + 1)
-        self._last[key] = ts
-        return ts
-
-
-def document(record: dict[str, Any], table: str, ts: int) -> bytes:
-    """The JSON document DynamoDB writes to a Kinesis stream for one change of ``table``."""
-    body = record["dynamodb"]
-    dynamodb = {
-        "ApproximateCreationDateTime": ts,
-        "ApproximateCreationDateTimePrecision": "MICROSECOND",
-        "Keys": body["Keys"],
-        "SizeBytes": body.get("SizeBytes", 1),
-    }
-    for image in ("NewImage", "OldImage"):
-        if image in body:
-            dynamodb[image] = body[image]
-    return json.dumps(
-        {
-            "awsRegion": US,
-            "eventID": record["eventID"],
-            "eventName": record["eventName"],
-            "userIdentity": record.get("userIdentity"),
-            "recordFormat": "application/json",
-            "tableName": table,
-            "dynamodb": dynamodb,
-            "eventSource": "aws:dynamodb",
-        }
-    ).encode()
 
 
 async def workload(rig: KinesisRig, table: str, keys: int) -> None:
@@ -227,56 +190,58 @@ def failures(response: Any) -> list[str]:
     return [f["itemIdentifier"] for f in response["batchItemFailures"]]
 
 
+def data_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The document DynamoDB wrote, from a record as the mapping delivers it."""
+    document: dict[str, Any] = json.loads(base64.b64decode(record["kinesis"]["data"]))
+    return document
+
+
 @pytest.fixture
 async def rig(endpoints: dict[str, str], unique_name: str) -> AsyncIterator[KinesisRig]:
     async with kinesis_rig(endpoints, unique_name) as rig:
         yield rig
 
 
-async def test_a_reordered_duplicated_stream_with_a_tie_converges(rig: KinesisRig) -> None:
+async def test_a_stream_delivered_as_kinesis_does_converges(
+    endpoints: dict[str, str], unique_name: str
+) -> None:
+    # Ties, random shards, duplicates, held-back records, replays and another table's
+    # records, over two shards.
+    async with kinesis_rig(endpoints, unique_name, shards=2) as rig:
+        [table] = rig.tables
+        async with rig.bridge(Delivery.like_kinesis(seed=5)) as bridge:
+            await workload(rig, table, keys=40)
+        counts = bridge.counts
+        assert min(counts[made] for made in ("ties", "duplicate", "held", "foreign")) > 0
+
+        function = rig.function()
+        driver = rig.driver(function, Mapping(batch_size=25))
+        await driver.drain()
+
+        assert len(driver.invocations) >= 4
+        assert [failures(call.response) for call in driver.invocations] == [[]] * len(
+            driver.invocations
+        )
+        assert await rig.differences() == []
+        skipped = function.metrics.counts["records_skipped"]
+        assert skipped[(("source_table", table), ("reason", "other-table"))] >= counts["foreign"]
+
+
+async def test_a_tie_delivered_in_write_order_is_settled_by_the_source_item(
+    rig: KinesisRig,
+) -> None:
     [table] = rig.tables
-    await workload(rig, table, keys=24)
-    # A tie: two changes of one key stamped alike.
     await rig.put(table, "tie", 1, data={"S": "first"})
     await rig.put(table, "tie", 2, data={"S": "second"})
-    stamps, payloads = Stamps(), []
-    for record in await rig.changes(table):
-        is_tie = record["dynamodb"].get("NewImage", {}).get("data") == {"S": "second"}
-        payloads.append(document(record, table, stamps.next(record, tie=is_tie)))
-    rng = random.Random(7)
-    delivered = payloads + rng.sample(payloads, len(payloads) // 4)  # duplicates
-    rng.shuffle(delivered)
-    # The tie's earlier write goes first: only reading the source tells the later one wins.
-    delivered.sort(key=lambda p: b'"first"' not in p)
-    await rig.send(delivered)
-
-    function = rig.function()
-    driver = rig.driver(function, Mapping(batch_size=25))
-    await driver.drain()
-
-    assert len(driver.invocations) >= 3
-    assert [failures(call.response) for call in driver.invocations] == [[]] * len(
-        driver.invocations
+    # Stamped alike (a tie), and the earlier write arrives first, then again after the
+    # later one: the stored eventID alone cannot say which write is the later.
+    first, second = (
+        encode(
+            document(r, table=table, region=US, ts=1_765_000_000_000_000, precision="MICROSECOND")
+        )
+        for r in await rig.changes(table)
     )
-    assert await rig.differences() == []
-    tie = await rig.target_item(table, "tie")
-    assert tie is not None and tie["data"] == {"S": "second"}
-    assert sum(function.metrics.counts["kinesis_tie_reads"].values()) >= 1
-
-
-async def test_records_of_another_table_never_reach_the_target(rig: KinesisRig) -> None:
-    [table] = rig.tables
-    await rig.put(table, "mine", 1)
-    [mine] = await rig.changes(table)
-    stamps = Stamps()
-    foreign = {**mine, "dynamodb": {**mine["dynamodb"], "Keys": {"pk": {"S": "theirs"}}}}
-    foreign["dynamodb"]["NewImage"] = {"pk": {"S": "theirs"}, "version": {"N": "1"}}
-    await rig.send(
-        [
-            document(foreign, "another-table", stamps.next(foreign)),
-            document(mine, table, stamps.next(mine)),
-        ]
-    )
+    await rig.send([first, second, first])
 
     function = rig.function()
     driver = rig.driver(function)
@@ -284,12 +249,36 @@ async def test_records_of_another_table_never_reach_the_target(rig: KinesisRig) 
 
     [call] = driver.invocations
     assert failures(call.response) == []
-    assert await rig.target_item(table, "theirs") is None
-    assert await rig.target_item(table, "mine") is not None
+    tie = await rig.target_item(table, "tie")
+    assert tie is not None and tie["data"] == {"S": "second"}
+    assert sum(function.metrics.counts["kinesis_tie_reads"].values()) >= 1
     assert await rig.differences() == []
-    assert function.metrics.total("applied") == 1
-    skipped = function.metrics.counts["records_skipped"]
-    assert skipped[(("source_table", table), ("reason", "other-table"))] == 1
+
+
+async def test_records_of_another_table_never_reach_the_target(
+    endpoints: dict[str, str], unique_name: str
+) -> None:
+    # Two tables stream into one Kinesis stream; only the first is paired.
+    async with kinesis_rig(endpoints, unique_name, tables=2, paired=1) as rig:
+        mine, theirs = rig.sources
+        async with rig.bridge():
+            await rig.put(mine, "mine", 1)
+            await rig.put(theirs, "theirs", 1)
+            await rig.put(theirs, "mine", 7, data={"S": "not this pair's"})
+
+        function = rig.function()
+        driver = rig.driver(function)
+        await driver.drain()
+
+        [call] = driver.invocations
+        assert failures(call.response) == []
+        assert await rig.target_item(mine, "theirs") is None
+        stored = await rig.target_item(mine, "mine")
+        assert stored is not None and stored["version"] == {"N": "1"} and "data" not in stored
+        assert await rig.differences() == []
+        assert function.metrics.total("applied") == 1
+        skipped = function.metrics.counts["records_skipped"]
+        assert skipped[(("source_table", mine), ("reason", "other-table"))] == 2
 
 
 async def test_a_record_whose_data_is_not_json_is_dead_lettered_not_reported(
@@ -298,9 +287,13 @@ async def test_a_record_whose_data_is_not_json_is_dead_lettered_not_reported(
     [table] = rig.tables
     for n in range(4):
         await rig.put(table, f"k{n}", 1)
-    stamps = Stamps()
-    payloads = [document(r, table, stamps.next(r)) for r in await rig.changes(table)]
-    await rig.send([*payloads[:2], b"this is not JSON", *payloads[2:]])
+    payloads = [
+        encode(
+            document(r, table=table, region=US, ts=1_765_000_000_000_000, precision="MICROSECOND")
+        )
+        for r in await rig.changes(table)
+    ]
+    await rig.send([*payloads[:2], base64.b64encode(b"this is not JSON").decode(), *payloads[2:]])
 
     function = rig.function()
     driver = rig.driver(function)
@@ -311,7 +304,7 @@ async def test_a_record_whose_data_is_not_json_is_dead_lettered_not_reported(
     [entry] = await rig.dead_letters()
     poison = call.records[2]
     assert entry["sequence_number"]["S"] == poison["kinesis"]["sequenceNumber"]
-    assert "JSON" in entry["reason"]["S"]
+    assert "not JSON" in entry["reason"]["S"]
     assert decode_record(entry) == poison
     assert await rig.differences() == []
     assert function.metrics.total("applied") == 4
@@ -321,15 +314,12 @@ async def test_a_stream_shared_by_two_pairs_reports_the_first_record_either_lack
     endpoints: dict[str, str], unique_name: str
 ) -> None:
     # One write at a time per target, so each target's progress follows the batch's order.
-    async with kinesis_rig(endpoints, unique_name, tables=2, max_concurrency=1) as rig:
+    async with kinesis_rig(endpoints, unique_name, tables=2, paired=2, max_concurrency=1) as rig:
         second = rig.tables[1]
-        for n in range(10):
-            for table in rig.tables:
-                await rig.put(table, f"k{n}", 1, data={"S": table})
-        stamps, payloads = Stamps(), []
-        for table in rig.tables:
-            payloads += [document(r, table, stamps.next(r)) for r in await rig.changes(table)]
-        await rig.send(sorted(payloads, key=lambda p: json.loads(p)["dynamodb"]["Keys"]["pk"]["S"]))
+        async with rig.bridge():
+            for n in range(10):
+                for table in rig.tables:
+                    await rig.put(table, f"k{n}", 1, data={"S": table})
         written: dict[str, Written] = {}
 
         def recorded(target: TargetRef, writer: ChangeWriter) -> ChangeWriter:
@@ -347,9 +337,7 @@ async def test_a_stream_shared_by_two_pairs_reports_the_first_record_either_lack
                 had.update({t: set(w.keys) for t, w in written.items()})
             return response
 
-        driver = EsmDriver(
-            KinesisShards(rig.kinesis, US), rig.stream_arn, [first_then_look], Mapping()
-        )
+        driver = rig.driver(first_then_look)
         await driver.drain()
 
         call, retry = driver.invocations
@@ -359,14 +347,11 @@ async def test_a_stream_shared_by_two_pairs_reports_the_first_record_either_lack
         lacking = [
             record["kinesis"]["sequenceNumber"]
             for record in call.records
-            if (doc := json.loads(base64.b64decode(record["kinesis"]["data"])))
-            and doc["dynamodb"]["Keys"]["pk"]["S"] not in had[doc["tableName"]]
+            if (doc := data_of(record))["dynamodb"]["Keys"]["pk"]["S"] not in had[doc["tableName"]]
         ]
         assert failures(call.response) == [lacking[0]]
-        assert (
-            retry.sequence_numbers
-            == call.sequence_numbers[call.sequence_numbers.index(lacking[0]) :]
-        )
+        sequences = call.sequence_numbers
+        assert retry.sequence_numbers == sequences[sequences.index(lacking[0]) :]
         assert failures(retry.response) == []
         assert await rig.differences() == []
 
@@ -388,14 +373,14 @@ async def test_a_mapping_wired_to_a_stream_no_pair_reads_is_a_config_error(
     rig: KinesisRig,
 ) -> None:
     [table] = rig.tables
-    await rig.put(table, "k", 1)
-    [change] = await rig.changes(table)
-    await rig.send([document(change, table, Stamps().next(change))])
+    async with rig.bridge():
+        await rig.put(table, "k", 1)
     shards = KinesisShards(rig.kinesis, US)
     [shard] = await shards.shards(rig.stream_arn)
     start = await shards.iterator(rig.stream_arn, shard.shard_id, after=None)
     [record] = (await shards.get_records(start)).records
     other = rig.stream_arn.replace(":stream/", ":stream/other-")
+    [change] = await rig.changes(table)
     function = rig.function()
 
     # A Kinesis stream no pair names, and the table's own DynamoDB stream.
