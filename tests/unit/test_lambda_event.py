@@ -16,6 +16,7 @@ from replicator.models import Change, Meta, item_key
 from replicator.stream.records import to_change
 from replicator.tools.scan import wire_key
 from tests.esm_driver import Context, shape
+from tests.kinesis_feed import raw_record
 from tests.records import image, record
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2026-11-30T00:00:00.000"
@@ -49,17 +50,7 @@ def test_binary_values_stay_base64_text_so_a_binary_key_names_the_item_a_scan_re
 
 def kinesis_record(seq: str, data: str = "eyJhIjoxfQ==", arn: str = KINESIS_ARN) -> dict[str, Any]:
     """A record as a Kinesis event source mapping delivers it (its data: base64 text)."""
-    return {
-        "eventSource": "aws:kinesis",
-        "eventSourceARN": arn,
-        "eventID": f"shardId-000000000000:{seq}",
-        "kinesis": {
-            "data": data,
-            "sequenceNumber": seq,
-            "partitionKey": "p",
-            "approximateArrivalTimestamp": 1_700_000_000.5,
-        },
-    }
+    return {**raw_record(data, int(seq)), "eventSourceARN": arn}
 
 
 def test_a_kinesis_event_names_its_stream_and_keeps_each_record_as_delivered() -> None:
