@@ -59,7 +59,7 @@ def dlq_entry(
     """The DLQ item for ``record``, at most ``MAX_ITEM_BYTES`` large."""
     body = record.get("dynamodb")
     body = body if isinstance(body, dict) else {}
-    seq = sequence_of(record)  # a Kinesis record's too, so its redeliveries share an entry
+    seq = sequence_of(record)  # a Kinesis record's is its kinesis.sequenceNumber
     entry: WireItem = {
         "pk": {"S": f"{source_table}#{target.region}#{target.table}"},
         "sk": {"S": pad_seq(seq) if seq else f"unsequenced#{time.time_ns()}"},
