@@ -1,9 +1,11 @@
-"""A local stand-in for Lambda's DynamoDB Streams event source mapping (ESM), for tests.
+"""A local stand-in for Lambda's DynamoDB Streams or Kinesis event source mapping (ESM).
 
-It reads real stream records (moto, through our ``StreamSource``), shapes them as the
-mapping delivers them (JSON: ApproximateCreationDateTime in epoch seconds, binary as
-base64 text, ``eventSourceARN`` added) and invokes a function with the documented
-semantics of the mapping's settings:
+It reads real stream records (moto, through our ``StreamSource``, or a Kinesis stream
+through ``KinesisShards``), shapes them as the mapping delivers them (JSON:
+ApproximateCreationDateTime in epoch seconds, binary as base64 text, ``eventSourceARN``
+added; a Kinesis record as Lambda's ``{"eventSource": "aws:kinesis", "kinesis": {...}}``
+with its data as base64 text) and invokes a function with the documented semantics of
+the mapping's settings:
 
 - ``BatchSize``: at most that many records per invocation, in shard order.
 - ``FunctionResponseTypes: [ReportBatchItemFailures]``: the lowest ``itemIdentifier``
@@ -15,7 +17,7 @@ semantics of the mapping's settings:
   past either are discarded, and their batch's metadata (never the records) goes to
   the ``OnFailure`` destination, an SQS queue.
 - ``ParallelizationFactor``: that many batches of a shard at once, records spread by
-  item key, so one key's records keep their order.
+  item key (a Kinesis record: by partition key), so one key's records keep their order.
 
 moto's stream has one shard that never closes; shards are read one after another.
 """
@@ -31,14 +33,85 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from replicator.stream.source import StreamSource
+from replicator.aws.json_client import Kinesis
+from replicator.config.fields import stream_name
+from replicator.stream.source import Page, Shard
 
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:replicator"
+ROLE_ARN = "arn:aws:iam::123456789012:role/replicator"
+KINESIS = "aws:kinesis"
 RETRY_SAFETY_LIMIT = 50  # an unlimited mapping whose function never succeeds is a test bug
 
 Function = Callable[[dict[str, Any], Any], Any]
+
+
+class ShardSource(Protocol):
+    """What the driver reads: ``StreamSource``'s shard calls (``KinesisShards`` has them too)."""
+
+    async def shards(self, stream_arn: str) -> list[Shard]: ...
+
+    async def iterator(self, stream_arn: str, shard_id: str, *, after: str | None) -> str: ...
+
+    async def get_records(self, iterator: str) -> Page: ...
+
+
+class KinesisShards:
+    """A Kinesis stream's shards through our client, each record as a Kinesis ESM's."""
+
+    def __init__(self, kinesis: Kinesis, region: str) -> None:
+        self._kinesis = kinesis
+        self._region = region
+
+    async def shards(self, stream_arn: str) -> list[Shard]:
+        found: list[Shard] = []
+        request: dict[str, Any] = {"StreamName": stream_name(stream_arn)}
+        while True:
+            page = await self._kinesis.list_shards(**request)
+            for shard in page["Shards"]:
+                numbers = shard["SequenceNumberRange"]
+                found.append(
+                    Shard(
+                        shard["ShardId"],
+                        shard.get("ParentShardId"),
+                        numbers["StartingSequenceNumber"],
+                        numbers.get("EndingSequenceNumber"),
+                    )
+                )
+            if not page.get("NextToken"):
+                return found
+            request = {"NextToken": page["NextToken"]}
+
+    async def iterator(self, stream_arn: str, shard_id: str, *, after: str | None) -> str:
+        request: dict[str, Any] = {"StreamName": stream_name(stream_arn), "ShardId": shard_id}
+        if after is None:
+            request["ShardIteratorType"] = "TRIM_HORIZON"
+        else:
+            request.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after)
+        answer = await self._kinesis.get_shard_iterator(**request)
+        return str(answer["ShardIterator"])
+
+    async def get_records(self, iterator: str) -> Page:
+        answer = await self._kinesis.get_records(ShardIterator=iterator)
+        records = [
+            {
+                "eventSource": KINESIS,
+                "eventVersion": "1.0",
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": ROLE_ARN,
+                "awsRegion": self._region,
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": record["PartitionKey"],
+                    "sequenceNumber": record["SequenceNumber"],
+                    "data": record["Data"],  # base64 text on the wire, as Lambda sends it
+                    "approximateArrivalTimestamp": record["ApproximateArrivalTimestamp"],
+                },
+            }
+            for record in answer["Records"]
+        ]
+        return Page(records, answer.get("NextShardIterator"))
 
 
 @dataclass(frozen=True)
@@ -88,7 +161,7 @@ class Invocation:
 class EsmDriver:
     """Drives ``functions`` (one per parallel batch of a shard) from a table's stream."""
 
-    source: StreamSource
+    source: ShardSource
     stream_arn: str
     functions: list[Function]
     mapping: Mapping = field(default_factory=Mapping)
@@ -108,7 +181,10 @@ class EsmDriver:
             records = await self._read(shard.shard_id)
             lanes: list[list[dict[str, Any]]] = [[] for _ in self.functions]
             for record in records:
-                lanes[_lane_of(record, len(lanes))].append(shape(record, self.stream_arn))
+                shaped = shape(record, self.stream_arn)
+                if shaped.get("eventSource") == KINESIS:
+                    shaped["eventID"] = f"{shard.shard_id}:{_seq(shaped)}"
+                lanes[_lane_of(shaped, len(lanes))].append(shaped)
             async with asyncio.TaskGroup() as group:
                 for index, lane in enumerate(lanes):
                     group.create_task(self._consume(shard.shard_id, index, lane))
@@ -124,7 +200,7 @@ class EsmDriver:
             records.extend(page.records)
             iterator = page.next_iterator
         if records:
-            self._after[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
+            self._after[shard_id] = _seq(records[-1])
         return records
 
     async def _consume(self, shard_id: str, lane: int, records: list[dict[str, Any]]) -> None:
@@ -189,7 +265,7 @@ class EsmDriver:
         if limit < 0:
             return batch
         now = self.clock()
-        expired = [r for r in batch if now - r["dynamodb"]["ApproximateCreationDateTime"] > limit]
+        expired = [r for r in batch if now - _arrival(r) > limit]
         if expired:
             await self._on_failure(shard_id, expired, "RecordAgeExceeded", retries)
         return batch[len(expired) :]
@@ -212,7 +288,8 @@ def failure_record(
     stream_arn: str, shard_id: str, records: list[dict[str, Any]], condition: str, invokes: int
 ) -> dict[str, Any]:
     """The invocation record the OnFailure destination receives: metadata, no records."""
-    arrivals = [r["dynamodb"]["ApproximateCreationDateTime"] for r in records]
+    arrivals = [_arrival(r) for r in records]
+    info = "KinesisBatchInfo" if records[0].get("eventSource") == KINESIS else "DDBStreamBatchInfo"
     return {
         "requestContext": {
             "requestId": str(uuid.uuid4()),
@@ -227,7 +304,7 @@ def failure_record(
         },
         "version": "1.0",
         "timestamp": _iso(time.time(), millis=True),
-        "DDBStreamBatchInfo": {
+        info: {
             "shardId": shard_id,
             "startSequenceNumber": _seq(records[0]),
             "endSequenceNumber": _seq(records[-1]),
@@ -255,12 +332,23 @@ def _json_default(value: Any) -> Any:
 
 
 def _lane_of(record: dict[str, Any], lanes: int) -> int:
-    key = json.dumps(record["dynamodb"]["Keys"], sort_keys=True, default=_json_default)
+    if record.get("eventSource") == KINESIS:
+        key = record["kinesis"]["partitionKey"]
+    else:
+        key = json.dumps(record["dynamodb"]["Keys"], sort_keys=True, default=_json_default)
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % lanes
 
 
 def _seq(record: dict[str, Any]) -> str:
+    if record.get("eventSource") == KINESIS:
+        return str(record["kinesis"]["sequenceNumber"])
     return str(record["dynamodb"]["SequenceNumber"])
+
+
+def _arrival(record: dict[str, Any]) -> float:
+    if record.get("eventSource") == KINESIS:
+        return float(record["kinesis"]["approximateArrivalTimestamp"])
+    return float(record["dynamodb"]["ApproximateCreationDateTime"])
 
 
 def _iso(epoch: float, *, millis: bool = False) -> str:

@@ -14,7 +14,8 @@ from replicator.aws.json_client import DynamoDB
 from replicator.aws.tables import ensure_table
 from replicator.config.schema import Config, parse_config
 from replicator.errors import AwsError
-from replicator.lambda_mode.function import LambdaFunction, WriterSeam
+from replicator.lambda_mode.function import LambdaFunction
+from replicator.lambda_mode.sources import WriterSeam
 from replicator.models import Change, Outcome, TargetRef
 from replicator.stream.source import DynamoDBStreamSource
 from replicator.tools.verify import Difference, verify

@@ -3,9 +3,14 @@
 The event source mapping checkpoints everything before the sequence number the
 handler reports, so the handler must know, per record, whether every target has it
 (applied, superseded, duplicate or dead-lettered). The applier does not say; the
-writer and DLQ it is given here note each settled write. Per key, writes go out one
-at a time in stream order (and a coalesced write stands for its whole run), so a
-settled write settles every record of its key up to its sequence number.
+writer and DLQ it is given here note each settled write. From a DynamoDB stream, a
+key's writes go out one at a time in stream order (and a coalesced write stands for its
+whole run), so a settled write settles every record of its key up to its sequence
+number. From a Kinesis stream order is not write order (DESIGN §4c): a key's batch
+coalesces to the changes that supersede the rest (one-way: every change of the greatest
+ts), so a settled one settles every change of the key it superseded, while each kept
+change (a tie must meet rule K) settles only itself and its redeliveries. The response
+names the first record in the batch's order that some target does not have.
 
 An invocation stops starting writes (and dead letters) once ``stop`` is set: when
 the remaining time falls below the margin, or when a write kept failing for a
@@ -16,12 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from dataclasses import dataclass
 from typing import Any
 
 from replicator.apply.applier import ChangeWriter, DeadLetterSink
 from replicator.errors import AwsError, ShutdownInterrupted
 from replicator.lambda_mode.metrics import EmfMetrics
-from replicator.models import Change, ItemKey, Outcome, TargetRef, item_key, pad_seq
+from replicator.models import Change, ItemKey, Outcome, TargetRef
 from replicator.pipeline.batches import Dead
 from replicator.stream.records import sequence_of
 
@@ -30,38 +36,66 @@ from replicator.stream.records import sequence_of
 WRITE_ATTEMPTS = 3
 
 
+@dataclass(frozen=True, slots=True)
+class TargetWork:
+    """What one target takes of a batch: its changes in stream order, the same coalesced
+    per key (what is written), and the records to dead-letter."""
+
+    changes: list[Change]
+    coalesced: dict[ItemKey, list[Change]]
+    dead: Dead
+
+
 class Invocation:
     def __init__(self, stop: asyncio.Event) -> None:
         self.stop = stop
+        self._work: dict[TargetRef, TargetWork] = {}
+        # Per target, the changes by sequence number: a dead letter names only its record.
+        self._changes: dict[TargetRef, dict[str, Change]] = {}
         self._settled: dict[TargetRef, dict[ItemKey, str]] = collections.defaultdict(dict)
+        self._events: dict[TargetRef, dict[ItemKey, set[str]]] = collections.defaultdict(
+            lambda: collections.defaultdict(set)
+        )
         self._dead_lettered: dict[TargetRef, set[str]] = collections.defaultdict(set)
 
-    def settled(self, target: TargetRef, key: ItemKey, seq: str) -> None:
-        """Every record of ``key`` up to ``seq`` (padded) is settled on ``target``."""
-        upto = self._settled[target]
-        upto[key] = max(upto.get(key, ""), seq)
+    def expect(self, work: dict[TargetRef, TargetWork]) -> None:
+        """What each target takes of the batch, to tell what is settled."""
+        self._work = work
+        self._changes = {t: {c.sequence_number: c for c in w.changes} for t, w in work.items()}
+
+    def settled(self, target: TargetRef, change: Change) -> None:
+        """``change`` is settled on ``target``, and with it every record it stands for."""
+        if change.incoming.ts is None:
+            upto = self._settled[target]
+            upto[change.key] = max(upto.get(change.key, ""), change.incoming.seq)
+        else:
+            self._events[target][change.key].add(change.incoming.event_id)
 
     def dead_lettered(self, target: TargetRef, record: dict[str, Any]) -> None:
-        seq = pad_seq(sequence_of(record))
+        seq = sequence_of(record)
         self._dead_lettered[target].add(seq)
-        body = record.get("dynamodb")
-        if isinstance(body, dict) and isinstance(body.get("Keys"), dict):
-            self.settled(target, item_key(body["Keys"]), seq)
+        change = self._changes.get(target, {}).get(seq)
+        if change is not None:
+            self.settled(target, change)
 
-    def first_unsettled(self, work: dict[TargetRef, tuple[list[Change], Dead]]) -> str | None:
-        """The SequenceNumber of the first record some target does not have yet."""
-        first: tuple[str, str] | None = None
-        for target, (changes, dead) in work.items():
-            upto, gone = self._settled[target], self._dead_lettered[target]
-            missing = [
-                (c.position, c.sequence_number) for c in changes if upto.get(c.key, "") < c.position
-            ]
-            missing += [
-                (pad_seq(seq), seq) for r, _ in dead if pad_seq(seq := sequence_of(r)) not in gone
-            ]
-            if missing:
-                first = min([*missing, *([first] if first else [])])
-        return first[1] if first else None
+    def first_unsettled(self, records: list[dict[str, Any]]) -> str | None:
+        """The sequence number of the batch's first record some target does not have yet."""
+        unsettled: set[str] = set()
+        for target, work in self._work.items():
+            gone = self._dead_lettered[target]
+            unsettled.update(
+                c.sequence_number for c in work.changes if not self._has(target, work, c)
+            )
+            unsettled.update(seq for r, _ in work.dead if (seq := sequence_of(r)) not in gone)
+        return next((seq for r in records if (seq := sequence_of(r)) in unsettled), None)
+
+    def _has(self, target: TargetRef, work: TargetWork, change: Change) -> bool:
+        if change.incoming.ts is None:  # stream order: a key's later write settles it
+            return self._settled[target].get(change.key, "") >= change.incoming.seq
+        # Kinesis: the key's coalesced changes (each its own eventID) supersede the rest.
+        kept = {c.incoming.event_id for c in work.coalesced.get(change.key, [])}
+        done = self._events[target].get(change.key, set()) & kept
+        return change.incoming.event_id in done if change.incoming.event_id in kept else bool(done)
 
 
 class InvocationWriter:
@@ -98,7 +132,7 @@ class InvocationWriter:
                     ) from exc
                 self._metrics.write_retried(self._source_table, self._target)
             raise
-        self._invocation.settled(self._target, change.key, change.position)
+        self._invocation.settled(self._target, change)
         return outcome
 
 

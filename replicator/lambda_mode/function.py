@@ -6,9 +6,15 @@ the container pipeline's own code: ``batches.decode`` (filter), ``batches.for_ta
 ``records.coalesce`` and a ``TargetApplier`` per target, so per-key order, bounded
 concurrency and the conflict rule are the same.
 
+A DynamoDB stream's batch goes to its table's pair. A Kinesis data stream's batch
+(a table's Kinesis streaming destination, DESIGN §4c) goes to every pair whose
+``kinesis_stream`` names the stream (``sources``); each decodes it for its own table,
+so records of other tables are skipped there, and applies it by rule K.
+
 - Records every target has (applied, superseded, duplicate, or dead-lettered by the
   handler itself with the reason) are done; the response names the first record that
-  is not: ``{"batchItemFailures": [{"itemIdentifier": <SequenceNumber>}]}``, and the
+  is not, for any pair: ``{"batchItemFailures": [{"itemIdentifier": <sequence number>}]}``
+  (the DynamoDB SequenceNumber, or the Kinesis sequenceNumber), and the
   mapping delivers it and everything after it again (duplicates by the rule).
 - A write failing for a retryable reason gets a few attempts, then is reported; once
   ``context.get_remaining_time_in_millis()`` is below the margin no write starts, and
@@ -26,30 +32,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from replicator.apply.applier import ChangeWriter, DeadLetterSink
 from replicator.aws.factory import Clients
-from replicator.aws.retry import RetryPolicy
-from replicator.aws.tables import CONTROL_KEY, ensure_table
-from replicator.config.schema import Config, Pair
-from replicator.errors import AwsError, ConfigError, ShutdownInterrupted
-from replicator.lambda_mode.batch import Invocation, InvocationDeadLetters, InvocationWriter
-from replicator.lambda_mode.event import StreamBatch, is_scheduled, stream_batch
-from replicator.lambda_mode.metrics import EmfMetrics
-from replicator.models import Change, Meta, TargetRef
-from replicator.pipeline.batches import Dead, decode, for_target
-from replicator.pipeline.dlq import DeadLetterQueue
-from replicator.service.startup import heartbeat_writers, targets_of
-from replicator.service.wiring import (
-    applier_for,
-    conflict_feed,
-    meta_for,
-    selection_for,
-    target_writer,
+from replicator.config.schema import Config
+from replicator.errors import AwsError, ShutdownInterrupted
+from replicator.lambda_mode.batch import (
+    Invocation,
+    InvocationDeadLetters,
+    InvocationWriter,
+    TargetWork,
 )
+from replicator.lambda_mode.event import KinesisBatch, StreamBatch, is_scheduled, stream_batch
+from replicator.lambda_mode.metrics import EmfMetrics
+from replicator.lambda_mode.sources import (
+    Source,
+    WriterSeam,
+    build_sources,
+    check_region,
+    sources_of,
+)
+from replicator.models import TargetRef
+from replicator.pipeline.batches import decode, for_target
+from replicator.service.startup import heartbeat_writers
+from replicator.service.wiring import applier_for, selection_for
 from replicator.stream.records import coalesce, sequence_of
 from replicator.telemetry.heartbeat import HeartbeatWriter
 
@@ -59,23 +66,9 @@ log = logging.getLogger(__name__)
 # and a timed-out invocation makes the mapping retry the whole batch.
 DEFAULT_MARGIN_MS = 1000
 
-WriterSeam = Callable[[TargetRef, ChangeWriter], ChangeWriter]
-"""Wraps each target's writer (fault injection in tests)."""
-
 
 class Context(Protocol):
     def get_remaining_time_in_millis(self) -> int: ...
-
-
-@dataclass(frozen=True, slots=True)
-class _Source:
-    """A configured source table, ready to apply batches to its targets."""
-
-    pair: Pair
-    meta: Meta
-    writers: dict[TargetRef, ChangeWriter]
-    local: TargetRef | None
-    dlq: DeadLetterSink
 
 
 class LambdaFunction:
@@ -96,7 +89,7 @@ class LambdaFunction:
         # (bound to the loop that created them) are reused while the environment is warm.
         self._loop = asyncio.new_event_loop()
         self._clients = Clients.for_config(config)
-        self._sources: dict[str, _Source] | None = None
+        self._sources: dict[str, Source] | None = None
         self._beats: list[HeartbeatWriter] | None = None
         self._tick = asyncio.Event()  # set when a heartbeat tick's time is up
 
@@ -173,55 +166,67 @@ class LambdaFunction:
                     group.create_task(write(beat))
         return written
 
-    async def _apply(self, batch: StreamBatch, context: Context) -> str | None:
+    async def _apply(self, batch: StreamBatch | KinesisBatch, context: Context) -> str | None:
         """Apply a batch to every target; the first record not settled everywhere, if any."""
         invocation = Invocation(asyncio.Event())
-        table = batch.table
-        work: dict[TargetRef, tuple[list[Change], Dead]] | None = None
+        name = batch.table if isinstance(batch, StreamBatch) else f"stream {batch.stream}"
+        ready = False
         # A cold start's set-up (the DLQ table checked, the writers built) runs inside
         # the deadline too: a source region that does not answer cannot time it out.
         async with self._until_margin(context, invocation.stop, "their records are reported"):
             try:
-                source = await self._source(batch, invocation.stop)
+                sources = await self._sources_of(batch, invocation.stop)
             except ShutdownInterrupted as exc:
-                log.warning("%s: not ready before the deadline (%s)", table, exc)
+                log.warning("%s: not ready before the deadline (%s)", name, exc)
             else:
-                changes, dead = decode(
-                    batch.records,
-                    here=self.config.source_region,
-                    meta=source.meta,
-                    table=table,
-                    skipped=lambda reason: self.metrics.skipped(table, reason),
-                    selection=selection_for(self.config, source.pair),
-                    kv=source.local is not None,
-                )
                 work = {
-                    t: for_target(changes, dead, local=t == source.local) for t in source.writers
+                    target: (source, taken)
+                    for source in sources
+                    for target, taken in self._work_of(batch, source).items()
                 }
+                invocation.expect({target: taken for target, (_, taken) in work.items()})
+                ready = True
                 async with asyncio.TaskGroup() as group:
-                    for target, (target_changes, target_dead) in work.items():
-                        group.create_task(
-                            self._apply_target(
-                                source, target, invocation, target_changes, target_dead
-                            )
-                        )
-        if work is not None:
-            first = invocation.first_unsettled(work)
+                    for target, (source, taken) in work.items():
+                        group.create_task(self._apply_target(source, target, invocation, taken))
+        if ready:
+            first = invocation.first_unsettled(batch.records)
         else:  # not even set up: the whole batch comes again
             first = sequence_of(batch.records[0]) if batch.records else None
         if first is not None:
             log.warning(
-                "%s: reporting from sequence number %s for the mapping to retry", table, first
+                "%s: reporting from sequence number %s for the mapping to retry", name, first
             )
         return first
 
+    def _work_of(
+        self, batch: StreamBatch | KinesisBatch, source: Source
+    ) -> dict[TargetRef, TargetWork]:
+        """What each of ``source``'s targets takes of the batch: its own table's records
+        (a Kinesis stream may carry others), decoded, filtered and coalesced."""
+        table = source.pair.source_table
+        changes, dead = decode(
+            batch.records,
+            here=self.config.source_region,
+            meta=source.meta,
+            table=table,
+            skipped=lambda reason: self.metrics.skipped(table, reason),
+            selection=selection_for(self.config, source.pair),
+            kv=source.local is not None,
+        )
+        work = {}
+        for target in source.writers:
+            taken, dead_here = for_target(changes, dead, local=target == source.local)
+            coalesced = coalesce(taken, mode=self.config.mode)
+            work[target] = TargetWork(taken, coalesced, dead_here)
+        return work
+
     async def _apply_target(
         self,
-        source: _Source,
+        source: Source,
         target: TargetRef,
         invocation: Invocation,
-        changes: list[Change],
-        dead: Dead,
+        work: TargetWork,
     ) -> None:
         table = source.pair.source_table
         writer = InvocationWriter(
@@ -241,7 +246,7 @@ class LambdaFunction:
             stop=invocation.stop,
         )
         try:
-            await applier.apply(table, coalesce(changes, mode=self.config.mode), dead)
+            await applier.apply(table, work.coalesced, work.dead)
         except* ShutdownInterrupted:
             log.info("%s -> %s: stopped starting writes; the rest is reported", table, target)
         except* AwsError as errors:
@@ -254,44 +259,12 @@ class LambdaFunction:
             invocation.stop.set()
             log.warning("%s -> %s: %s; the rest is reported", table, target, errors.exceptions)
 
-    async def _source(self, batch: StreamBatch, stop: asyncio.Event) -> _Source:
-        if batch.region != self.config.source_region:
-            raise ConfigError(
-                f"the stream {batch.stream_arn} is in {batch.region} but source_region is "
-                f"{self.config.source_region}: deploy one function per source region"
-            )
+    async def _sources_of(
+        self, batch: StreamBatch | KinesisBatch, stop: asyncio.Event
+    ) -> list[Source]:
+        check_region(self.config, batch)
         if self._sources is None:
-            self._sources = await self._build_sources(stop)
-        source = self._sources.get(batch.table)
-        if source is None:
-            raise ConfigError(
-                f"table {batch.table!r} (stream {batch.stream_arn}) is no source_table of "
-                "replicator.yaml: add a pair for it or remove the mapping"
+            self._sources = await build_sources(
+                self.config, self._clients, self.metrics, seam=self._seam, stop=stop
             )
-        return source
-
-    async def _build_sources(self, stop: asyncio.Event) -> dict[str, _Source]:
-        config = self.config
-        home = await self._clients.json("dynamodb", config.source_region)
-        await ensure_table(home, config.dlq_table, CONTROL_KEY, retry=RetryPolicy(stop=stop))
-        dlq = DeadLetterQueue(home, config.dlq_table)
-        conflicts = conflict_feed(config, home, self.metrics)
-        if conflicts is not None:
-            await ensure_table(home, conflicts.table, CONTROL_KEY, retry=RetryPolicy(stop=stop))
-        sources = {}
-        for pair in config.pairs:
-            targets, local = targets_of(config, pair)
-            writers: dict[TargetRef, ChangeWriter] = {}
-            for target in targets:
-                writer = await target_writer(
-                    config,
-                    pair,
-                    target,
-                    self._clients,
-                    self.metrics,
-                    local=local,
-                    conflicts=conflicts,
-                )
-                writers[target] = self._seam(target, writer) if self._seam else writer
-            sources[pair.source_table] = _Source(pair, meta_for(config, pair), writers, local, dlq)
-        return sources
+        return sources_of(self._sources, batch)

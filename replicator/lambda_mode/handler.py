@@ -1,5 +1,5 @@
-"""Lambda mode's entry point: ``handler(event, context)`` behind a DynamoDB Streams event
-source mapping (and the heartbeat's schedule). What it does per batch is
+"""Lambda mode's entry point: ``handler(event, context)`` behind a DynamoDB Streams or
+Kinesis event source mapping (and the heartbeat's schedule). What it does per batch is
 ``lambda_mode.function.LambdaFunction``'s.
 
 Config: the YAML file named by ``REPLICATOR_CONFIG`` (packaged in the zip), or the YAML itself

@@ -32,6 +32,12 @@ INSIGHTS = re.compile(r'SELECT \w+\((\w+)\) FROM "([^"]+)"(?: GROUP BY ([\w, ]+)
 # The one grant AWS accepts only on "*": it names no resource.
 STAR_ONLY = {"ecr:GetAuthorizationToken"}
 STREAM_READS = {"dynamodb:DescribeStream", "dynamodb:GetShardIterator", "dynamodb:GetRecords"}
+# What replicator's own Kinesis reader calls; Lambda's poller also calls DescribeStream.
+KINESIS_READS = {
+    "kinesis:DescribeStreamSummary", "kinesis:GetRecords", "kinesis:GetShardIterator",
+    "kinesis:ListShards",
+}  # fmt: skip
+POLLER_KINESIS_READS = KINESIS_READS | {"kinesis:DescribeStream"}
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -118,11 +124,14 @@ def assert_no_wildcards(statements: list[dict[str, Any]]) -> None:
 def assert_least_privilege(
     statements: list[dict[str, Any]], *, streams: list[str], sources: list[str],
     targets: list[str], home: list[str], active_active: bool = False,
+    kinesis: frozenset[tuple[str, str]] = frozenset(),
 ) -> None:  # fmt: skip
     """No wildcards; every DynamoDB ARN one of those named, with only what it needs.
 
     One-way, the only write into a source table is the heartbeat; active-active, the source
-    table is also a target (local tombstones).
+    table is also a target (local tombstones). ``kinesis`` is every (action, stream ARN) the
+    role may call on Kinesis, exactly: with a Kinesis source it also reads the source tables
+    (a tie is settled by their item); without one, Kinesis is not granted at all.
     """
     assert_no_wildcards(statements)
     named = {*streams, *sources, *targets, *home}
@@ -142,6 +151,11 @@ def assert_least_privilege(
         (a, r) for s in statements for a in as_list(s["Action"]) for r in as_list(s["Resource"])
     }
     assert {("dynamodb:GetRecords", s) for s in streams} <= granted
+    if not streams:
+        assert not {a for a, _ in granted if a in STREAM_READS}, "reads a stream it was not given"
+    assert {(a, r) for a, r in granted if a.startswith("kinesis:")} == kinesis
+    if kinesis:
+        assert {("dynamodb:GetItem", s) for s in sources} <= granted
     assert {("dynamodb:PutItem", t) for t in targets} <= granted
     assert {("dynamodb:PutItem", t) for t in home} <= granted
     local_writes = [
@@ -233,6 +247,63 @@ def test_the_lambda_stack_deploys_one_mapping_per_stream_with_the_configured_kno
         attached_grants(endpoints, role), streams=streams, sources=sources, targets=targets,
         home=home_tables(unique_name)[1:],  # the DLQ; the mappings keep the positions
     )  # fmt: skip
+    assert "KinesisStream" not in resources
+
+
+def test_the_lambda_stack_with_a_kinesis_source_maps_its_own_stream_and_reads_no_dynamodb_stream(
+    endpoints: dict[str, str], unique_name: str
+) -> None:
+    sources, _ = source_tables(endpoints, unique_name, 2)
+    targets = target_arns(unique_name, 2)
+    resources = deploy(
+        endpoints, unique_name, LAMBDA,
+        CodeBucket=code_bucket(endpoints, unique_name), CodeKey="replicator-lambda-arm64.zip",
+        SourceKind="kinesis", SourceTableArns=",".join(sources), SourceStreamArns="",
+        TargetTableArns=",".join(targets), KinesisStreamName=f"{unique_name}-changes",
+        KinesisRetentionHours="96", ControlTableName=f"{unique_name}-control",
+        DlqTableName=f"{unique_name}-dlq", BatchSize="250", MaximumRetryAttempts="7",
+        KinesisMaximumRecordAgeInSeconds="338400",
+    )  # fmt: skip
+    stream = client(endpoints, "kinesis").describe_stream_summary(
+        StreamName=f"{unique_name}-changes"
+    )["StreamDescriptionSummary"]
+    assert stream["RetentionPeriodHours"] == 96
+    queue = client(endpoints, "sqs").get_queue_attributes(
+        QueueUrl=resources["FailureQueue"], AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    awslambda = client(endpoints, "lambda")
+    mappings = awslambda.list_event_source_mappings(FunctionName=unique_name)["EventSourceMappings"]
+    assert [m["EventSourceArn"] for m in mappings] == [stream["StreamARN"]]
+    mapping = mappings[0]
+    assert mapping["StartingPosition"] == "TRIM_HORIZON"
+    assert mapping["BatchSize"] == 250
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["MaximumRetryAttempts"] == 7
+    assert mapping["MaximumRecordAgeInSeconds"] == 338400
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == queue
+
+    role = awslambda.get_function(FunctionName=unique_name)["Configuration"]["Role"]
+    assert_least_privilege(
+        attached_grants(endpoints, role.rsplit("/", 1)[1]), streams=[], sources=sources,
+        targets=targets, home=home_tables(unique_name)[1:],
+        kinesis=frozenset((a, stream["StreamARN"]) for a in POLLER_KINESIS_READS),
+    )  # fmt: skip
+
+
+@pytest.mark.timeout(30)
+def test_the_lambda_stacks_kinesis_stream_is_encrypted_with_the_aws_managed_key() -> None:
+    # moto keeps neither the encryption nor the capacity mode: read them from the template.
+    parsed, problems = decode(str(LAMBDA))
+    assert not problems
+    stream = parsed["Resources"]["KinesisStream"]
+    assert stream["Condition"] == "KinesisSource"
+    properties = stream["Properties"]
+    assert properties["StreamEncryption"] == {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}
+    assert properties["StreamModeDetails"] == {"StreamMode": {"Ref": "KinesisStreamMode"}}
+    assert properties["ShardCount"] == {
+        "Fn::If": ["ProvisionedKinesis", {"Ref": "KinesisShardCount"}, {"Ref": "AWS::NoValue"}]
+    }
 
 
 def emitted_emf() -> tuple[set[str], set[str]]:
@@ -362,6 +433,27 @@ def test_the_ecs_stack_runs_two_tasks_from_the_config_parameter_with_a_health_ch
         for r in as_list(s["Resource"])
     }
     assert reads == {f"arn:aws:ssm:{REGION}:123456789012:parameter/{parameter}"}
+
+
+def test_the_ecs_stack_for_kinesis_pairs_reads_that_stream_and_no_dynamodb_stream(
+    endpoints: dict[str, str], unique_name: str
+) -> None:
+    sources, _ = source_tables(endpoints, unique_name, 2)
+    targets = target_arns(unique_name, 2)
+    stream = f"arn:aws:kinesis:{REGION}:123456789012:stream/{unique_name}-changes"
+    vpc, subnet = network(endpoints)
+    resources = deploy(
+        endpoints, unique_name, ECS,
+        SourceTableArns=",".join(sources), SourceStreamArns="", KinesisStreamArn=stream,
+        TargetTableArns=",".join(targets), VpcId=vpc, Subnets=subnet,
+        ReplicatorConfig=f"source_region: {REGION}\npairs: []\n",
+        ControlTableName=f"{unique_name}-control", DlqTableName=f"{unique_name}-dlq",
+    )  # fmt: skip
+    assert_least_privilege(
+        attached_grants(endpoints, resources["TaskRole"]), streams=[], sources=sources,
+        targets=targets, home=home_tables(unique_name),
+        kinesis=frozenset((a, stream) for a in KINESIS_READS),
+    )  # fmt: skip
 
 
 @pytest.mark.timeout(30)

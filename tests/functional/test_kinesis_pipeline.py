@@ -16,15 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from replicator.apply.rule import visible
 from replicator.aws.factory import Clients
 from replicator.aws.tables import CONTROL_KEY, ensure_table
-from replicator.config.schema import Config, load_config
-from replicator.models import Meta, TargetRef
+from replicator.config.schema import Config, parse_config
+from replicator.models import Meta, Mode, WireItem
 from replicator.pipeline.dlq import DeadLetterQueue
 from replicator.pipeline.pair import PairPipeline
+from replicator.service.startup import targets_of
 from replicator.service.wiring import applier_for, meta_for, target_writer
 from replicator.telemetry.metrics import Metrics
 from replicator.tools.dlq import list_entries
@@ -54,41 +56,61 @@ class KinesisPair:
             item = {**keys, **{k: _wire(v) for k, v in value.items()}}
             await client.put_item(TableName=self.table, Item=item)
 
-    async def seen(self, region: str, key: str) -> dict[str, Any] | None:
+    async def stored(self, region: str, key: str) -> WireItem | None:
         client = await self.clients.json("dynamodb", region)
         answer = await client.get_item(
             TableName=self.table, Key={"pk": {"S": key}}, ConsistentRead=True
         )
-        return visible(answer.get("Item"), META)
+        item: WireItem | None = answer.get("Item")
+        return item
+
+    async def seen(self, region: str, key: str) -> dict[str, Any] | None:
+        """What a reader there sees (None: nothing, or a tombstone)."""
+        return visible(await self.stored(region, key), META)
 
     async def replicate(self, pages: Sequence[list[dict[str, Any]]], metrics: Metrics) -> None:
-        """Run the pair's pipeline over ``pages`` until their shard is read to its end."""
+        """Run the pair's pipeline over ``pages`` until every lane read their shard to its end."""
         config, pair = self.config, self.config.pairs[0]
         stop = asyncio.Event()
         home = await self.clients.json("dynamodb", SOURCE)
         for table in (config.control_table, config.dlq_table):
             await ensure_table(home, table, CONTROL_KEY)
-        target = TargetRef(TARGET, pair.targets[0].table)
-        writer = await target_writer(config, pair, target, self.clients, metrics, local=None)
         dlq = DeadLetterQueue(home, config.dlq_table)
-        applier = applier_for(
-            config, pair, target, writer=writer, dlq=dlq, metrics=metrics, stop=stop
-        )
+        targets, local = targets_of(config, pair)
+        appliers = [
+            applier_for(
+                config,
+                pair,
+                target,
+                writer=await target_writer(
+                    config, pair, target, self.clients, metrics, local=local
+                ),
+                dlq=dlq,
+                metrics=metrics,
+                stop=stop,
+            )
+            for target in targets
+        ]
         checkpoints = RecordingCheckpoints(home, config.control_table)
         pipeline = PairPipeline(
             source_table=pair.source_table,
             region=SOURCE,
             meta=meta_for(config, pair),
             source=KinesisPages(pages),
-            appliers=[applier],
+            appliers=appliers,
             checkpoints=checkpoints,
             metrics=metrics,
             stop=stop,
+            local_target=local,
         )
+
+        def read_to_the_end() -> bool:
+            ends = [checkpoints.latest(SHARD, target) for target in targets]
+            return all(end is not None and end.shard_ended for end in ends)
+
         running = asyncio.create_task(pipeline.run())
         try:
-            ended = lambda: (cp := checkpoints.latest(SHARD, target)) is not None and cp.shard_ended  # noqa: E731
-            await checkpoints.signal.until(ended, within=30, watch=running)
+            await checkpoints.signal.until(read_to_the_end, within=30, watch=running)
         finally:
             stop.set()
             await running
@@ -98,14 +120,20 @@ def _wire(value: Any) -> dict[str, Any]:
     return {"N": str(value)} if isinstance(value, int) else {"S": str(value)}
 
 
-@pytest.fixture
+# The fixture's parameter: the mode, and the pair's settings besides its Kinesis stream.
+ONE_WAY: tuple[Mode, dict[str, Any]] = (Mode.ONE_WAY, {})
+
+
+@pytest.fixture(params=[ONE_WAY])
 async def kinesis_pair(
-    endpoints: dict[str, str], unique_name: str, tmp_path: Path
+    request: pytest.FixtureRequest, endpoints: dict[str, str], unique_name: str, tmp_path: Path
 ) -> AsyncIterator[KinesisPair]:
+    mode, settings = request.param
     path = write_config(
-        tmp_path / "replicator.yaml", endpoints, unique_name, kinesis_stream="changes"
+        tmp_path / "replicator.yaml", endpoints, unique_name, kinesis_stream="changes", **settings
     )
-    config = load_config(path)
+    data = yaml.safe_load(path.read_text())
+    config = parse_config({**data, "mode": mode.value})
     await create_tables(config)
     clients = Clients(config.endpoints)
     try:
@@ -224,3 +252,60 @@ async def test_a_tie_converges_to_the_source_in_either_order_with_one_read_per_m
             "note": f"{key} v3",
         }
     assert tie_reads(metrics, t) == 2
+
+
+@pytest.mark.parametrize("kinesis_pair", [(Mode.ACTIVE_ACTIVE, {})], indirect=True)
+async def test_active_active_deletes_leave_tombstones_here_and_there_in_any_order(
+    kinesis_pair: KinesisPair,
+) -> None:
+    t = kinesis_pair.table
+    # Created then deleted here; the delete arrives first, the create after it (and a
+    # redelivery of the delete): no resurrection anywhere, and no _rep_seq fence to trip.
+    created = write(t, "deleted", 1, 1, create=True)
+    deleted = delete(t, "deleted", 1, 2)
+    updated = [write(t, "kept", 1, 1, create=True), write(t, "kept", 2, 3)]
+    await kinesis_pair.source_holds("kept", {"version": 2, "note": "kept v2"})
+    records = [
+        kinesis_record(c, n)
+        for n, c in enumerate([deleted, updated[1], created, updated[0], deleted], start=1)
+    ]
+
+    await kinesis_pair.replicate([records[:2], records[2:]], Metrics())
+
+    assert await kinesis_pair.seen(TARGET, "kept") == {
+        "pk": "kept",
+        "version": 2,
+        "note": "kept v2",
+    }
+    for region in (TARGET, SOURCE):
+        assert await kinesis_pair.seen(region, "deleted") is None
+        stored = await kinesis_pair.stored(region, "deleted")
+        # A tombstone of this region's delete, in its own table too (DESIGN §4 rule 6).
+        assert stored is not None and stored["_rep_origin"] == {"S": SOURCE}
+        assert "_rep_deleted" in stored and "_rep_ts" in stored and "_rep_seq" not in stored
+        assert "_rep_kv" not in stored  # a Kinesis pair has no conflict feed
+
+
+EU_ONLY = {"filter": {"attribute": "region", "in": ["eu"]}}
+
+
+@pytest.mark.parametrize("kinesis_pair", [(Mode.ONE_WAY, EU_ONLY)], indirect=True)
+async def test_a_tie_settled_by_a_source_state_out_of_the_filter_deletes_on_the_target(
+    kinesis_pair: KinesisPair,
+) -> None:
+    t = kinesis_pair.table
+    # Both records of the tick match the filter; the write that came last in the source
+    # (the state it holds now) moved the item out of it: the target must not keep it.
+    tied = [
+        document("MODIFY", {"pk": "moved"}, table=t, ts=NOW_US + 7, event_id=event,
+                 new={"version": version, "region": "eu"}, old={"version": version - 1})
+        for version, event in ((2, "m2"), (3, "m3"))
+    ]  # fmt: skip
+    await kinesis_pair.source_holds("moved", {"version": 4, "region": "us"})
+    records = [kinesis_record(c, n) for n, c in enumerate(tied, start=1)]
+    metrics = Metrics()
+
+    await kinesis_pair.replicate([records], metrics)
+
+    assert await kinesis_pair.seen(TARGET, "moved") is None
+    assert tie_reads(metrics, t) == 1

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from replicator.errors import ShutdownInterrupted
-from replicator.lambda_mode.batch import Invocation, InvocationDeadLetters
+from replicator.lambda_mode.batch import Invocation, InvocationDeadLetters, TargetWork
 from replicator.models import TargetRef
 from tests.records import image, record
 
@@ -44,6 +44,7 @@ async def test_a_dead_letter_still_failing_when_the_invocation_stops_is_left_uns
     invocation = Invocation(asyncio.Event())
     dlq = FailingForever()
     poison = record("INSERT", 7, new=image("a", None))
+    invocation.expect({TARGET: TargetWork([], {}, [(poison, "no version")])})
     put = asyncio.create_task(
         InvocationDeadLetters(dlq, invocation).put(
             source_table="s", target=TARGET, record=poison, reason="no version"
@@ -53,15 +54,16 @@ async def test_a_dead_letter_still_failing_when_the_invocation_stops_is_left_uns
     invocation.stop.set()  # the remaining time fell below the margin
     with pytest.raises(ShutdownInterrupted):
         await put
-    assert invocation.first_unsettled({TARGET: ([], [(poison, "no version")])}) == "7"
+    assert invocation.first_unsettled([poison]) == "7"
 
 
 async def test_a_dead_letter_written_settles_its_record() -> None:
     invocation = Invocation(asyncio.Event())
     dlq = Accepting()
     poison = record("INSERT", 7, new=image("a", None))
+    invocation.expect({TARGET: TargetWork([], {}, [(poison, "no version")])})
     await InvocationDeadLetters(dlq, invocation).put(
         source_table="s", target=TARGET, record=poison, reason="no version"
     )
     assert len(dlq.entries) == 1
-    assert invocation.first_unsettled({TARGET: ([], [(poison, "no version")])}) is None
+    assert invocation.first_unsettled([poison]) is None
