@@ -41,6 +41,8 @@ class Backlog:
     sequences: Mapping[str, list[int]]  # shard id -> its records' sequence numbers, in order
     read_seconds: float  # one reader, nothing else running: the source's own rate
     ties: int = 0
+    # Ties at their key's greatest ts: nothing supersedes them, so each must meet (a read).
+    final_ties: int = 0
     duplicates: int = 0  # copies of a record already in the stream
 
     @property
@@ -96,8 +98,17 @@ def backlog_of(
         )
         records += 1
     distinct = sum(map(len, events.values()))
+    newest: dict[tuple[str, str], int] = {}
+    for table, key, ts in events:
+        newest[(table, key)] = max(ts, newest.get((table, key), ts))
     return Backlog(
-        sequences, read_seconds, ties=distinct - len(events), duplicates=records - distinct
+        sequences,
+        read_seconds,
+        ties=distinct - len(events),
+        final_ties=sum(
+            len(ids) - 1 for (table, key, ts), ids in events.items() if newest[(table, key)] == ts
+        ),
+        duplicates=records - distinct,
     )
 
 

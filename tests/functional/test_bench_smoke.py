@@ -174,7 +174,7 @@ async def test_kinesis_vs_streams(
     assert details["kinesis"]["totals"]["records_read"] == details["kinesis_records"]
     assert details["streams"]["totals"]["records_read"] == 200
     if target == "moto":  # ties meet only where the target refuses writes
-        assert details["tie_reads"] > 0
+        assert details["tie_reads"] >= details["final_ties"] > 0
         assert details["diverged_keys"] == {"streams": 0, "kinesis": 0}
 
 
