@@ -46,6 +46,7 @@ TIE_GOAL = Goal("<=", 1, "reads/tie")
 SHARDS = 4
 WRITES_PER_KEY = 4
 TIE_READS = "replicator_kinesis_tie_reads"
+STREAMS, KINESIS, ONE_SHARD = ROLES = ("streams", "kinesis", "kinesis-1")
 
 
 async def drained(
@@ -116,8 +117,8 @@ async def kinesis_vs_streams(
     backend: Backend, changes: int, *, shards: int = SHARDS, writes_per_key: int = WRITES_PER_KEY
 ) -> list[Result]:
     """Benchmark 13 on ``changes`` writes to the source table."""
-    source_table, stream = unique("source"), unique("changes")
-    targets = {"streams": unique("target-streams"), "kinesis": unique("target-kinesis")}
+    source_table, stream, one_shard = unique("source"), unique("changes"), unique("changes-1")
+    targets = {role: unique(f"target-{role}") for role in ROLES}
     keys = max(25, changes // writes_per_key)
     with progress(f"[13] writing {changes:,} changes", total=changes) as update:
         await prepare(
@@ -129,22 +130,27 @@ async def kinesis_vs_streams(
             on_progress=update,
         )
     filled, bridged = await fill_kinesis(backend, source_table, stream, changes, shards=shards)
-    streams_backlog, kinesis_backlog = await backlogs(backend, source_table, stream)
-    streams, _ = await drained(backend, source_table, targets["streams"], streams_backlog)
-    kinesis, reads = await drained(
-        backend, source_table, targets["kinesis"], kinesis_backlog, kinesis_stream=stream
-    )
-    complete = (
-        streams.settled >= streams_backlog.records and kinesis.settled >= kinesis_backlog.records
-    )
-    streams_rate, kinesis_rate = changes / streams.seconds, changes / kinesis.seconds
+    read = await backlogs(backend, source_table, stream, one_shard=one_shard)
+    backlog = dict(zip(ROLES, read, strict=True))
+    pairs: dict[str, dict[str, Any]] = {
+        STREAMS: {},
+        KINESIS: {"kinesis_stream": stream},
+        ONE_SHARD: {"kinesis_stream": one_shard},
+    }
+    legs = {
+        role: await drained(backend, source_table, targets[role], backlog[role], **pairs[role])
+        for role in ROLES
+    }
+    complete = all(legs[role][0].settled >= backlog[role].records for role in ROLES)
+    rate = {role: changes / legs[role][0].seconds for role in ROLES}
+    streams, kinesis = legs[STREAMS][0], legs[KINESIS][0]
     on_moto = backend.target == "moto"
     where = "moto target" if on_moto else "stub target"
     differing = await diverged(backend, source_table, targets) if on_moto else None
     workload = f"{changes:,} changes of {keys:,} keys, {backend.rtt * 1000:.0f} ms RTT, {where}"
     if not complete:
         workload = "timed out before the checkpoints covered the backlog; " + workload
-    ties = kinesis_backlog.ties
+    ties, reads = backlog[KINESIS].ties, legs[KINESIS][1]
     details: dict[str, Any] = {
         "changes": changes,
         "keys": keys,
@@ -152,50 +158,68 @@ async def kinesis_vs_streams(
         "delivery": dataclasses.asdict(DELIVERY),
         "bridge_counts": dict(bridged),
         "fill_seconds": filled,
-        "source_read_rates": {
-            "streams": streams_backlog.read_rate,
-            "kinesis": kinesis_backlog.read_rate,
-        },
-        "kinesis_records": kinesis_backlog.records,
-        "duplicates": kinesis_backlog.duplicates,
+        "source_read_rates": {role: backlog[role].read_rate for role in ROLES},
+        "kinesis_records": backlog[KINESIS].records,
+        "duplicates": backlog[KINESIS].duplicates,
         "ties": ties,
-        "final_ties": kinesis_backlog.final_ties,
-        "tie_reads": reads,
-        "streams": _figures(streams),
-        "kinesis": _figures(kinesis),
+        "final_ties": backlog[KINESIS].final_ties,
+        "tie_reads": {role: legs[role][1] for role in (KINESIS, ONE_SHARD)},
+        **{role: _figures(legs[role][0]) for role in ROLES},
         "diverged_keys": differing,
     }
+
+    def read_alone(role: str) -> str:
+        return f"moto serves it to one reader at {backlog[role].read_rate:,.0f} records/s"
+
+    def after(role: str) -> str:
+        return f"{_writes(legs[role][0])}{_converged(differing, role)}"
+
     return [
         Result(
             BENCH,
             f"drain from DynamoDB Streams, {where}",
-            streams_rate,
+            rate[STREAMS],
             "records/s",
             None,
-            f"{workload}; {streams_backlog.records:,} records on 1 shard, which moto serves "
-            f"to one reader at {streams_backlog.read_rate:,.0f}/s; {_writes(streams)}"
-            f"{_converged(differing, 'streams')}",
+            f"{workload}; 1 shard, {read_alone(STREAMS)}; {after(STREAMS)}",
             details,
         ),
         Result(
             BENCH,
-            f"drain from Kinesis, {where}",
-            kinesis_rate,
+            f"drain from Kinesis, {shards} shards, {where}",
+            rate[KINESIS],
             "records/s",
             None,
-            f"the same changes as {kinesis_backlog.records:,} records on {shards} shards "
-            f"({kinesis_backlog.duplicates:,} duplicate copies, {bridged.get('held', 0):,} "
-            f"held back, {ties:,} ties), put by the lab's bridge in {filled:.1f} s; moto "
-            f"serves them to one reader at {kinesis_backlog.read_rate:,.0f}/s (unpaced); "
-            f"{_writes(kinesis)}{_converged(differing, 'kinesis')}",
+            f"the same changes as {backlog[KINESIS].records:,} records "
+            f"({backlog[KINESIS].duplicates:,} duplicate copies, {bridged.get('held', 0):,} "
+            f"held back, {ties:,} ties), put by the lab's bridge in {filled:.1f} s; "
+            f"{read_alone(KINESIS)} (unpaced); {after(KINESIS)}",
+        ),
+        Result(
+            BENCH,
+            f"drain from Kinesis, 1 shard, {where}",
+            rate[ONE_SHARD],
+            "records/s",
+            None,
+            f"those records put into one shard in the order they arrived (moto gives a "
+            f"DynamoDB stream one shard); {read_alone(ONE_SHARD)}; {after(ONE_SHARD)}",
         ),
         Result(
             BENCH,
             f"Kinesis / Streams, {where}",
-            kinesis_rate / streams_rate if complete else None,
+            rate[KINESIS] / rate[STREAMS] if complete else None,
             "x",
             RATIO_GOAL,
-            f"{kinesis.seconds:.1f} s vs {streams.seconds:.1f} s; Streams drained first",
+            f"{kinesis.seconds:.1f} s vs {streams.seconds:.1f} s; drained one after the "
+            "other, Streams first",
+        ),
+        Result(
+            BENCH,
+            f"Kinesis on 1 shard / Streams, {where}",
+            rate[ONE_SHARD] / rate[STREAMS] if complete else None,
+            "x",
+            None,
+            "the same shard count on both sides; drained last",
         ),
         Result(
             BENCH,
@@ -213,8 +237,8 @@ async def kinesis_vs_streams(
             "reads/tie",
             TIE_GOAL,
             f"{reads:,} source reads for {ties:,} ties in the backlog, "
-            f"{kinesis_backlog.final_ties:,} of them at their key's newest ts (these must "
-            "meet; the others may be superseded first)",
+            f"{backlog[KINESIS].final_ties:,} of them at their key's newest ts (these must "
+            f"meet; the others may be superseded first); on 1 shard {legs[ONE_SHARD][1]:,}",
             unreachable="" if on_moto else "a stub target refuses no write, so no tie meets",
         ),
     ]

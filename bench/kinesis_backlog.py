@@ -22,7 +22,13 @@ from bench.backlog import deadline_for
 from bench.env import SOURCE_REGION, Backend
 from bench.ui import progress
 from replicator.aws.factory import Clients
-from replicator.demo.kinesis_bridge import Delivery, KinesisBridge, ensure_stream
+from replicator.aws.json_client import Kinesis
+from replicator.demo.kinesis_bridge import (
+    PUT_RECORDS_MAX,
+    Delivery,
+    KinesisBridge,
+    ensure_stream,
+)
 from replicator.stream.kinesis import KinesisStreamSource
 from replicator.stream.records import sequence_of
 from replicator.stream.source import DynamoDBStreamSource, StreamSource
@@ -32,6 +38,7 @@ from replicator.telemetry.metrics import Metrics
 # smoke test's backlog holds some; duplicates and held-back records at 10 % each.
 DELIVERY = Delivery(seed=13, tie_share=0.05, random_shard=True, duplicate_share=0.1, hold_share=0.1)
 POLL_SECONDS = 0.05
+Shards = dict[str, list[dict[str, Any]]]  # shard id -> its records, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +70,9 @@ class Backlog:
         return covered
 
 
-async def read_backlog(source: StreamSource, arn: str) -> dict[str, list[dict[str, Any]]]:
+async def read_backlog(source: StreamSource, arn: str) -> Shards:
     """Every record of every shard up to the tip (an empty page: moto never ends a shard)."""
-    found: dict[str, list[dict[str, Any]]] = {}
+    found: Shards = {}
     for shard in await source.shards(arn):
         records = found[shard.shard_id] = []
         iterator: str | None = await source.iterator(arn, shard.shard_id, after=None)
@@ -78,9 +85,7 @@ async def read_backlog(source: StreamSource, arn: str) -> dict[str, list[dict[st
     return found
 
 
-def backlog_of(
-    shards: Mapping[str, list[dict[str, Any]]], *, kinesis: bool, read_seconds: float
-) -> Backlog:
+def backlog_of(shards: Shards, *, kinesis: bool, read_seconds: float) -> Backlog:
     sequences = {
         shard_id: [int(sequence_of(record)) for record in records]
         for shard_id, records in shards.items()
@@ -140,24 +145,52 @@ async def fill_kinesis(
         await clients.aclose()
 
 
-async def backlogs(backend: Backend, table: str, stream: str) -> tuple[Backlog, Backlog]:
-    """(the DynamoDB stream's backlog, the Kinesis stream's)."""
+async def backlogs(
+    backend: Backend, table: str, stream: str, *, one_shard: str
+) -> tuple[Backlog, Backlog, Backlog]:
+    """The DynamoDB stream's backlog, the Kinesis stream's, and ``one_shard``'s: a stream
+    of one shard (as moto gives a DynamoDB stream) created here with the same records."""
     clients = Clients(backend.endpoints)
     try:
         dynamodb = await clients.json("dynamodb", SOURCE_REGION)
         streams = DynamoDBStreamSource(
             dynamodb, await clients.json("dynamodbstreams", SOURCE_REGION)
         )
-        kinesis = KinesisStreamSource(await clients.json("kinesis", SOURCE_REGION), stream)
-        arns = await streams.stream_arn(table), (await kinesis.summary()).arn
-        started = time.perf_counter()
-        from_streams = await read_backlog(streams, arns[0])
-        read = time.perf_counter()
-        from_kinesis = await read_backlog(kinesis, arns[1])
-        done = time.perf_counter()
-        return (
-            backlog_of(from_streams, kinesis=False, read_seconds=read - started),
-            backlog_of(from_kinesis, kinesis=True, read_seconds=done - read),
-        )
+        kinesis = await clients.json("kinesis", SOURCE_REGION)
+        from_streams, _ = await _timed_read(streams, await streams.stream_arn(table))
+        from_kinesis, shards = await _timed_read(*await _kinesis(kinesis, stream))
+        await copy_into_one_shard(kinesis, shards, one_shard)
+        single, _ = await _timed_read(*await _kinesis(kinesis, one_shard))
+        return from_streams, from_kinesis, single
     finally:
         await clients.aclose()
+
+
+async def _timed_read(source: StreamSource, arn: str) -> tuple[Backlog, Shards]:
+    started = time.perf_counter()
+    shards = await read_backlog(source, arn)
+    seconds = time.perf_counter() - started
+    kinesis = isinstance(source, KinesisStreamSource)
+    return backlog_of(shards, kinesis=kinesis, read_seconds=seconds), shards
+
+
+async def _kinesis(kinesis: Kinesis, stream: str) -> tuple[KinesisStreamSource, str]:
+    source = KinesisStreamSource(kinesis, stream)
+    return source, (await source.summary()).arn
+
+
+async def copy_into_one_shard(kinesis: Kinesis, shards: Shards, stream: str) -> None:
+    """``shards``' records put into a new one-shard ``stream`` in the order they arrived."""
+    await ensure_stream(kinesis, stream, shards=1)
+    records = sorted(
+        (record["kinesis"] for records in shards.values() for record in records),
+        key=lambda record: float(record["approximateArrivalTimestamp"]),
+    )
+    for start in range(0, len(records), PUT_RECORDS_MAX):
+        entries = [
+            {"Data": record["data"], "PartitionKey": record["partitionKey"]}
+            for record in records[start : start + PUT_RECORDS_MAX]
+        ]
+        answer = await kinesis.put_records(StreamName=stream, Records=entries)
+        if answer.get("FailedRecordCount"):
+            raise RuntimeError(f"moto refused {answer['FailedRecordCount']} Kinesis records")
