@@ -1,8 +1,9 @@
 """``python -m bench``: run the benchmarks, print one table, write ``bench/results.json``.
 
-    python -m bench                 # everything, full size (~20 minutes)
+    python -m bench                 # everything, full size (~25 minutes)
     python -m bench --quick         # everything, small: checks the harness in ~2 minutes
     python -m bench --only 1,6      # some of them
+    python -m bench --only 13       # Kinesis vs DynamoDB Streams (~4 minutes on a quiet machine)
 
 A benchmark that crashes is reported as an error row and the others still run; the
 exit code is 1 then, and 0 otherwise: a missed goal is a finding, not a crash.
