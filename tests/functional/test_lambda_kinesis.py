@@ -427,3 +427,26 @@ async def test_a_mapping_wired_to_a_stream_no_pair_reads_is_a_config_error(
         with pytest.raises(ConfigError, match=says):
             await asyncio.to_thread(function, event, Context(timeout_seconds=10))
     assert await rig.target_item(table, "k") is None
+
+
+async def test_a_cold_start_refuses_a_tombstone_ttl_not_longer_than_the_retention(
+    rig: KinesisRig,
+) -> None:
+    [table] = rig.tables
+    await rig.kinesis.call(
+        "IncreaseStreamRetentionPeriod", {"StreamName": rig.stream, "RetentionPeriodHours": 200}
+    )
+    async with rig.bridge():
+        await rig.put(table, "k", 1)
+    shards = KinesisShards(rig.kinesis, US)
+    [shard] = await shards.shards(rig.stream_arn)
+    start = await shards.iterator(rig.stream_arn, shard.shard_id, after=None)
+    [record] = (await shards.get_records(start)).records
+    record["eventSourceARN"] = rig.stream_arn
+    function = rig.function()
+
+    # The default tombstone TTL (7 d = 168 h) is shorter than the stream's 200 h.
+    says = "tombstone_ttl: 604800 s .* retention of 200 h"
+    with pytest.raises(ConfigError, match=says):
+        await asyncio.to_thread(function, {"Records": [record]}, Context(timeout_seconds=10))
+    assert await rig.target_item(table, "k") is None
