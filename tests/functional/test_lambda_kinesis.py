@@ -261,7 +261,7 @@ async def test_active_active_deletes_leave_tombstones_here_and_there(
 
 
 async def test_a_tie_delivered_in_write_order_is_settled_by_the_source_item(
-    rig: KinesisRig,
+    rig: KinesisRig, capsys: pytest.CaptureFixture[str]
 ) -> None:
     [table] = rig.tables
     await rig.put(table, "tie", 1, data={"S": "first"})
@@ -284,8 +284,23 @@ async def test_a_tie_delivered_in_write_order_is_settled_by_the_source_item(
     assert failures(call.response) == []
     tie = await rig.target_item(table, "tie")
     assert tie is not None and tie["data"] == {"S": "second"}
-    assert sum(function.metrics.counts["kinesis_tie_reads"].values()) >= 1
+    reads = sum(function.metrics.counts["kinesis_tie_reads"].values())
+    assert reads >= 1
     assert await rig.differences() == []
+    # CloudWatch sees them too: an EMF document per source table, without a target.
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    emitted = [d for d in documents if "KinesisTieReads" in d]
+    # One read is the value 1; several in one invocation are a list of 1s.
+    assert (
+        sum(
+            sum(d["KinesisTieReads"])
+            if isinstance(d["KinesisTieReads"], list)
+            else d["KinesisTieReads"]
+            for d in emitted
+        )
+        == reads
+    )
+    assert {(d["source_table"], "target" in d) for d in emitted} == {(table, False)}
 
 
 async def test_records_of_another_table_never_reach_the_target(
