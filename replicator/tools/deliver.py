@@ -8,6 +8,7 @@ already on the target, from the stream or anywhere, always wins over it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 from replicator.apply.applier import DeadLetterSink, TargetApplier
@@ -15,7 +16,15 @@ from replicator.aws.factory import Clients
 from replicator.aws.tables import require_table
 from replicator.config.schema import Config, Pair
 from replicator.errors import RecordError
-from replicator.models import Change, Incoming, Meta, TargetRef, WireItem, stored_from_item
+from replicator.models import (
+    Change,
+    Incoming,
+    Meta,
+    Mode,
+    TargetRef,
+    WireItem,
+    stored_from_item,
+)
 from replicator.service.wiring import applier_for, target_writer
 from replicator.telemetry.metrics import Metrics
 
@@ -51,6 +60,28 @@ def state_change(
         created_at=0.0,
         record=record,
     )
+
+
+# ``_rep_event`` of a state a tool read from the source rather than from a record.
+SCANNED = "scanned"
+
+
+def by_rule_k(config: Config, pair: Pair) -> bool:
+    """Whether ``pair``'s targets are written by rule K (a one-way Kinesis pair, §4c)."""
+    return pair.kinesis_stream is not None and config.mode is Mode.ONE_WAY
+
+
+def before_every_record(change: Change) -> Change:
+    """A scanned state for a rule-K target (DESIGN §4c): stamped ``_rep_ts = 0``.
+
+    Rule K's condition at ts 0 ("no ``_rep_ts``, or one below 0") writes it only where
+    no record's state is stored, and every record of the stream supersedes it, so the
+    greatest-ts record of a key still ends as the target's state. An item without
+    ``_rep_ts`` (a local write, a copy made before the pair read Kinesis) follows no
+    record's order, and the scan replaces it.
+    """
+    incoming = dataclasses.replace(change.incoming, seq="", ts=0, event_id=SCANNED)
+    return dataclasses.replace(change, incoming=incoming, sequence_number="")
 
 
 async def target_applier(
