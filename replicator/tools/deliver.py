@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 from replicator.apply.applier import DeadLetterSink, TargetApplier
+from replicator.apply.writer import ConditionalWriter
 from replicator.aws.factory import Clients
 from replicator.aws.tables import require_table
 from replicator.config.schema import Config, Pair
@@ -21,6 +22,7 @@ from replicator.models import (
     Incoming,
     Meta,
     Mode,
+    Outcome,
     TargetRef,
     WireItem,
     stored_from_item,
@@ -94,13 +96,29 @@ async def target_applier(
     metrics: Metrics,
     stop: asyncio.Event,
     max_writes_per_second: float | None = None,
+    settle: bool = False,
 ) -> TargetApplier:
     """The applier ``replicator run`` uses for ``target`` (checked to exist).
 
     ``max_writes_per_second`` replaces the pair's cap (backfill's ``--rate``).
+    ``settle``: each change is written as rule K settles a tie (``_Settling``).
     """
     await require_table(await clients.json("dynamodb", target.region), target.table, target.region)
     if max_writes_per_second is not None:
         pair = pair.model_copy(update={"max_writes_per_second": max_writes_per_second})
     writer = await target_writer(config, pair, target, clients, metrics, local=None)
+    if settle:
+        assert isinstance(writer, ConditionalWriter)  # no local target: never a LocalWriter
+        writer = _Settling(writer)
     return applier_for(config, pair, target, writer=writer, dlq=dlq, metrics=metrics, stop=stop)
+
+
+class _Settling:
+    """Writes each change as rule K settles a tie: the source item read now, at the
+    change's ts, over nothing newer (``ConditionalWriter.settle``; ``tools.redrive``)."""
+
+    def __init__(self, writer: ConditionalWriter) -> None:
+        self._writer = writer
+
+    async def put(self, change: Change, *, now: float) -> Outcome:
+        return await self._writer.settle(change, now=now)

@@ -1,4 +1,4 @@
-"""Backfill and repair of a one-way Kinesis pair keep rule K's order (DESIGN §4c).
+"""Backfill, repair and the DLQ of a one-way Kinesis pair keep rule K's order (DESIGN §4c).
 
 The pair runs as ``replicator run`` runs it (``kinesis_rig``); records are DynamoDB's
 change documents put into the moto Kinesis stream (``tests.kinesis_changes``).
@@ -7,16 +7,21 @@ change documents put into the moto Kinesis stream (``tests.kinesis_changes``).
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import logging
 from typing import Any
 
 import pytest
 
+from replicator.apply.applier import DEAD_LETTER
 from replicator.aws.json_client import DynamoDB
 from replicator.models import Outcome, WireItem
 from replicator.tools.backfill import backfill
+from replicator.tools.dlq import list_entries
 from replicator.tools.repair import repair
 from replicator.tools.verify import verify
-from tests.e2e.helpers import SOURCE, TARGET, wait_until
+from tests.e2e.helpers import SOURCE, TARGET, cli, wait_until
 from tests.functional.kinesis_rig import KinesisPair, alive
 from tests.functional.test_backfill import Recorder
 from tests.kinesis_changes import change
@@ -159,3 +164,59 @@ async def test_repair_skips_a_key_whose_record_moved_after_verify_even_at_the_sa
     fixed = await repair(kinesis_pair.config, report)
     assert (fixed.repaired, len(fixed.moved)) == (0, 1)
     assert await stored(target, table, "k") == later
+
+
+async def test_kinesis_dead_letters_name_their_keys_and_replay_settles_them_under_rule_k(
+    kinesis_pair: KinesisPair, caplog: pytest.LogCaptureFixture
+) -> None:
+    table, path = kinesis_pair.table, str(kinesis_pair.path)
+    source = await kinesis_pair.clients.json("dynamodb", SOURCE)
+    target = await kinesis_pair.clients.json("dynamodb", TARGET)
+    # Items without a numeric version cannot be replicated: dead letters.
+    poison = change(table, "INSERT", {"pk": {"S": "poison"}}, new={"pk": {"S": "poison"}}, ts=T)
+    overtaken = change(
+        table, "INSERT", {"pk": {"S": "overtaken"}}, new={"pk": {"S": "overtaken"}}, ts=T + 1
+    )
+    placed = await kinesis_pair.put([poison, overtaken])
+    garbage = base64.b64encode(b"{not json").decode()
+    answer = await kinesis_pair.kinesis.put_records(
+        StreamName=table, Records=[{"Data": garbage, "PartitionKey": "x"}]
+    )
+    placed += answer["Records"]
+    with caplog.at_level(logging.ERROR):
+        async with kinesis_pair.running() as (service, _):
+            await settled(kinesis_pair, service, placed)
+    logged = {r.__dict__["key"] for r in caplog.records if r.__dict__.get(DEAD_LETTER)}
+    assert logged == {"pk=poison", "pk=overtaken", "undecodable"}
+
+    listed = cli("dlq", "list", "-c", path, "--json")
+    assert listed.returncode == 0, listed.stderr
+    entries = {e["keys"]: e for e in json.loads(listed.stdout)}
+    assert set(entries) == {"pk=poison", "pk=overtaken", "undecodable (Kinesis data)"}
+    assert entries["pk=poison"]["kinesis"] == {
+        "table": table,
+        "undecodable": False,
+        "ts": T,
+        "event_id": poison["eventID"],
+    }
+    assert "not JSON" in entries["undecodable (Kinesis data)"]["reason"]
+    lines = cli("dlq", "list", "-c", path).stdout
+    assert f"pk=poison (table {table})" in lines and "undecodable (Kinesis data)" in lines
+
+    # The application fixes its items; a newer record's state reached "overtaken" first.
+    await source.put_item(TableName=table, Item=plain("poison", 1, note="fixed"))
+    await source.put_item(TableName=table, Item=plain("overtaken", 1, note="fixed"))
+    newer = by_rule_k("overtaken", 2, ts=T + 5, event="e-newer", note="newer")
+    await target.put_item(TableName=table, Item=newer)
+    replayed = cli("dlq", "replay", "-c", path, "--all")
+    assert replayed.returncode == 1, replayed.stdout + replayed.stderr
+    assert "replay: 2 applied and removed, 1 kept" in replayed.stdout
+    assert "cannot be replayed" in replayed.stdout
+
+    fixed = await stored(target, table, "poison")
+    assert fixed["note"] == {"S": "fixed"}
+    # Stamped with the record's ts as a settled tie: any later record still wins.
+    assert (fixed["_rep_ts"], fixed["_rep_event"]) == ({"N": str(T)}, {"S": "resolved"})
+    assert await stored(target, table, "overtaken") == newer
+    [kept] = await list_entries(kinesis_pair.config)
+    assert kept.undecodable and kept.keys is None
