@@ -200,8 +200,10 @@ async def test_kinesis_dead_letters_name_their_keys_and_replay_settles_them_unde
         "event_id": poison["eventID"],
     }
     assert "not JSON" in entries["undecodable (Kinesis data)"]["reason"]
-    lines = cli("dlq", "list", "-c", path).stdout
+    lines = "\n".join(e.line() for e in await list_entries(kinesis_pair.config))  # `dlq list`
     assert f"pk=poison (table {table})" in lines and "undecodable (Kinesis data)" in lines
+    shown = cli("dlq", "show", "-c", path, entries["pk=poison"]["id"]).stdout
+    assert "decoded Kinesis data:" in shown and '"eventName": "INSERT"' in shown, shown
 
     # The application fixes its items; a newer record's state reached "overtaken" first.
     await source.put_item(TableName=table, Item=plain("poison", 1, note="fixed"))
