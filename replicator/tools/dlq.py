@@ -24,11 +24,11 @@ from replicator.aws.retry import RetryPolicy
 from replicator.aws.tables import describe
 from replicator.config.schema import Config
 from replicator.errors import ConfigError, RecordError
-from replicator.models import Change, Mode, TargetRef
+from replicator.models import Change, TargetRef
 from replicator.pipeline.dlq import DeadLetterQueue
 from replicator.service.run import metrics_for
 from replicator.service.wiring import meta_for, selection_for
-from replicator.tools.deliver import target_applier
+from replicator.tools.deliver import by_rule_k, target_applier
 from replicator.tools.dlq_entry import Entry, read_entry
 from replicator.tools.redrive import UNREPLAYABLE, kinesis_redrive, stream_redrive
 from replicator.tools.scan import scan_segment
@@ -128,7 +128,7 @@ async def replay(config: Config, *, ids: list[str] | None = None) -> ReplayResul
                     result.failed.append((entry, UNREPLAYABLE if entry.undecodable else why))
                     continue
                 # Rule K is one-way; active-active orders Kinesis changes by version (§4c).
-                settle = entry.kinesis and config.mode is Mode.ONE_WAY
+                settle = entry.kinesis and by_rule_k(config, pair)
                 meta, here = meta_for(config, pair), config.source_region
                 try:
                     if settle:

@@ -98,10 +98,13 @@ def _kinesis_record(entry: Entry) -> dict[str, Any]:
 
 
 async def stream_redrive(client: DynamoDB, entry: Entry, *, meta: Meta, here: str) -> Change | None:
-    """A DynamoDB Streams entry's key as the source holds it now, at the record's position."""
+    """A DynamoDB Streams entry's key as the source holds it now, at the record's position
+    (also a Kinesis entry of a pair not written by rule K: active-active, §4c)."""
     assert entry.keys is not None
     body = (entry.record or {}).get("dynamodb") or {}
-    seq = pad_seq(entry.sequence_number) if entry.sequence_number else None
+    seq = None
+    if entry.sequence_number and not entry.kinesis:  # Kinesis' is no ``_rep_seq``
+        seq = pad_seq(entry.sequence_number)
     # What a failing replay dead-letters again: the same entry (same sequence number).
     position = {"SequenceNumber": entry.sequence_number} if entry.sequence_number else {}
     record = entry.record or {"eventName": "REPLAY", "dynamodb": {"Keys": entry.keys, **position}}
