@@ -205,11 +205,14 @@ async def test_kinesis_dead_letters_name_their_keys_and_replay_settles_them_unde
     shown = cli("dlq", "show", "-c", path, entries["pk=poison"]["id"]).stdout
     assert "decoded Kinesis data:" in shown and '"eventName": "INSERT"' in shown, shown
 
-    # The application fixes its items; a newer record's state reached "overtaken" first.
+    # The application fixes its items. A newer record's state reached "overtaken" first;
+    # "poison" holds another write of its tick (same ts: a tie, the source decides).
     await source.put_item(TableName=table, Item=plain("poison", 1, note="fixed"))
     await source.put_item(TableName=table, Item=plain("overtaken", 1, note="fixed"))
     newer = by_rule_k("overtaken", 2, ts=T + 5, event="e-newer", note="newer")
     await target.put_item(TableName=table, Item=newer)
+    tied = by_rule_k("poison", 1, ts=T, event="same-tick", note="tie partner")
+    await target.put_item(TableName=table, Item=tied)
     replayed = cli("dlq", "replay", "-c", path, "--all")
     assert replayed.returncode == 1, replayed.stdout + replayed.stderr
     assert "replay: 2 applied and removed, 1 kept" in replayed.stdout
