@@ -245,11 +245,16 @@ def test_a_run_kv_from_its_last_record_only_pairs_writes_with_their_ancestors() 
 
 
 @pytest.mark.timeout(30)
-def test_the_checker_writes_the_feed_figures_as_json(tmp_path: Path) -> None:
+@pytest.mark.parametrize("expiry", [True, False], ids=["ttl-expiry", "no-tombstone-expiry"])
+def test_the_checker_writes_the_feed_figures_as_json(tmp_path: Path, expiry: bool) -> None:
     path = tmp_path / "feed.json"
-    checker.main(["--feed", "--histories", "20", "--json", str(path)])
+    flags = [] if expiry else ["--no-tombstone-expiry"]
+    checker.main(["--feed", "--histories", "20", *flags, "--json", str(path)])
     document = json.loads(path.read_text())
+    assert document["tombstone_expiry"] is expiry
     assert set(document["writers"]) == {"PutItem drops _rep_kv", "PutItem keeps _rep_kv"}
     figures = document["writers"]["PutItem drops _rep_kv"]
     assert figures["histories"] == 20
     assert figures["forks"] >= figures["forks_reported"] > 0
+    assert figures["unexplained"] == 0
+    assert (figures["through_expiry"] > 0) is expiry  # the first 20 seeds expire some
