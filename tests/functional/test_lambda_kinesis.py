@@ -417,16 +417,22 @@ class Written:
         return outcome
 
 
-async def test_a_mapping_wired_to_a_stream_no_pair_reads_is_a_config_error(
-    rig: KinesisRig,
-) -> None:
-    [table] = rig.tables
+async def one_record(rig: KinesisRig, table: str) -> dict[str, Any]:
+    """Item k of ``table`` written once, and its record as a Kinesis mapping delivers it."""
     async with rig.bridge():
         await rig.put(table, "k", 1)
     shards = KinesisShards(rig.kinesis, US)
     [shard] = await shards.shards(rig.stream_arn)
     start = await shards.iterator(rig.stream_arn, shard.shard_id, after=None)
     [record] = (await shards.get_records(start)).records
+    return record
+
+
+async def test_a_mapping_wired_to_a_stream_no_pair_reads_is_a_config_error(
+    rig: KinesisRig,
+) -> None:
+    [table] = rig.tables
+    record = await one_record(rig, table)
     other = rig.stream_arn.replace(":stream/", ":stream/other-")
     [change] = await rig.changes(table)
     function = rig.function()
@@ -451,13 +457,7 @@ async def test_a_cold_start_refuses_a_tombstone_ttl_not_longer_than_the_retentio
     await rig.kinesis.call(
         "IncreaseStreamRetentionPeriod", {"StreamName": rig.stream, "RetentionPeriodHours": 200}
     )
-    async with rig.bridge():
-        await rig.put(table, "k", 1)
-    shards = KinesisShards(rig.kinesis, US)
-    [shard] = await shards.shards(rig.stream_arn)
-    start = await shards.iterator(rig.stream_arn, shard.shard_id, after=None)
-    [record] = (await shards.get_records(start)).records
-    record["eventSourceARN"] = rig.stream_arn
+    record = {**await one_record(rig, table), "eventSourceARN": rig.stream_arn}
     function = rig.function()
 
     # The default tombstone TTL (7 d = 168 h) is shorter than the stream's 200 h.
