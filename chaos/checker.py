@@ -83,13 +83,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="measure the conflict feed over active-active histories (DESIGN §4b)",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="--feed: write figures here")
+    parser.add_argument(
+        "--no-tombstone-expiry",
+        dest="tombstone_expiry",
+        action="store_false",
+        help="--feed: histories in which TTL removes no tombstone (the issue's histories)",
+    )
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     if args.feed:
         deadline = time.monotonic() + args.max_seconds
-        path, trace = args.json, args.trace
         return feed.report(
-            args.histories, args.seed, deadline=deadline, path=path, console=console, trace=trace
+            args.histories,
+            args.seed,
+            deadline=deadline,
+            path=args.json,
+            console=console,
+            trace=args.trace,
+            tombstone_expiry=args.tombstone_expiry,
         )
     counts = {"run": 0, "failed": 0}
     started = time.monotonic()

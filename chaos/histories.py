@@ -63,8 +63,13 @@ def play(
     steps: int = 40,
     rules: Rules | None = None,
     puts_keep_kv: bool = False,
+    tombstone_expiry: bool = True,
 ) -> tuple[World, list[Violation]]:
-    """One random history from ``seed``, drained, and what stopped it early if anything."""
+    """One random history from ``seed``, drained, and what stopped it early if anything.
+
+    Without ``tombstone_expiry`` TTL never removes a tombstone; the random draws stay the
+    same, so a seed's history is the same one up to where an expiry would have happened.
+    """
     rng = random.Random(seed)
     world = World(
         rng, mode=mode, regions=REGIONS[:regions], rules=rules or Rules(), puts_keep_kv=puts_keep_kv
@@ -81,7 +86,7 @@ def play(
         for round_steps in (range(steps), range(steps, steps + steps // 4)):
             for step in round_steps:
                 world.step = step
-                _random_step(world, rng, names, writers)
+                _random_step(world, rng, names, writers, expiry=tombstone_expiry)
             world.step = round_steps.stop
             world.trace.append(f"{world.step:>3} --- writers stop, replicators drain")
             if not _drain(world, rng):
@@ -89,14 +94,16 @@ def play(
                 stopped.append(Violation("quiesce", text))
                 break
             if round_steps.start == 0:
-                _a_week_passes(world, rng)
+                _a_week_passes(world, rng, expiry=tombstone_expiry)
     except RecordError as exc:
         text = f"a record the model wrote was refused: {exc}"
         stopped.append(Violation("record", text))
     return world, stopped
 
 
-def _random_step(world: World, rng: random.Random, names: list[str], writers: list[str]) -> None:
+def _random_step(
+    world: World, rng: random.Random, names: list[str], writers: list[str], *, expiry: bool
+) -> None:
     action = rng.choices(list(ACTIONS), weights=list(ACTIONS.values()))[0]
     # Hot keys: a few keys take most writes, so that conflicts are common.
     key = rng.choices(names, weights=[len(names) - i for i in range(len(names))])[0]
@@ -112,7 +119,9 @@ def _random_step(world: World, rng: random.Random, names: list[str], writers: li
     elif action == "expire-tombstone":
         expiring = rng.choice(list(world.regions))
         if tombstones := _tombstones(world, expiring):
-            world.expire_tombstone(expiring, rng.choice(tombstones))
+            expired = rng.choice(tombstones)
+            if expiry:
+                world.expire_tombstone(expiring, expired)
     else:
         lanes = [lane for lane in world.lanes if lane.stalled_until < world.step]
         lane = rng.choice(lanes) if lanes else None
@@ -128,11 +137,11 @@ def _random_step(world: World, rng: random.Random, names: list[str], writers: li
             advance(world, lane, rng.randint(1, MAX_BATCH), how=action)
 
 
-def _a_week_passes(world: World, rng: random.Random) -> None:
-    world.trace.append(f"{world.step:>3} --- a week passes")
+def _a_week_passes(world: World, rng: random.Random, *, expiry: bool) -> None:
+    world.trace.append(f"{world.step:>3} --- a week passes{'' if expiry else ' (TTL off)'}")
     for region in world.regions:
         for key in _tombstones(world, region):
-            if rng.random() < 0.7:
+            if rng.random() < 0.7 and expiry:
                 world.expire_tombstone(region, key)
 
 

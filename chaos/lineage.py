@@ -28,6 +28,10 @@ class Entry:
     region: str
     key: str
     loss: Loss
+    # The writes the rule judged, as the model knows them (None: a record that carried
+    # none); two writes may share the entry's (origin, version, tombstone).
+    loser: int | None = None
+    winner: int | None = None
 
 
 @dataclass
@@ -43,13 +47,36 @@ class Lineage:
     duplicates: int = 0  # entries collapsed onto one already written in that region
     # Writes whose record's OldImage could not show their parent: no kv carried it over.
     blind: set[int] = field(default_factory=set)
+    # ... of which the item was gone because TTL had removed it (a tombstone expired), not
+    # because an application deleted it and the local tombstone was not written yet.
+    after_expiry: set[int] = field(default_factory=set)
+    # Slots whose item TTL removed, while nothing has been written there since.
+    expired_slots: set[Slot] = field(default_factory=set)
+    # Whole-item PutItems that did not carry the ``_rep_kv`` of the item they replaced:
+    # their NewImage, the next record's OldImage, forgets the history before them.
+    dropped_kv: set[int] = field(default_factory=set)
 
-    def wrote(self, region: str, key: str, seq: str, write: int, *, over_nothing: bool) -> None:
+    def wrote(
+        self,
+        region: str,
+        key: str,
+        seq: str,
+        write: int,
+        *,
+        over_nothing: bool = False,
+        dropped_kv: bool = False,
+    ) -> None:
         """The application's write ``write`` landed in ``region`` as record ``seq``,
-        ``over_nothing`` when the table held no item (a tombstone expired, or not written yet)."""
+        ``over_nothing`` when the table held no item (a tombstone expired, or not written
+        yet), ``dropped_kv`` when it was a whole-item PutItem over an item with ``_rep_kv``."""
         parent = self.parent[write] = self.state.get((region, key))
+        if dropped_kv:
+            self.dropped_kv.add(write)
         if over_nothing and parent is not None:
             self.blind.add(write)
+            if (region, key) in self.expired_slots:
+                self.after_expiry.add(write)
+        self.expired_slots.discard((region, key))
         self.state[(region, key)] = write
         self.carried[(region, seq)] = write
 
@@ -58,23 +85,40 @@ class Lineage:
         write = self.carried.get((source, record))
         if write is not None:
             self.state[(target, key)] = write
+        self.expired_slots.discard((target, key))
         self.carried[(target, seq)] = write
 
     def kept(self, region: str, key: str, seq: str) -> None:
         """A mutation that is no new write (zombie heal, tombstone expiry) as record ``seq``."""
         self.carried[(region, seq)] = self.state.get((region, key))
 
-    def report(self, region: str, key: str, entry_key: EntryKey, loss: Loss) -> None:
-        slot = (region, entry_key)
+    def expired(self, region: str, key: str, seq: str) -> None:
+        """TTL removed ``region``'s tombstone of ``key`` as record ``seq``: the state stays
+        the delete (a later write there descends from it), but no item shows it any more."""
+        self.kept(region, key, seq)
+        self.expired_slots.add((region, key))
+
+    def report(self, slot: tuple[str, EntryKey], entry: Entry) -> None:
+        """``entry`` goes to region ``slot[0]``'s table under key ``slot[1]``."""
         if slot in self.entries:
             self.duplicates += 1
         else:
-            self.entries[slot] = Entry(region, key, loss)
+            self.entries[slot] = entry
 
     def converged(self, key: str, regions: Sequence[str]) -> int | None:
         """The write every region holds for ``key``; None if they hold different ones."""
         held = {self.state.get((region, key)) for region in regions}
         return held.pop() if len(held) == 1 else None
+
+    def path_down(self, write: int, ancestors: set[int]) -> set[int] | None:
+        """The writes from ``write`` down to the first of ``ancestors`` (excluded), None
+        if it descends from none of them."""
+        path: set[int] = set()
+        for each in self.line(write):
+            if each in ancestors:
+                return path
+            path.add(each)
+        return None
 
     def line(self, write: int | None) -> list[int]:
         """``write`` and its ancestors, newest first."""
@@ -120,3 +164,10 @@ def named(key: str, side: Side, events: Sequence[Event]) -> list[int]:
         and event.version == side.version
         and event.tombstone == side.tombstone
     ]
+
+
+def judged(write: int | None, key: str, side: Side, events: Sequence[Event]) -> list[int]:
+    """The write the rule judged as one side of an entry, or failing that every write the
+    side may be. A region can write two of the same version and kind (a delete of its own
+    write, then of another region's that landed in its REMOVE gap)."""
+    return [write] if write is not None else named(key, side, events)

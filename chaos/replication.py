@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from chaos.lineage import Entry
 from chaos.model import World
 from chaos.regions import META, Lane, Record, show, version_of
 from replicator.apply.rule import is_version_regression
@@ -103,6 +104,7 @@ def _apply(world: World, lane: Lane, change: Change) -> str:
     target = world.regions[lane.target]
     key = change.keys["pk"]["S"]
     before = target.table.get(key)
+    held = world.lineage.state.get((target.name, key))  # the write ``before`` holds
     stored = stored_from_item(before, META)
     outcome = world.rules.decide(stored, incoming, here=target.name, mode=world.mode)
     flags = ""
@@ -127,7 +129,8 @@ def _apply(world: World, lane: Lane, change: Change) -> str:
         seq = world.mutate(target, key, item, incoming.origin)
         world.lineage.replicated(lane.source, change.sequence_number, target.name, key, seq)
     if change.kv is not None:
-        flags += _judge(world, target.name, change, before, applied=outcome is Outcome.APPLIED)
+        applied = outcome is Outcome.APPLIED
+        flags += _judge(world, lane, change, before, held, applied=applied)
     kind = "tombstone" if incoming.tombstone else "re-create" if incoming.recreate else "write"
     over = show(before) + (f" from {stored.origin(target.name)}" if stored else "")
     head = f"{key} {kind} v{incoming.version} seq {int(incoming.seq)}"
@@ -153,17 +156,33 @@ def _heal(world: World, lane: Lane, change: Change) -> str:
 
 
 def _judge(
-    world: World, here: str, change: Change, stored: WireItem | None, *, applied: bool
+    world: World,
+    lane: Lane,
+    change: Change,
+    stored: WireItem | None,
+    held: int | None,
+    *,
+    applied: bool,
 ) -> str:
     """The conflict feed (DESIGN §4b): the product's rule over the item the write met, as
-    ALL_OLD returns it; an entry goes to the detecting region's table under its key."""
+    ALL_OLD returns it (``stored``, holding write ``held``); an entry goes to the detecting
+    region's table under its key."""
+    here = lane.target
     loss = world.rules.conflict(change, stored, here=here, applied=applied, meta=META)
     if loss is None:
         return ""
-    world.lineage.report(
-        here, change.keys["pk"]["S"], entry_key(FEED_TABLE, change.keys, loss.loser), loss
+    loser, incoming = loss.loser, change.incoming
+    # The loser is the incoming write when it has that write's order key: a stored item
+    # with the same key is a duplicate, which no case of §4b names.
+    lost_incoming = (loser.origin, loser.version, loser.tombstone) == (
+        incoming.origin,
+        incoming.version,
+        incoming.tombstone,
     )
-    loser = loss.loser
+    sent = world.lineage.carried.get((lane.source, change.sequence_number))
+    writes = (sent, held) if lost_incoming else (held, sent)
+    slot = (here, entry_key(FEED_TABLE, change.keys, loser))
+    world.lineage.report(slot, Entry(here, change.keys["pk"]["S"], loss, *writes))
     return (
         f" [feed: loser v{loser.version}{' tombstone' if loser.tombstone else ''} {loser.origin}]"
     )

@@ -1,7 +1,7 @@
 """A local stand-in for Lambda's DynamoDB Streams or Kinesis event source mapping (ESM).
 
 It reads real stream records (moto, through our ``StreamSource``, or a Kinesis stream
-through ``KinesisShards``), shapes them as the mapping delivers them (JSON:
+through ``KinesisShards``, the product's reader), shapes them as the mapping delivers them (JSON:
 ApproximateCreationDateTime in epoch seconds, binary as base64 text, ``eventSourceARN``
 added; a Kinesis record as Lambda's ``{"eventSource": "aws:kinesis", "kinesis": {...}}``
 with its data as base64 text) and invokes a function with the documented semantics of
@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 from replicator.aws.json_client import Kinesis
 from replicator.config.fields import stream_name
+from replicator.stream.kinesis import KinesisStreamSource
 from replicator.stream.source import Page, Shard
 
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:replicator"
@@ -58,60 +59,35 @@ class ShardSource(Protocol):
 
 
 class KinesisShards:
-    """A Kinesis stream's shards through our client, each record as a Kinesis ESM's."""
+    """A Kinesis stream read by the product's ``KinesisStreamSource``, each record with the
+    fields only a Kinesis ESM adds to it (the source gives the rest in the same shape)."""
 
     def __init__(self, kinesis: Kinesis, region: str) -> None:
         self._kinesis = kinesis
         self._region = region
 
+    def _source(self, stream_arn: str) -> KinesisStreamSource:
+        return KinesisStreamSource(self._kinesis, stream_name(stream_arn))
+
     async def shards(self, stream_arn: str) -> list[Shard]:
-        found: list[Shard] = []
-        request: dict[str, Any] = {"StreamName": stream_name(stream_arn)}
-        while True:
-            page = await self._kinesis.list_shards(**request)
-            for shard in page["Shards"]:
-                numbers = shard["SequenceNumberRange"]
-                found.append(
-                    Shard(
-                        shard["ShardId"],
-                        shard.get("ParentShardId"),
-                        numbers["StartingSequenceNumber"],
-                        numbers.get("EndingSequenceNumber"),
-                    )
-                )
-            if not page.get("NextToken"):
-                return found
-            request = {"NextToken": page["NextToken"]}
+        return await self._source(stream_arn).shards(stream_arn)
 
     async def iterator(self, stream_arn: str, shard_id: str, *, after: str | None) -> str:
-        request: dict[str, Any] = {"StreamName": stream_name(stream_arn), "ShardId": shard_id}
-        if after is None:
-            request["ShardIteratorType"] = "TRIM_HORIZON"
-        else:
-            request.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after)
-        answer = await self._kinesis.get_shard_iterator(**request)
-        return str(answer["ShardIterator"])
+        return await self._source(stream_arn).iterator(stream_arn, shard_id, after=after)
 
     async def get_records(self, iterator: str) -> Page:
-        answer = await self._kinesis.get_records(ShardIterator=iterator)
-        records = [
-            {
-                "eventSource": KINESIS,
-                "eventVersion": "1.0",
-                "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": ROLE_ARN,
-                "awsRegion": self._region,
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": record["PartitionKey"],
-                    "sequenceNumber": record["SequenceNumber"],
-                    "data": record["Data"],  # base64 text on the wire, as Lambda sends it
-                    "approximateArrivalTimestamp": record["ApproximateArrivalTimestamp"],
-                },
-            }
-            for record in answer["Records"]
-        ]
-        return Page(records, answer.get("NextShardIterator"))
+        # The iterator names its shard; the stream's name is not needed to read it.
+        page = await KinesisStreamSource(self._kinesis, "").get_records(iterator)
+        extra = {
+            "eventVersion": "1.0",
+            "eventName": "aws:kinesis:record",
+            "invokeIdentityArn": ROLE_ARN,
+            "awsRegion": self._region,
+        }
+        for record in page.records:
+            record.update(extra)
+            record["kinesis"]["kinesisSchemaVersion"] = "1.0"
+        return page
 
 
 @dataclass(frozen=True)

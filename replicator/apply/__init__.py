@@ -3,6 +3,6 @@ Kinesis pair's one-way rule, whose ties ``ties`` settles from the source item), 
 condition expression, the conditional writer, the adaptive concurrency limit and the applier, and
 what a pair replicates (``selection``: filter, excluded attributes, TTL-delete policy).
 
-Imports ``aws``, ``stream.records``, ``config.filters``, ``telemetry``, ``errors`` and
-``models``.
+Imports ``aws``, ``stream.records`` and ``stream.kinesis_records``, ``config.filters``,
+``telemetry``, ``errors`` and ``models``.
 """

@@ -19,8 +19,9 @@ from typing import Any, Literal, Protocol
 from replicator.apply.limit import AdaptiveSlots, ConcurrencyLimit, Pacer, ceiling_of
 from replicator.aws.backoff import Backoff
 from replicator.aws.retry import RETRY_BACKOFF, RetryPolicy
-from replicator.errors import AwsError, ShutdownInterrupted, ThrottledError
+from replicator.errors import AwsError, RecordError, ShutdownInterrupted, ThrottledError
 from replicator.models import Change, ItemKey, Mode, Outcome, TargetRef
+from replicator.stream.kinesis_records import UNDECODABLE, change_body
 from replicator.stream.kv import merge
 from replicator.stream.records import coalesces_into
 from replicator.telemetry.heartbeat import sent_at
@@ -33,9 +34,12 @@ DEAD_LETTER = "dead_letter"  # set on dead-letter log records, so a console can 
 
 
 def record_key(record: dict[str, Any]) -> str:
-    """A stream record's key as ``name=value, ...`` ("?" when the record has none)."""
-    body = record.get("dynamodb")
-    keys = body.get("Keys") if isinstance(body, dict) else None
+    """A stream record's key as ``name=value, ...`` ("?" when the record has none; a
+    Kinesis record's keys are inside its data, "undecodable" when that does not decode)."""
+    try:
+        keys = change_body(record).get("Keys")
+    except RecordError:
+        return UNDECODABLE
     if not isinstance(keys, dict) or not keys:
         return "?"
     return ", ".join(

@@ -123,7 +123,7 @@ class ConditionalWriter:
         stored = stored_from_item(old, self._meta)
         verdict = judge(stored, change.incoming, here=self.region, mode=self._mode)
         if verdict is TIE:
-            return await self._settle_tie(change, old, now=now)
+            return await self.settle(change, now=now, stored=old)
         if self._on_regression and is_version_regression(
             stored, change.incoming, here=self.region, mode=self._mode
         ):
@@ -132,7 +132,13 @@ class ConditionalWriter:
             await self._judge(change, old, applied=False)
         return Outcome.DUPLICATE if verdict is Outcome.DUPLICATE else Outcome.SUPERSEDED
 
-    async def _settle_tie(self, change: Change, old: WireItem | None, *, now: float) -> Outcome:
+    async def settle(
+        self, change: Change, *, now: float, stored: WireItem | None = None
+    ) -> Outcome:
+        """Write the source item as it is now over what the target stores at or before
+        ``change``'s ts (rule K's tie resolution; ``dlq replay`` re-drives a Kinesis
+        record so too). ``stored``: the target item, when known (a tombstone keeps its
+        version)."""
         if self._source_items is None:
             raise ConfigError(
                 f"a Kinesis change of {self.table} tied and this writer cannot read its source"
@@ -140,7 +146,7 @@ class ConditionalWriter:
         source = await self._source_items.read(change.keys)
         # The source's state as the pair replicates it: one its filter no longer
         # matches is a delete there.
-        settled = self._selection.filtered(resolved(change, source, old, meta=self._meta))
+        settled = self._selection.filtered(resolved(change, source, stored, meta=self._meta))
         applied, _ = await self._put(settled, now=now, feed=False, tie=True)
         return Outcome.APPLIED if applied else Outcome.SUPERSEDED
 

@@ -61,6 +61,14 @@ def dlq_show(
     console.print(f"reason: {entry.reason}", highlight=False, soft_wrap=True)
     record = entry.record if entry.record is not None else "(not stored: too large)"
     print(json.dumps(record, indent=2, default=str))
+    if entry.kinesis and entry.record is not None:
+        from replicator.pipeline.dlq import describe_record
+
+        if entry.undecodable:
+            console.print("its Kinesis data does not decode", highlight=False)
+        else:  # the change itself, which Kinesis carries as base64 data
+            console.print("decoded Kinesis data:", highlight=False)
+            print(json.dumps(describe_record(entry.record)[0], indent=2, default=str))
 
 
 @dlq_app.command("replay")

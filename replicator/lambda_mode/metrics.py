@@ -20,6 +20,8 @@ HEARTBEAT_LAG = "HeartbeatLag"
 RETRIES = "Retries"
 VERSION_REGRESSIONS = "VersionRegressions"
 CONFLICTS = "Conflicts"
+TIE_READS = "KinesisTieReads"
+SKIPPED = "RecordsSkipped"
 OUTCOME_METRICS = {
     Outcome.APPLIED: "RecordsApplied",
     Outcome.SUPERSEDED: "RecordsSuperseded",
@@ -29,11 +31,12 @@ OUTCOME_METRICS = {
 
 
 class EmfMetrics(Metrics):
-    """``Metrics`` that also emits EMF, dimensions ``source_table`` and ``target``."""
+    """``Metrics`` that also emits EMF, dimensions ``source_table`` and ``target`` (only
+    ``source_table`` for what happens before a target is chosen: skips, tie reads)."""
 
     def __init__(self, *, source_region: str = "", mode: str = "one-way") -> None:
         super().__init__(source_region=source_region, mode=mode)
-        self._emf: dict[tuple[str, TargetRef], EphemeralMetrics] = {}
+        self._emf: dict[tuple[str, TargetRef | None], EphemeralMetrics] = {}
 
     def outcome(
         self, source_table: str, target: TargetRef, outcome: Outcome, *, lag: float | None = None
@@ -65,6 +68,16 @@ class EmfMetrics(Metrics):
         emf = self._emf_of(source_table, target)
         emf.add_metric(name=CONFLICTS, unit=MetricUnit.Count, value=1)
 
+    def skipped(self, source_table: str, reason: str) -> None:
+        super().skipped(source_table, reason)
+        emf = self._emf_of(source_table, None)
+        emf.add_metric(name=SKIPPED, unit=MetricUnit.Count, value=1)
+
+    def tie_read(self, source_table: str) -> None:
+        super().tie_read(source_table)
+        emf = self._emf_of(source_table, None)
+        emf.add_metric(name=TIE_READS, unit=MetricUnit.Count, value=1)
+
     def write_retried(self, source_table: str, target: TargetRef) -> None:
         """A write to ``target`` failed for a retryable reason and is tried again.
 
@@ -79,11 +92,12 @@ class EmfMetrics(Metrics):
             if pair.metric_set:  # empty when Powertools just printed a full set of 100 values
                 pair.flush_metrics()
 
-    def _emf_of(self, source_table: str, target: TargetRef) -> EphemeralMetrics:
+    def _emf_of(self, source_table: str, target: TargetRef | None) -> EphemeralMetrics:
         key = (source_table, target)
         emf = self._emf.get(key)
         if emf is None:
             emf = self._emf[key] = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
             emf.add_dimension(name="source_table", value=source_table)
-            emf.add_dimension(name="target", value=str(target))
+            if target is not None:
+                emf.add_dimension(name="target", value=str(target))
         return emf

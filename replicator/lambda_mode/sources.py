@@ -22,6 +22,7 @@ from replicator.errors import ConfigError
 from replicator.lambda_mode.event import KinesisBatch, StreamBatch
 from replicator.models import Meta, TargetRef
 from replicator.pipeline.dlq import DeadLetterQueue
+from replicator.service.kinesis import check_kinesis_pair
 from replicator.service.startup import targets_of
 from replicator.service.wiring import conflict_feed, meta_for, target_writer
 from replicator.telemetry.metrics import Metrics
@@ -49,7 +50,14 @@ async def build_sources(
     seam: WriterSeam | None,
     stop: asyncio.Event,
 ) -> dict[str, Source]:
-    """Every pair's writers and the region's DLQ (checked to exist), by source table."""
+    """Every pair's writers and the region's DLQ (checked to exist), by source table.
+
+    A Kinesis pair's stream is checked as ``replicator run`` checks it: a tombstone TTL not
+    longer than its retention is a ``ConfigError`` at the cold start, before any write.
+    """
+    for pair in config.pairs:
+        if pair.kinesis_stream is not None:
+            await check_kinesis_pair(config, clients, pair, retry=RetryPolicy(stop=stop))
     home = await clients.json("dynamodb", config.source_region)
     await ensure_table(home, config.dlq_table, CONTROL_KEY, retry=RetryPolicy(stop=stop))
     dlq = DeadLetterQueue(home, config.dlq_table)

@@ -8,11 +8,17 @@ the images' sizes and SHA-256 digests, with ``images_omitted`` set; the item its
 is still in the source table. Every entry has the target, the reason and the
 re-create flag of the write, so ``replicator dlq replay`` can retry it once the
 cause is fixed. Puts go through the retry policy.
+
+A Kinesis record is stored as Kinesis delivered it (its change is base64 data); the
+entry's keys, event name and ``record_table`` come from the decoded data, and an entry
+whose data does not decode is marked ``undecodable``: it names no key and cannot be
+replayed.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import time
@@ -23,8 +29,10 @@ from typing import Any
 from replicator.aws.factory import guarded_send
 from replicator.aws.json_client import DynamoDB
 from replicator.aws.retry import RetryPolicy
+from replicator.errors import RecordError
 from replicator.models import TargetRef, WireItem, pad_seq
 from replicator.pipeline.itemsize import MAX_ITEM_BYTES, item_size
+from replicator.stream.kinesis_records import document_of, is_kinesis, timestamp_us
 from replicator.stream.records import sequence_of
 
 # Room left in an entry for its own attributes when deciding whether the record fits.
@@ -57,21 +65,23 @@ def dlq_entry(
     failed_at: float,
 ) -> WireItem:
     """The DLQ item for ``record``, at most ``MAX_ITEM_BYTES`` large."""
-    body = record.get("dynamodb")
+    document, described = describe_record(record)
+    body = document.get("dynamodb")
     body = body if isinstance(body, dict) else {}
     seq = sequence_of(record)  # a Kinesis record's is its kinesis.sequenceNumber
     entry: WireItem = {
         "pk": {"S": f"{source_table}#{target.region}#{target.table}"},
-        "sk": {"S": pad_seq(seq) if seq else f"unsequenced#{time.time_ns()}"},
+        "sk": {"S": _sort_key(record, seq)},
         "source_table": {"S": source_table},
         "target_region": {"S": target.region},
         "target_table": {"S": target.table},
         "reason": {"S": reason[:MAX_REASON_CHARS] or "unknown"},
-        "event_name": {"S": str(record.get("eventName", ""))},
+        "event_name": {"S": str(document.get("eventName", ""))},
         "sequence_number": {"S": seq or "none"},
         "keys": {"S": record_json(body.get("Keys", {}))[: 4 * 1024]},
         "recreate": {"BOOL": recreate},
         "failed_at": {"N": f"{failed_at:.3f}"},
+        **described,
     }
     text = record_json(record).encode()
     compressed = zlib.compress(text, 6)
@@ -86,6 +96,43 @@ def dlq_entry(
             entry[f"{image}_bytes"] = {"N": str(len(serialized))}
             entry[f"{image}_sha256"] = {"S": hashlib.sha256(serialized).hexdigest()}
     return entry
+
+
+def _sort_key(record: dict[str, Any], seq: str) -> str:
+    """The entry's place in its pair's entries: a record is dead-lettered again into the
+    same entry. Kinesis numbers records per shard (moto's run 1, 2, ... on every shard),
+    so a Kinesis entry's key also names the shard, from its eventID ``shard:sequence``."""
+    if not seq:
+        return f"unsequenced#{time.time_ns()}"
+    if is_kinesis(record):
+        return f"{pad_seq(seq)}#{str(record.get('eventID', '')).rpartition(':')[0]}"
+    return pad_seq(seq)
+
+
+def describe_record(record: dict[str, Any]) -> tuple[dict[str, Any], WireItem]:
+    """The document that describes ``record``'s change (eventName, ``dynamodb`` with Keys
+    and images), and the entry attributes only a Kinesis record has.
+
+    A DynamoDB Streams record is its own document. A Kinesis record's document is its
+    decoded data; the entry then also keeps its ``record_table``, ``event_id`` and
+    ``ts`` (µs), which ``dlq replay`` re-drives it with even when the record itself is
+    too large to keep, or is marked ``undecodable`` (then it names no key).
+    """
+    if not is_kinesis(record):
+        return record, {}
+    kinesis: WireItem = {"kinesis": {"BOOL": True}}
+    try:
+        document = document_of(record)
+    except RecordError:
+        return {}, {**kinesis, "undecodable": {"BOOL": True}}
+    if isinstance(table := document.get("tableName"), str):
+        kinesis["record_table"] = {"S": table}
+    if isinstance(event := document.get("eventID"), str):
+        kinesis["event_id"] = {"S": event}
+    body = document.get("dynamodb")
+    with contextlib.suppress(RecordError):  # no ts: replay says it cannot order the record
+        kinesis["ts"] = {"N": str(timestamp_us(body if isinstance(body, dict) else {}))}
+    return document, kinesis
 
 
 class DeadLetterQueue:

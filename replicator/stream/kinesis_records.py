@@ -20,6 +20,8 @@ from replicator.stream.records import Position, Skip, change_of
 
 KINESIS_SOURCE = "aws:kinesis"
 OTHER_TABLE = Skip("other-table")  # a stream may carry several tables' changes
+# What a record whose data does not decode is called where its keys would be shown.
+UNDECODABLE = "undecodable"
 # ApproximateCreationDateTimePrecision -> µs per unit; absent means milliseconds.
 _MICROSECONDS_PER = {"MICROSECOND": 1, "MILLISECOND": 1000, None: 1000}
 
@@ -33,7 +35,7 @@ def to_change(record: dict[str, Any], *, here: str, meta: Meta, table: str) -> C
 
     Raises ``RecordError`` for a record that cannot be applied (it goes to the DLQ).
     """
-    document = _document(record)
+    document = document_of(record)
     if document.get("tableName") != table:
         return OTHER_TABLE
     body = document.get("dynamodb")
@@ -63,7 +65,23 @@ def timestamp_us(body: dict[str, Any]) -> int:
     return value * _MICROSECONDS_PER[precision]
 
 
-def _document(record: dict[str, Any]) -> dict[str, Any]:
+def change_body(record: dict[str, Any]) -> dict[str, Any]:
+    """The ``dynamodb`` part of a record from either stream (a Kinesis record's is inside
+    its decoded document); {} when there is none. What the DLQ and the dead-letter log
+    read the keys from.
+
+    Raises ``RecordError`` when a Kinesis record's data does not decode.
+    """
+    document = document_of(record) if is_kinesis(record) else record
+    body = document.get("dynamodb")
+    return body if isinstance(body, dict) else {}
+
+
+def document_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The JSON document DynamoDB wrote, decoded from a Kinesis record's base64 data.
+
+    Raises ``RecordError`` when the data is not base64 JSON of an object.
+    """
     kinesis = record.get("kinesis")
     data = kinesis.get("data") if isinstance(kinesis, dict) else None
     if not isinstance(data, str):

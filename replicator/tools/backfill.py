@@ -3,7 +3,10 @@
 A parallel scan of the source, page by page; every item goes to every target
 through the same ``TargetApplier`` and conditional rule as the stream, never with
 the re-create exception (``deliver.state_change``), so a newer stream write always
-beats an older scan read. Writes are bounded by the pair's concurrency and the
+beats an older scan read. A one-way Kinesis pair's targets are written by rule K,
+where the version plays no part: there a scanned item is stamped ``_rep_ts = 0``
+(``deliver.before_every_record``, DESIGN §4c), so it fills only keys no record has
+written, and every record supersedes it. Writes are bounded by the pair's concurrency and the
 given rate. Each segment's position is saved in the control table after its page
 is settled, so a run killed even with -9 resumes where it stopped.
 """
@@ -27,7 +30,12 @@ from replicator.models import Change, ItemKey, Outcome, TargetRef, WireItem
 from replicator.pipeline.dlq import DeadLetterQueue
 from replicator.service.wiring import meta_for, selection_for
 from replicator.telemetry.metrics import Metrics
-from replicator.tools.deliver import state_change, target_applier
+from replicator.tools.deliver import (
+    before_every_record,
+    by_rule_k,
+    state_change,
+    target_applier,
+)
 from replicator.tools.progress import ProgressStore, SegmentProgress, resumable
 from replicator.tools.scan import key_of, scan_segment
 from replicator.tools.select import select_pairs
@@ -200,6 +208,7 @@ class _PairBackfill:
     ) -> tuple[dict[ItemKey, list[Change]], list[tuple[dict[str, Any], str]]]:
         meta = meta_for(self.config, self.pair)
         selection = selection_for(self.config, self.pair)
+        rule_k = by_rule_k(self.config, self.pair)
         per_key: dict[ItemKey, list[Change]] = {}
         dead: list[tuple[dict[str, Any], str]] = []
         for item in items:
@@ -221,5 +230,5 @@ class _PairBackfill:
             except RecordError as exc:
                 dead.append((record, exc.reason))
                 continue
-            per_key[key] = [change]
+            per_key[key] = [before_every_record(change) if rule_k else change]
         return per_key, dead

@@ -8,7 +8,9 @@ source after a lost stream range or a stray local write) without ever racing the
 live pipeline into a regression.
 
 The repaired item carries no ``_rep_seq``, so the next stream write of its origin
-passes the fence and replaces it as usual.
+passes the fence and replaces it as usual. A one-way Kinesis pair's repaired item
+keeps the ``_rep_ts`` and ``_rep_event`` the target stored (DESIGN §4c): records
+older than the replaced state are still refused, later ones still win.
 
 Active-active mode has no source to copy: each region that does not show a key's
 winner gets the winner delivered through the normal conditional rule, exactly as
@@ -44,7 +46,7 @@ from replicator.models import (
     stored_from_item,
 )
 from replicator.service.wiring import meta_for, selection_for
-from replicator.tools.deliver import state_change
+from replicator.tools.deliver import SCANNED, by_rule_k, state_change
 from replicator.tools.scan import wire_key
 from replicator.tools.verify import Difference, Report
 
@@ -57,18 +59,31 @@ class RepairReport:
 
 
 def repaired_item(
-    difference: Difference, *, meta: Meta, source_region: str, ttl_seconds: int, now: float
+    difference: Difference,
+    *,
+    meta: Meta,
+    source_region: str,
+    ttl_seconds: int,
+    now: float,
+    rule_k: bool = False,
 ) -> WireItem:
-    """The source's state as the target should hold it: a live item or a tombstone."""
+    """The source's state as the target should hold it: a live item or a tombstone.
+
+    ``rule_k`` (a one-way Kinesis pair, DESIGN §4c): the item keeps the ``_rep_ts`` and
+    ``_rep_event`` the target stores, so a record older than the state it replaces is
+    still refused and a later one still wins; where none is stored it is stamped like a
+    backfilled item (``_rep_ts = 0``: every record supersedes it).
+    """
     source, target = difference.source_item, difference.target_item
     keys = wire_key(difference.key)
     stored = stored_from_item(source, meta)
     origin = stored.origin(source_region) if stored else source_region
+    order = _record_order(target, meta) if rule_k else {}
     if source is not None and stored is not None and not stored.tombstone:
         if stored.version is None:
             raise ValueError(f"the source item has no numeric {meta.version!r}")
         user_data = {k: v for k, v in source.items() if not k.startswith(meta.prefix)}
-        return {**user_data, **_stamp(meta, stored.version, origin)}
+        return {**user_data, **_stamp(meta, stored.version, origin), **order}
     versions = [
         v
         for v in (
@@ -81,9 +96,18 @@ def repaired_item(
     return {
         **keys,
         **_stamp(meta, version, origin),
+        **order,
         meta.deleted: {"BOOL": True},
         meta.expires: {"N": str(int(now) + ttl_seconds)},
     }
+
+
+def _record_order(target: WireItem | None, meta: Meta) -> WireItem:
+    """Rule K's stamp a repair keeps: the stored ``_rep_ts`` and ``_rep_event``."""
+    seen = target or {}
+    if meta.ts not in seen:
+        return {meta.ts: {"N": "0"}, meta.event: {"S": SCANNED}}
+    return {meta.ts: seen[meta.ts], meta.event: seen.get(meta.event, {"S": SCANNED})}
 
 
 def _stamp(meta: Meta, version: Any, origin: str) -> WireItem:
@@ -94,8 +118,11 @@ def _stamp(meta: Meta, version: Any, origin: str) -> WireItem:
     }
 
 
-def unchanged_condition(difference: Difference, meta: Meta) -> dict[str, Any]:
-    """PutItem arguments requiring the target item to be exactly as verify saw it."""
+def unchanged_condition(
+    difference: Difference, meta: Meta, *, rule_k: bool = False
+) -> dict[str, Any]:
+    """PutItem arguments requiring the target item to be exactly as verify saw it
+    (``rule_k``: its record's ``_rep_ts`` and ``_rep_event`` too)."""
     seen = difference.target_item
     partition_key = difference.key[0][0]
     if seen is None:
@@ -106,7 +133,10 @@ def unchanged_condition(difference: Difference, meta: Meta) -> dict[str, Any]:
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
     terms = []
-    for index, attribute in enumerate((meta.version, meta.rep_version, meta.origin, meta.seq)):
+    compared = [meta.version, meta.rep_version, meta.origin, meta.seq]
+    if rule_k:
+        compared += [meta.ts, meta.event]
+    for index, attribute in enumerate(compared):
         names[f"#a{index}"] = attribute
         if attribute in seen:
             values[f":a{index}"] = seen[attribute]
@@ -212,7 +242,13 @@ async def _write(
         )
         return await writer.put(winner_change(difference, meta), now=now) is Outcome.APPLIED
     return await _compare_and_set(
-        client, table, difference, meta, ttl_seconds=pair.tombstone_ttl_seconds, now=now
+        client,
+        table,
+        difference,
+        meta,
+        ttl_seconds=pair.tombstone_ttl_seconds,
+        now=now,
+        rule_k=by_rule_k(config, pair),
     )
 
 
@@ -224,6 +260,7 @@ async def _compare_and_set(
     *,
     ttl_seconds: int,
     now: float,
+    rule_k: bool,
 ) -> bool:
     """Write the source's state if the target still holds what verify saw; False if it moved."""
     item = repaired_item(
@@ -232,9 +269,11 @@ async def _compare_and_set(
         source_region=difference.holder.split("/", 1)[0],
         ttl_seconds=ttl_seconds,
         now=now,
+        rule_k=rule_k,
     )
+    condition = unchanged_condition(difference, meta, rule_k=rule_k)
     try:
-        await client.put_item(TableName=table, Item=item, **unchanged_condition(difference, meta))
+        await client.put_item(TableName=table, Item=item, **condition)
     except ClientError as exc:
         if not is_conditional_check_failed(exc):
             raise classify(exc) from exc

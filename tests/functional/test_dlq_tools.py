@@ -16,7 +16,8 @@ from replicator.config.schema import Config
 from replicator.models import TargetRef
 from replicator.pipeline.dlq import DeadLetterQueue
 from replicator.service.run import metrics_for, run_service
-from replicator.tools.dlq import list_entries, read_entry
+from replicator.tools.dlq import list_entries
+from replicator.tools.dlq_entry import read_entry
 from tests.e2e.helpers import SOURCE, TARGET, cli, wait_until
 from tests.records import image, record
 

@@ -261,7 +261,7 @@ async def test_active_active_deletes_leave_tombstones_here_and_there(
 
 
 async def test_a_tie_delivered_in_write_order_is_settled_by_the_source_item(
-    rig: KinesisRig,
+    rig: KinesisRig, capsys: pytest.CaptureFixture[str]
 ) -> None:
     [table] = rig.tables
     await rig.put(table, "tie", 1, data={"S": "first"})
@@ -284,8 +284,23 @@ async def test_a_tie_delivered_in_write_order_is_settled_by_the_source_item(
     assert failures(call.response) == []
     tie = await rig.target_item(table, "tie")
     assert tie is not None and tie["data"] == {"S": "second"}
-    assert sum(function.metrics.counts["kinesis_tie_reads"].values()) >= 1
+    reads = sum(function.metrics.counts["kinesis_tie_reads"].values())
+    assert reads >= 1
     assert await rig.differences() == []
+    # CloudWatch sees them too: an EMF document per source table, without a target.
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    emitted = [d for d in documents if "KinesisTieReads" in d]
+    # One read is the value 1; several in one invocation are a list of 1s.
+    assert (
+        sum(
+            sum(d["KinesisTieReads"])
+            if isinstance(d["KinesisTieReads"], list)
+            else d["KinesisTieReads"]
+            for d in emitted
+        )
+        == reads
+    )
+    assert {(d["source_table"], "target" in d) for d in emitted} == {(table, False)}
 
 
 async def test_records_of_another_table_never_reach_the_target(
@@ -402,16 +417,22 @@ class Written:
         return outcome
 
 
-async def test_a_mapping_wired_to_a_stream_no_pair_reads_is_a_config_error(
-    rig: KinesisRig,
-) -> None:
-    [table] = rig.tables
+async def one_record(rig: KinesisRig, table: str) -> dict[str, Any]:
+    """Item k of ``table`` written once, and its record as a Kinesis mapping delivers it."""
     async with rig.bridge():
         await rig.put(table, "k", 1)
     shards = KinesisShards(rig.kinesis, US)
     [shard] = await shards.shards(rig.stream_arn)
     start = await shards.iterator(rig.stream_arn, shard.shard_id, after=None)
     [record] = (await shards.get_records(start)).records
+    return record
+
+
+async def test_a_mapping_wired_to_a_stream_no_pair_reads_is_a_config_error(
+    rig: KinesisRig,
+) -> None:
+    [table] = rig.tables
+    record = await one_record(rig, table)
     other = rig.stream_arn.replace(":stream/", ":stream/other-")
     [change] = await rig.changes(table)
     function = rig.function()
@@ -426,4 +447,21 @@ async def test_a_mapping_wired_to_a_stream_no_pair_reads_is_a_config_error(
     ):
         with pytest.raises(ConfigError, match=says):
             await asyncio.to_thread(function, event, Context(timeout_seconds=10))
+    assert await rig.target_item(table, "k") is None
+
+
+async def test_a_cold_start_refuses_a_tombstone_ttl_not_longer_than_the_retention(
+    rig: KinesisRig,
+) -> None:
+    [table] = rig.tables
+    await rig.kinesis.call(
+        "IncreaseStreamRetentionPeriod", {"StreamName": rig.stream, "RetentionPeriodHours": 200}
+    )
+    record = {**await one_record(rig, table), "eventSourceARN": rig.stream_arn}
+    function = rig.function()
+
+    # The default tombstone TTL (7 d = 168 h) is shorter than the stream's 200 h.
+    says = "tombstone_ttl: 604800 s .* retention of 200 h"
+    with pytest.raises(ConfigError, match=says):
+        await asyncio.to_thread(function, {"Records": [record]}, Context(timeout_seconds=10))
     assert await rig.target_item(table, "k") is None
