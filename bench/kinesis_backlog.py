@@ -1,9 +1,10 @@
-"""Benchmark 13's two backlogs: the source table's DynamoDB stream, and the Kinesis stream
-the lab's bridge fills from it as Kinesis delivers (``DELIVERY``), each read back once.
+"""Benchmark 13's backlogs: the source table's DynamoDB stream; the Kinesis stream the lab's
+bridge fills from it as Kinesis delivers (``DELIVERY``); and a one-shard copy of that.
 
-What the pipeline will read, shard by shard, is known beforehand: its drain is over when
-the checkpoints cover every shard's last record, and the ties and duplicate copies in the
-Kinesis stream are counted from its records, not taken from the bridge's word.
+What the pipeline will read, shard by shard, is read back beforehand: its drain is over
+when the checkpoints cover every shard's last record (``Watch``), and the ties and
+duplicate copies in the Kinesis stream are counted from its records, not taken from the
+bridge's word.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.backlog import deadline_for
+from bench.drain import settled
 from bench.env import SOURCE_REGION, Backend
 from bench.ui import progress
 from replicator.aws.factory import Clients
@@ -68,6 +70,33 @@ class Backlog:
             if shard["checkpoint"] and shard["checkpoint"].isdigit():
                 covered += bisect.bisect_right(done, int(shard["checkpoint"]))
         return covered
+
+
+@dataclass
+class Watch:
+    """``drain_until``'s figure of done (the records the checkpoints cover), noting meanwhile
+    when the outcomes last moved and when the checkpoints first covered the backlog."""
+
+    backlog: Backlog
+    outcomes: int = -1
+    moved_at: float = 0.0
+    covered_at: float | None = None
+
+    def __call__(self, metrics: Metrics) -> int:
+        now = time.perf_counter()
+        outcomes = settled(metrics) + metrics.total("duplicate")
+        if outcomes != self.outcomes:
+            self.outcomes, self.moved_at = outcomes, now
+        covered = self.backlog.checkpointed(metrics)
+        if covered >= self.backlog.records and self.covered_at is None:
+            self.covered_at = now
+        return covered
+
+    def wait_for_checkpoints(self) -> float:
+        """Seconds from the last outcome to the checkpoints that ended the drain."""
+        if self.covered_at is None:
+            return 0.0  # never covered: the drain timed out
+        return max(0.0, self.covered_at - self.moved_at)
 
 
 async def read_backlog(source: StreamSource, arn: str) -> Shards:
