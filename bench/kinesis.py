@@ -4,8 +4,10 @@ One backend, one run. The source table takes ``changes`` writes over a quarter a
 keys (INSERTs, then MODIFYs); its DynamoDB stream is the first backlog. The lab's bridge
 (``replicator.demo.kinesis_bridge``) puts the same changes into a Kinesis stream of
 ``SHARDS`` shards as Kinesis delivers them (``DELIVERY``: any shard, duplicates, held
-back, ties): the second backlog. Two pairs, built by ``replicator run``'s wiring, drain
-them one after the other into two target tables through the same proxy:
+back, ties): the second backlog; the third is a one-shard stream holding the same records
+in the order they arrived (moto gives a DynamoDB stream one shard). Three pairs, built by
+``replicator run``'s wiring, drain them one after the other into three target tables
+through the same proxy:
 
 - each drain's rate: the workload's changes over the seconds until the last outcome was
   counted. The drain ends once every shard's checkpoint covers its last record (a change
@@ -64,16 +66,25 @@ class Leg:
 
 
 async def drained(
-    backend: Backend, source_table: str, target_table: str, backlog: Backlog, **pair: Any
+    backend: Backend,
+    source_table: str,
+    target_table: str,
+    backlog: Backlog,
+    *,
+    kinesis_stream: str | None,
 ) -> Leg:
     """The pair drained until its checkpoints cover ``backlog``."""
     config = drain_config(
-        backend, source_table, target_table, concurrency=DEFAULT_CONCURRENCY, **pair
+        backend,
+        source_table,
+        target_table,
+        concurrency=DEFAULT_CONCURRENCY,
+        kinesis_stream=kinesis_stream,
     )
     metrics = Metrics(source_region=SOURCE_REGION)
     watch = Watch(backlog)
     try:
-        where = "Kinesis" if pair.get("kinesis_stream") else "DynamoDB Streams"
+        where = "DynamoDB Streams" if kinesis_stream is None else f"Kinesis {kinesis_stream}"
         label = f"[13] draining {backlog.records:,} records from {where}"
         drain = await drain_until(backend, config, metrics, watch, backlog.records, label=label)
         seconds = drain.seconds - watch.wait_for_checkpoints()
@@ -146,13 +157,11 @@ async def kinesis_vs_streams(
     filled, bridged = await fill_kinesis(backend, source_table, stream, changes, shards=shards)
     read = await backlogs(backend, source_table, stream, one_shard=one_shard)
     backlog = dict(zip(ROLES, read, strict=True))
-    pairs: dict[str, dict[str, Any]] = {
-        STREAMS: {},
-        KINESIS: {"kinesis_stream": stream},
-        ONE_SHARD: {"kinesis_stream": one_shard},
-    }
+    read_from = {STREAMS: None, KINESIS: stream, ONE_SHARD: one_shard}
     legs = {
-        role: await drained(backend, source_table, targets[role], backlog[role], **pairs[role])
+        role: await drained(
+            backend, source_table, targets[role], backlog[role], kinesis_stream=read_from[role]
+        )
         for role in ROLES
     }
     complete = all(legs[role].drain.settled >= backlog[role].records for role in ROLES)
