@@ -44,7 +44,7 @@ from replicator.errors import (
     TrimmedDataError,
 )
 
-# What botocore's standard retry mode retries for DynamoDB and DynamoDB Streams
+# What botocore's standard retry mode retries for DynamoDB, DynamoDB Streams and Kinesis
 # (``retries/standard.py`` and ``data/_retry.json``; a unit test reads them as the oracle),
 # plus what the DynamoDB Developer Guide's "Error messages and codes" marks "OK to retry".
 THROTTLING_CODES = frozenset(
@@ -61,6 +61,8 @@ THROTTLING_CODES = frozenset(
         "BandwidthLimitExceeded",
         "SlowDown",
         "EC2ThrottledException",
+        # Kinesis: KMS refused to decrypt an encrypted stream's records this fast.
+        "KMSThrottlingException",
     }
 )
 RETRYABLE_CODES = frozenset(

@@ -24,6 +24,7 @@ def rule_problems(config: Config) -> list[Problem]:
             fix = "rename the version attribute or change metadata_prefix"
             found.append((("pairs", i, "version_attribute"), what, fix))
         found += _selection_problems(config, pair, i)
+        found += _kinesis_problems(config, pair, i)
         if (first_pair := sources.setdefault(pair.source_table, i)) != i:
             what = f"{pair.source_table!r} is already replicated by pairs[{first_pair}]"
             found.append((("pairs", i, "source_table"), what, "merge the targets into one pair"))
@@ -65,6 +66,27 @@ def rule_problems(config: Config) -> list[Problem]:
         )
         fix = "raise lease.duration_seconds or lower the write timeout or margin"
         found.append((("lease", "write_timeout_seconds"), what, fix))
+    return found
+
+
+def _kinesis_problems(config: Config, pair: Pair, i: int) -> list[Problem]:
+    if pair.kinesis_stream is None:
+        return []
+    found: list[Problem] = []
+    at: Loc = ("pairs", i, "kinesis_stream")
+    if pair.kinesis_stream.startswith("arn:"):
+        region = pair.kinesis_stream.split(":")[3]
+        if region != config.source_region:
+            # A table streams only to a Kinesis stream of its own region.
+            what = f"the stream is in {region}, not in the source region {config.source_region}"
+            found.append((at, what, "name the stream the source table streams its changes to"))
+    if config.mode is Mode.ACTIVE_ACTIVE and "conflicts_table" in config.model_fields_set:
+        what = (
+            "active-active with a Kinesis source records no conflicts (the conflict feed is "
+            "not built for Kinesis sources), so conflicts_table would stay empty"
+        )
+        fix = "remove conflicts_table, or read this pair from its DynamoDB stream"
+        found.append((at, what, fix))
     return found
 
 

@@ -26,7 +26,8 @@ from replicator.aws.factory import guarded_send
 from replicator.aws.json_client import DynamoDB
 from replicator.aws.retry import RetryPolicy
 from replicator.aws.tables import partition_items
-from replicator.models import Checkpoint, TargetRef, pad_seq
+from replicator.models import Checkpoint, TargetRef
+from replicator.stream.positions import order_key
 
 
 def _partition(source_table: str) -> str:
@@ -82,25 +83,13 @@ class CheckpointStore:
         return await asyncio.shield(self._save(source_table, checkpoint))
 
     async def _save(self, source_table: str, checkpoint: Checkpoint) -> bool:
-        seq = checkpoint.sequence_number or ""
-        position = f"{pad_seq(seq) if seq else ''}#{int(checkpoint.shard_ended)}"
+        item = _item(source_table, checkpoint)
         request = {
             "TableName": self._table,
-            "Item": {
-                "pk": {"S": _partition(source_table)},
-                "sk": {"S": _sort_key(checkpoint)},
-                "stream_arn": {"S": checkpoint.stream_arn},
-                "shard_id": {"S": checkpoint.shard_id},
-                "target_region": {"S": checkpoint.target.region},
-                "target_table": {"S": checkpoint.target.table},
-                "sequence_number": {"S": seq},
-                "position": {"S": position},
-                "shard_ended": {"BOOL": checkpoint.shard_ended},
-                "updated_at": {"N": f"{time.time():.3f}"},
-            },
+            "Item": item,
             "ConditionExpression": "attribute_not_exists(#p) OR #p <= :p",
             "ExpressionAttributeNames": {"#p": "position"},
-            "ExpressionAttributeValues": {":p": {"S": position}},
+            "ExpressionAttributeValues": {":p": item["position"]},
         }
 
         async def attempt() -> bool:
@@ -115,6 +104,17 @@ class CheckpointStore:
 
         return await self._retry.call("checkpoint save", self._client.region, attempt)
 
+    async def rewind(self, source_table: str, checkpoint: Checkpoint) -> None:
+        """Move a checkpoint wherever ``checkpoint`` says, back too (``replicator replay``,
+        while no replicator runs the table: a running one would move it forward again)."""
+        request = {"TableName": self._table, "Item": _item(source_table, checkpoint)}
+
+        async def attempt() -> None:
+            with guarded_send(self._guard):
+                await self._client.put_item(**request)
+
+        await self._retry.call("checkpoint rewind", self._client.region, attempt)
+
     async def forget(self, source_table: str, checkpoint: Checkpoint) -> None:
         """Delete a checkpoint no reader will use again: of a shard the stream no longer
         lists, or of another stream. Its loss, if any, was alarmed once; kept, it would
@@ -126,6 +126,24 @@ class CheckpointStore:
                 await self._client.delete_item(TableName=self._table, Key=key)
 
         await self._retry.call("checkpoint delete", self._client.region, attempt)
+
+
+def _item(source_table: str, checkpoint: Checkpoint) -> dict[str, Any]:
+    seq = checkpoint.sequence_number or ""
+    # Ordered as the stream is: a replay's time sorts first, like the trim horizon.
+    position = f"{order_key(seq)}#{int(checkpoint.shard_ended)}"
+    return {
+        "pk": {"S": _partition(source_table)},
+        "sk": {"S": _sort_key(checkpoint)},
+        "stream_arn": {"S": checkpoint.stream_arn},
+        "shard_id": {"S": checkpoint.shard_id},
+        "target_region": {"S": checkpoint.target.region},
+        "target_table": {"S": checkpoint.target.table},
+        "sequence_number": {"S": seq},
+        "position": {"S": position},
+        "shard_ended": {"BOOL": checkpoint.shard_ended},
+        "updated_at": {"N": f"{time.time():.3f}"},
+    }
 
 
 def _checkpoint(item: dict[str, Any]) -> Checkpoint:

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from replicator.apply.applier import TargetApplier
 from replicator.errors import ShutdownInterrupted
-from replicator.models import Outcome, pad_seq
+from replicator.models import Outcome
 from replicator.pipeline.batches import Decoded, for_target, merge_waiting, not_yet_applied
 from replicator.pipeline.commits import LaneCommits, Window
+from replicator.stream.positions import order_key
 from replicator.stream.reader import Batch
 from replicator.stream.records import coalesce, sequence_of
 from replicator.telemetry.metrics import Metrics
@@ -34,7 +35,7 @@ LANE_WINDOW = 4
 
 
 def padded(sequence: str | None) -> str | None:
-    return pad_seq(sequence) if sequence else None
+    return order_key(sequence) or None  # a replay's time: nothing applied after it yet
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The replication pipeline for one source table (DESIGN §5).
 
-    shard discovery (parents before children) -> one reader per shard -> decode
+    shard discovery (parents before children, or every shard at once for
+    Kinesis) -> one reader per shard -> decode
     -> per-target lane (bounded queue) -> coalesce -> TargetApplier -> checkpoint
 
 A checkpoint for (shard, target) is written only after every record of the batch
@@ -22,7 +23,7 @@ from replicator.apply.selection import EVERYTHING, Selection
 from replicator.aws.backoff import Backoff
 from replicator.aws.retry import RETRY_BACKOFF, RetryPolicy
 from replicator.errors import AwsError, RequestError, ShutdownInterrupted
-from replicator.models import Checkpoint, Meta, TargetRef, pad_seq
+from replicator.models import Checkpoint, Meta, TargetRef
 from replicator.pipeline.batches import (
     Decoded,
     created_at,
@@ -31,10 +32,17 @@ from replicator.pipeline.batches import (
 from replicator.pipeline.checkpoint import CheckpointStore
 from replicator.pipeline.commits import CHECKPOINT_INTERVAL_SECONDS
 from replicator.pipeline.lane import Lane, padded
-from replicator.stream.lineage import lineage_order, ready_shards
+from replicator.stream.lineage import lineage_order, readable_shards, ready_shards
 from replicator.stream.loss import losses, unreadable
+from replicator.stream.positions import order_key
 from replicator.stream.reader import IDLE_BACKOFF, Batch, ReaderHooks, ShardReader
-from replicator.stream.source import MAX_RECORDS_PER_CALL, Shard, StreamSource
+from replicator.stream.source import (
+    DYNAMODB_STREAMS,
+    MAX_RECORDS_PER_CALL,
+    Reading,
+    Shard,
+    StreamSource,
+)
 from replicator.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -70,6 +78,7 @@ class PairPipeline:
     stream_arn: str = ""  # the table's stream, if start-up's description named it already
     clock: Callable[[], float] = time.time
     selection: Selection = EVERYTHING  # the pair's filter and TTL-delete policy
+    reading: Reading = DYNAMODB_STREAMS  # how the stream is read
     _retry: RetryPolicy = field(init=False)
     _stream_arn: str = ""
     _positions: dict[tuple[str, TargetRef], Checkpoint] = field(default_factory=dict)
@@ -86,6 +95,7 @@ class PairPipeline:
                 on_get_records=lambda: self.metrics.get_records_call(table),
                 on_retry=self.metrics.retried,
                 on_trimmed=lambda shard_id, _detail: self.metrics.trimmed(table, shard_id),
+                on_behind=functools.partial(self.metrics.millis_behind, table),
             )
         for applier in self.appliers:
             self.metrics.register_pair(
@@ -110,7 +120,10 @@ class PairPipeline:
         listed = await self._list(stream_arn)
         if listed is None:
             return
-        for loss in losses(positions, listed, stream_arn=stream_arn, now=self.clock()):
+        retention = self.reading.retention_seconds
+        for loss in losses(
+            positions, listed, stream_arn=stream_arn, now=self.clock(), retention=retention
+        ):
             self.metrics.trimmed(table, loss.shard_id)
             log.error("%s", loss.alarm(table))
         try:
@@ -126,10 +139,10 @@ class PairPipeline:
             while listed is not None and not self.stop.is_set():
                 shards = lineage_order(listed)
                 finished |= {s.shard_id for s in shards if self._all_ended(s.shard_id)}
-                for shard in ready_shards(shards, finished, started):
+                for shard in self._ready(shards, finished, started):
                     started.add(shard.shard_id)
                     group.create_task(self._consume(stream_arn, shard, finished))
-                unread = ready_shards(shards, finished, started)
+                unread = self._ready(shards, finished, started)
                 self.metrics.shards_without_reader(table, len(unread))
                 await self._wait_for_discovery()
                 if not self.stop.is_set():
@@ -156,6 +169,11 @@ class PairPipeline:
             done.cancel()
             self._shard_done.clear()
 
+    def _ready(self, shards: list[Shard], finished: set[str], started: set[str]) -> list[Shard]:
+        if self.reading.parents_first:
+            return ready_shards(shards, finished, started)
+        return readable_shards(shards, finished, started)
+
     def _all_ended(self, shard_id: str) -> bool:
         return all(
             (cp := self._positions.get((shard_id, a.target))) is not None and cp.shard_ended
@@ -165,7 +183,7 @@ class PairPipeline:
     async def _consume(self, stream_arn: str, shard: Shard, finished: set[str]) -> None:
         lanes = [a for a in self.appliers if not self._ended(shard.shard_id, a.target)]
         starts = [self._sequence(shard.shard_id, a.target) for a in lanes]
-        after = None if None in starts else min(starts, key=lambda s: pad_seq(s or ""))
+        after = None if None in starts else min(starts, key=order_key)
         reader = ShardReader(
             self.source,
             stream_arn,
@@ -178,6 +196,7 @@ class PairPipeline:
             limit=self.records_per_call,
             retry=self._retry,
             region=self.region,
+            min_interval=self.reading.min_interval,
         )
         queues = {a.target: asyncio.Queue[Decoded | None](QUEUED_BATCHES_PER_LANE) for a in lanes}
         for target, queue in queues.items():

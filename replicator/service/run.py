@@ -22,6 +22,7 @@ from replicator.pipeline.checkpoint import CheckpointStore
 from replicator.pipeline.dlq import DeadLetterQueue
 from replicator.pipeline.pair import PairPipeline
 from replicator.service.gc_tuning import GC_THRESHOLDS
+from replicator.service.kinesis import checked_summary, kinesis_source
 from replicator.service.startup import (
     TargetCheck,
     concurrently,
@@ -39,7 +40,7 @@ from replicator.service.wiring import (
     selection_for,
     target_writer,
 )
-from replicator.stream.source import DynamoDBStreamSource
+from replicator.stream.source import DYNAMODB_STREAMS, DynamoDBStreamSource, StreamSource
 from replicator.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,16 @@ async def build_pipeline(
     )
     dlq_guard = send_guard(fence, "dead-letter write") if fence else None
     dlq = DeadLetterQueue(home, config.dlq_table, retry=retry, guard=dlq_guard)
-    source = DynamoDBStreamSource(home, await clients.json("dynamodbstreams", config.source_region))
+    source: StreamSource
+    stream_arn = (streams or {}).pop(pair.source_table, "")
+    reading = DYNAMODB_STREAMS
+    if pair.kinesis_stream is None:
+        streams_client = await clients.json("dynamodbstreams", config.source_region)
+        source = DynamoDBStreamSource(home, streams_client)
+    else:
+        kinesis = source = await kinesis_source(config, clients, pair)
+        summary = await checked_summary(kinesis, pair, region=config.source_region, retry=retry)
+        stream_arn, reading = summary.arn, summary.reading()
     targets, local = targets_of(config, pair)
     guard = send_guard(fence) if fence else None
     conflicts = conflict_feed(config, home, metrics, stop=stop, fence=fence)
@@ -130,8 +140,9 @@ async def build_pipeline(
         stop=stop,
         local_target=local,
         retry=retry,
-        stream_arn=(streams or {}).pop(pair.source_table, ""),
+        stream_arn=stream_arn,
         selection=selection_for(config, pair),
+        reading=reading,
     )
 
 
@@ -206,7 +217,11 @@ async def replicate_pairs(
     home = await clients.json("dynamodb", config.source_region)
     store = LeaseStore(home, config.control_table, duration=config.lease.duration_seconds)
     owner = metrics.leases.owner
-    streams = {table: d.get("LatestStreamArn", "") for table, d in descriptions.items()}
+    streams = {
+        pair.source_table: descriptions[pair.source_table].get("LatestStreamArn", "")
+        for pair in config.pairs
+        if pair.kinesis_stream is None
+    }
     log.info(
         "%s: %d table(s) from %s, each replicated while this process holds its lease",
         owner,

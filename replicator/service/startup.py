@@ -91,10 +91,20 @@ async def prepare_here(
         *(ensure_table(home, table, CONTROL_KEY, retry=retry) for table in control),
         *(describe(home, table, retry=retry) for table in sources),
     )
+    # A Kinesis pair's table streams to Kinesis: it needs no DynamoDB stream of its own.
+    dynamodb_streams = {pair.source_table: pair.kinesis_stream is None for pair in config.pairs}
     described = {
-        table: check_table(description, table, config.source_region, stream=True)
+        table: check_table(description, table, config.source_region, stream=dynamodb_streams[table])
         for table, description in zip(sources, answers[len(control) :], strict=True)
     }
+    for pair in config.pairs:
+        if pair.kinesis_stream is not None and config.mode is Mode.ACTIVE_ACTIVE:
+            log.info(
+                "pair %s reads Kinesis stream %s: its lost writes are not recorded in the "
+                "conflict feed (not built for Kinesis sources yet)",
+                pair.source_table,
+                pair.kinesis_stream,
+            )
     prefix = config.metadata_prefix
     excluded = {pair.source_table: pair.exclude_attributes for pair in config.pairs}
     for table, description in described.items():

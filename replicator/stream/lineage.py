@@ -1,4 +1,5 @@
-"""Shard lineage: a parent's records are older than its children's, so read parents first.
+"""Shard lineage: a parent's records are older than its children's, so read parents first
+(DynamoDB Streams); a Kinesis pair needs no order and reads every shard at once.
 
 Pure functions over ``Shard`` values. A parent the stream no longer lists aged out
 past the 24 h retention, so there is nothing left to wait for: it counts as finished.
@@ -58,3 +59,8 @@ def ready_shards(shards: Iterable[Shard], finished: set[str], started: set[str])
             shard.parent_id is None or shard.parent_id in finished or shard.parent_id not in listed
         )
     ]
+
+
+def readable_shards(shards: Iterable[Shard], finished: set[str], started: set[str]) -> list[Shard]:
+    """Every shard not yet begun nor read to its end, children beside their parents."""
+    return [s for s in lineage_order(shards) if s.shard_id not in finished | started]

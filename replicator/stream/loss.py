@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from replicator.models import Checkpoint, TargetRef, pad_seq
+from replicator.models import Checkpoint, TargetRef
+from replicator.stream.positions import order_key
 from replicator.stream.source import Shard
 
 STREAM_RETENTION_SECONDS = 24 * 3600.0
@@ -62,7 +63,7 @@ def losses(
             per_shard.setdefault(shard_id, []).append(checkpoint)
     found = []
     for shard_id, open_ in sorted(per_shard.items()):
-        oldest = min(open_, key=lambda c: pad_seq(c.sequence_number or ""))
+        oldest = min(open_, key=lambda c: order_key(c.sequence_number))
         at = oldest.sequence_number or "TRIM_HORIZON"
         targets = tuple(sorted({c.target for c in open_}, key=str))
         if old := next((c for c in open_ if c.stream_arn != stream_arn), None):
@@ -72,7 +73,8 @@ def losses(
                 f"stream was enabled, up to the start of {stream_arn}"
             )
         elif shard_id not in listed_ids:
-            cause = "the stream no longer lists the shard (past the 24 h retention)"
+            hours = retention / 3600
+            cause = f"the stream no longer lists the shard (past the {hours:g} h retention)"
             gap = f"after sequence {at} to the end of the shard"
         elif (saved := oldest.updated_at) is not None and now - saved > retention:
             cause = f"the checkpoint is {(now - saved) / 3600:.1f} h old, past the retention"

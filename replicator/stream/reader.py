@@ -6,6 +6,7 @@
 - an expired iterator re-seeks just after the last sequence number delivered;
 - trimmed data (records lost before we read them) raises the alarm through
   ``on_trimmed`` and an ERROR log, then reading continues from the trim horizon;
+- with ``min_interval`` (Kinesis: five GetRecords per shard per second) calls are paced;
 - anything else propagates.
 
 Every wait wakes as soon as ``stop`` is set. Records are delivered at least once: a
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +33,7 @@ from replicator.errors import (
     ThrottledError,
     TrimmedDataError,
 )
+from replicator.stream.positions import is_sequence
 from replicator.stream.records import sequence_of
 from replicator.stream.source import MAX_RECORDS_PER_CALL, Page, StreamSource
 
@@ -69,6 +72,7 @@ class ReaderHooks:
     on_get_records: Callable[[], None] = _ignore
     on_retry: Callable[[str], None] = _ignore  # reason: throttled | retryable | expired-iterator
     on_trimmed: Callable[[str, str], None] = _ignore  # (shard_id, detail): the data-loss alarm
+    on_behind: Callable[[str, int], None] = _ignore  # (shard_id, MillisBehindLatest): Kinesis
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,8 @@ class ShardReader:
         wait: Wait = pause,
         retry: RetryPolicy | None = None,
         region: str = "",
+        min_interval: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.shard_id = shard_id
         self._source = source
@@ -120,10 +126,14 @@ class ShardReader:
         )
         self._region = region
         self._iterator: str | None = None
+        self._min_interval = min_interval
+        self._clock = clock
+        self._last_call = -min_interval
 
     @property
     def position(self) -> str | None:
-        """The last sequence number delivered (or the starting checkpoint); None: trim horizon."""
+        """The last sequence number delivered (or the starting checkpoint: a sequence number,
+        or a replay's time); None: trim horizon."""
         return self._position
 
     async def batches(self) -> AsyncGenerator[Batch, None]:
@@ -131,6 +141,8 @@ class ShardReader:
         idle = 0
         failures = 0
         while not self._stop.is_set():
+            if await self._paced():
+                return
             try:
                 page = await self._retry.call(GET_RECORDS, self._region, self._read_page)
             except ShutdownInterrupted:
@@ -161,6 +173,8 @@ class ShardReader:
                 return
             failures = 0
             self._iterator = page.next_iterator
+            if page.millis_behind_latest is not None:
+                self._hooks.on_behind(self.shard_id, page.millis_behind_latest)
             if page.records:
                 idle = 0
                 self._advance(page.records)
@@ -176,6 +190,11 @@ class ShardReader:
                 if await self._wait(delay, self._stop):
                     return
 
+    async def _paced(self) -> bool:
+        """Wait until ``min_interval`` has passed since the last GetRecords; True: stopped."""
+        early = self._last_call + self._min_interval - self._clock()
+        return early > 0 and await self._wait(early, self._stop)
+
     async def _read_page(self) -> Page:
         """One attempt: an iterator if there is none, then one GetRecords."""
         if self._iterator is None:
@@ -183,6 +202,7 @@ class ShardReader:
                 self._stream_arn, self.shard_id, after=self._position
             )
         self._hooks.on_get_records()
+        self._last_call = self._clock()
         try:
             return await self._source.get_records(self._iterator, limit=self._limit)
         except AwsError as exc:
@@ -221,5 +241,6 @@ class ShardReader:
         if not numbers:
             return
         newest = max(numbers, key=int)
-        if self._position is None or int(newest) > int(self._position):
+        # A replay's time is older than every record read from there.
+        if not is_sequence(self._position) or int(newest) > int(self._position or 0):
             self._position = newest

@@ -39,6 +39,22 @@ class Page:
 
     records: list[dict[str, Any]]
     next_iterator: str | None
+    millis_behind_latest: int | None = None  # Kinesis: how far this page is from the tip
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """How a kind of stream is read: the defaults are DynamoDB Streams'."""
+
+    # Parents before children: the stream rule needs a key's records in write order.
+    parents_first: bool = True
+    # How long the stream keeps a record: a checkpoint older than this may have lost data.
+    retention_seconds: float = 24 * 3600.0
+    # Least seconds between two GetRecords of one shard (a limit shared by every consumer).
+    min_interval: float = 0.0
+
+
+DYNAMODB_STREAMS = Reading()
 
 
 class StreamSource(Protocol):
@@ -88,7 +104,7 @@ class DynamoDBStreamSource:
             except Exception as exc:
                 raise classify(exc) from exc
             description = answer["StreamDescription"]
-            found.extend(_shard(raw) for raw in description.get("Shards", []))
+            found.extend(shard_of(raw) for raw in description.get("Shards", []))
             last = description.get("LastEvaluatedShardId")
             if not last:
                 return found
@@ -116,7 +132,8 @@ class DynamoDBStreamSource:
         return Page(records=records, next_iterator=answer.get("NextShardIterator"))
 
 
-def _shard(raw: dict[str, Any]) -> Shard:
+def shard_of(raw: dict[str, Any]) -> Shard:
+    """A shard as DescribeStream (DynamoDB Streams) and ListShards (Kinesis) spell it."""
     numbers = raw.get("SequenceNumberRange", {})
     return Shard(
         shard_id=raw["ShardId"],

@@ -57,6 +57,8 @@ class Figures:
         self.lag = LagHistogram(LAG_BUCKETS)
         # (source_table, shard_id) -> age of the last record read there, in seconds.
         self.iterator_ages: dict[tuple[str, str], float] = {}
+        # (source_table, shard_id) -> Kinesis's MillisBehindLatest of the last page read.
+        self.behind_latest: dict[tuple[str, str], int] = {}
 
     def pair(self, source_table: str, target: TargetRef) -> PairState:
         """The pair's state, created on first sight; the caller holds ``lock``."""

@@ -32,6 +32,7 @@ class Gauges:
             "replicator_shards_without_reader": self._observe_without_reader,
             "replicator_aws_call_failing_seconds": self._observe_failing,
             "replicator_lease_active": self._observe_lease_active,
+            "replicator_kinesis_millis_behind_latest": self._observe_millis_behind,
         }
         return build_instruments(
             counters=self._observe_counter,
@@ -103,6 +104,11 @@ class Gauges:
         with self._figures.lock:
             ages = sorted(self._figures.iterator_ages.items())
         return [Observation(age, {"source_table": t, "shard_id": s}) for (t, s), age in ages]
+
+    def _observe_millis_behind(self, _: CallbackOptions) -> Iterable[Observation]:
+        with self._figures.lock:
+            behind = sorted(self._figures.behind_latest.items())
+        return [Observation(ms, {"source_table": t, "shard_id": s}) for (t, s), ms in behind]
 
     def _observe_lease_active(self, _: CallbackOptions) -> Iterable[Observation]:
         return [

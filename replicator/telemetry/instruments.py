@@ -49,6 +49,8 @@ GAUGES = {
     "replicator_shards_without_reader": "Readable shards nobody reads.",
     "replicator_aws_call_failing_seconds": "How long an AWS call has been failing and retried.",
     "replicator_lease_active": "1 while this process holds the table's lease and replicates it.",
+    "replicator_kinesis_millis_behind_latest": "How far a Kinesis shard's reader is behind "
+    "the stream's tip, in ms.",
 }
 Observer = Callable[[CallbackOptions], Iterable[Observation]]
 

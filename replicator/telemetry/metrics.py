@@ -114,6 +114,10 @@ class Metrics(Figures):
             with self.lock:
                 self.iterator_ages[(source_table, shard_id)] = age
 
+    def millis_behind(self, source_table: str, shard_id: str, millis: int) -> None:
+        with self.lock:
+            self.behind_latest[(source_table, shard_id)] = millis
+
     def get_records_call(self, source_table: str) -> None:
         self._count("get_records_calls", ("source_table", source_table))
 
@@ -196,6 +200,7 @@ class Metrics(Figures):
                 del self.shards[key]
                 if not any(k[:2] == key[:2] for k in self.shards):
                     self.iterator_ages.pop((source_table, shard_id), None)
+                    self.behind_latest.pop((source_table, shard_id), None)
 
     def lease(self, source_table: str, state: LeaseState, holder: str) -> None:
         self.leases.report(source_table, state, holder)

@@ -540,3 +540,52 @@ def test_what_is_replicated_loads_into_a_frozen_filter_tree(tmp_path: Path) -> N
     assert pair.filter is not None
     with pytest.raises(ValidationError):
         pair.filter.all_ = ()  # type: ignore[union-attr]
+
+
+# -- Kinesis pairs (DESIGN §4c) ---------------------------------------------------------------
+
+KINESIS_ARN = "arn:aws:kinesis:{region}:123456789012:stream/orders-changes"
+
+
+def test_a_kinesis_stream_in_another_region_than_the_source_is_refused(tmp_path: Path) -> None:
+    arn = KINESIS_ARN.format(region="eu-west-1")
+    message = load_error(tmp_path, with_pair(kinesis_stream=arn))
+    assert "pairs[0].kinesis_stream" in message
+    assert "eu-west-1, not in the source region us-east-1" in message
+    assert "\n" not in message
+
+
+def test_a_kinesis_stream_of_the_source_region_or_by_name_loads(tmp_path: Path) -> None:
+    arn = KINESIS_ARN.format(region="us-east-1")
+    assert load_config(write(tmp_path, with_pair(kinesis_stream=arn))).pairs[0].kinesis_stream
+    named = load_config(write(tmp_path, with_pair(kinesis_stream="orders-changes")))
+    assert named.pairs[0].kinesis_stream == "orders-changes"
+
+
+def test_two_pairs_may_read_one_kinesis_stream(tmp_path: Path) -> None:
+    text = """\
+    source_region: us-east-1
+    pairs:
+      - source_table: orders
+        kinesis_stream: changes
+        targets: [{region: eu-west-1, table: orders}]
+      - source_table: customers
+        kinesis_stream: arn:aws:kinesis:us-east-1:123456789012:stream/changes
+        targets: [{region: eu-west-1, table: customers}]
+    """
+    config = load_config(write(tmp_path, text))
+    assert [p.source_table for p in config.pairs] == ["orders", "customers"]
+
+
+def test_a_conflicts_table_beside_an_active_active_kinesis_pair_is_refused(
+    tmp_path: Path,
+) -> None:
+    text = "mode: active-active\nconflicts_table: lost-writes\n" + with_pair(
+        kinesis_stream="orders-changes"
+    )
+    message = load_error(tmp_path, text)
+    assert "pairs[0].kinesis_stream" in message
+    assert "records no conflicts" in message and "remove conflicts_table" in message
+    # Left at its default, the pair loads: it simply records no conflicts.
+    text = "mode: active-active\n" + with_pair(kinesis_stream="orders-changes")
+    assert load_config(write(tmp_path, text)).pairs[0].kinesis_stream == "orders-changes"

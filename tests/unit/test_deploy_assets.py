@@ -59,6 +59,7 @@ def exported() -> dict[str, frozenset[str]]:
         metrics.heartbeat("orders", target, sent_at=1.0, lag=0.05)
         metrics.records_read("orders", 3, newest_created_at=1.0, shard_id="shardId-1")
         metrics.get_records_call("orders")
+        metrics.millis_behind("orders", "shardId-1", 1500)
         metrics.skipped("orders", "echo")
         metrics.retried("throttled")
         metrics.trimmed("orders", "shardId-1")

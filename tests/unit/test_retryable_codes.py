@@ -20,9 +20,10 @@ from botocore.exceptions import ClientError
 from botocore.retries import standard
 
 from replicator.aws.classify import classify
+from replicator.aws.json_client import client_error as wire_error
 from replicator.errors import ThrottledError
 
-SERVICES = ("dynamodb", "dynamodbstreams")
+SERVICES = ("dynamodb", "dynamodbstreams", "kinesis")
 
 
 def _retry_json() -> dict[str, Any]:
@@ -127,3 +128,16 @@ def test_a_transaction_conflict_is_retried_as_the_developer_guide_says() -> None
 )
 def test_refusals_that_retrying_cannot_change_are_not_retried(code: str) -> None:
     assert not classify(client_error(code)).retryable
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["ProvisionedThroughputExceededException", "LimitExceededException", "KMSThrottlingException"],
+)
+def test_kinesis_throttles_are_throttles(code: str) -> None:
+    # Kinesis answers a shard read past its 5 calls/s or 2 MB/s so: the reader's retry
+    # policy backs off and the throttle counter moves.
+    body = json.dumps({"__type": code, "message": "Rate exceeded for shard"}).encode()
+    error = classify(wire_error(400, body, "GetRecords"))
+    assert isinstance(error, ThrottledError)
+    assert error.retryable
