@@ -94,7 +94,11 @@ def demo(
     )
     if kinesis:
         done = ", ".join(f"{kind} {n}" for kind, n in sorted(result.delivered.items()))
-        console.print(f"Kinesis delivered as it may: {done or 'in order, once'}", highlight=False)
+        console.print(
+            f"Kinesis delivered as it may: {done or 'in order, once'}",
+            highlight=False,
+            soft_wrap=True,
+        )
     dead = result.totals["dead_lettered"]
     if dead:
         # The demo's unversioned writes, dead-lettered on purpose: one line, not one per record.
