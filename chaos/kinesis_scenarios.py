@@ -74,7 +74,8 @@ async def kinesis_one_way(ctx: Context, name: str, plan: KinesisPlan) -> Result:
 
 
 def wait_fault(label: str) -> proc.Schedule:
-    """The bridge delivers with ``label``'s faults for the fault period, then it heals."""
+    """The fault period, marked: the bridge delivers this way all along (as Kinesis may),
+    so the marks only bracket the stretch that recovery is timed from."""
 
     async def schedule(rig: ProcessRig, canary: Canary, budget: Budget) -> None:
         canary.timeline.mark(f"fault: {label}")
