@@ -138,7 +138,9 @@ class ConditionalWriter:
                 f"a Kinesis change of {self.table} tied and this writer cannot read its source"
             )
         source = await self._source_items.read(change.keys)
-        settled = resolved(change, source, old, meta=self._meta)
+        # The source's state as the pair replicates it: one its filter no longer
+        # matches is a delete there.
+        settled = self._selection.filtered(resolved(change, source, old, meta=self._meta))
         applied, _ = await self._put(settled, now=now, feed=False, tie=True)
         return Outcome.APPLIED if applied else Outcome.SUPERSEDED
 

@@ -5,7 +5,9 @@ handler reports, so the handler must know, per record, whether every target has 
 (applied, superseded, duplicate or dead-lettered). The applier does not say; the
 writer and DLQ it is given here note each settled write. Per key, writes go out one
 at a time in stream order (and a coalesced write stands for its whole run), so a
-settled write settles every record of its key up to its sequence number.
+settled write settles every record of its key up to its sequence number. Kinesis
+records (DESIGN §4c) are coalesced by ts, not by place: a settled write settles its own
+record, its redeliveries, and its key's records of an older ts, which it stands for.
 
 An invocation stops starting writes (and dead letters) once ``stop`` is set: when
 the remaining time falls below the margin, or when a write kept failing for a
@@ -35,6 +37,24 @@ class Invocation:
         self.stop = stop
         self._settled: dict[TargetRef, dict[ItemKey, str]] = collections.defaultdict(dict)
         self._dead_lettered: dict[TargetRef, set[str]] = collections.defaultdict(set)
+        # Kinesis changes: per key, the newest ts settled and the eventIDs settled at it.
+        self._newest: dict[TargetRef, dict[ItemKey, tuple[int, set[str]]]] = (
+            collections.defaultdict(dict)
+        )
+
+    def wrote(self, target: TargetRef, change: Change) -> None:
+        """``change`` is settled on ``target`` (applied, superseded or duplicate)."""
+        ts = change.incoming.ts
+        if ts is None:
+            self.settled(target, change.key, change.incoming.seq)
+            return
+        newest = self._newest[target]
+        at, events = newest.get(change.key, (ts, set()))
+        if ts > at:
+            at, events = ts, set()
+        if ts == at:
+            events.add(change.incoming.event_id)
+        newest[change.key] = (at, events)
 
     def settled(self, target: TargetRef, key: ItemKey, seq: str) -> None:
         """Every record of ``key`` up to ``seq`` (padded) is settled on ``target``."""
@@ -52,16 +72,25 @@ class Invocation:
         """The SequenceNumber of the first record some target does not have yet."""
         first: tuple[str, str] | None = None
         for target, (changes, dead) in work.items():
-            upto, gone = self._settled[target], self._dead_lettered[target]
-            missing = [
-                (c.position, c.sequence_number) for c in changes if upto.get(c.key, "") < c.position
-            ]
+            gone = self._dead_lettered[target]
+            missing = [(c.position, c.sequence_number) for c in changes if not self._has(target, c)]
             missing += [
                 (pad_seq(seq), seq) for r, _ in dead if pad_seq(seq := sequence_of(r)) not in gone
             ]
             if missing:
                 first = min([*missing, *([first] if first else [])])
         return first[1] if first else None
+
+    def _has(self, target: TargetRef, change: Change) -> bool:
+        ts = change.incoming.ts
+        if ts is None:
+            return self._settled[target].get(change.key, "") >= change.position
+        at, events = self._newest[target].get(change.key, (-1, set()))
+        return (
+            ts < at
+            or (ts == at and change.incoming.event_id in events)
+            or change.position in self._dead_lettered[target]
+        )
 
 
 class InvocationWriter:
@@ -98,7 +127,7 @@ class InvocationWriter:
                     ) from exc
                 self._metrics.write_retried(self._source_table, self._target)
             raise
-        self._invocation.settled(self._target, change.key, change.position)
+        self._invocation.wrote(self._target, change)
         return outcome
 
 

@@ -25,6 +25,7 @@ from replicator.aws.json_client import DynamoDB
 from replicator.aws.retry import RetryPolicy
 from replicator.models import TargetRef, WireItem, pad_seq
 from replicator.pipeline.itemsize import MAX_ITEM_BYTES, item_size
+from replicator.stream.records import sequence_of
 
 # Room left in an entry for its own attributes when deciding whether the record fits.
 ENTRY_HEADROOM_BYTES = 16 * 1024
@@ -58,7 +59,7 @@ def dlq_entry(
     """The DLQ item for ``record``, at most ``MAX_ITEM_BYTES`` large."""
     body = record.get("dynamodb")
     body = body if isinstance(body, dict) else {}
-    seq = str(body.get("SequenceNumber", ""))
+    seq = sequence_of(record)  # a Kinesis record's is its kinesis.sequenceNumber
     entry: WireItem = {
         "pk": {"S": f"{source_table}#{target.region}#{target.table}"},
         "sk": {"S": pad_seq(seq) if seq else f"unsequenced#{time.time_ns()}"},

@@ -1,5 +1,6 @@
 """Reading DynamoDB Streams: shard lineage, the reader per shard, loss detection, the
-source seam (and its scripted fake), and stream records turned into changes (``records``).
+source seam (and its scripted fake), and stream records turned into changes (``records``;
+a Kinesis record's document is decoded by ``kinesis_records`` into the same filters).
 
 Imports ``aws``, ``errors`` and ``models`` only.
 """

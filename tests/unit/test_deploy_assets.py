@@ -66,6 +66,7 @@ def exported() -> dict[str, frozenset[str]]:
         metrics.version_regression("orders", target)
         metrics.conflict("orders", target, loser_region="eu-west-1", winner_region="us-east-1")
         metrics.conflict_unrecorded("orders")
+        metrics.tie_read("orders")
         metrics.shard("orders", "shardId-1", target, reading=True, checkpoint="42")
         metrics.shards_without_reader("orders", 1)
         metrics.call_failing("target write", "eu-west-1", ThrottledError("slow down"))
