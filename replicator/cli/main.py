@@ -16,6 +16,7 @@ from replicator import __version__
 from replicator.aws.retry import TOOL_GIVE_UP_AFTER_SECONDS
 from replicator.cli.common import (
     EXIT_INTERRUPTED,
+    UNCHANGED,
     ConfigOption,
     GiveUpOption,
     LogFormatOption,
@@ -31,6 +32,7 @@ from replicator.cli.common import (
 from replicator.cli.conflicts import conflicts_app
 from replicator.cli.dlq import dlq_app
 from replicator.cli.lab import chaos, demo
+from replicator.cli.replay import replay
 from replicator.service.gc_tuning import GC_THRESHOLDS
 
 if TYPE_CHECKING:
@@ -61,10 +63,26 @@ def _options(
 
 
 @app.command()
-def validate(config: ConfigOption = None, log_format: LogFormatOption = None) -> None:
+def validate(
+    config: ConfigOption = None,
+    log_format: LogFormatOption = None,
+    check_aws: Annotated[
+        bool,
+        typer.Option(
+            "--check-aws",
+            help="Also ask AWS: each Kinesis pair's stream exists and keeps records for less "
+            "time than the pair's tombstone_ttl.",
+        ),
+    ] = False,
+    give_up_after: GiveUpOption = TOOL_GIVE_UP_AFTER_SECONDS,
+) -> None:
     """Check a config file; print the first mistake per field and exit 2 if any."""
     loaded = load(config, log_format)
     targets = sum(len(p.targets) for p in loaded.pairs)
+    if check_aws:
+        from replicator.service.kinesis import check_kinesis_pairs
+
+        run_tool(check_kinesis_pairs(loaded), give_up_after=give_up_after, resume=UNCHANGED)
     console.print(f"{config_name(config)}: ok ({len(loaded.pairs)} table(s), {targets} target(s))")
 
 
@@ -241,6 +259,7 @@ def status(
 
 
 app.command()(demo)
+app.command()(replay)
 app.command()(chaos)
 
 

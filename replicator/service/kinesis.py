@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from replicator.aws.factory import Clients
 from replicator.aws.retry import RetryPolicy
+from replicator.config.fields import stream_name
 from replicator.config.schema import Config, Pair
 from replicator.errors import ConfigError
 from replicator.stream.kinesis import KinesisStreamSource, StreamSummary
@@ -20,7 +21,28 @@ async def kinesis_source(config: Config, clients: Clients, pair: Pair) -> Kinesi
     if pair.kinesis_stream is None:
         raise ValueError(f"pair {pair.source_table} reads DynamoDB Streams, not Kinesis")
     kinesis = await clients.json("kinesis", config.source_region)
-    return KinesisStreamSource(kinesis, pair.kinesis_stream)
+    return KinesisStreamSource(kinesis, stream_name(pair.kinesis_stream))
+
+
+async def check_kinesis_pair(
+    config: Config, clients: Clients, pair: Pair, *, retry: RetryPolicy | None
+) -> StreamSummary:
+    """A Kinesis pair's stream, checked as start-up and ``validate --check-aws`` do."""
+    source = await kinesis_source(config, clients, pair)
+    return await checked_summary(source, pair, region=config.source_region, retry=retry)
+
+
+async def check_kinesis_pairs(config: Config) -> list[StreamSummary]:
+    """Every Kinesis pair's stream checked (``validate --check-aws``)."""
+    clients = Clients.for_config(config)
+    try:
+        return [
+            await check_kinesis_pair(config, clients, pair, retry=None)
+            for pair in config.pairs
+            if pair.kinesis_stream is not None
+        ]
+    finally:
+        await clients.aclose()
 
 
 async def checked_summary(

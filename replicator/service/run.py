@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from replicator.aws.backoff import pause
 from replicator.aws.factory import Clients
 from replicator.aws.retry import RetryPolicy
+from replicator.config.fields import stream_name
 from replicator.config.schema import Config, Pair
 from replicator.errors import ShutdownInterrupted
 from replicator.ha.fence import Fence, FencedCheckpoints, FencedWriter, send_guard
@@ -105,7 +106,10 @@ async def build_pipeline(
     else:
         kinesis = source = await kinesis_source(config, clients, pair)
         summary = await checked_summary(kinesis, pair, region=config.source_region, retry=retry)
-        stream_arn, reading = summary.arn, summary.reading()
+        # Each pair of a shared stream reads all of it (records of other tables skipped).
+        named = [stream_name(p.kinesis_stream) for p in config.pairs if p.kinesis_stream]
+        readers = named.count(kinesis.name)
+        stream_arn, reading = summary.arn, summary.reading(readers=readers)
     targets, local = targets_of(config, pair)
     guard = send_guard(fence) if fence else None
     conflicts = conflict_feed(config, home, metrics, stop=stop, fence=fence)

@@ -23,6 +23,7 @@ from replicator.aws.tables import CONTROL_KEY, check_table, describe, ensure_tab
 from replicator.config.schema import Config, Pair
 from replicator.errors import ConfigError, ReplicatorError
 from replicator.models import Mode, TargetRef
+from replicator.service.kinesis import check_kinesis_pair
 from replicator.telemetry.heartbeat import HeartbeatWriter, heartbeat_key
 from replicator.telemetry.metrics import Metrics
 
@@ -90,12 +91,20 @@ async def prepare_here(
     answers: list[Any] = await concurrently(
         *(ensure_table(home, table, CONTROL_KEY, retry=retry) for table in control),
         *(describe(home, table, retry=retry) for table in sources),
+        # A Kinesis pair's stream must exist and keep records less long than tombstones.
+        *(
+            check_kinesis_pair(config, clients, pair, retry=retry)
+            for pair in config.pairs
+            if pair.kinesis_stream is not None
+        ),
     )
     # A Kinesis pair's table streams to Kinesis: it needs no DynamoDB stream of its own.
     dynamodb_streams = {pair.source_table: pair.kinesis_stream is None for pair in config.pairs}
     described = {
         table: check_table(description, table, config.source_region, stream=dynamodb_streams[table])
-        for table, description in zip(sources, answers[len(control) :], strict=True)
+        for table, description in zip(
+            sources, answers[len(control) : len(control) + len(sources)], strict=True
+        )
     }
     for pair in config.pairs:
         if pair.kinesis_stream is not None and config.mode is Mode.ACTIVE_ACTIVE:

@@ -18,7 +18,6 @@ from typing import Any
 
 from replicator.aws.classify import classify
 from replicator.aws.json_client import Kinesis
-from replicator.config.fields import stream_name
 from replicator.errors import ResourceNotFound
 from replicator.stream.positions import time_of
 from replicator.stream.source import MAX_RECORDS_PER_CALL, Page, Reading, Shard, shard_of
@@ -40,20 +39,22 @@ class StreamSummary:
     def region(self) -> str:
         return self.arn.split(":")[3]
 
-    def reading(self) -> Reading:
+    def reading(self, *, readers: int = 1) -> Reading:
+        """How a pipeline reads the stream when ``readers`` pipelines read it (pairs of
+        tables that share the stream): together within the per-shard limit."""
         return Reading(
             parents_first=False,
             retention_seconds=self.retention_hours * 3600.0,
-            min_interval=GET_RECORDS_INTERVAL_SECONDS,
+            min_interval=GET_RECORDS_INTERVAL_SECONDS * readers,
         )
 
 
 class KinesisStreamSource:
-    """The stream a pair's ``kinesis_stream`` names (its name, or its ARN), read by name."""
+    """A stream read by its name (``config.fields.stream_name`` of a pair's setting)."""
 
     def __init__(self, kinesis: Kinesis, stream: str) -> None:
         self._kinesis = kinesis
-        self.name = stream_name(stream)
+        self.name = stream
 
     async def summary(self) -> StreamSummary:
         try:

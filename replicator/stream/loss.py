@@ -13,6 +13,8 @@ does while reading:
   checkpoint possibly unread.
 - a shard still listed whose checkpoint is older than the retention: records written
   after it for longer than the retention may have been trimmed already.
+
+The retention is DynamoDB Streams' 24 h, or what a Kinesis stream says it keeps.
 """
 
 from __future__ import annotations
@@ -22,9 +24,7 @@ from dataclasses import dataclass
 
 from replicator.models import Checkpoint, TargetRef
 from replicator.stream.positions import order_key
-from replicator.stream.source import Shard
-
-STREAM_RETENTION_SECONDS = 24 * 3600.0
+from replicator.stream.source import DYNAMODB_STREAMS, Shard
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,7 @@ def losses(
     *,
     stream_arn: str,
     now: float,
-    retention: float = STREAM_RETENTION_SECONDS,
+    retention: float = DYNAMODB_STREAMS.retention_seconds,
 ) -> list[Loss]:
     """What the checkpoints of a source table say was lost, one finding per shard."""
     listed_ids = {shard.shard_id for shard in listed}

@@ -1,4 +1,4 @@
-"""The operator's commands beside ``run``: backfill, verify, repair, dlq, status.
+"""The operator's commands beside ``run``: backfill, verify, repair, replay, dlq, status.
 
 Imports every product layer below ``cli``; the CLI calls them.
 """

@@ -11,6 +11,7 @@ import pytest
 from replicator.aws.factory import Clients
 from replicator.config.schema import Config, load_config
 from tests.e2e.helpers import create_tables, write_config
+from tests.functional.kinesis_rig import kinesis_pair  # noqa: F401 (a fixture, found by name)
 from tests.functional.test_pipeline_faults import (  # noqa: F401 (fixtures, found by name)
     control_client,
     metrics,

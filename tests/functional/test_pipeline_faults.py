@@ -28,7 +28,7 @@ from replicator.pipeline.lane import LANE_WINDOW
 from replicator.pipeline.pair import QUEUED_BATCHES_PER_LANE, READ_AHEAD_PAGES, PairPipeline
 from replicator.stream.fake import FakeStream
 from replicator.stream.fake_records import stream_record
-from replicator.stream.source import MAX_RECORDS_PER_CALL, Page
+from replicator.stream.source import DYNAMODB_STREAMS, MAX_RECORDS_PER_CALL, Page, Reading
 from replicator.telemetry.metrics import Metrics
 from tests.fakes import (
     DeadLetters,
@@ -114,6 +114,7 @@ class Rig:
         records_per_call: int = MAX_RECORDS_PER_CALL,
         local_target: TargetRef | None = None,
         checkpoint_interval: float = 0.0,  # a save per batch: tests see each position
+        reading: Reading = DYNAMODB_STREAMS,
     ) -> PairPipeline:
         stop = asyncio.Event()
         appliers = [
@@ -144,6 +145,7 @@ class Rig:
             records_per_call=records_per_call,
             local_target=local_target,
             checkpoint_interval=checkpoint_interval,
+            reading=reading,
         )
 
     @contextlib.asynccontextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 from collections import Counter
@@ -272,3 +273,27 @@ async def test_records_read_after_stop_are_not_delivered() -> None:
     with pytest.raises(StopAsyncIteration):
         await call
     assert shard_reader.position is None
+
+
+async def test_a_paced_reader_leaves_min_interval_between_get_records_calls() -> None:
+    # Kinesis allows 5 GetRecords per shard per second: a full page must not be followed
+    # at once by the next call. A virtual clock advances only by the reader's own waits.
+    fake = FakeStream()
+    fill(fake, 6)
+    fake.close(SHARD)
+    now = [0.0]
+    calls: list[float] = []
+    waits: list[float] = []
+
+    async def wait(delay: float, stop: asyncio.Event) -> bool:
+        waits.append(delay)
+        now[0] += delay
+        return stop.is_set()
+
+    hooks = ReaderHooks(on_get_records=lambda: calls.append(now[0]))
+    paced = reader(fake, limit=2, hooks=hooks, min_interval=0.2, clock=lambda: now[0], wait=wait)
+    batches = await read_all(paced)
+    assert len(sequences(batches)) == 6
+    assert len(calls) == 3
+    gaps = [later - earlier for earlier, later in itertools.pairwise(calls)]
+    assert gaps == pytest.approx([0.2, 0.2])
