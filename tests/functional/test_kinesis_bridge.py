@@ -7,6 +7,7 @@ the bridge runs; the Kinesis stream is then read back, every shard from the trim
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.timeout(60)
 # Not us-east-1: moto's stream records name that region whatever the server's.
 REGION = "eu-west-1"
 SHARDS = 4
-KEYS = 20
+KEYS = 30
 # Per key, in this order: created, updated, deleted, re-created, updated again.
 ROUNDS = ("INSERT", "MODIFY", "MODIFY", "MODIFY", "REMOVE", "INSERT", "MODIFY", "MODIFY")
 FIELDS = {
@@ -70,10 +71,9 @@ async def rig(endpoints: dict[str, str], unique_name: str) -> AsyncIterator[Rig]
         other = f"{unique_name}-other"
         for table in (unique_name, other):
             await ensure_table(dynamodb, table, [("pk", "HASH", "S")], stream=True)
-        created = await ensure_stream(
-            await clients.json("kinesis", REGION), unique_name, shards=SHARDS
-        )
-        assert created
+        kinesis = await clients.json("kinesis", REGION)
+        assert await ensure_stream(kinesis, unique_name, shards=SHARDS)
+        assert not await ensure_stream(kinesis, unique_name, shards=1)  # there: used as it is
         yield Rig(clients, dynamodb, unique_name, other, unique_name)
     finally:
         await clients.aclose()
@@ -83,7 +83,7 @@ async def write_history(dynamodb: DynamoDB, table: str, keys: int) -> dict[Chang
     """Each change written, with its place in its key's history (the order ts must keep)."""
     written: dict[Change, int] = {}
     last_n: dict[str, int] = {}
-    counter = iter(range(1, 10**6))
+    counter = itertools.count(1)
 
     async def one(key: str, place: int, event: str) -> None:
         if event == "REMOVE":
