@@ -22,11 +22,14 @@ from replicator.aws.factory import Clients
 from replicator.aws.json_client import DynamoDB
 from replicator.aws.tables import ensure_table
 from replicator.config.schema import load_config
+from replicator.demo.embedded import free_port
 from replicator.demo.kinesis_bridge import KinesisBridge
 from replicator.demo.kinesis_delivery import Delivery
 from replicator.demo.kinesis_lab import bridging
 from replicator.demo.kinesis_stream import FOREIGN_MARK, ensure_stream
 from replicator.demo.loadgen import LoadGenerator
+from replicator.errors import ReplicatorError
+from replicator.tools.status import fetch_status
 from tests.e2e.helpers import (
     SOURCE,
     TARGET,
@@ -77,6 +80,7 @@ class Lab:
     source: DynamoDB
     bridge: KinesisBridge
     log: Path
+    web_port: int
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -116,6 +120,15 @@ class Lab:
         await self.converged()
         return self.bridge.counts["changes"] - before
 
+    async def records_read(self) -> int:
+        """What the running process has read so far (0 while it is not serving yet)."""
+        url = f"http://127.0.0.1:{self.web_port}/api/status"
+        try:
+            status = await asyncio.to_thread(fetch_status, url, timeout=2)
+        except ReplicatorError:
+            return 0
+        return int(status["totals"]["records_read"])
+
     def replay(self, since: float) -> None:
         when = datetime.fromtimestamp(since, UTC).isoformat()
         answer = cli("replay", "-c", str(self.config_path), "--pair", self.table, "--since", when)
@@ -153,6 +166,11 @@ async def first_load_kill_9_and_replay(lab: Lab, target: DynamoDB, other: str) -
     lab.stop()
     lab.replay(replay_from)
     lab.start()
+
+    async def reread() -> bool:
+        return await lab.records_read() >= changes
+
+    await wait_until(reread, within=60, what=f"the replayed run to read {changes} records")
     await lab.converged()
     lab.stop()
     return changes
@@ -163,8 +181,13 @@ async def test_kinesis_pair_converges_through_kinesis_delivery_kill_9_and_replay
     endpoints: dict[str, str], unique_name: str, tmp_path: Path
 ) -> None:
     stream, other = f"{unique_name}-changes", f"{unique_name}-other"
+    web_port = free_port()
     config_path = write_config(
-        tmp_path / "replicator.yaml", endpoints, unique_name, kinesis_stream=stream
+        tmp_path / "replicator.yaml",
+        endpoints,
+        unique_name,
+        web_port=web_port,
+        kinesis_stream=stream,
     )
     config = load_config(config_path)
     await create_tables(config)
@@ -176,7 +199,7 @@ async def test_kinesis_pair_converges_through_kinesis_delivery_kill_9_and_replay
     log = tmp_path / "run.log"
     try:
         async with bridging(clients, SOURCE, [unique_name, other], stream, delivery) as bridge:
-            lab = Lab(config_path, unique_name, source, bridge, log)
+            lab = Lab(config_path, unique_name, source, bridge, log, web_port)
             try:
                 changes = await first_load_kill_9_and_replay(lab, target, other)
             finally:
