@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from chaos.kinesis_scenarios import last_summary
+from chaos.kinesis_scenarios import summaries
 from replicator.aws.factory import Clients
 from replicator.aws.json_client import DynamoDB
 from replicator.aws.tables import ensure_table
@@ -208,7 +208,7 @@ async def test_kinesis_pair_converges_through_kinesis_delivery_kill_9_and_replay
         await clients.aclose()
 
     # Without the replay the last run would read only what was written after it started.
-    reread = last_summary(log.read_text())["records_read"]
+    reread = summaries(log.read_text())[-1]["records_read"]
     assert reread >= changes > 0, (reread, changes)
     result = cli("verify", "-c", str(config_path))
     assert result.returncode == 0 and "0 differences" in result.stdout, result.stdout
