@@ -144,6 +144,13 @@ PLANS: dict[str, tuple[str, Callable[[int], KinesisPlan]]] = {
         "Kinesis source: a key's changes share a timestamp (a tie reads the source item)",
         lambda seed: KinesisPlan(_delivery(seed, tie_share=0.3), wait_fault("timestamps tie")),
     ),
+    "kinesis-millisecond": (
+        "Kinesis source: a destination set to MILLISECOND precision, with ties",
+        lambda seed: KinesisPlan(
+            _delivery(seed, precision="MILLISECOND", tie_share=0.2, hold_share=0.1),
+            wait_fault("millisecond timestamps, ties and held-back records"),
+        ),
+    ),
     "kinesis-replay-since": (
         "Kinesis source: the replicator stopped, replayed from a time, restarted",
         lambda seed: KinesisPlan(Delivery.like_kinesis(seed), replay_from_start, replays=True),

@@ -212,8 +212,8 @@ async def run_demo_async(
                     on_web_started=lambda url: console.print(f"dashboard: {url}/", highlight=False),
                 )
             )
-            db = await clients.json("dynamodb", SOURCE_REGION)
-            generator = LoadGenerator(db, TABLE, keys=keys)
+            source = await clients.json("dynamodb", SOURCE_REGION)
+            generator = LoadGenerator(source, TABLE, keys=keys)
             ends = time.monotonic() + duration
             load = asyncio.create_task(
                 generator.run(

@@ -91,6 +91,7 @@ def test_list_names_at_least_fourteen_scenarios() -> None:
         "kinesis-reorder",
         "kinesis-duplicates",
         "kinesis-ties",
+        "kinesis-millisecond",
         "kinesis-replay-since",
         "kinesis-kill-9",
     ):
