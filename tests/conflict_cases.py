@@ -55,6 +55,15 @@ def replicated(
     return item
 
 
+def kinesis_item(version: int, ts: int, event: str, *, tombstone: bool = False) -> WireItem:
+    """An item the replicator wrote from a Kinesis record (``_rep_ts``, ``_rep_event``)."""
+    item = replicated(version, A, tombstone=tombstone)
+    del item[META.seq]
+    item[META.ts] = {"N": str(ts)}
+    item[META.event] = {"S": event}
+    return item
+
+
 def zombie(version: int, origin: str, *, seq_no: int = 10) -> WireItem:
     """A tombstone v``version`` from ``origin`` that an application's UpdateItem (condition
     version = v, SET version = v+1) changed here: ``_rep_deleted`` stays (DESIGN §4 rule 7).

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from replicator.errors import RecordError
 from replicator.models import (
@@ -65,12 +65,12 @@ def epoch_seconds(value: Any) -> float:
     raise RecordError(f"ApproximateCreationDateTime is not a time: {value!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
+class Position(NamedTuple):
     """Where a record sits in its stream: what a change carries besides its images.
 
     A DynamoDB Streams record has a SequenceNumber (``seq``, padded); a Kinesis record
     has none (``seq`` is "") but its ts (µs) and eventID, which rule K orders by.
+    (A tuple: built for every record, a frozen dataclass cost 1 µs of a 9 µs decode.)
     """
 
     seq: str
@@ -116,7 +116,9 @@ def change_of(
         version = number(old.get(meta.version))
         if version is None:
             raise RecordError(f"deleted item has no numeric version attribute {meta.version!r}")
-        incoming = _incoming(position, version, here=here, tombstone=True)
+        incoming = Incoming(
+            version, True, here, position.seq, False, position.ts, position.event_id
+        )
         return _change(record, body, position, incoming, item=None, by_ttl=made_by_ttl(document))
     if event not in ("INSERT", "MODIFY"):
         raise RecordError(f"unknown eventName {event!r}")
@@ -131,18 +133,12 @@ def change_of(
     if stored.version is None:
         raise RecordError(f"item has no numeric version attribute {meta.version!r}")
     recreate = old is None or is_tombstone(old, meta)
-    incoming = _incoming(position, stored.version, here=here, tombstone=False, recreate=recreate)
+    incoming = Incoming(
+        stored.version, False, here, position.seq, recreate, position.ts, position.event_id
+    )
     # A zombie is replicated as the live write it is: ``target_item`` keeps user
     # attributes only, so ``_rep_deleted`` and ``_rep_expires`` never travel.
     return _change(record, body, position, incoming, item=new, heals_zombie=is_zombie(new, meta))
-
-
-def _incoming(
-    position: Position, version: Decimal, *, here: str, tombstone: bool, recreate: bool = False
-) -> Incoming:
-    return Incoming(
-        version, tombstone, here, position.seq, recreate, position.ts, position.event_id
-    )
 
 
 def _change(

@@ -120,15 +120,20 @@ def _wire(value: Any) -> dict[str, Any]:
     return {"N": str(value)} if isinstance(value, int) else {"S": str(value)}
 
 
-@pytest.fixture(params=[Mode.ONE_WAY])
+# The fixture's parameter: the mode, and the pair's settings besides its Kinesis stream.
+ONE_WAY: tuple[Mode, dict[str, Any]] = (Mode.ONE_WAY, {})
+
+
+@pytest.fixture(params=[ONE_WAY])
 async def kinesis_pair(
     request: pytest.FixtureRequest, endpoints: dict[str, str], unique_name: str, tmp_path: Path
 ) -> AsyncIterator[KinesisPair]:
+    mode, settings = request.param
     path = write_config(
-        tmp_path / "replicator.yaml", endpoints, unique_name, kinesis_stream="changes"
+        tmp_path / "replicator.yaml", endpoints, unique_name, kinesis_stream="changes", **settings
     )
     data = yaml.safe_load(path.read_text())
-    config = parse_config({**data, "mode": request.param.value})
+    config = parse_config({**data, "mode": mode.value})
     await create_tables(config)
     clients = Clients(config.endpoints)
     try:
@@ -249,7 +254,7 @@ async def test_a_tie_converges_to_the_source_in_either_order_with_one_read_per_m
     assert tie_reads(metrics, t) == 2
 
 
-@pytest.mark.parametrize("kinesis_pair", [Mode.ACTIVE_ACTIVE], indirect=True)
+@pytest.mark.parametrize("kinesis_pair", [(Mode.ACTIVE_ACTIVE, {})], indirect=True)
 async def test_active_active_deletes_leave_tombstones_here_and_there_in_any_order(
     kinesis_pair: KinesisPair,
 ) -> None:
@@ -279,3 +284,28 @@ async def test_active_active_deletes_leave_tombstones_here_and_there_in_any_orde
         assert stored is not None and stored["_rep_origin"] == {"S": SOURCE}
         assert "_rep_deleted" in stored and "_rep_ts" in stored and "_rep_seq" not in stored
         assert "_rep_kv" not in stored  # a Kinesis pair has no conflict feed
+
+
+EU_ONLY = {"filter": {"attribute": "region", "in": ["eu"]}}
+
+
+@pytest.mark.parametrize("kinesis_pair", [(Mode.ONE_WAY, EU_ONLY)], indirect=True)
+async def test_a_tie_settled_by_a_source_state_out_of_the_filter_deletes_on_the_target(
+    kinesis_pair: KinesisPair,
+) -> None:
+    t = kinesis_pair.table
+    # Both records of the tick match the filter; the write that came last in the source
+    # (the state it holds now) moved the item out of it: the target must not keep it.
+    tied = [
+        document("MODIFY", {"pk": "moved"}, table=t, ts=NOW_US + 7, event_id=event,
+                 new={"version": version, "region": "eu"}, old={"version": version - 1})
+        for version, event in ((2, "m2"), (3, "m3"))
+    ]  # fmt: skip
+    await kinesis_pair.source_holds("moved", {"version": 4, "region": "us"})
+    records = [kinesis_record(c, n) for n, c in enumerate(tied, start=1)]
+    metrics = Metrics()
+
+    await kinesis_pair.replicate([records], metrics)
+
+    assert await kinesis_pair.seen(TARGET, "moved") is None
+    assert tie_reads(metrics, t) == 1

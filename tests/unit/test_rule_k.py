@@ -10,20 +10,11 @@ import pytest
 from replicator.apply.rule import decide, is_version_regression
 from replicator.apply.rulek import RESOLVED, TIE, Verdict, decide_k, judge
 from replicator.models import Incoming, Mode, Outcome, Stored, WireItem, stored_from_item
-from tests.conflict_cases import META, A, B, replicated
+from tests.conflict_cases import META, A, B, kinesis_item, replicated
 
 pytestmark = pytest.mark.timeout(10)
 
 APPLIED, SUPERSEDED, DUPLICATE = Outcome.APPLIED, Outcome.SUPERSEDED, Outcome.DUPLICATE
-
-
-def kinesis_item(version: int, ts: int, event: str, *, tombstone: bool = False) -> WireItem:
-    """An item the replicator wrote from a Kinesis record (``_rep_ts``, ``_rep_event``)."""
-    item = replicated(version, A, tombstone=tombstone)
-    del item[META.seq]
-    item[META.ts] = {"N": str(ts)}
-    item[META.event] = {"S": event}
-    return item
 
 
 def record(version: int, ts: int, event: str, *, tombstone: bool = False) -> Incoming:
