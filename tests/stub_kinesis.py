@@ -1,5 +1,6 @@
 """A Kinesis stand-in on loopback for what moto does not do: page ListShards (moto refuses a
-NextToken without the stream's name, which AWS refuses with it) and throttle GetRecords."""
+NextToken without the stream's name, which AWS refuses with it), throttle GetRecords and
+expire iterators."""
 
 from __future__ import annotations
 
@@ -13,18 +14,21 @@ THROTTLED = {
     "__type": "ProvisionedThroughputExceededException",
     "message": "Rate exceeded for shard shardId-000000000000 in stream orders",
 }
+EXPIRED = {"__type": "ExpiredIteratorException", "message": "Iterator expired"}
 
 
 class StubKinesis:
     """One stream of ``shards``, listed one shard a page; every shard holds one record.
 
-    The first ``throttles`` GetRecords are refused as AWS refuses a sixth call in a second.
-    ``requests`` holds (operation, body) of every request, in order.
+    The first ``throttles`` GetRecords are refused as AWS refuses a sixth call in a second,
+    the next ``expiries`` as an iterator older than 5 minutes is. ``requests`` holds
+    (operation, body) of every request, in order.
     """
 
-    def __init__(self, shards: list[str], *, throttles: int = 0) -> None:
+    def __init__(self, shards: list[str], *, throttles: int = 0, expiries: int = 0) -> None:
         self.shards = shards
         self.throttles = throttles
+        self.expiries = expiries
         self.requests: list[tuple[str, dict[str, Any]]] = []
 
     @contextlib.asynccontextmanager
@@ -82,6 +86,9 @@ class StubKinesis:
             if self.throttles:
                 self.throttles -= 1
                 return "400 Bad Request", THROTTLED
+            if self.expiries:
+                self.expiries -= 1
+                return "400 Bad Request", EXPIRED
             record = {
                 "SequenceNumber": "1",
                 "ApproximateArrivalTimestamp": 1.5,

@@ -194,3 +194,27 @@ async def test_a_throttled_shard_read_is_backed_off_by_the_retry_policy_and_retr
     assert [r["eventID"] for r in batch.records] == ["shardId-0:1"]
     assert retried == ["throttled", "throttled"]
     assert [operation for operation, _ in stub.requests].count("GetRecords") == 3
+
+
+async def test_an_expired_iterator_is_renewed_after_the_last_sequence_delivered() -> None:
+    stub = StubKinesis(["shardId-0"], expiries=1)
+    async with stub.serving() as endpoint:
+        clients = Clients({REGION: endpoint})
+        try:
+            source = KinesisStreamSource(await clients.json("kinesis", REGION), "orders")
+            stop = asyncio.Event()
+            reader = ShardReader(source, "", "shardId-0", after="41", stop=stop)
+            batch = await anext(reader.batches())
+            stop.set()
+        finally:
+            await clients.aclose()
+    assert [r["eventID"] for r in batch.records] == ["shardId-0:1"]
+    seeks = [body for operation, body in stub.requests if operation == "GetShardIterator"]
+    assert seeks == 2 * [
+        {
+            "StreamName": "orders",
+            "ShardId": "shardId-0",
+            "ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
+            "StartingSequenceNumber": "41",
+        }
+    ]
