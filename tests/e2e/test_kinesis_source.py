@@ -10,12 +10,14 @@ import asyncio
 import signal
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from chaos.kinesis_scenarios import summaries
 from replicator.aws.factory import Clients
@@ -71,6 +73,12 @@ async def target_items(db: DynamoDB, table: str) -> list[dict[str, Any]]:
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        body: bytes = response.read()
+        return body
+
+
 @dataclass
 class Lab:
     """The running pieces: a ``replicator run`` process, the bridge, the source table."""
@@ -120,14 +128,29 @@ class Lab:
         await self.converged()
         return self.bridge.counts["changes"] - before
 
-    async def records_read(self) -> int:
-        """What the running process has read so far (0 while it is not serving yet)."""
+    async def totals(self) -> dict[str, Any]:
+        """The running process's totals (empty while it is not serving yet)."""
         url = f"http://127.0.0.1:{self.web_port}/api/status"
         try:
             status = await asyncio.to_thread(fetch_status, url, timeout=2)
         except ReplicatorError:
-            return 0
-        return int(status["totals"]["records_read"])
+            return {}
+        totals: dict[str, Any] = status["totals"]
+        return totals
+
+    async def records_read(self) -> int:
+        return int((await self.totals()).get("records_read", 0))
+
+    async def tie_reads(self) -> float:
+        """``replicator_kinesis_tie_reads_total`` as the process's ``/metrics`` exports it."""
+        url = f"http://127.0.0.1:{self.web_port}/metrics"
+        text = await asyncio.to_thread(_get, url)
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text.decode())
+            for sample in family.samples
+            if sample.name == "replicator_kinesis_tie_reads_total"
+        )
 
     def replay(self, since: float) -> None:
         when = datetime.fromtimestamp(since, UTC).isoformat()
@@ -156,6 +179,9 @@ async def first_load_kill_9_and_replay(lab: Lab, target: DynamoDB, other: str) -
     assert not [i for i in items if FOREIGN_MARK in i]
     reset = next(i for i in items if i["pk"]["S"] == "reset-to-1")
     assert (reset["version"]["N"], reset["note"]["S"]) == ("1", "second life")
+    # Read and skipped, not lost on the way; and ties were settled from the source.
+    assert (await lab.totals())["skipped"].get("other-table", 0) >= OTHER_KEYS
+    assert await lab.tie_reads() > 0
 
     # 2. kill -9 in the middle of a load, restart: converges again.
     replay_from = time.time() - 1
