@@ -7,6 +7,8 @@ from functools import partial
 
 from chaos import process_scenarios as proc
 from chaos.httpfaults import STREAMS_TARGET, FaultKind
+from chaos.kinesis_scenarios import PLANS as KINESIS_PLANS
+from chaos.kinesis_scenarios import kinesis_one_way
 from chaos.outcome import Result
 from chaos.scenario import Context, Scenario
 from chaos.stream_scenarios import PLANS, run_stream
@@ -20,6 +22,10 @@ def _one_way(schedule: proc.Schedule) -> Run:
 
 async def _stream(ctx: Context, name: str) -> Result:
     return await run_stream(ctx, name, PLANS[name])
+
+
+async def _kinesis(ctx: Context, name: str) -> Result:
+    return await kinesis_one_way(ctx, name, KINESIS_PLANS[name][1](ctx.seed))
 
 
 _PROCESS: list[tuple[str, str, Run]] = [
@@ -106,6 +112,10 @@ _STREAM_SUMMARIES = {
 SCENARIOS: dict[str, Scenario] = {
     **{name: Scenario(name, "process", summary, run) for name, summary, run in _PROCESS},
     **{name: Scenario(name, "stream", _STREAM_SUMMARIES[name], _stream) for name in PLANS},
+    **{
+        name: Scenario(name, "process", summary, _kinesis)
+        for name, (summary, _) in KINESIS_PLANS.items()
+    },
 }
 
 

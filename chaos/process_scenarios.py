@@ -37,6 +37,10 @@ _deserialize = TypeDeserializer().deserialize
 Schedule = Callable[[ProcessRig, Canary, Budget], Awaitable[None]]
 
 
+class ScheduleFailed(Exception):
+    """A fault schedule could not do what it set out to (a row's error, not a crash)."""
+
+
 # -- fault schedules ---------------------------------------------------------------------
 
 
@@ -163,7 +167,7 @@ async def exercise(
             await asyncio.sleep(budget.before)
             await schedule(rig, canary, budget)
             await asyncio.sleep(budget.after)
-        except TimeoutError as exc:
+        except (TimeoutError, ScheduleFailed) as exc:
             result.error = str(exc)
         finally:
             stop.set()

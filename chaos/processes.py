@@ -25,12 +25,14 @@ from chaos.outcome import Visible
 from chaos.proxy import FaultProxy, Faults
 from replicator.apply.rule import visible
 from replicator.aws.factory import Clients
+from replicator.aws.json_client import Kinesis
 from replicator.aws.tables import ensure_table
 from replicator.models import Meta
 
 META = Meta(version="version")
 KEY = [("pk", "HASH", "S")]
 STOP_TIMEOUT_SECONDS = 30.0
+CLI = [sys.executable, "-m", "replicator"]
 
 
 class ProcessRig(Lifecycle):
@@ -74,6 +76,9 @@ class ProcessRig(Lifecycle):
     async def db(self, region: str) -> Any:
         return await self.clients.json("dynamodb", region)
 
+    async def kinesis(self, region: str) -> Kinesis:
+        return await self.clients.json("kinesis", region)
+
     async def create_tables(self, regions: list[str], *, stream_in: list[str]) -> None:
         for region in regions:
             await ensure_table(
@@ -84,7 +89,7 @@ class ProcessRig(Lifecycle):
                 ttl_attribute="_rep_expires",
             )
 
-    def write_config(self, source: str, targets: list[str], *, mode: str) -> Path:
+    def write_config(self, source: str, targets: list[str], *, mode: str, **pair: Any) -> Path:
         data = {
             "source_region": source,
             "mode": mode,
@@ -96,6 +101,7 @@ class ProcessRig(Lifecycle):
                     "source_table": self.table,
                     "version_attribute": "version",
                     "targets": [{"region": r, "table": self.table} for r in targets],
+                    **pair,
                 }
             ],
             "web": {"enabled": False},
@@ -105,15 +111,32 @@ class ProcessRig(Lifecycle):
         path.write_text(yaml.safe_dump(data))
         return path
 
+    def _config(self, region: str) -> Path:
+        return self.workdir / f"{self.name}-{region}.yaml"
+
+    def _log(self, region: str) -> Path:
+        return self.workdir / f"{self.name}-{region}.log"
+
     def launch(self, region: str) -> None:
-        config = self.workdir / f"{self.name}-{region}.yaml"
-        with (self.workdir / f"{self.name}-{region}.log").open("ab") as log:
+        with self._log(region).open("ab") as log:
             self.processes[region] = subprocess.Popen(
-                [sys.executable, "-m", "replicator", "run", "-c", str(config)],
+                [*CLI, "run", "-c", str(self._config(region))],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=os.environ.copy(),
             )
+
+    async def cli(self, region: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """``replicator <args>`` with ``region``'s config, to its end (bounded)."""
+        return await asyncio.to_thread(
+            subprocess.run,
+            [*CLI, *args, "-c", str(self._config(region))],
+            capture_output=True,
+            text=True,
+            timeout=STOP_TIMEOUT_SECONDS * 2,
+            check=False,
+            env=os.environ.copy(),
+        )
 
     def alive(self) -> bool:
         return all(process.poll() is None for process in self.processes.values())
@@ -134,23 +157,30 @@ class ProcessRig(Lifecycle):
         finally:
             self.processes[region].send_signal(signal.SIGCONT)
 
+    async def stop_process(self, region: str) -> bool:
+        """SIGTERM ``region``'s process; True when it drained and exited 0 in time."""
+        process = self.processes[region]
+        process.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.to_thread(process.wait, STOP_TIMEOUT_SECONDS) == 0
+        except subprocess.TimeoutExpired:
+            return False
+
     async def terminate(self) -> bool:
         """SIGTERM every process; True when each drained and exited 0 in time."""
         clean = True
-        for process in self.processes.values():
-            process.send_signal(signal.SIGTERM)
-            try:
-                code = await asyncio.to_thread(process.wait, STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                code = None
-            clean = clean and code == 0
+        for region in self.processes:
+            clean = await self.stop_process(region) and clean
         return clean
+
+    def log_text(self, region: str) -> str:
+        path = self._log(region)
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def log_tail(self, lines: int = 3) -> str:
         tails: list[str] = []
         for region in self.processes:
-            path = self.workdir / f"{self.name}-{region}.log"
-            text = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+            text = self.log_text(region).strip().splitlines()
             tails.extend(f"[{region}] {line}" for line in text[-lines:])
         return " | ".join(tails)
 

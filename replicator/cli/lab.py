@@ -5,6 +5,7 @@ the command, so the product's other commands never load them.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +22,13 @@ from replicator.cli.common import (
 from replicator.telemetry.logs import LogFormat, configure_logs
 
 
+class DemoSource(StrEnum):
+    DYNAMODB = "dynamodb"
+    KINESIS = "kinesis"
+
+
 def demo(
+    *,
     duration: Annotated[
         float, typer.Option(help="Seconds of load before verifying.", min=1, max=3600)
     ] = 30,
@@ -45,12 +52,26 @@ def demo(
             "concurrent writers and the conflict feed that records them.",
         ),
     ] = False,
+    source: Annotated[
+        DemoSource,
+        typer.Option(
+            help="Where the replicator reads the changes: the table's DynamoDB stream, or a "
+            "Kinesis data stream the lab fills as Kinesis delivers (shards, duplicates, ties).",
+        ),
+    ] = DemoSource.DYNAMODB,
 ) -> None:
     """Embedded two-region demo: load with conflicts and deletes, live view, then verify."""
     # No --log-format here: the demo's live view owns the terminal and tallies dead letters
     # through its own log handler.
     from replicator.demo.run import run_demo
 
+    kinesis = source is DemoSource.KINESIS
+    if active_active and kinesis:
+        errors.print(
+            "[red]error[/red] --source kinesis runs the one-way demo: leave out --active-active",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_CONFIG)
     if active_active:
         active_demo(duration=duration, keys=keys or 20, web_port=web_port, rate=rate)
         return
@@ -58,7 +79,12 @@ def demo(
 
     result = run_reporting_errors_sync(
         lambda: run_demo(
-            duration=duration, keys=keys, console=console, web_port=web_port, rate=rate
+            duration=duration,
+            keys=keys,
+            console=console,
+            web_port=web_port,
+            rate=rate,
+            kinesis=kinesis,
         )
     )
     counts = ", ".join(f"{op} {n}" for op, n in sorted(result.load.counts.items()))
@@ -66,6 +92,13 @@ def demo(
         f"load: {result.load.operations} writes ({counts}); replicator read "
         f"{result.totals['records_read']} stream records"
     )
+    if kinesis:
+        done = ", ".join(f"{kind} {n}" for kind, n in sorted(result.delivered.items()))
+        console.print(
+            f"Kinesis delivered as it may: {done or 'in order, once'}",
+            highlight=False,
+            soft_wrap=True,
+        )
     dead = result.totals["dead_lettered"]
     if dead:
         # The demo's unversioned writes, dead-lettered on purpose: one line, not one per record.

@@ -4,6 +4,10 @@ Starts one moto server per region, creates an ``orders`` table with a stream in
 the source region and its replica (TTL on ``_rep_expires``) in the target region,
 runs the replicator in-process, drives versioned load with conflicts, deletes and
 re-creates, shows a live view, then verifies that both sides agree.
+
+With ``kinesis`` the replicator reads the table's changes from a Kinesis data stream
+instead (DESIGN §4c), which the lab's bridge fills as Kinesis delivers: random shards,
+held-back records, duplicates, replays, timestamp ties and another table's records.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from replicator.aws.factory import Clients
 from replicator.aws.tables import ensure_table
 from replicator.config.schema import Config, parse_config
 from replicator.demo.embedded import EMBEDDED_CREDENTIALS, embedded_backend
+from replicator.demo.kinesis_bridge import KinesisBridge
+from replicator.demo.kinesis_delivery import Delivery
+from replicator.demo.kinesis_lab import all_read, bridging, delivery_row, injected
+from replicator.demo.kinesis_stream import ensure_stream
 from replicator.demo.loadgen import LoadGenerator, LoadStats
 from replicator.service.run import metrics_for, run_service
 from replicator.telemetry.metrics import Metrics
@@ -37,6 +45,8 @@ from replicator.tools.verify import Report, verify
 SOURCE_REGION = "us-east-1"
 TARGET_REGION = "eu-west-1"
 TABLE = "orders"
+KINESIS_STREAM = f"{TABLE}-changes"
+KINESIS_SHARDS = 2
 DRAIN_QUIET_SECONDS = 2.0
 DRAIN_TIMEOUT_SECONDS = 60.0
 DEFAULT_WEB_PORT = 8080
@@ -52,6 +62,7 @@ class DemoResult:
     report: Report
     dlq_table: str
     dead_letter_example: str | None  # the first dead-letter line: table, key and reason
+    delivered: dict[str, int]  # Kinesis source: what the bridge did, by kind (else empty)
 
 
 class DeadLetterTally(logging.Filter):
@@ -73,8 +84,11 @@ class DeadLetterTally(logging.Filter):
         return False
 
 
-def demo_config(endpoints: dict[str, str], web_port: int | None = DEFAULT_WEB_PORT) -> Config:
+def demo_config(
+    endpoints: dict[str, str], web_port: int | None = DEFAULT_WEB_PORT, *, kinesis: bool = False
+) -> Config:
     web = {"enabled": False} if web_port is None else {"enabled": True, "port": web_port}
+    source = {"kinesis_stream": KINESIS_STREAM} if kinesis else {}
     return parse_config(
         {
             "source_region": SOURCE_REGION,
@@ -85,6 +99,7 @@ def demo_config(endpoints: dict[str, str], web_port: int | None = DEFAULT_WEB_PO
                     "source_table": TABLE,
                     "version_attribute": "version",
                     "targets": [{"region": TARGET_REGION, "table": TABLE}],
+                    **source,
                 }
             ],
         },
@@ -100,16 +115,22 @@ async def create_demo_tables(config: Config) -> None:
         await ensure_table(source, TABLE, key, stream=True)
         target = await clients.json("dynamodb", TARGET_REGION)
         await ensure_table(target, TABLE, key, ttl_attribute=f"{config.metadata_prefix}expires")
+        if config.pairs[0].kinesis_stream:
+            kinesis = await clients.json("kinesis", SOURCE_REGION)
+            await ensure_stream(kinesis, KINESIS_STREAM, shards=KINESIS_SHARDS)
     finally:
         await clients.aclose()
 
 
-def live_view(status: dict[str, Any], load: LoadStats, left: float) -> Table:
+def live_view(
+    status: dict[str, Any], load: LoadStats, left: float, bridge: KinesisBridge | None = None
+) -> Table:
     totals = status["totals"]
     pair = status["pairs"][0] if status["pairs"] else {}
     lag = pair.get("lag_seconds", {})
     heartbeat = pair.get("heartbeat", {})
-    table = Table(title=f"replicator demo: {SOURCE_REGION} -> {TARGET_REGION}", min_width=60)
+    via = " via Kinesis" if bridge else ""
+    table = Table(title=f"replicator demo: {SOURCE_REGION} -> {TARGET_REGION}{via}", min_width=60)
     table.add_column("figure")
     table.add_column("value", justify="right")
     rows = [
@@ -128,6 +149,8 @@ def live_view(status: dict[str, Any], load: LoadStats, left: float) -> Table:
         ),
         ("time left (s)", f"{max(0.0, left):.0f}"),
     ]
+    if bridge is not None:
+        rows.insert(2, delivery_row(bridge))
     for name, value in rows:
         table.add_row(name, value)
     return table
@@ -137,13 +160,16 @@ def _ms(seconds: float | int | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:,.0f}"
 
 
-async def drain(metrics: Metrics, since: float) -> None:
+async def drain(metrics: Metrics, since: float, bridge: KinesisBridge | None = None) -> None:
     """Wait (bounded) until a heartbeat written after ``since`` has reached the target.
 
     Stream order then guarantees every earlier write was read; verify's re-reads
-    cover the last batch still in flight.
+    cover the last batch still in flight. A Kinesis stream has no order across its
+    shards: there the replicator must first have read as many records as the bridge put.
     """
     deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
+    if bridge is not None:
+        await all_read(bridge, lambda: metrics.total("records_read"), deadline=deadline)
     while time.monotonic() < deadline:
         pairs = metrics.status()["pairs"]
         age = pairs[0]["heartbeat"]["age_seconds"] if pairs else None
@@ -161,8 +187,9 @@ async def run_demo_async(
     web_port: int | None = DEFAULT_WEB_PORT,
     rate: float = DEFAULT_RATE,
     tally: DeadLetterTally | None = None,
+    kinesis: bool = False,
 ) -> DemoResult:
-    config = demo_config(endpoints, web_port)
+    config = demo_config(endpoints, web_port, kinesis=kinesis)
     await create_demo_tables(config)
     metrics = metrics_for(config)
     stop_service, stop_load = asyncio.Event(), asyncio.Event()
@@ -170,46 +197,56 @@ async def run_demo_async(
     loop.add_signal_handler(signal.SIGINT, stop_load.set)
     clients = Clients.for_config(config)
     try:
-        service = asyncio.create_task(
-            run_service(
-                config,
-                stop=stop_service,
-                metrics=metrics,
-                on_web_started=lambda url: console.print(f"dashboard: {url}/", highlight=False),
-            )
-        )
-        generator = LoadGenerator(await clients.json("dynamodb", SOURCE_REGION), TABLE, keys=keys)
-        ends = time.monotonic() + duration
-        load = asyncio.create_task(
-            generator.run(
-                operations=10**9,
-                deadline=ends,
-                concurrency=8,
-                stop=stop_load,
-                rate=rate,
-                unversioned_first=True,
-            )
-        )
-        with Live(console=console, refresh_per_second=4, transient=False) as live:
-            while not load.done():
-                if service.done():
-                    stop_load.set()  # the service failed: stop loading, surface its error
-                live.update(live_view(metrics.status(), generator.stats, ends - time.monotonic()))
-                await asyncio.wait(
-                    {load, service}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
+        async with contextlib.AsyncExitStack() as stack:
+            bridge = None
+            if kinesis:
+                delivery = Delivery.like_kinesis()
+                bridge = await stack.enter_async_context(
+                    bridging(clients, SOURCE_REGION, [TABLE], KINESIS_STREAM, delivery)
                 )
-            await load
-            load_ended = time.time()
-            live.update(
-                Group(
-                    live_view(metrics.status(), generator.stats, 0),
-                    Text("load finished, draining the stream ..."),
+            service = asyncio.create_task(
+                run_service(
+                    config,
+                    stop=stop_service,
+                    metrics=metrics,
+                    on_web_started=lambda url: console.print(f"dashboard: {url}/", highlight=False),
                 )
             )
-            await drain(metrics, load_ended)
-            live.update(live_view(metrics.status(), generator.stats, 0))
-        stop_service.set()
-        await service
+            source = await clients.json("dynamodb", SOURCE_REGION)
+            generator = LoadGenerator(source, TABLE, keys=keys)
+            ends = time.monotonic() + duration
+            load = asyncio.create_task(
+                generator.run(
+                    operations=10**9,
+                    deadline=ends,
+                    concurrency=8,
+                    stop=stop_load,
+                    rate=rate,
+                    unversioned_first=True,
+                )
+            )
+            with Live(console=console, refresh_per_second=4, transient=False) as live:
+                while not load.done():
+                    if service.done():
+                        stop_load.set()  # the service failed: stop loading, surface its error
+                    left = ends - time.monotonic()
+                    live.update(live_view(metrics.status(), generator.stats, left, bridge))
+                    await asyncio.wait(
+                        {load, service}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
+                    )
+                await load
+                load_ended = time.time()
+                live.update(
+                    Group(
+                        live_view(metrics.status(), generator.stats, 0, bridge),
+                        Text("load finished, draining the stream ..."),
+                    )
+                )
+                await drain(metrics, load_ended, bridge)
+                live.update(live_view(metrics.status(), generator.stats, 0, bridge))
+            stop_service.set()
+            await service
+            delivered = injected(bridge) if bridge else {}
         console.print("\nverifying: scanning both regions ...")
         report = await verify(config, on_progress=lambda m: console.print(f"  {m}"))
         return DemoResult(
@@ -218,6 +255,7 @@ async def run_demo_async(
             report,
             config.dlq_table,
             tally.example if tally else None,
+            delivered,
         )
     finally:
         loop.remove_signal_handler(signal.SIGINT)
@@ -239,6 +277,7 @@ def run_demo(
     console: Console,
     web_port: int | None = DEFAULT_WEB_PORT,
     rate: float = DEFAULT_RATE,
+    kinesis: bool = False,
 ) -> DemoResult:
     """Run the whole demo; moto servers are stopped whatever happens."""
     console.print(f"starting embedded DynamoDB for {SOURCE_REGION} and {TARGET_REGION} ...")
@@ -257,5 +296,6 @@ def run_demo(
                 web_port=web_port,
                 rate=rate,
                 tally=tally,
+                kinesis=kinesis,
             )
         )

@@ -52,7 +52,16 @@ class UnconditionalPuts:
 class NoRetries(RetryPolicy):
     """A retry policy that gives up at the first failure of any call."""
 
-    async def call(self, call: str, region: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def call(
+        self,
+        call: str,
+        region: str,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        before: Callable[[], Awaitable[None]] | None = None,
+    ) -> T:
+        if before is not None:
+            await before()
         try:
             return await attempt()
         except Exception as exc:
@@ -74,7 +83,18 @@ def test_list_names_at_least_fourteen_scenarios() -> None:
     ).stdout.split()
     assert len(listed) >= 14
     assert len(set(listed)) == len(listed)
-    for needed in ("target-blackhole", "kill-9-restart", "sigstop-sigcont", "poison-items"):
+    for needed in (
+        "target-blackhole",
+        "kill-9-restart",
+        "sigstop-sigcont",
+        "poison-items",
+        "kinesis-reorder",
+        "kinesis-duplicates",
+        "kinesis-ties",
+        "kinesis-millisecond",
+        "kinesis-replay-since",
+        "kinesis-kill-9",
+    ):
         assert needed in listed
 
 
@@ -110,6 +130,27 @@ def test_the_quick_suite_passes_every_scenario(tmp_path: Path) -> None:
     assert page.count("<svg") == len(report["scenarios"])
     assert "heal" in page
     assert "<script src" not in page and "https://" not in page, "the page loads nothing"
+
+
+KINESIS_SCENARIOS = "kinesis-ties,kinesis-replay-since"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_kinesis_scenarios_converge_through_ties_and_a_replay(
+    endpoints: dict[str, str], tmp_path: Path
+) -> None:
+    report = run_suite(KINESIS_SCENARIOS, quick=True, seed=5, out=tmp_path, endpoints=endpoints)
+    failed = {result.name: result.failures for result in report.results if not result.passed}
+    assert report.passed, failed
+    assert [result.name for result in report.results] == KINESIS_SCENARIOS.split(",")
+    for result in report.results:
+        assert result.writes > 0 and result.diff.differences == 0
+    faults = {result.name: result.faults for result in report.results}
+    assert faults["kinesis-ties"]["timestamp ties"] > 0, faults
+    assert faults["kinesis-replay-since"]["replay"] == 1, faults
+    replayed = report.results[1].required
+    assert len(replayed) == 2 and all(replayed.values()), replayed  # re-read, drained
 
 
 TEETH_SCENARIOS = "stream-origins-reorder,stream-throttled"

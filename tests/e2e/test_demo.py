@@ -60,6 +60,31 @@ def test_demo_verifies_0_differences_and_stops_its_servers() -> None:
 
 
 @pytest.mark.timeout(180)
+def test_kinesis_source_demo_verifies_0_differences_through_kinesis_delivery() -> None:
+    process, marker = start_demo(
+        "--source", "kinesis", "--duration", "6", "--keys", "50", "--rate", "60"
+    )
+    output, _ = process.communicate(timeout=150)
+    assert process.returncode == 0, output
+    assert "verify: 0 differences" in output
+    assert "via Kinesis" in output  # the live view's title
+    delivered = re.search(r"Kinesis delivered as it may: (.*)", output)
+    assert delivered, output
+    # Reordered, duplicated and tied on the way, and still 0 differences.
+    for kind in ("records held back", "records duplicated", "timestamp ties"):
+        assert re.search(rf"{kind} [1-9]", delivered.group(1)), delivered.group(1)
+    assert processes_marked(marker) == []
+
+
+def test_kinesis_source_demo_is_one_way_only() -> None:
+    process, marker = start_demo("--source", "kinesis", "--active-active")
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2, output
+    assert "--source kinesis runs the one-way demo" in output
+    assert processes_marked(marker) == []
+
+
+@pytest.mark.timeout(180)
 def test_ctrl_c_ends_the_load_early_still_verifies_and_stops_its_servers() -> None:
     process, marker = start_demo("--duration", "600", "--keys", "50")
     assert process.stdout is not None
