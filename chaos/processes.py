@@ -107,7 +107,7 @@ class ProcessRig(Lifecycle):
             "web": {"enabled": False},
             "heartbeat": {"enabled": False},
         }
-        path = self.workdir / f"{self.name}-{source}.yaml"
+        path = self._config(source)
         path.write_text(yaml.safe_dump(data))
         return path
 
