@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from chaos.catalog import SCENARIOS
 from chaos.scenario import Seams
 from chaos.suite import run_suite
 from replicator.aws.classify import classify
@@ -108,9 +109,12 @@ def test_an_unknown_scenario_is_refused_with_the_way_to_list_them() -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_the_quick_suite_passes_every_scenario(tmp_path: Path) -> None:
+def test_the_quick_suite_passes_every_dynamodb_streams_scenario(tmp_path: Path) -> None:
+    # The Kinesis ones run in the test below (two of them) and in `make chaos` (all): each
+    # starts its own bridge and processes, and the suite's time is kept under ten minutes.
+    streams = ",".join(name for name in SCENARIOS if not name.startswith("kinesis-"))
     answer = subprocess.run(
-        [*CLI, "--scenario", "all", "--quick", "--seed", "7", "--out", str(tmp_path)],
+        [*CLI, "--scenario", streams, "--quick", "--seed", "7", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=880,
