@@ -31,9 +31,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check replicator chaos bench tests deploy
 	$(BIN)/mypy --strict replicator chaos bench
-	# Three workers on two cores: a third of a test's time is spent waiting on moto and
-	# subprocesses (measured on tests/functional: 100 s against 112 s with two).
-	$(BIN)/python -m pytest -n 3 -q
+	$(BIN)/python -m pytest -n 2 -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check replicator chaos bench tests deploy
